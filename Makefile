@@ -1,0 +1,45 @@
+# One entry point for building, testing and demonstrating Latch on a fresh Debian machine.
+# `make test` and `make demo` install what they need first (see `setup`).
+
+CARGO ?= cargo
+GUEST_FLAGS := --profile guest --target wasm32-wasip2
+GUEST_CRATES := -p bench-guest -p 'denial-*'
+NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest
+GUEST_DIR := target/wasm32-wasip2/guest
+
+.PHONY: all setup guests build test lint bench demo clean
+
+all: build
+
+## setup: install the toolchain pieces the build needs (idempotent).
+setup:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+## guests: build every guest as a WebAssembly component.
+guests: setup
+	$(CARGO) build $(GUEST_FLAGS) $(GUEST_CRATES)
+
+## build: guests and the `latch` binary.
+build: guests
+	$(CARGO) build -p latch
+
+## test: build guests, then run every test (unit, integration, CLI, denials).
+test: guests
+	$(CARGO) test $(NATIVE)
+
+## lint: formatting and clippy, for the host and for the guests' real target.
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(GUEST_FLAGS) $(GUEST_CRATES) -- -D warnings
+
+## bench: criterion benchmarks of the runtime (release build).
+bench: guests
+	$(CARGO) bench -p latch --bench runtime
+
+## demo: what Latch does today, on the built guests (see README).
+demo: build
+	./examples/demo.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,64 @@
+//! The guest side of Latch: what every integration needs, written once.
+//!
+//! - [`bindings`]: the `latch:connector@0.1.0` world, generated once here; a guest exports
+//!   its integration with `latch_guest_sdk::export!(MyIntegration);`
+//! - [`names`]: POSIX account and group names, and deriving an account name from an e-mail;
+//! - [`config`]: typed config parsing whose errors name the field;
+//! - [`run`]: run a command over the `ssh` capability and treat a non-zero exit as an error.
+//!
+//! Everything that touches a server goes through the host's capabilities; this crate adds no
+//! authority, only checks and conveniences.
+
+pub mod config;
+pub mod names;
+
+/// Bindings for the `integration-guest` world.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "integration-guest",
+        pub_export_macro: true,
+        default_bindings_module: "latch_guest_sdk::bindings",
+    });
+}
+
+pub use bindings::export;
+pub use bindings::exports::latch::connector::integration::Guest as Integration;
+pub use bindings::latch::connector::log::{Level, write as log};
+pub use bindings::latch::connector::types::{
+    AccessDetails, Error, GrantRequest, Identity, Metadata, Output, Resource, Target,
+};
+pub use bindings::latch::connector::{certs, secrets, ssh, winrm};
+
+/// `Error::InvalidConfig` with `message`.
+pub fn invalid_config(message: impl Into<String>) -> Error {
+    Error::InvalidConfig(message.into())
+}
+
+/// `Error::InvalidRequest` with `message`.
+pub fn invalid_request(message: impl Into<String>) -> Error {
+    Error::InvalidRequest(message.into())
+}
+
+/// Run `argv` on `target` over SSH; a non-zero exit status becomes `Error::Failed` naming the
+/// command and quoting its stderr.
+pub fn run(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    let out = exec(target, argv)?;
+    if out.status != 0 {
+        return Err(Error::Failed(format!(
+            "`{}` on {}:{} exited with status {}: {}",
+            argv.join(" "),
+            target.host,
+            target.port,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out)
+}
+
+/// Run `argv` on `target` over SSH and return its output whatever the exit status.
+pub fn exec(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    ssh::exec(target, &argv, &[])
+}

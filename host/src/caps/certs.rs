@@ -1,0 +1,198 @@
+//! `certs`: the connector's SSH user CA, lent to guests for signing grant certificates.
+//!
+//! Defends against a guest minting access the grant does not allow: a certificate may only
+//! be signed while a `grant` or `revoke` call serves a grant; its key id must be that grant's
+//! id; its validity is clamped to the grant's expiry (a later `valid-before` is silently
+//! narrowed, and the narrowed value is what is recorded); its principals must be valid
+//! account names (at most 8). The CA's private key never enters the guest.
+
+use super::{CapCall, CapError, CapReply, check_text, dispatch};
+use crate::runtime::CallState;
+use crate::runtime::bindings::latch::connector::certs;
+use crate::runtime::bindings::types;
+
+/// Most principals one certificate may name.
+pub const MAX_PRINCIPALS: usize = 8;
+/// Most bytes of a public key.
+pub const MAX_PUBLIC_KEY_BYTES: usize = 16 * 1024;
+
+/// Check an account name: a POSIX-portable user name, `[a-z_][a-z0-9_-]{0,31}`.
+pub(crate) fn check_account_name(what: &str, name: &str) -> Result<(), CapError> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    if !first_ok
+        || name.len() > 32
+        || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(CapError::InvalidRequest(format!(
+            "{what} {name:?} is not a valid account name ([a-z_][a-z0-9_-]{{0,31}})"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a `certs` call against the grant the guest call serves.
+pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
+    let CapCall::SignSshUser {
+        public_key,
+        principals,
+        valid_before,
+        key_id,
+    } = call
+    else {
+        // The CA's public key is public.
+        return Ok(());
+    };
+    let Some(grant) = &state.grant else {
+        return Err(CapError::Denied(
+            "certificates can be signed only while serving a grant".into(),
+        ));
+    };
+    if *key_id != grant.grant_id {
+        return Err(CapError::Denied(format!(
+            "key id {key_id:?} is not the grant id {:?}",
+            grant.grant_id
+        )));
+    }
+    check_text("public key", public_key, MAX_PUBLIC_KEY_BYTES)?;
+    if principals.is_empty() || principals.len() > MAX_PRINCIPALS {
+        return Err(CapError::InvalidRequest(format!(
+            "a certificate names 1 to {MAX_PRINCIPALS} principals, not {}",
+            principals.len()
+        )));
+    }
+    for principal in principals.iter() {
+        check_account_name("principal", principal)?;
+    }
+    *valid_before = (*valid_before).min(grant.expires_at);
+    Ok(())
+}
+
+impl certs::Host for CallState {
+    async fn ca_public_key(&mut self) -> Result<String, types::Error> {
+        text(dispatch(self, CapCall::CaPublicKey).await?)
+    }
+
+    async fn sign_ssh_user(
+        &mut self,
+        public_key: String,
+        principals: Vec<String>,
+        valid_before: u64,
+        key_id: String,
+    ) -> Result<String, types::Error> {
+        let call = CapCall::SignSshUser {
+            public_key,
+            principals,
+            valid_before,
+            key_id,
+        };
+        text(dispatch(self, call).await?)
+    }
+}
+
+fn text(reply: CapReply) -> Result<String, types::Error> {
+    match reply {
+        CapReply::Text(text) => Ok(text),
+        other => {
+            Err(CapError::Failed(format!("backend answered {other:?} to a certs call")).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::caps::{Policy, Recorder};
+    use crate::runtime::GrantScope;
+
+    fn state(grant: Option<GrantScope>) -> CallState {
+        CallState::new(
+            "t".into(),
+            Arc::new(Policy::default()),
+            Arc::new(Recorder),
+            grant,
+            1 << 20,
+        )
+    }
+
+    fn sign(principals: &[&str], valid_before: u64, key_id: &str) -> CapCall {
+        CapCall::SignSshUser {
+            public_key: "ssh-ed25519 AAAA".into(),
+            principals: principals.iter().map(|s| s.to_string()).collect(),
+            valid_before,
+            key_id: key_id.into(),
+        }
+    }
+
+    #[test]
+    fn signing_is_bound_to_the_grant_served() {
+        let grant = GrantScope {
+            grant_id: "g-1".into(),
+            expires_at: 1_000,
+        };
+        // Outside a grant: denied.
+        let err = authorize(&state(None), &mut sign(&["alice"], 500, "g-1")).unwrap_err();
+        assert!(matches!(err, CapError::Denied(_)), "{err:?}");
+        // Another grant's id: denied.
+        let st = state(Some(grant.clone()));
+        let err = authorize(&st, &mut sign(&["alice"], 500, "g-2")).unwrap_err();
+        assert!(matches!(err, CapError::Denied(_)), "{err:?}");
+        // Longer than the grant: narrowed to its expiry.
+        let mut call = sign(&["alice"], 5_000, "g-1");
+        authorize(&st, &mut call).unwrap();
+        assert!(matches!(
+            call,
+            CapCall::SignSshUser {
+                valid_before: 1_000,
+                ..
+            }
+        ));
+        // Shorter is kept.
+        let mut call = sign(&["alice"], 900, "g-1");
+        authorize(&st, &mut call).unwrap();
+        assert!(matches!(
+            call,
+            CapCall::SignSshUser {
+                valid_before: 900,
+                ..
+            }
+        ));
+        // Bad principals: invalid request.
+        for bad in [
+            &[][..],
+            &["root;id"],
+            &["a", "b", "c", "d", "e", "f", "g", "h", "i"],
+        ] {
+            let err = authorize(&st, &mut sign(bad, 900, "g-1")).unwrap_err();
+            assert!(
+                matches!(err, CapError::InvalidRequest(_)),
+                "{bad:?}: {err:?}"
+            );
+        }
+        // The CA's public key is always available.
+        authorize(&state(None), &mut CapCall::CaPublicKey).unwrap();
+    }
+
+    #[test]
+    fn account_names() {
+        for ok in ["alice", "_svc", "a-b_c9", &"a".repeat(32)] {
+            assert!(check_account_name("user", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Alice",
+            "9lives",
+            "-o",
+            "a;b",
+            "$(id)",
+            "ünï",
+            &"a".repeat(33),
+        ] {
+            assert!(check_account_name("user", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `log.write`: a guest's structured messages, into the connector's log.
+//!
+//! Defends the log against a guest: messages are tagged with the integration (a guest cannot
+//! pose as the host), cut at [`MAX_MESSAGE_BYTES`], and control characters are escaped so a
+//! message cannot forge extra log lines. Logging is not an action on the world, so it is not
+//! recorded as a capability call.
+
+use crate::runtime::CallState;
+use crate::runtime::bindings::latch::connector::log::{self, Level};
+
+/// Most bytes of one message kept; the rest is cut.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] and with control characters escaped.
+pub fn sanitize(message: &str) -> String {
+    let mut end = message.len().min(MAX_MESSAGE_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end);
+    for c in message[..end].chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < message.len() {
+        out.push_str("…[cut]");
+    }
+    out
+}
+
+impl log::Host for CallState {
+    async fn write(&mut self, level: Level, message: String) {
+        let integration = &*self.integration;
+        let message = sanitize(&message);
+        match level {
+            Level::Trace => tracing::trace!(integration, "guest: {message}"),
+            Level::Debug => tracing::debug!(integration, "guest: {message}"),
+            Level::Info => tracing::info!(integration, "guest: {message}"),
+            Level::Warn => tracing::warn!(integration, "guest: {message}"),
+            Level::Error => tracing::error!(integration, "guest: {message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn messages_cannot_forge_lines_or_flood() {
+        assert_eq!(sanitize("a\nFAKE host line"), "a\\nFAKE host line");
+        assert_eq!(sanitize("ünïcödé"), "ünïcödé");
+        let long = "é".repeat(5000);
+        let cut = sanitize(&long);
+        assert!(cut.ends_with("…[cut]"));
+        assert!(cut.len() < 4096 * 7);
+    }
+}

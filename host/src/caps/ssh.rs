@@ -1,0 +1,152 @@
+//! `ssh.exec`: run a program on a server over SSH.
+//!
+//! Defends against command injection: a guest passes an argv list, never a shell string, and
+//! [`quote_argv`] turns it into one POSIX-shell word per element, so no element (a username
+//! such as `alice;rm -rf /` or `$(id)`) can become shell syntax on the server. Arguments are
+//! bounded in count and size and may not hold NUL bytes; the program may not start with `-`.
+//! The target must be covered by the integration's `allow` list.
+
+use super::{CapCall, CapError, CapReply, check_text, dispatch};
+use crate::runtime::CallState;
+use crate::runtime::bindings::latch::connector::ssh;
+use crate::runtime::bindings::types;
+
+/// Most argv elements one call may pass.
+pub const MAX_ARGS: usize = 256;
+/// Most bytes of one argv element.
+pub const MAX_ARG_BYTES: usize = 8 * 1024;
+/// Most bytes of stdin one call may send.
+pub const MAX_STDIN_BYTES: usize = 1 << 20;
+
+/// Check an `ssh.exec` call's arguments and its target against the policy.
+pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
+    let CapCall::SshExec {
+        target,
+        argv,
+        stdin,
+    } = call
+    else {
+        unreachable!("ssh::authorize called for {}", call.capability());
+    };
+    let Some(program) = argv.first() else {
+        return Err(CapError::InvalidRequest("argv is empty".into()));
+    };
+    if program.is_empty() || program.starts_with('-') {
+        return Err(CapError::InvalidRequest(format!(
+            "program {program:?} must be a non-empty name not starting with '-'"
+        )));
+    }
+    if argv.len() > MAX_ARGS {
+        return Err(CapError::InvalidRequest(format!(
+            "argv has {} elements, more than the {MAX_ARGS} allowed",
+            argv.len()
+        )));
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        check_text(&format!("argv[{i}]"), arg, MAX_ARG_BYTES)?;
+    }
+    if stdin.len() > MAX_STDIN_BYTES {
+        return Err(CapError::InvalidRequest(format!(
+            "stdin is {} bytes, more than the {MAX_STDIN_BYTES} allowed",
+            stdin.len()
+        )));
+    }
+    if let Some(user) = &target.user {
+        super::certs::check_account_name("target user", user)?;
+    }
+    state.policy.check_target(target).map_err(CapError::Denied)
+}
+
+/// Quote `argv` for a POSIX shell: every element becomes exactly one word.
+///
+/// Elements made only of characters no shell treats specially are left as they are, for
+/// readable audit records; anything else is single-quoted, with `'` written as `'\''`.
+pub fn quote_argv(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| quote_word(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+impl ssh::Host for CallState {
+    async fn exec(
+        &mut self,
+        target: types::Target,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<types::Output, types::Error> {
+        let call = CapCall::SshExec {
+            target: target.into(),
+            argv,
+            stdin,
+        };
+        match dispatch(self, call).await? {
+            CapReply::Output(out) => Ok(out.into()),
+            other => {
+                Err(CapError::Failed(format!("backend answered {other:?} to ssh.exec")).into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(argv: &[&str]) -> String {
+        quote_argv(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn plain_words_stay_readable() {
+        assert_eq!(words(&["useradd", "-m", "alice"]), "useradd -m alice");
+        assert_eq!(words(&["usermod", "-e", "1", "bob"]), "usermod -e 1 bob");
+    }
+
+    #[test]
+    fn hostile_words_are_single_quoted() {
+        assert_eq!(words(&["id", "alice;rm -rf /"]), "id 'alice;rm -rf /'");
+        assert_eq!(words(&["id", "$(id)"]), "id '$(id)'");
+        assert_eq!(words(&["id", "`id`"]), "id '`id`'");
+        assert_eq!(words(&["id", "it's"]), r"id 'it'\''s'");
+        assert_eq!(words(&["echo", ""]), "echo ''");
+        assert_eq!(words(&["echo", "a\nb"]), "echo 'a\nb'");
+    }
+
+    #[test]
+    fn quoting_round_trips_through_a_real_shell() {
+        let hostile = [
+            "alice;rm -rf /",
+            "$(id)",
+            "`id`",
+            "-oProxyCommand=x",
+            "it's \"quoted\"",
+            "tab\tnew\nline",
+            "ünïcödé",
+            "\\back\\slash",
+            "*",
+            "",
+        ];
+        for word in hostile {
+            let line = format!("printf '%s' {}", quote_word(word));
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&line)
+                .output()
+                .expect("run sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), word, "{line}");
+        }
+    }
+}

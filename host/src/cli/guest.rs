@@ -1,0 +1,356 @@
+//! `latch guest inspect` and `latch guest call`: an auditor's view of one guest file.
+//!
+//! `guest call --dry-run` is how a customer previews exactly what a guest would do: every
+//! capability call passes the same checks and policy as in production, is recorded, and is
+//! answered with an empty success instead of being carried out.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::caps::{Backend, CallRecord, Outcome, Policy, Recorder, Unavailable};
+use crate::config::{parse_bytes, parse_duration};
+use crate::runtime::{
+    CallReport, Export, GrantRequest, Identity, Integration, Limits, Returned, Runtime,
+    RuntimeConfig,
+};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum GuestCommand {
+    /// Show a guest's sha256 (the value to pin), world, imports, exports and describe().
+    Inspect {
+        /// The guest `.wasm` component.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one export of a guest, with the policy given on the command line.
+    Call {
+        /// The guest `.wasm` component.
+        file: PathBuf,
+        /// The export to call.
+        function: Function,
+        /// The integration's config as JSON, or @FILE to read it from a file.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// For grant/revoke: the grant request as JSON (or @FILE):
+        /// {"grant_id","resource_id","permission","identity":{"email","username"?},
+        /// "public_key"?,"expires_at"}. For cleanup: {"resource_id","username"}.
+        #[arg(long)]
+        request: Option<String>,
+        /// A target the guest may reach (host, IP, CIDR, optional :port); repeatable.
+        #[arg(long = "allow", value_name = "TARGET")]
+        allow: Vec<String>,
+        /// A secret name the guest may read; repeatable.
+        #[arg(long = "secret", value_name = "NAME")]
+        secrets: Vec<String>,
+        /// Record every capability call and answer it with an empty success; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wall-clock deadline of the call.
+        #[arg(long, default_value = "30s")]
+        deadline: String,
+        /// Memory cap of the call.
+        #[arg(long, default_value = "64MiB")]
+        memory: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(super) enum Function {
+    Describe,
+    Validate,
+    Discover,
+    Grant,
+    Revoke,
+    Cleanup,
+}
+
+/// A grant request as typed on the command line; unknown fields are errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequestArg {
+    grant_id: String,
+    resource_id: String,
+    permission: String,
+    identity: IdentityArg,
+    #[serde(default)]
+    public_key: Option<String>,
+    expires_at: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityArg {
+    email: String,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanupArg {
+    resource_id: String,
+    username: String,
+}
+
+impl GuestCommand {
+    pub(super) async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            GuestCommand::Inspect { file, json } => inspect(&file, json).await,
+            GuestCommand::Call {
+                file,
+                function,
+                config,
+                request,
+                allow,
+                secrets,
+                dry_run,
+                deadline,
+                memory,
+                json,
+            } => {
+                let limits = Limits {
+                    deadline: parse_duration(&deadline).context("--deadline")?,
+                    memory: parse_bytes(&memory).context("--memory")?,
+                };
+                let policy = Policy::parse(&allow, &secrets).map_err(anyhow::Error::msg)?;
+                let export = build_export(function, &config, request.as_deref())?;
+                let backend: Arc<dyn Backend> = if dry_run {
+                    Arc::new(Recorder)
+                } else {
+                    Arc::new(Unavailable)
+                };
+                call(&file, export, policy, backend, limits, dry_run, json).await
+            }
+        }
+    }
+}
+
+/// Read `text`, or the file it names after `@`.
+fn arg_text(text: &str, what: &str) -> anyhow::Result<String> {
+    match text.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("{what}: cannot read {path}"))
+        }
+        None => Ok(text.to_string()),
+    }
+}
+
+fn build_export(function: Function, config: &str, request: Option<&str>) -> anyhow::Result<Export> {
+    let config = arg_text(config, "--config")?;
+    let parsed: Value = serde_json::from_str(&config).context("--config is not valid JSON")?;
+    if !parsed.is_object() {
+        bail!("--config must be a JSON object");
+    }
+    let request = match request {
+        Some(r) => Some(arg_text(r, "--request")?),
+        None => None,
+    };
+    let need = |example: &str| -> anyhow::Result<String> {
+        request.clone().with_context(|| {
+            format!("{function:?} needs --request, e.g. --request '{example}'").to_lowercase()
+        })
+    };
+    const GRANT_EXAMPLE: &str = r#"{"grant_id":"g-1","resource_id":"web-1","permission":"Default","identity":{"email":"alice@example.com"},"expires_at":1900000000}"#;
+    Ok(match function {
+        Function::Describe => Export::Describe,
+        Function::Validate => Export::Validate { config },
+        Function::Discover => Export::Discover { config },
+        Function::Grant | Function::Revoke => {
+            let r: GrantRequestArg = serde_json::from_str(&need(GRANT_EXAMPLE)?)
+                .context("--request is not a grant request")?;
+            let request = GrantRequest {
+                grant_id: r.grant_id,
+                resource_id: r.resource_id,
+                permission: r.permission,
+                identity: Identity {
+                    email: r.identity.email,
+                    username: r.identity.username,
+                },
+                public_key: r.public_key,
+                expires_at: r.expires_at,
+            };
+            match function {
+                Function::Grant => Export::Grant { config, request },
+                _ => Export::Revoke { config, request },
+            }
+        }
+        Function::Cleanup => {
+            let r: CleanupArg =
+                serde_json::from_str(&need(r#"{"resource_id":"web-1","username":"alice"}"#)?)
+                    .context("--request is not a cleanup request")?;
+            Export::Cleanup {
+                config,
+                resource_id: r.resource_id,
+                username: r.username,
+            }
+        }
+    })
+}
+
+fn load(
+    file: &Path,
+    runtime_config: RuntimeConfig,
+) -> anyhow::Result<(Runtime, crate::runtime::Guest)> {
+    let runtime = Runtime::new(runtime_config)?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let guest = runtime
+        .load(&bytes)
+        .with_context(|| format!("cannot load {}", file.display()))?;
+    Ok((runtime, guest))
+}
+
+fn small_runtime(memory: usize) -> RuntimeConfig {
+    RuntimeConfig {
+        max_concurrent_calls: 2,
+        max_memory: memory.max(RuntimeConfig::default().max_memory),
+    }
+}
+
+async fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (runtime, guest) = load(file, small_runtime(0))?;
+    let inspection = guest.inspect(&runtime);
+    let integration = Integration::new(
+        "inspect",
+        Arc::new(guest),
+        Policy::default(),
+        Arc::new(Recorder),
+        Limits::default(),
+    );
+    let report = integration.call(&runtime, Export::Describe).await;
+    let describe = match &report.result {
+        Ok(Returned::Metadata(m)) => serde_json::to_value(m)?,
+        Ok(other) => bail!("describe returned {other:?}"),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    if json {
+        let mut v = serde_json::to_value(&inspection)?;
+        v["describe"] = describe;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("file     {}", file.display());
+    println!("sha256   {}", inspection.sha256);
+    println!("world    {}", inspection.world);
+    if let Value::Object(d) = &describe {
+        for key in ["name", "version", "description", "error"] {
+            if let Some(Value::String(s)) = d.get(key) {
+                println!("{key:<8} {s}");
+            }
+        }
+    }
+    println!("imports");
+    for item in &inspection.imports {
+        println!("  {}  {}", item.name, item.functions.join(", "));
+    }
+    println!("exports");
+    for item in &inspection.exports {
+        println!("  {}  {}", item.name, item.functions.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call(
+    file: &Path,
+    export: Export,
+    policy: Policy,
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (runtime, guest) = load(file, small_runtime(limits.memory))?;
+    let name = export.name();
+    let integration = Integration::new("cli", Arc::new(guest), policy, backend, limits);
+    let report = integration.call(&runtime, export).await;
+    let ok = report.result.is_ok();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report_json(name, dry_run, &report)?)?
+        );
+    } else {
+        print_report(name, dry_run, &report)?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn returned_json(returned: &Returned) -> anyhow::Result<Value> {
+    Ok(match returned {
+        Returned::Metadata(m) => serde_json::to_value(m)?,
+        Returned::Resources(r) => serde_json::to_value(r)?,
+        Returned::Access(a) => serde_json::to_value(a)?,
+        Returned::Unit => Value::Null,
+    })
+}
+
+fn report_json(export: &str, dry_run: bool, report: &CallReport) -> anyhow::Result<Value> {
+    let (returned, error) = match &report.result {
+        Ok(r) => (returned_json(r)?, Value::Null),
+        Err(e) => (
+            Value::Null,
+            json!({ "kind": e.kind(), "message": e.to_string() }),
+        ),
+    };
+    Ok(json!({
+        "export": export,
+        "dry_run": dry_run,
+        "ok": report.result.is_ok(),
+        "returned": returned,
+        "error": error,
+        "calls": report.records,
+        "dropped_calls": report.dropped_records,
+    }))
+}
+
+fn print_report(export: &str, dry_run: bool, report: &CallReport) -> anyhow::Result<()> {
+    match &report.result {
+        Ok(r) => {
+            println!("{export}: ok");
+            let v = returned_json(r)?;
+            if !v.is_null() {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        Err(e) => println!("{export}: FAILED ({}): {e}", e.kind()),
+    }
+    let mode = if dry_run {
+        "dry run: recorded, nothing carried out"
+    } else {
+        "carried out"
+    };
+    println!("capability calls ({}, {mode}):", report.records.len());
+    for (i, r) in report.records.iter().enumerate() {
+        println!("  {:>3}. {}", i + 1, describe_record(r));
+    }
+    if report.dropped_records > 0 {
+        println!("  … and {} more, not kept", report.dropped_records);
+    }
+    Ok(())
+}
+
+/// One line per capability call, with the exact command as it would be run.
+fn describe_record(r: &CallRecord) -> String {
+    let what = &r.call;
+    let outcome = match &r.outcome {
+        Outcome::Ok { status: Some(s) } => format!("ok (exit {s})"),
+        Outcome::Ok { status: None } => "ok".to_string(),
+        Outcome::Refused { error } => format!("REFUSED {error}"),
+        Outcome::Failed { error } => format!("FAILED {error}"),
+    };
+    format!("{what}  -> {outcome}")
+}

@@ -1,0 +1,87 @@
+//! The `latch` command line: a thin layer over the library, human output or `--json`.
+
+mod guest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::caps::Unavailable;
+use crate::config::Config;
+use crate::connector::Connector;
+use crate::runtime::Export;
+
+/// Latch: just-in-time access to servers, with integrations you can read.
+#[derive(Debug, Parser)]
+#[command(name = "latch", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Log filter (tracing syntax), e.g. `info` or `latch=debug`.
+    #[arg(long, global = true, env = "LATCH_LOG", default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read and run guest components (integrations) outside a connector.
+    #[command(subcommand)]
+    Guest(guest::GuestCommand),
+    /// Check a configuration: its syntax, every guest's pin, every guest's `validate`.
+    Check {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Run the command; the exit code says whether it succeeded.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Guest(cmd) => cmd.run().await,
+            Command::Check { config } => check(&config).await,
+        }
+    }
+}
+
+async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let connector = Connector::start(&config, Arc::new(Unavailable))?;
+    let mut failed = 0;
+    for (integration, ic) in connector.integrations() {
+        let report = integration
+            .call(
+                connector.runtime(),
+                Export::Validate {
+                    config: ic.config_json.clone(),
+                },
+            )
+            .await;
+        match report.result {
+            Ok(_) => println!(
+                "ok    {}  {}  sha256 {}",
+                ic.name,
+                ic.guest.display(),
+                ic.sha256
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {}  {}: {e}", ic.name, ic.guest.display());
+            }
+        }
+    }
+    println!(
+        "{}: {} integration(s), {} failed validation",
+        path.display(),
+        config.integrations.len(),
+        failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

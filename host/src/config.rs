@@ -1,0 +1,351 @@
+//! `latch.toml`: which guests run, pinned by hash, and what each may reach.
+//!
+//! Defends against running a guest nobody reviewed and against typos that silently widen or
+//! disable a setting: every table denies unknown fields (only an integration's own `config`
+//! is free-form, and its guest's `validate` checks it); every guest is pinned by sha256 and a
+//! mismatch refuses to start with both hashes printed; allow rules, secret names, limits and
+//! names are checked here, before any guest is loaded.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::caps::Policy;
+use crate::caps::secrets;
+use crate::runtime::{Limits, RuntimeConfig};
+
+/// The parsed and checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from (guest paths are relative to its directory).
+    pub path: PathBuf,
+    /// Sandbox sizing.
+    pub runtime: RuntimeConfig,
+    /// The integrations, in file order.
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+/// One `[[integration]]`, checked.
+#[derive(Clone, Debug)]
+pub struct IntegrationConfig {
+    /// Unique name.
+    pub name: String,
+    /// Path of the guest `.wasm`, resolved against the config file's directory.
+    pub guest: PathBuf,
+    /// The pinned sha256, lower-case hex.
+    pub sha256: String,
+    /// What the guest may reach.
+    pub policy: Policy,
+    /// Deadline and memory cap of its calls.
+    pub limits: Limits,
+    /// Its own settings, as the JSON handed to the guest.
+    pub config_json: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    runtime: RuntimeSection,
+    #[serde(default, rename = "integration")]
+    integrations: Vec<IntegrationSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RuntimeSection {
+    max_concurrent_calls: Option<u32>,
+    max_memory: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationSection {
+    name: String,
+    guest: PathBuf,
+    sha256: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    deadline: Option<String>,
+    memory: Option<String>,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+/// Longest deadline an integration may set.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
+/// Smallest memory cap an integration may set (a Rust guest needs a few pages to start).
+pub const MIN_MEMORY: usize = 2 << 20;
+
+impl Config {
+    /// Read and check `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and check `text`, as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        let file: File =
+            toml::from_str(text).with_context(|| format!("{} is not valid", path.display()))?;
+        let mut runtime = RuntimeConfig::default();
+        if let Some(n) = file.runtime.max_concurrent_calls {
+            if !(1..=10_000).contains(&n) {
+                bail!("runtime.max_concurrent_calls must be 1 to 10000, not {n}");
+            }
+            runtime.max_concurrent_calls = n;
+        }
+        if let Some(m) = &file.runtime.max_memory {
+            runtime.max_memory = parse_bytes(m).context("runtime.max_memory")?;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut names = BTreeSet::new();
+        let mut integrations = Vec::new();
+        for section in file.integrations {
+            let name = section.name.clone();
+            let checked = check_integration(section, base, &runtime)
+                .with_context(|| format!("integration {name:?}"))?;
+            if !names.insert(name.clone()) {
+                bail!("integration {name:?} is defined twice");
+            }
+            integrations.push(checked);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            runtime,
+            integrations,
+        })
+    }
+
+    /// The integration called `name`.
+    pub fn integration(&self, name: &str) -> anyhow::Result<&IntegrationConfig> {
+        self.integrations
+            .iter()
+            .find(|i| i.name == name)
+            .with_context(|| {
+                let known: Vec<&str> = self.integrations.iter().map(|i| i.name.as_str()).collect();
+                format!(
+                    "no integration {name:?} in {}; it has [{}]",
+                    self.path.display(),
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+fn check_integration(
+    s: IntegrationSection,
+    base: &Path,
+    runtime: &RuntimeConfig,
+) -> anyhow::Result<IntegrationConfig> {
+    check_integration_name(&s.name)?;
+    let sha256 = s.sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "sha256 must be 64 hex digits (run `latch guest inspect {}` to read it)",
+            s.guest.display()
+        );
+    }
+    for name in &s.secrets {
+        secrets::check_name(name)
+            .map_err(anyhow::Error::msg)
+            .context("secrets")?;
+    }
+    let policy = Policy::parse(&s.allow, &s.secrets).map_err(anyhow::Error::msg)?;
+    let mut limits = Limits::default();
+    if let Some(d) = &s.deadline {
+        limits.deadline = parse_duration(d).context("deadline")?;
+        if limits.deadline > MAX_DEADLINE {
+            bail!("deadline {d:?} is longer than the {MAX_DEADLINE:?} allowed");
+        }
+    }
+    if let Some(m) = &s.memory {
+        limits.memory = parse_bytes(m).context("memory")?;
+    }
+    if limits.memory < MIN_MEMORY || limits.memory > runtime.max_memory {
+        bail!(
+            "memory must be from {} to runtime.max_memory ({}) bytes, not {}",
+            MIN_MEMORY,
+            runtime.max_memory,
+            limits.memory
+        );
+    }
+    let config_json = serde_json::to_string(&s.config).context("config")?;
+    Ok(IntegrationConfig {
+        name: s.name,
+        guest: base.join(s.guest),
+        sha256,
+        policy,
+        limits,
+        config_json,
+    })
+}
+
+/// Integration names are short, lower-case, and safe in logs, URLs and file names.
+pub fn check_integration_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!("name {name:?} must be 1 to 63 of [a-z0-9-], starting with a letter");
+    }
+    Ok(())
+}
+
+/// Parse a positive duration such as `90s`, `15m`, `8h` or `1h 30m`.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| anyhow::anyhow!("{text:?} is not a duration like 90s, 15m or 8h: {e}"))?;
+    if d.is_zero() {
+        bail!("duration {text:?} must be more than zero");
+    }
+    Ok(d)
+}
+
+/// Parse a size such as `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.
+pub fn parse_bytes(text: &str) -> anyhow::Result<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a size like 64MiB"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => bail!("{text:?}: unknown unit {other:?}; use B, KiB, MiB or GiB"),
+    };
+    n.checked_mul(scale)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is zero or too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01";
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse(text, Path::new("/etc/latch/latch.toml"))
+    }
+
+    #[test]
+    fn a_full_integration_parses() {
+        let c = parse(&format!(
+            r#"
+            [runtime]
+            max_memory = "256MiB"
+            [[integration]]
+            name = "prod-ssh"
+            guest = "guests/ssh_servers.wasm"
+            sha256 = "{PIN}"
+            allow = ["10.0.0.0/24", "web-1.internal:22"]
+            secrets = ["prod-ssh-key"]
+            deadline = "45s"
+            memory = "128MiB"
+            [integration.config]
+            servers = [{{ name = "web-1", host = "10.0.0.5" }}]
+            "#
+        ))
+        .unwrap();
+        let i = c.integration("prod-ssh").unwrap();
+        assert_eq!(i.guest, Path::new("/etc/latch/guests/ssh_servers.wasm"));
+        assert_eq!(i.limits.deadline, Duration::from_secs(45));
+        assert_eq!(i.limits.memory, 128 << 20);
+        assert_eq!(
+            i.config_json,
+            r#"{"servers":[{"host":"10.0.0.5","name":"web-1"}]}"#
+        );
+        assert!(
+            c.integration("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("prod-ssh")
+        );
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_name_the_field() {
+        let cases = [
+            (
+                "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"x\"\n",
+                "sha256",
+            ),
+            (
+                &format!("[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\nalow=[]\n"),
+                "alow",
+            ),
+            (
+                &format!("[[integration]]\nname=\"A b\"\nguest=\"g\"\nsha256=\"{PIN}\"\n"),
+                "name",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\nallow=[\"a;b\"]\n"
+                ),
+                "allow entry",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\nsecrets=[\"../x\"]\n"
+                ),
+                "secret name",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\ndeadline=\"0s\"\n"
+                ),
+                "deadline",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\ndeadline=\"2h\"\n"
+                ),
+                "deadline",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\nmemory=\"2GiB\"\n"
+                ),
+                "memory",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\n[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\n"
+                ),
+                "twice",
+            ),
+            ("[runtim]\n", "runtim"),
+        ];
+        for (text, expect) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expect), "{text}\n=> {err}");
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("8h").unwrap(), Duration::from_secs(8 * 3600));
+        for bad in ["", "0s", "-5m", "soon", "5 parsecs"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        for bad in ["", "0", "64MB", "-1", "99999999999999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+}

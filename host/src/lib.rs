@@ -1,0 +1,11 @@
+//! Latch: a self-hosted just-in-time access connector.
+//!
+//! The host side: the sandboxed guest [`runtime`], the [`caps`] it lends to guests with their
+//! policy, the [`config`] that pins guests and lists what each may reach, and the
+//! [`connector`] that puts them together. The `latch` binary is a thin [`cli`] over these.
+
+pub mod caps;
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod runtime;

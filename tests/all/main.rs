@@ -1,0 +1,21 @@
+//! Latch's integration tests: one binary (fewer link steps on 2 cores).
+//!
+//! Guests must be built first (`make guests`); the helpers say so if they are not.
+
+mod cli;
+mod config;
+mod denials;
+mod testkit;
+
+use std::path::PathBuf;
+
+/// Path of built guest `name` (crate name, `-` or `_`).
+pub fn guest(name: &str) -> PathBuf {
+    let path = latch_testkit::guest_path(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `make guests` first",
+        path.display()
+    );
+    path
+}
