@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p bench-guest -p 'denial-*'
+GUEST_CRATES := -p ssh-servers -p bench-guest -p 'denial-*'
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest
 GUEST_DIR := target/wasm32-wasip2/guest
 

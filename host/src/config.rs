@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::caps::Policy;
 use crate::caps::secrets;
+use crate::caps::ssh::client::SshSettings;
 use crate::runtime::{Limits, RuntimeConfig};
 
 /// The parsed and checked configuration.
@@ -22,6 +23,12 @@ use crate::runtime::{Limits, RuntimeConfig};
 pub struct Config {
     /// The file it came from (guest paths are relative to its directory).
     pub path: PathBuf,
+    /// Where Latch keeps its state (grants, known_hosts); default: the config file's directory.
+    pub data_dir: PathBuf,
+    /// The secrets directory (default `data_dir/secrets`).
+    pub secrets_dir: PathBuf,
+    /// Environment variables `{prefix}{NAME}` are a secret source too (default `LATCH_SECRET_`).
+    pub secrets_env_prefix: Option<String>,
     /// Sandbox sizing.
     pub runtime: RuntimeConfig,
     /// The integrations, in file order.
@@ -43,15 +50,47 @@ pub struct IntegrationConfig {
     pub limits: Limits,
     /// Its own settings, as the JSON handed to the guest.
     pub config_json: String,
+    /// How the host reaches its servers over SSH, if it does.
+    pub ssh: Option<SshSettings>,
+    /// The longest grant this integration gives.
+    pub max_duration: Duration,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    secrets: SecretsSection,
     #[serde(default)]
     runtime: RuntimeSection,
     #[serde(default, rename = "integration")]
     integrations: Vec<IntegrationSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    dir: Option<PathBuf>,
+    env_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SshSection {
+    key_secret: String,
+    #[serde(default = "default_user")]
+    user: String,
+    known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    trust_on_first_use: bool,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+fn default_user() -> String {
+    "apono".to_string()
 }
 
 #[derive(Deserialize, Default)]
@@ -73,9 +112,14 @@ struct IntegrationSection {
     secrets: Vec<String>,
     deadline: Option<String>,
     memory: Option<String>,
+    max_duration: Option<String>,
+    ssh: Option<SshSection>,
     #[serde(default)]
     config: toml::Table,
 }
+
+/// The longest grant when an integration sets no `max_duration`.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
 
 /// Longest deadline an integration may set.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
@@ -105,11 +149,19 @@ impl Config {
             runtime.max_memory = parse_bytes(m).context("runtime.max_memory")?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let data_dir = base.join(file.data_dir.unwrap_or_else(|| PathBuf::from(".")));
+        let secrets_dir =
+            data_dir.join(file.secrets.dir.unwrap_or_else(|| PathBuf::from("secrets")));
+        let secrets_env_prefix = match file.secrets.env_prefix {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(p),
+            None => Some("LATCH_SECRET_".to_string()),
+        };
         let mut names = BTreeSet::new();
         let mut integrations = Vec::new();
         for section in file.integrations {
             let name = section.name.clone();
-            let checked = check_integration(section, base, &runtime)
+            let checked = check_integration(section, base, &data_dir, &runtime)
                 .with_context(|| format!("integration {name:?}"))?;
             if !names.insert(name.clone()) {
                 bail!("integration {name:?} is defined twice");
@@ -118,6 +170,9 @@ impl Config {
         }
         Ok(Config {
             path: path.to_path_buf(),
+            data_dir,
+            secrets_dir,
+            secrets_env_prefix,
             runtime,
             integrations,
         })
@@ -142,6 +197,7 @@ impl Config {
 fn check_integration(
     s: IntegrationSection,
     base: &Path,
+    data_dir: &Path,
     runtime: &RuntimeConfig,
 ) -> anyhow::Result<IntegrationConfig> {
     check_integration_name(&s.name)?;
@@ -177,6 +233,14 @@ fn check_integration(
         );
     }
     let config_json = serde_json::to_string(&s.config).context("config")?;
+    let max_duration = match &s.max_duration {
+        Some(d) => parse_duration(d).context("max_duration")?,
+        None => DEFAULT_MAX_DURATION,
+    };
+    let ssh = match s.ssh {
+        Some(ssh) => Some(check_ssh(ssh, &s.config, data_dir).context("ssh")?),
+        None => None,
+    };
     Ok(IntegrationConfig {
         name: s.name,
         guest: base.join(s.guest),
@@ -184,6 +248,39 @@ fn check_integration(
         policy,
         limits,
         config_json,
+        ssh,
+        max_duration,
+    })
+}
+
+/// The `[integration.ssh]` table. The integration's `config.user_key_name`, as the product we
+/// mirror names it, overrides `key_secret`.
+fn check_ssh(s: SshSection, config: &toml::Table, data_dir: &Path) -> anyhow::Result<SshSettings> {
+    let key_secret = match config.get("user_key_name") {
+        Some(toml::Value::String(name)) => name.clone(),
+        Some(_) => bail!("config.user_key_name must be a string"),
+        None => s.key_secret,
+    };
+    secrets::check_name(&key_secret)
+        .map_err(anyhow::Error::msg)
+        .context("key_secret")?;
+    let timeout = |v: &Option<String>, default: u64, field: &str| -> anyhow::Result<Duration> {
+        match v {
+            Some(t) => parse_duration(t).with_context(|| field.to_string()),
+            None => Ok(Duration::from_secs(default)),
+        }
+    };
+    Ok(SshSettings {
+        key_secret,
+        default_user: s.user,
+        known_hosts: data_dir.join(
+            s.known_hosts
+                .unwrap_or_else(|| PathBuf::from("known_hosts")),
+        ),
+        trust_on_first_use: s.trust_on_first_use,
+        connect_timeout: timeout(&s.connect_timeout, 10, "connect_timeout")?,
+        command_timeout: timeout(&s.command_timeout, 60, "command_timeout")?,
+        idle_timeout: timeout(&s.idle_timeout, 60, "idle_timeout")?,
     })
 }
 

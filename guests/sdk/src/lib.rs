@@ -10,6 +10,7 @@
 //! authority, only checks and conveniences.
 
 pub mod config;
+pub mod linux;
 pub mod names;
 
 /// Bindings for the `integration-guest` world.

@@ -13,6 +13,7 @@
 //! and `stdin` is recorded by length only.
 
 pub mod certs;
+pub mod live;
 pub mod log;
 pub mod policy;
 pub mod secrets;
@@ -25,8 +26,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use live::Live;
 pub use policy::{Policy, Target};
-pub use secrets::Secret;
+pub use secrets::{Secret, SecretStore};
 
 use crate::runtime::CallState;
 

@@ -214,6 +214,7 @@ fn small_runtime(memory: usize) -> RuntimeConfig {
     RuntimeConfig {
         max_concurrent_calls: 2,
         max_memory: memory.max(RuntimeConfig::default().max_memory),
+        ..RuntimeConfig::default()
     }
 }
 

@@ -66,6 +66,8 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: u32,
     /// The largest memory cap any integration may have (size of a pool slot).
     pub max_memory: usize,
+    /// Use the pooling allocator (the default). Off only to measure what pooling buys.
+    pub pooling: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +75,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             max_concurrent_calls: 64,
             max_memory: 1 << 30,
+            pooling: true,
         }
     }
 }
@@ -148,9 +151,10 @@ impl Runtime {
             .total_stacks(slots)
             .max_memory_size(config.max_memory);
         let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        wasm.wasm_component_model(true).epoch_interruption(true);
+        if config.pooling {
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&wasm)?;
 
         let mut linker = Linker::<CallState>::new(&engine);

@@ -7,7 +7,11 @@
 //! `Debug` and `Display` print `[redacted]` and whose bytes are zeroed when dropped; a record
 //! of the call holds the name only.
 
+mod store;
+
 use std::fmt;
+
+pub use store::SecretStore;
 
 use super::{CapCall, CapError, CapReply, dispatch};
 use crate::runtime::CallState;

@@ -6,6 +6,8 @@
 //! bounded in count and size and may not hold NUL bytes; the program may not start with `-`.
 //! The target must be covered by the integration's `allow` list.
 
+pub mod client;
+
 use super::{CapCall, CapError, CapReply, check_text, dispatch};
 use crate::runtime::CallState;
 use crate::runtime::bindings::latch::connector::ssh;

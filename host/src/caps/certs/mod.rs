@@ -6,6 +6,8 @@
 //! narrowed, and the narrowed value is what is recorded); its principals must be valid
 //! account names (at most 8). The CA's private key never enters the guest.
 
+pub mod ca;
+
 use super::{CapCall, CapError, CapReply, check_text, dispatch};
 use crate::runtime::CallState;
 use crate::runtime::bindings::latch::connector::certs;

@@ -1,0 +1,220 @@
+//! Operations on a Linux server, as a runbook: one function per thing done on the server,
+//! each showing the exact command it runs (always argv, always `sudo -n` as the service user).
+//!
+//! Names reaching these functions were checked with [`crate::names`]; the host quotes argv
+//! regardless. Functions are idempotent: running one twice changes nothing the second time.
+
+use crate::{Error, Output, Target, exec, run};
+
+/// The group that marks an account as created by Latch; nothing else is ever deleted.
+pub const MANAGED_GROUP: &str = "latch-managed";
+/// Where the connector's user CA public key is installed.
+pub const CA_PATH: &str = "/etc/ssh/latch/user_ca.pub";
+/// The OpenSSH key revocation list (KRL) Latch maintains.
+pub const KRL_PATH: &str = "/etc/ssh/latch/revoked_keys";
+/// The sshd drop-in that trusts the CA and checks the KRL.
+pub const DROPIN_PATH: &str = "/etc/ssh/sshd_config.d/latch.conf";
+
+fn sudo<'a>(argv: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["sudo", "-n"];
+    v.extend_from_slice(argv);
+    v
+}
+
+fn failed(what: &str, t: &Target, out: &Output) -> Error {
+    Error::Failed(format!(
+        "{what} on {}:{} failed with status {}: {}",
+        t.host,
+        t.port,
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+/// Make `path` hold exactly `content` with `mode`; `Ok(true)` if it had to change.
+pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<bool, Error> {
+    let current = exec(t, &sudo(&["cat", "--", path]))?;
+    if current.status == 0 && current.stdout == content.as_bytes() {
+        return Ok(false);
+    }
+    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+    run(t, &sudo(&["install", "-d", "-m", "0755", "--", dir]))?;
+    let argv: Vec<String> = sudo(&["tee", "--", path])
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = crate::ssh::exec(t, &argv, content.as_bytes())?;
+    if out.status != 0 {
+        return Err(failed(&format!("writing {path}"), t, &out));
+    }
+    run(t, &sudo(&["chmod", mode, "--", path]))?;
+    Ok(true)
+}
+
+/// Make sshd trust `ca_public_key` for user certificates and check Latch's KRL.
+///
+/// Installs the CA key, creates an empty KRL if none exists (sshd refuses every key if the
+/// `RevokedKeys` file is missing), and the drop-in; when the drop-in changes, verifies with
+/// `sshd -T` that it is in effect (sshd_config must `Include /etc/ssh/sshd_config.d/*.conf`
+/// before setting these keywords itself), then reloads sshd.
+pub fn ensure_ca_trust(t: &Target, ca_public_key: &str) -> Result<(), Error> {
+    ensure_file(t, CA_PATH, &format!("{}\n", ca_public_key.trim()), "0644")?;
+    if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
+        run(t, &sudo(&["ssh-keygen", "-q", "-k", "-f", KRL_PATH]))?;
+    }
+    let dropin = format!(
+        "# Managed by Latch: trust the connector's user CA, honour its revocations.\n\
+         TrustedUserCAKeys {CA_PATH}\nRevokedKeys {KRL_PATH}\n"
+    );
+    if ensure_file(t, DROPIN_PATH, &dropin, "0644")? {
+        let effective = run(t, &sudo(&["sshd", "-T"]))?;
+        let effective = String::from_utf8_lossy(&effective.stdout).to_lowercase();
+        let wanted = [
+            format!("trustedusercakeys {CA_PATH}"),
+            format!("revokedkeys {KRL_PATH}"),
+        ];
+        if let Some(missing) = wanted.iter().find(|w| !effective.contains(w.as_str())) {
+            exec(t, &sudo(&["rm", "-f", "--", DROPIN_PATH]))?;
+            return Err(Error::Failed(format!(
+                "{}:{}: sshd does not apply {DROPIN_PATH} (`sshd -T` lacks `{missing}`); \
+                 make sshd_config `Include /etc/ssh/sshd_config.d/*.conf` first",
+                t.host, t.port
+            )));
+        }
+        reload_sshd(t)?;
+    }
+    Ok(())
+}
+
+/// Ask the running sshd to re-read its configuration (SIGHUP via its pid file).
+pub fn reload_sshd(t: &Target) -> Result<(), Error> {
+    run(t, &sudo(&["pkill", "-HUP", "-F", "/run/sshd.pid"])).map(|_| ())
+}
+
+/// Does account `user` exist?
+pub fn user_exists(t: &Target, user: &str) -> Result<bool, Error> {
+    let out = exec(t, &["getent", "passwd", "--", user])?;
+    match out.status {
+        0 => Ok(true),
+        2 => Ok(false),
+        _ => Err(failed("getent passwd", t, &out)),
+    }
+}
+
+/// Does group `group` exist?
+pub fn group_exists(t: &Target, group: &str) -> Result<bool, Error> {
+    let out = exec(t, &["getent", "group", "--", group])?;
+    match out.status {
+        0 => Ok(true),
+        2 => Ok(false),
+        _ => Err(failed("getent group", t, &out)),
+    }
+}
+
+/// The groups `user` belongs to.
+pub fn groups_of(t: &Target, user: &str) -> Result<Vec<String>, Error> {
+    let out = run(t, &["id", "-nG", "--", user])?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Is `user` an account Latch created (a member of [`MANAGED_GROUP`])?
+pub fn is_managed(t: &Target, user: &str) -> Result<bool, Error> {
+    Ok(groups_of(t, user)?.iter().any(|g| g == MANAGED_GROUP))
+}
+
+/// Create `user` with a home and `shell`, marked as Latch's own.
+pub fn create_user(t: &Target, user: &str, shell: &str) -> Result<(), Error> {
+    run(t, &sudo(&["groupadd", "-f", MANAGED_GROUP]))?;
+    let comment = "Latch just-in-time user";
+    run(
+        t,
+        &sudo(&[
+            "useradd",
+            "-m",
+            "-s",
+            shell,
+            "-G",
+            MANAGED_GROUP,
+            "-c",
+            comment,
+            "--",
+            user,
+        ]),
+    )?;
+    Ok(())
+}
+
+/// Set `user`'s login shell.
+pub fn set_shell(t: &Target, user: &str, shell: &str) -> Result<(), Error> {
+    run(t, &sudo(&["usermod", "-s", shell, "--", user])).map(|_| ())
+}
+
+/// Add `user` to `group`.
+pub fn add_to_group(t: &Target, user: &str, group: &str) -> Result<(), Error> {
+    run(t, &sudo(&["usermod", "-a", "-G", group, "--", user])).map(|_| ())
+}
+
+/// Remove `user` from `group` (not being a member is fine).
+pub fn remove_from_group(t: &Target, user: &str, group: &str) -> Result<(), Error> {
+    let out = exec(t, &sudo(&["gpasswd", "-d", user, group]))?;
+    match out.status {
+        0 | 3 => Ok(()),
+        _ => Err(failed("gpasswd -d", t, &out)),
+    }
+}
+
+/// Let `user` log in with a certificate: no expiry, and a password field of `*` (no
+/// password, not locked — so it works whether or not sshd uses PAM).
+pub fn unlock_account(t: &Target, user: &str) -> Result<(), Error> {
+    run(t, &sudo(&["usermod", "-p", "*", "-e", "", "--", user])).map(|_| ())
+}
+
+/// Stop `user` logging in: lock the password *and* expire the account (`usermod -L` alone
+/// does not stop key or certificate logins under PAM).
+pub fn lock_account(t: &Target, user: &str) -> Result<(), Error> {
+    run(t, &sudo(&["usermod", "-L", "-e", "1", "--", user])).map(|_| ())
+}
+
+/// End every process of `user`, sessions included (none running is fine).
+pub fn kill_sessions(t: &Target, user: &str) -> Result<(), Error> {
+    let out = exec(t, &sudo(&["pkill", "-KILL", "-u", user]))?;
+    match out.status {
+        0 | 1 => Ok(()),
+        _ => Err(failed("pkill", t, &out)),
+    }
+}
+
+/// Put every certificate with key id `key_id` (the grant id) on the server's KRL.
+pub fn revoke_key_id(t: &Target, key_id: &str) -> Result<(), Error> {
+    if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
+        // No KRL means Latch never set this server up, so no certificate of ours works here.
+        return Ok(());
+    }
+    let argv: Vec<String> = sudo(&[
+        "ssh-keygen",
+        "-q",
+        "-k",
+        "-u",
+        "-f",
+        KRL_PATH,
+        "-s",
+        CA_PATH,
+        "/dev/stdin",
+    ])
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = crate::ssh::exec(t, &argv, format!("id: {key_id}\n").as_bytes())?;
+    if out.status != 0 {
+        return Err(failed("ssh-keygen -k -u", t, &out));
+    }
+    Ok(())
+}
+
+/// Delete `user` and its home.
+pub fn delete_user(t: &Target, user: &str) -> Result<(), Error> {
+    run(t, &sudo(&["userdel", "-r", "--", user])).map(|_| ())
+}

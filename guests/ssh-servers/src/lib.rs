@@ -1,0 +1,222 @@
+//! Latch integration `ssh-servers`: just-in-time access to Linux servers over SSH.
+//!
+//! What it does on a server, in order (every command is in `latch_guest_sdk::linux`):
+//! - **grant**: trust the connector's user CA (CA key, KRL, sshd drop-in, reload if changed);
+//!   create the account if missing, marked `latch-managed` — and **refuse** an existing
+//!   account Latch did not create; set its shell; add it to the requested group; unlock it;
+//!   sign the requester's key for the account, valid until the grant expires;
+//! - **revoke**: put the grant's certificates on the KRL; remove the group; lock and expire
+//!   the account; end its sessions and processes;
+//! - **cleanup**: delete a `latch-managed` account and its home — never any other.
+
+mod config;
+
+use config::{Config, DEFAULT_GROUP, Server};
+use latch_guest_sdk::linux;
+use latch_guest_sdk::{
+    AccessDetails, Error, GrantRequest, Integration, Level, Metadata, Resource, certs,
+    invalid_request, log, names,
+};
+
+struct SshServers;
+
+impl Integration for SshServers {
+    fn describe() -> Metadata {
+        Metadata {
+            name: "ssh-servers".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description:
+                "Just-in-time access to Linux servers over SSH, with short-lived certificates"
+                    .into(),
+            config_schema: include_str!("../schema.json").into(),
+        }
+    }
+
+    fn validate(config: String) -> Result<(), Error> {
+        Config::parse(&config).map(|_| ())
+    }
+
+    fn discover(config: String) -> Result<Vec<Resource>, Error> {
+        let config = Config::parse(&config)?;
+        Ok(config
+            .servers
+            .iter()
+            .map(|s| resource(&config, s))
+            .collect())
+    }
+
+    fn grant(config: String, request: GrantRequest) -> Result<AccessDetails, Error> {
+        let config = Config::parse(&config)?;
+        let (server, user, group) = check_request(&config, &request)?;
+        let public_key = request
+            .public_key
+            .as_deref()
+            .ok_or_else(|| invalid_request("a grant needs the requester's public key"))?;
+        let t = server.target();
+
+        linux::ensure_ca_trust(&t, &certs::ca_public_key()?)?;
+        if linux::user_exists(&t, &user)? {
+            if !linux::is_managed(&t, &user)? {
+                return Err(Error::Denied(format!(
+                    "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
+                    server.name
+                )));
+            }
+        } else {
+            linux::create_user(&t, &user, &config.login_shell)?;
+        }
+        linux::set_shell(&t, &user, &config.login_shell)?;
+        if let Some(group) = group {
+            linux::add_to_group(&t, &user, group)?;
+        }
+        linux::unlock_account(&t, &user)?;
+        let certificate = certs::sign_ssh_user(
+            public_key,
+            std::slice::from_ref(&user),
+            request.expires_at,
+            &request.grant_id,
+        )?;
+        log(
+            Level::Info,
+            &format!(
+                "granted {user} on {} until {}",
+                server.name, request.expires_at
+            ),
+        );
+        Ok(access_details(&config, server, &user, certificate))
+    }
+
+    fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
+        let config = Config::parse(&config)?;
+        let (server, user, group) = check_request(&config, &request)?;
+        let t = server.target();
+
+        linux::revoke_key_id(&t, &request.grant_id)?;
+        if !linux::user_exists(&t, &user)? {
+            return Ok(());
+        }
+        if !linux::is_managed(&t, &user)? {
+            log(
+                Level::Warn,
+                &format!("{user} on {} is not Latch's; left untouched", server.name),
+            );
+            return Ok(());
+        }
+        if let Some(group) = group {
+            linux::remove_from_group(&t, &user, group)?;
+        }
+        linux::lock_account(&t, &user)?;
+        linux::kill_sessions(&t, &user)?;
+        log(Level::Info, &format!("revoked {user} on {}", server.name));
+        Ok(())
+    }
+
+    fn cleanup(config: String, resource_id: String, username: String) -> Result<(), Error> {
+        let config = Config::parse(&config)?;
+        let server = config.server(&resource_id)?;
+        let user = names::check("username", &username)?;
+        let t = server.target();
+
+        if !linux::user_exists(&t, user)? {
+            return Ok(());
+        }
+        if !linux::is_managed(&t, user)? {
+            return Err(Error::Denied(format!(
+                "account {user:?} on {} was not created by Latch; refusing to delete it",
+                server.name
+            )));
+        }
+        linux::kill_sessions(&t, user)?;
+        linux::delete_user(&t, user)
+    }
+}
+
+/// Check everything in a request before any command runs: the server, the account name,
+/// the permission and the grant id.
+fn check_request<'c>(
+    config: &'c Config,
+    request: &'c GrantRequest,
+) -> Result<(&'c Server, String, Option<&'c str>), Error> {
+    let server = config.server(&request.resource_id)?;
+    let user = match &request.identity.username {
+        Some(name) => names::check("username", name)?.to_string(),
+        None => names::username_from_email(&request.identity.email)?,
+    };
+    let permission = config.permission(&request.permission)?;
+    let group = (permission != DEFAULT_GROUP)
+        .then(|| names::check("group", permission))
+        .transpose()?;
+    let id_ok = !request.grant_id.is_empty()
+        && request.grant_id.len() <= 64
+        && request
+            .grant_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err(invalid_request("grant id must be 1 to 64 of [A-Za-z0-9_-]"));
+    }
+    Ok((server, user, group))
+}
+
+/// One resource per server: the Default permission plus each configured group that exists
+/// on it. An unreachable server is still listed, with Default only, and a warning.
+fn resource(config: &Config, server: &Server) -> Resource {
+    let mut permissions = vec![DEFAULT_GROUP.to_string()];
+    let t = server.target();
+    for group in config.user_groups.iter().filter(|g| *g != DEFAULT_GROUP) {
+        match linux::group_exists(&t, group) {
+            Ok(true) => permissions.push(group.clone()),
+            Ok(false) => {}
+            Err(e) => {
+                log(
+                    Level::Warn,
+                    &format!("{}: cannot list groups: {e:?}", server.name),
+                );
+                break;
+            }
+        }
+    }
+    Resource {
+        id: server.name.clone(),
+        name: server.name.clone(),
+        kind: "linux-server".into(),
+        tags: server
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        permissions,
+    }
+}
+
+fn access_details(
+    config: &Config,
+    server: &Server,
+    user: &str,
+    certificate: String,
+) -> AccessDetails {
+    let port = if server.port == 22 {
+        String::new()
+    } else {
+        format!(" -p {}", server.port)
+    };
+    let mut instructions = format!(
+        "ssh -i KEY -o CertificateFile=CERT{port} {user}@{}\n(KEY is your private key, CERT this certificate saved to a file)",
+        server.host
+    );
+    if let Some(extra) = &config.custom_access_details {
+        instructions.push('\n');
+        instructions.push_str(extra);
+    }
+    AccessDetails {
+        username: user.to_string(),
+        host: server.host.clone(),
+        port: server.port,
+        certificate: Some(certificate),
+        private_key: None,
+        password: None,
+        instructions,
+    }
+}
+
+latch_guest_sdk::export!(SshServers);

@@ -1,0 +1,660 @@
+//! The ssh-servers guest against scripted capabilities: every command it would run on a
+//! server, in order, and every refusal before anything runs.
+
+use latch::caps::CapError;
+use latch::runtime::{Export, GuestError};
+use latch_testkit::{Kit, Script, grant_request};
+
+const T: &str = "apono@127.0.0.2:22";
+const CA: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ3J7pZ0xYVJt5kq0x2zq5wF5yJ9i1Yb6mFq0kQm8l3P latch-user-ca";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv7fFq0n1o3p5r7t9v1x3z5B7D9F1H3J5L7N9P1R3T5 alice";
+const EXPIRES: u64 = 4_000_000_000;
+
+fn kit() -> Kit {
+    Kit::built("ssh_servers")
+}
+
+fn config() -> String {
+    serde_json::json!({
+        "servers": [
+            {"name": "web-1", "host": "127.0.0.2", "tags": {"env": "prod"}},
+            {"name": "web-2", "host": "127.0.0.3", "port": 2222, "user": "svc"}
+        ],
+        "user_groups": ["Default", "dev"],
+        "custom_access_details": "Ask #ops if in doubt."
+    })
+    .to_string()
+}
+
+fn grant(permission: &str, email: &str) -> Export {
+    let mut request = grant_request("g-1", "web-1", permission, email, EXPIRES);
+    request.public_key = Some(KEY.into());
+    Export::Grant {
+        config: config(),
+        request,
+    }
+}
+
+fn dropin() -> String {
+    "# Managed by Latch: trust the connector's user CA, honour its revocations.\n\
+     TrustedUserCAKeys /etc/ssh/latch/user_ca.pub\nRevokedKeys /etc/ssh/latch/revoked_keys\n"
+        .to_string()
+}
+
+/// The commands that make a fresh server trust the CA.
+fn expect_fresh_trust(s: &mut Script) {
+    s.on_ca_public_key().text(CA);
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
+    )
+    .exit(1, "No such file");
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "install",
+            "-d",
+            "-m",
+            "0755",
+            "--",
+            "/etc/ssh/latch",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "tee", "--", "/etc/ssh/latch/user_ca.pub"],
+    )
+    .stdin(format!("{CA}\n").as_bytes());
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "chmod",
+            "0644",
+            "--",
+            "/etc/ssh/latch/user_ca.pub",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
+    )
+    .exit(1, "");
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "ssh-keygen",
+            "-q",
+            "-k",
+            "-f",
+            "/etc/ssh/latch/revoked_keys",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "cat",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    )
+    .exit(1, "");
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "install",
+            "-d",
+            "-m",
+            "0755",
+            "--",
+            "/etc/ssh/sshd_config.d",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "tee",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    )
+    .stdin(dropin().as_bytes());
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "chmod",
+            "0644",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    );
+    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok(
+        "port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n",
+    );
+    s.on_ssh(T, &["sudo", "-n", "pkill", "-HUP", "-F", "/run/sshd.pid"]);
+}
+
+/// The commands that find a server already trusting the CA.
+fn expect_warm_trust(s: &mut Script) {
+    s.on_ca_public_key().text(CA);
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
+    )
+    .ok(&format!("{CA}\n"));
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "cat",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    )
+    .ok(&dropin());
+}
+
+#[test]
+fn first_grant_on_a_fresh_server_runs_exactly_this() {
+    let mut s = Script::new();
+    expect_fresh_trust(&mut s);
+    s.on_ssh(T, &["getent", "passwd", "--", "alice_smith"])
+        .exit(2, "");
+    s.on_ssh(T, &["sudo", "-n", "groupadd", "-f", "latch-managed"]);
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "useradd",
+            "-m",
+            "-s",
+            "/bin/bash",
+            "-G",
+            "latch-managed",
+            "-c",
+            "Latch just-in-time user",
+            "--",
+            "alice_smith",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "usermod",
+            "-s",
+            "/bin/bash",
+            "--",
+            "alice_smith",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "usermod",
+            "-a",
+            "-G",
+            "dev",
+            "--",
+            "alice_smith",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "usermod",
+            "-p",
+            "*",
+            "-e",
+            "",
+            "--",
+            "alice_smith",
+        ],
+    );
+    s.on_sign(&["alice_smith"], "g-1")
+        .valid_before(EXPIRES)
+        .text("ssh-ed25519-cert-v01@openssh.com AAAA");
+    let run = kit().run(&s, grant("dev", "Alice.Smith@corp.example"));
+    run.assert_script_done();
+    let access = run.access();
+    assert_eq!(access.username, "alice_smith");
+    assert_eq!((access.host.as_str(), access.port), ("127.0.0.2", 22));
+    assert_eq!(
+        access.certificate.as_deref(),
+        Some("ssh-ed25519-cert-v01@openssh.com AAAA")
+    );
+    assert!(
+        access.instructions.contains("alice_smith@127.0.0.2"),
+        "{}",
+        access.instructions
+    );
+    assert!(access.instructions.ends_with("Ask #ops if in doubt."));
+}
+
+#[test]
+fn granting_again_changes_nothing_on_the_server() {
+    let mut s = Script::new();
+    expect_warm_trust(&mut s);
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+        .ok("alice latch-managed\n");
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "usermod", "-s", "/bin/bash", "--", "alice"],
+    );
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "usermod", "-p", "*", "-e", "", "--", "alice"],
+    );
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    run.access();
+}
+
+#[test]
+fn an_existing_account_latch_did_not_create_is_refused_untouched() {
+    let mut s = Script::new();
+    expect_warm_trust(&mut s);
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+        .ok("alice:x:1000:1000::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+        .ok("alice sudo\n");
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    match run.guest_error() {
+        GuestError::Denied(m) => assert!(m.contains("not created by Latch"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
+    let mut s = Script::new();
+    s.on_ca_public_key().text(CA);
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
+    )
+    .ok(&format!("{CA}\n"));
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "cat",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    )
+    .exit(1, "");
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "install",
+            "-d",
+            "-m",
+            "0755",
+            "--",
+            "/etc/ssh/sshd_config.d",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "tee",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "chmod",
+            "0644",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    );
+    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok("port 22\n");
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "rm",
+            "-f",
+            "--",
+            "/etc/ssh/sshd_config.d/latch.conf",
+        ],
+    );
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    match run.guest_error() {
+        GuestError::Failed(m) => {
+            assert!(m.contains("Include /etc/ssh/sshd_config.d/*.conf"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn revoke_runs_exactly_this() {
+    let mut s = Script::new();
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
+    );
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "ssh-keygen",
+            "-q",
+            "-k",
+            "-u",
+            "-f",
+            "/etc/ssh/latch/revoked_keys",
+            "-s",
+            "/etc/ssh/latch/user_ca.pub",
+            "/dev/stdin",
+        ],
+    )
+    .stdin(b"id: g-1\n");
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+        .ok("alice latch-managed dev\n");
+    s.on_ssh(T, &["sudo", "-n", "gpasswd", "-d", "alice", "dev"]);
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "usermod", "-L", "-e", "1", "--", "alice"],
+    );
+    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"])
+        .exit(1, "");
+    let mut request = grant_request("g-1", "web-1", "dev", "alice@corp.example", EXPIRES);
+    request.public_key = Some(KEY.into());
+    let run = kit().run(
+        &s,
+        Export::Revoke {
+            config: config(),
+            request,
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
+}
+
+#[test]
+fn revoking_what_is_gone_succeeds() {
+    let mut s = Script::new();
+    s.on_ssh(
+        T,
+        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
+    )
+    .exit(1, "");
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+        .exit(2, "");
+    let request = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
+    let run = kit().run(
+        &s,
+        Export::Revoke {
+            config: config(),
+            request,
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
+}
+
+#[test]
+fn cleanup_deletes_only_latch_accounts() {
+    let cleanup = |user: &str| Export::Cleanup {
+        config: config(),
+        resource_id: "web-1".into(),
+        username: user.into(),
+    };
+    let mut s = Script::new();
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+        .ok("alice latch-managed\n");
+    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"])
+        .exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "userdel", "-r", "--", "alice"]);
+    let run = kit().run(&s, cleanup("alice"));
+    run.assert_script_done();
+    run.assert_ok();
+
+    let mut s = Script::new();
+    s.on_ssh(T, &["getent", "passwd", "--", "bob"])
+        .ok("bob:x:1000:1000::/home/bob:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "bob"]).ok("bob sudo\n");
+    let run = kit().run(&s, cleanup("bob"));
+    run.assert_script_done();
+    assert!(matches!(run.guest_error(), GuestError::Denied(_)));
+}
+
+#[test]
+fn discover_lists_servers_with_the_groups_they_have() {
+    let mut s = Script::new();
+    s.on_ssh(T, &["getent", "group", "--", "dev"])
+        .ok("dev:x:1005:\n");
+    s.on_ssh("svc@127.0.0.3:2222", &["getent", "group", "--", "dev"])
+        .error(CapError::Unreachable("connection refused".into()));
+    let run = kit().run(&s, Export::Discover { config: config() });
+    run.assert_script_done();
+    let r = run.resources();
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (r[0].id.as_str(), r[0].permissions.clone()),
+        ("web-1", vec!["Default".to_string(), "dev".to_string()])
+    );
+    assert_eq!(r[0].tags, vec![("env".to_string(), "prod".to_string())]);
+    assert_eq!(
+        r[1].permissions,
+        vec!["Default".to_string()],
+        "unreachable: Default only"
+    );
+}
+
+#[test]
+fn hostile_requests_are_refused_before_any_command() {
+    let long = "a".repeat(300);
+    let hostile = [
+        "alice;rm -rf /",
+        "$(id)",
+        "`id`",
+        "-oProxyCommand=x",
+        "../../etc/passwd",
+        long.as_str(),
+        "ünïcödé",
+        "",
+    ];
+    for bad in hostile {
+        let cases = [
+            // as a username
+            {
+                let mut r = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
+                r.identity.username = Some(bad.into());
+                r.public_key = Some(KEY.into());
+                r
+            },
+            // inside an e-mail
+            {
+                let mut r = grant_request(
+                    "g-1",
+                    "web-1",
+                    "Default",
+                    &format!("{bad}@corp.example"),
+                    EXPIRES,
+                );
+                r.public_key = Some(KEY.into());
+                r
+            },
+            // as a group (permission)
+            {
+                let mut r = grant_request("g-1", "web-1", bad, "alice@corp.example", EXPIRES);
+                r.public_key = Some(KEY.into());
+                r
+            },
+            // as a server name
+            {
+                let mut r = grant_request("g-1", bad, "Default", "alice@corp.example", EXPIRES);
+                r.public_key = Some(KEY.into());
+                r
+            },
+            // as a grant id
+            {
+                let mut r = grant_request(bad, "web-1", "Default", "alice@corp.example", EXPIRES);
+                r.public_key = Some(KEY.into());
+                r
+            },
+        ];
+        for (i, request) in cases.into_iter().enumerate() {
+            for export in [
+                Export::Grant {
+                    config: config(),
+                    request: request.clone(),
+                },
+                Export::Revoke {
+                    config: config(),
+                    request,
+                },
+            ] {
+                let run = kit().run(&Script::new(), export);
+                run.assert_script_done();
+                run.assert_nothing_carried_out();
+                assert!(
+                    run.report.records.is_empty(),
+                    "{bad:?} case {i}: nothing was even attempted"
+                );
+                match run.guest_error() {
+                    GuestError::InvalidRequest(m) => assert!(m.len() < 400, "{m}"),
+                    other => panic!("{bad:?} case {i}: {other:?}"),
+                }
+            }
+        }
+        let run = kit().run(
+            &Script::new(),
+            Export::Cleanup {
+                config: config(),
+                resource_id: "web-1".into(),
+                username: bad.into(),
+            },
+        );
+        run.assert_nothing_carried_out();
+        assert!(
+            matches!(run.guest_error(), GuestError::InvalidRequest(_)),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let cases = [
+        (serde_json::json!({}), "servers"),
+        (serde_json::json!({"servers": []}), "servers"),
+        (serde_json::json!({"servers": "web-1"}), "servers"),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h"}, {"name": "a", "host": "h"}]}),
+            "duplicate",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h", "port": 0}]}),
+            "servers[0].port",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h", "port": 70000}]}),
+            "servers[0].port",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "-oProxyCommand=x"}]}),
+            "servers[0].host",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a;b", "host": "h"}]}),
+            "servers[0].name",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h", "user": "$(id)"}]}),
+            "servers[0].user",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h", "prot": 22}]}),
+            "prot",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h"}], "user_groups": ["wheel;id"]}),
+            "user_groups[0]",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h"}], "login_shell": "bash"}),
+            "login_shell",
+        ),
+        (
+            serde_json::json!({"servers": [{"name": "a", "host": "h"}], "custom_access_details": "x".repeat(401)}),
+            "custom_access_details",
+        ),
+    ];
+    for (config, field) in cases {
+        let run = kit().run(
+            &Script::new(),
+            Export::Validate {
+                config: config.to_string(),
+            },
+        );
+        match run.guest_error() {
+            GuestError::InvalidConfig(m) => assert!(m.contains(field), "{config}: {m}"),
+            other => panic!("{config}: {other:?}"),
+        }
+        run.assert_nothing_carried_out();
+    }
+    let ok = serde_json::json!({"servers": [{"name": "a", "host": "h"}], "custom_access_details": "x".repeat(400)});
+    kit()
+        .run(
+            &Script::new(),
+            Export::Validate {
+                config: ok.to_string(),
+            },
+        )
+        .assert_ok();
+}

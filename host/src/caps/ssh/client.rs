@@ -1,0 +1,366 @@
+//! The live `ssh.exec`: russh, key authentication, pinned host keys, reused connections.
+//!
+//! Defends against a man in the middle and against leaking the service key:
+//! - host keys are checked against the integration's OpenSSH `known_hosts` file before any
+//!   credential is sent; a changed key is refused with both fingerprints, an unknown one is
+//!   refused unless `trust_on_first_use = true`, which records it;
+//! - the service user's private key is read from the secret store when a connection is
+//!   opened, held only by that connection, and never logged or returned;
+//! - each command runs with a timeout and bounded output; argv is quoted by the host.
+//!
+//! Connections are kept per (integration, host, port, user) and reused until idle for the
+//! configured time, so a grant's several commands pay one handshake.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+
+use super::quote_argv;
+use crate::caps::secrets::SecretStore;
+use crate::caps::{CapError, Output, Target};
+
+/// Most bytes kept of a command's stdout, and of its stderr.
+pub const MAX_OUTPUT: usize = 4 << 20;
+
+/// How one integration reaches its servers over SSH (`[integration.ssh]` in `latch.toml`).
+#[derive(Clone, Debug)]
+pub struct SshSettings {
+    /// Secret holding the service user's private key (base64 of the PEM, or the PEM).
+    pub key_secret: String,
+    /// The account to log in as when a target names none.
+    pub default_user: String,
+    /// OpenSSH known_hosts file pinning the servers' host keys.
+    pub known_hosts: PathBuf,
+    /// Record unknown host keys instead of refusing them.
+    pub trust_on_first_use: bool,
+    /// Time to connect and authenticate.
+    pub connect_timeout: Duration,
+    /// Time one command may take.
+    pub command_timeout: Duration,
+    /// A connection unused this long is closed.
+    pub idle_timeout: Duration,
+}
+
+type Key = (String, String, u16, String);
+
+/// Open SSH connections, reused across calls.
+#[derive(Default)]
+pub struct SshPool {
+    conns: tokio::sync::Mutex<HashMap<Key, Arc<Handle<HostKeyCheck>>>>,
+}
+
+impl SshPool {
+    /// Run `argv` on `target` for `integration`, connecting (or reconnecting) as needed.
+    pub async fn exec(
+        &self,
+        integration: &str,
+        settings: &SshSettings,
+        secrets: &SecretStore,
+        target: &Target,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<Output, CapError> {
+        let user = target
+            .user
+            .clone()
+            .unwrap_or_else(|| settings.default_user.clone());
+        let key = (
+            integration.to_string(),
+            target.host.clone(),
+            target.port,
+            user.clone(),
+        );
+        let command = quote_argv(argv);
+        // A pooled connection may have died since; one retry on a fresh connection.
+        for attempt in 0..2 {
+            let handle = self
+                .connection(&key, settings, secrets, target, &user)
+                .await?;
+            match run(&handle, &command, stdin, settings.command_timeout).await {
+                Ok(out) => return Ok(out),
+                Err(RunError::Channel(e)) if attempt == 0 => {
+                    tracing::debug!(%target, "pooled SSH connection failed ({e}); reconnecting");
+                    self.conns.lock().await.remove(&key);
+                }
+                Err(RunError::Channel(e)) => {
+                    return Err(CapError::Unreachable(format!("{target}: {e}")));
+                }
+                Err(RunError::Timeout) => {
+                    self.conns.lock().await.remove(&key);
+                    return Err(CapError::Failed(format!(
+                        "`{command}` on {target} did not finish within {:?}",
+                        settings.command_timeout
+                    )));
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn connection(
+        &self,
+        key: &Key,
+        settings: &SshSettings,
+        secrets: &SecretStore,
+        target: &Target,
+        user: &str,
+    ) -> Result<Arc<Handle<HostKeyCheck>>, CapError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(handle) = conns.get(key) {
+            if !handle.is_closed() {
+                return Ok(handle.clone());
+            }
+            conns.remove(key);
+        }
+        let handle = tokio::time::timeout(
+            settings.connect_timeout,
+            connect(settings, secrets, target, user),
+        )
+        .await
+        .map_err(|_| {
+            CapError::Unreachable(format!(
+                "{target}: no SSH session within {:?}",
+                settings.connect_timeout
+            ))
+        })??;
+        let handle = Arc::new(handle);
+        conns.insert(key.clone(), handle.clone());
+        Ok(handle)
+    }
+}
+
+async fn connect(
+    settings: &SshSettings,
+    secrets: &SecretStore,
+    target: &Target,
+    user: &str,
+) -> Result<Handle<HostKeyCheck>, CapError> {
+    let config = Arc::new(client::Config {
+        inactivity_timeout: Some(settings.idle_timeout),
+        nodelay: true,
+        ..client::Config::default()
+    });
+    let refusal = Arc::new(Mutex::new(None));
+    let check = HostKeyCheck {
+        host: target.host.clone(),
+        port: target.port,
+        known_hosts: settings.known_hosts.clone(),
+        trust_on_first_use: settings.trust_on_first_use,
+        refusal: refusal.clone(),
+    };
+    let addr = (target.host.as_str(), target.port);
+    let mut handle = match client::connect(config, addr, check).await {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some(why) = refusal.lock().expect("refusal lock").take() {
+                return Err(CapError::Denied(why));
+            }
+            return Err(CapError::Unreachable(format!("{target}: {e}")));
+        }
+    };
+    let private_key = service_key(secrets, &settings.key_secret)?;
+    let hash = match handle.best_supported_rsa_hash().await {
+        Ok(h) => h.flatten(),
+        Err(_) => None,
+    };
+    let auth = handle
+        .authenticate_publickey(
+            user,
+            PrivateKeyWithHashAlg::new(Arc::new(private_key), hash),
+        )
+        .await
+        .map_err(|e| CapError::Unreachable(format!("{target}: authentication failed: {e}")))?;
+    if !auth.success() {
+        return Err(CapError::Denied(format!(
+            "{target}: the server refused the service key of secret {:?} for user {user:?}",
+            settings.key_secret
+        )));
+    }
+    Ok(handle)
+}
+
+/// Decode the service user's key: base64 of an OpenSSH PEM (as the product we mirror stores
+/// it in `base64_private_key`), or the PEM itself. Errors never include the key.
+fn service_key(secrets: &SecretStore, name: &str) -> Result<PrivateKey, CapError> {
+    use base64::Engine;
+    let secret = secrets
+        .get(name)
+        .map_err(CapError::Failed)?
+        .ok_or_else(|| {
+            CapError::Failed(format!(
+                "SSH key secret {name:?} is not in the secret store"
+            ))
+        })?;
+    let raw = secret.expose();
+    let text = String::from_utf8_lossy(raw);
+    let pem = if text.trim_start().starts_with("-----BEGIN") {
+        text.into_owned()
+    } else {
+        let compact: String = text.split_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|_| {
+                CapError::Failed(format!(
+                    "SSH key secret {name:?} is neither an OpenSSH PEM nor base64 of one"
+                ))
+            })?;
+        String::from_utf8(bytes).map_err(|_| {
+            CapError::Failed(format!("SSH key secret {name:?} does not decode to a PEM"))
+        })?
+    };
+    russh::keys::decode_secret_key(&pem, None).map_err(|_| {
+        CapError::Failed(format!(
+            "SSH key secret {name:?} is not a usable unencrypted OpenSSH private key"
+        ))
+    })
+}
+
+enum RunError {
+    Channel(russh::Error),
+    Timeout,
+}
+
+async fn run(
+    handle: &Handle<HostKeyCheck>,
+    command: &str,
+    stdin: &[u8],
+    timeout: Duration,
+) -> Result<Output, RunError> {
+    let work = async {
+        let mut channel = handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        if !stdin.is_empty() {
+            channel.data(stdin).await?;
+        }
+        channel.eof().await?;
+        let mut out = Output {
+            status: -1,
+            ..Output::default()
+        };
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => append(&mut out.stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => append(&mut out.stderr, &data),
+                ChannelMsg::ExitStatus { exit_status } => out.status = exit_status as i32,
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    let _ = write!(out.stderr, "[killed by signal {signal_name:?}]");
+                    out.status = -1;
+                }
+                _ => {}
+            }
+        }
+        Ok::<_, russh::Error>(out)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(RunError::Channel(e)),
+        Err(_) => Err(RunError::Timeout),
+    }
+}
+
+fn append(buf: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_OUTPUT.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Checks a server's host key against known_hosts (see the module docs).
+pub struct HostKeyCheck {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    trust_on_first_use: bool,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl HostKeyCheck {
+    fn decide(&self, presented: &russh::keys::PublicKey) -> Result<(), String> {
+        let shown = presented.fingerprint(HashAlg::Sha256);
+        let where_ = format!("{}:{}", self.host, self.port);
+        let pinned = russh::keys::known_hosts::known_host_keys_path(
+            &self.host,
+            self.port,
+            &self.known_hosts,
+        )
+        .map_err(|e| format!("cannot read {}: {e}", self.known_hosts.display()))?;
+        if pinned
+            .iter()
+            .any(|(_, k)| k.key_data() == presented.key_data())
+        {
+            return Ok(());
+        }
+        if !pinned.is_empty() {
+            let pins: Vec<String> = pinned
+                .iter()
+                .map(|(line, k)| format!("{} (line {line})", k.fingerprint(HashAlg::Sha256)))
+                .collect();
+            return Err(format!(
+                "{where_} presented host key {shown} but {} pins {}; refusing",
+                self.known_hosts.display(),
+                pins.join(", ")
+            ));
+        }
+        if !self.trust_on_first_use {
+            return Err(format!(
+                "{where_} presented host key {shown}, which {} does not list; refusing \
+                 (add it there, or set trust_on_first_use = true to record new hosts)",
+                self.known_hosts.display()
+            ));
+        }
+        let name = if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        };
+        let line = presented
+            .to_openssh()
+            .map_err(|e| format!("cannot encode host key: {e}"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.known_hosts)
+            .map_err(|e| {
+                format!(
+                    "cannot record host key in {}: {e}",
+                    self.known_hosts.display()
+                )
+            })?;
+        writeln!(file, "{name} {line}").map_err(|e| {
+            format!(
+                "cannot record host key in {}: {e}",
+                self.known_hosts.display()
+            )
+        })?;
+        tracing::warn!(host = %where_, fingerprint = %shown, "trusted a new host key on first use");
+        Ok(())
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::from(cert.public_key().clone())
+            }
+        };
+        match self.decide(&presented) {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                tracing::error!("{why}");
+                *self.refusal.lock().expect("refusal lock") = Some(why);
+                Ok(false)
+            }
+        }
+    }
+}
