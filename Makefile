@@ -11,9 +11,19 @@ GUEST_DIR := target/wasm32-wasip2/guest
 
 all: build
 
-## setup: install the toolchain pieces the build needs (idempotent).
+## setup: install what the build and the sshd test fleet need (idempotent; Debian, as root).
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@missing=""; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	command -v sudo >/dev/null || missing="$$missing sudo"; \
+	command -v pkill >/dev/null || missing="$$missing procps"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## guests: build every guest as a WebAssembly component.
 guests: setup
@@ -23,9 +33,11 @@ guests: setup
 build: guests
 	$(CARGO) build -p latch
 
-## test: build guests, then run every test (unit, integration, CLI, denials).
+## test: build guests, then run every test (unit, integration, CLI, denials, end to end
+## against real sshd hosts). The shared test fleet is stopped afterwards, whatever happened.
 test: guests
-	$(CARGO) test $(NATIVE)
+	@rc=0; $(CARGO) test $(NATIVE) || rc=$$?; \
+	bash tests/fleet/fleet.sh down target/fleet-tests; exit $$rc
 
 ## lint: formatting and clippy, for the host and for the guests' real target.
 lint: setup

@@ -1,20 +1,85 @@
 #!/usr/bin/env bash
-# Demo of the sandboxed runtime: inspect a guest, preview what it would do, watch denials.
+# The demo: real just-in-time access on a local fleet of real OpenSSH servers.
+#
+# Starts 3 sshd hosts (127.0.0.2-4, each in private namespaces, see tests/fleet/fleet.sh),
+# sets up Latch, previews exactly what a grant will run, grants an engineer access, logs in
+# with the real ssh client and the issued certificate, revokes, and shows the login refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-latch=./target/debug/latch
-g=target/wasm32-wasip2/guest
-step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}" || true; }
+root=$PWD
+latch=$root/target/debug/latch
+guest=$root/target/wasm32-wasip2/guest/ssh_servers.wasm
+fleet=$root/target/fleet-demo
+data=$root/target/demo
+export LATCH_LOG=${LATCH_LOG:-error}
 
-step "What is in this guest? (sha256 to pin, imports, exports, describe())" \
-  $latch guest inspect $g/bench_guest.wasm
-step "Preview exactly what it would run, without running anything" \
-  $latch guest call $g/bench_guest.wasm discover --config '{"calls":2}' --allow 127.0.0.2:22 --dry-run
-step "A guest reaching a server outside its allow list is refused before anything is sent" \
-  $latch guest call $g/denial_reach_unlisted.wasm discover --dry-run
-step "A guest that loops forever is stopped at its deadline" \
-  $latch guest call $g/denial_spin.wasm discover --deadline 2s
-step "A guest that allocates without bound hits its memory cap" \
-  $latch guest call $g/denial_balloon.wasm discover --memory 32MiB
-step "A guest importing an interface Latch does not lend does not even load" \
-  $latch guest inspect $g/denial_foreign_import.wasm
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+trap 'bash tests/fleet/fleet.sh down "$fleet"' EXIT
+
+say "Start 3 real OpenSSH servers (127.0.0.2-4), service user 'apono' with sudo"
+bash tests/fleet/fleet.sh up "$fleet" 3
+cat "$fleet/known_hosts"
+
+say "Set up Latch: data dir and user CA"
+rm -rf "$data"
+show "$latch" init --dir "$data"
+# The service user's key, stored base64-encoded as the product we mirror stores it.
+base64 -w0 "$fleet/service_key" > "$data/secrets/fleet-key"
+sha=$(sha256sum "$guest" | cut -d' ' -f1)
+cat > "$data/latch.toml" <<TOML
+[[integration]]
+name = "linux"
+guest = "$guest"
+sha256 = "$sha"
+allow = ["127.0.0.0/24:22"]
+max_duration = "8h"
+[integration.ssh]
+key_secret = "fleet-key"
+known_hosts = "$fleet/known_hosts"
+[integration.config]
+servers = [
+  { name = "web-1", host = "127.0.0.2", tags = { env = "demo" } },
+  { name = "web-2", host = "127.0.0.3" },
+  { name = "web-3", host = "127.0.0.4" },
+]
+user_groups = ["Default", "adm"]
+custom_access_details = "Demo fleet: access ends by itself at expiry."
+TOML
+show "$latch" check --config "$data/latch.toml"
+
+say "Read the guest before trusting it: what would a revoke run? (dry run: nothing is sent)"
+ssh-keygen -q -t ed25519 -N '' -C alice -f "$data/alice"
+request=$(printf '{"grant_id":"g-preview","resource_id":"web-1","permission":"adm","identity":{"email":"alice@corp.example"},"public_key":"%s","expires_at":4000000000}' "$(cat "$data/alice.pub")")
+show "$latch" guest call "$guest" revoke --config "$(sed -n '/^\[integration.config\]/,$p' "$data/latch.toml" | tail -n +2 | python3 -c 'import sys,tomllib,json;print(json.dumps(tomllib.loads(sys.stdin.read())))')" \
+  --request "$request" --allow 127.0.0.2:22 --dry-run | sed -e 's/^/    /' || true
+echo "    (a dry run answers every read with an empty success, so the guest follows the path"
+echo "     a server with empty answers would take: here, an account it does not manage)"
+
+say "What can be granted?"
+show "$latch" resources --config "$data/latch.toml" --integration linux
+
+say "Grant alice access to web-1, in group adm, for 10 minutes"
+show "$latch" grant --config "$data/latch.toml" --integration linux --resource web-1 \
+  --user alice@corp.example --permission adm --for 10m --public-key "$data/alice.pub" --out "$data/out" | tee "$data/grant.txt"
+grant_id=$(sed -n "s/^granted \(g-[0-9a-f]*\):.*/\1/p" "$data/grant.txt")
+cert="$data/out/$grant_id-cert.pub"
+show ssh-keygen -L -f "$cert"
+
+ssh_alice() {
+  ssh -i "$data/alice" -o CertificateFile="$cert" -o UserKnownHostsFile="$fleet/known_hosts" \
+    -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none alice@127.0.0.2 "$@"
+}
+say "alice logs in with the ordinary ssh client and her certificate"
+show ssh_alice 'id; hostname'
+
+say "Revoke"
+show "$latch" revoke --config "$data/latch.toml" "$grant_id"
+
+say "alice's login is now refused"
+if ssh_alice id; then
+  echo "UNEXPECTED: login still works" >&2
+  exit 1
+fi
+echo "(refused, as it must be)"
+say "Done: access granted, used, and taken away on a real server."

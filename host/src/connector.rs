@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::caps::Backend;
+use crate::caps::{Backend, Live, SecretStore};
 use crate::config::{Config, IntegrationConfig};
 use crate::runtime::{Guest, Integration, Runtime, sha256_hex};
 
@@ -67,6 +67,23 @@ impl Connector {
     pub fn integrations(&self) -> impl Iterator<Item = (&Integration, &IntegrationConfig)> {
         self.integrations.values().map(|(i, c)| (i, c))
     }
+}
+
+/// Start a connector whose capabilities are carried out for real: SSH with each
+/// integration's `[integration.ssh]` settings, secrets from the configured store.
+pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
+    let dir = config
+        .secrets_dir
+        .exists()
+        .then_some(config.secrets_dir.as_path());
+    let secrets =
+        SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)?;
+    let ssh = config
+        .integrations
+        .iter()
+        .filter_map(|i| i.ssh.clone().map(|s| (i.name.clone(), s)))
+        .collect();
+    Connector::start(config, Arc::new(Live::new(secrets, ssh)))
 }
 
 /// Read the guest file of `ic`, refuse it unless its sha256 is the pinned one, compile it.

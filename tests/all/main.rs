@@ -5,6 +5,8 @@
 mod cli;
 mod config;
 mod denials;
+mod e2e;
+mod fleet;
 mod testkit;
 
 use std::path::PathBuf;

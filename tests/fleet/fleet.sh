@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A fleet of real OpenSSH servers for tests and the demo, each isolated from this machine.
 #
-#   fleet.sh up DIR N     start N hosts on 127.0.0.2 … 127.0.0.(N+1), port 22
+#   fleet.sh up DIR N [BASE]   start N hosts on BASE.2 … BASE.(N+1), port 22 (BASE 127.0.0)
 #   fleet.sh down DIR     stop them and remove DIR
 #
 # Each host is an `sshd` in its own mount, PID and UTS namespace, with a private copy of
@@ -16,8 +16,11 @@ dir=${2:?usage: fleet.sh up DIR N | down DIR}
 
 down() {
   if [ -d "$dir" ]; then
+    # Each host runs in its own process group (setsid), and unshare --kill-child takes the
+    # namespace's PID 1, and with it every process of that host, down with it.
     for pidfile in "$dir"/host*/ns.pid; do
-      [ -f "$pidfile" ] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+      [ -f "$pidfile" ] || continue
+      kill -KILL -- "-$(cat "$pidfile")" 2>/dev/null || kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
     done
     sleep 0.2
     rm -rf "$dir"
@@ -50,7 +53,11 @@ CONF
   echo "host$i" > "$root/etc/hostname"
   echo "127.0.1.1 host$i" >> "$root/etc/hosts"
   # Inside the namespaces: private /etc, /home, /run; then the service user; then sshd.
-  setsid unshare --mount --pid --uts --fork --mount-proc --propagation private \
+  if (exec 3<>"/dev/tcp/$addr/22") 2>/dev/null; then
+    echo "fleet.sh: $addr:22 is already taken (a fleet left running?); refusing" >&2
+    exit 1
+  fi
+  setsid unshare --mount --pid --uts --fork --kill-child --mount-proc --propagation private \
     bash -c "
       set -e
       mount --bind '$root/etc' /etc
@@ -71,18 +78,19 @@ CONF
 
 case "$cmd" in
   up)
-    n=${3:?usage: fleet.sh up DIR N}
+    n=${3:?usage: fleet.sh up DIR N [BASE]}
+    base=${4:-127.0.0}
     [ "$(id -u)" = 0 ] || { echo "fleet.sh: needs root (namespaces, bind mounts)" >&2; exit 1; }
     down
     mkdir -p "$dir"
     ssh-keygen -q -t ed25519 -N '' -C latch-fleet-service -f "$dir/service_key"
     : > "$dir/known_hosts"
     for i in $(seq 1 "$n"); do
-      start_host "$i" "$dir/host$i" "127.0.0.$((i + 1))"
+      start_host "$i" "$dir/host$i" "$base.$((i + 1))"
     done
     # Wait until every sshd accepts connections (bounded: 10 s).
     for i in $(seq 1 "$n"); do
-      addr=127.0.0.$((i + 1))
+      addr=$base.$((i + 1))
       for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/$addr/22") 2>/dev/null; then break; fi
         sleep 0.1

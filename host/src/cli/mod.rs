@@ -1,5 +1,6 @@
 //! The `latch` command line: a thin layer over the library, human output or `--json`.
 
+mod access;
 mod guest;
 
 use std::path::PathBuf;
@@ -35,6 +36,37 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Create the data directory, the user CA (mode 0600) and an example latch.toml.
+    Init {
+        /// The data directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// List the resources an integration can grant access to.
+    Resources {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The integration.
+        #[arg(long)]
+        integration: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant just-in-time access.
+    Grant(access::GrantCli),
+    /// Take a grant's access away now.
+    Revoke {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The grant id (from `latch grant`).
+        grant_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -43,6 +75,18 @@ impl Cli {
         match self.command {
             Command::Guest(cmd) => cmd.run().await,
             Command::Check { config } => check(&config).await,
+            Command::Init { dir } => access::init(&dir),
+            Command::Resources {
+                config,
+                integration,
+                json,
+            } => access::resources(&config, &integration, json).await,
+            Command::Grant(args) => access::grant(args).await,
+            Command::Revoke {
+                config,
+                grant_id,
+                json,
+            } => access::revoke(&config, &grant_id, json).await,
         }
     }
 }

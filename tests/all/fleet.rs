@@ -1,0 +1,249 @@
+//! The shared test fleet (real sshd hosts on 127.0.10.2 …) and a Latch data dir per test.
+//!
+//! One fleet serves the whole test binary (tests use distinct account names); `make test`
+//! stops it afterwards (`tests/fleet/fleet.sh down target/fleet-tests`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use latch::runtime::sha256_hex;
+
+/// Hosts in the test fleet.
+pub const HOSTS: usize = 3;
+
+pub struct Fleet {
+    pub dir: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Fleet {
+    /// The fleet, started on first use.
+    pub fn shared() -> &'static Fleet {
+        static FLEET: OnceLock<Fleet> = OnceLock::new();
+        FLEET.get_or_init(|| {
+            let dir = repo().join("target/fleet-tests");
+            let out = Command::new("bash")
+                .arg(repo().join("tests/fleet/fleet.sh"))
+                .args(["up", dir.to_str().unwrap(), &HOSTS.to_string(), "127.0.10"])
+                .output()
+                .expect("run fleet.sh");
+            assert!(
+                out.status.success(),
+                "the test fleet did not start (needs root, sshd, sudo: `make setup`): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ca = latch::caps::certs::ca::new_ca().unwrap();
+            std::fs::write(dir.join("latch-user-ca"), ca.expose()).unwrap();
+            Fleet { dir }
+        })
+    }
+
+    /// Address of host `i` (1-based).
+    pub fn addr(&self, i: usize) -> String {
+        format!("127.0.10.{}", i + 1)
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// Run a shell command on host `i` as the service user (test set-up and inspection only).
+    pub fn admin(&self, i: usize, command: &str) -> Output {
+        Command::new("ssh")
+            .args(ssh_opts(&self.known_hosts()))
+            .arg("-i")
+            .arg(self.dir.join("service_key"))
+            .arg(format!("apono@{}", self.addr(i)))
+            .arg(command)
+            .output()
+            .expect("run ssh")
+    }
+
+    /// How many logins host `i`'s sshd has accepted so far (from its own log).
+    pub fn accepted_logins(&self, i: usize) -> usize {
+        let log =
+            std::fs::read_to_string(self.dir.join(format!("host{i}/sshd.log"))).unwrap_or_default();
+        log.matches("Accepted publickey").count()
+    }
+
+    /// Logins accepted by every host, summed.
+    pub fn all_accepted_logins(&self) -> usize {
+        (1..=HOSTS).map(|i| self.accepted_logins(i)).sum()
+    }
+}
+
+pub fn ssh_opts(known_hosts: &Path) -> Vec<String> {
+    [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "ConnectTimeout=5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-o".to_string(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+    ])
+    .collect()
+}
+
+/// A Latch data dir (CA, secrets, grants) and latch.toml pointing at the shared fleet.
+pub struct Env {
+    pub fleet: &'static Fleet,
+    pub tmp: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// A fresh data dir; `known_hosts` defaults to the fleet's pins.
+    pub fn new() -> Env {
+        Env::with_known_hosts(None)
+    }
+
+    pub fn with_known_hosts(known_hosts: Option<&str>) -> Env {
+        let fleet = Fleet::shared();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        // One CA for the whole fleet, as one connector (or one HA group) would have: a grant
+        // installs its CA on the server, so per-test CAs would displace each other.
+        std::fs::copy(
+            fleet.dir.join("latch-user-ca"),
+            tmp.path().join("secrets/latch-user-ca"),
+        )
+        .unwrap();
+        let key = std::fs::read(fleet.dir.join("service_key")).unwrap();
+        use base64::Engine;
+        std::fs::write(
+            tmp.path().join("secrets/fleet-key"),
+            base64::engine::general_purpose::STANDARD.encode(key),
+        )
+        .unwrap();
+        let known = match known_hosts {
+            Some(text) => {
+                let p = tmp.path().join("known_hosts");
+                std::fs::write(&p, text).unwrap();
+                p
+            }
+            None => fleet.known_hosts(),
+        };
+        let guest = crate::guest("ssh_servers");
+        let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+        let servers: Vec<String> = (1..=HOSTS)
+            .map(|i| format!("{{ name = \"web-{i}\", host = \"{}\" }}", fleet.addr(i)))
+            .collect();
+        let config = tmp.path().join("latch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[[integration]]
+name = "linux"
+guest = "{}"
+sha256 = "{sha}"
+allow = ["127.0.10.0/24:22"]
+max_duration = "8h"
+[integration.ssh]
+key_secret = "fleet-key"
+known_hosts = "{}"
+[integration.config]
+servers = [{}]
+user_groups = ["Default", "adm"]
+"#,
+                guest.display(),
+                known.display(),
+                servers.join(", ")
+            ),
+        )
+        .unwrap();
+        Env { fleet, tmp, config }
+    }
+
+    /// `latch grant` with the CLI; returns the parsed JSON.
+    pub fn grant(
+        &self,
+        resource: &str,
+        email: &str,
+        extra: &[&str],
+    ) -> Result<serde_json::Value, String> {
+        let out_dir = self.tmp.path().join("out");
+        // `--flag=value`, so a hostile value such as `-oProxyCommand=x` stays a value.
+        let resource = format!("--resource={resource}");
+        let email = format!("--user={email}");
+        let mut args = vec![
+            "grant",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--integration",
+            "linux",
+            &resource,
+            &email,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--json",
+        ];
+        if !extra.iter().any(|a| a.starts_with("--for")) {
+            args.extend(["--for", "10m"]);
+        }
+        args.extend_from_slice(extra);
+        let out = latch(&args);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn revoke(&self, grant_id: &str) -> Output {
+        latch(&[
+            "revoke",
+            "--config",
+            self.config.to_str().unwrap(),
+            grant_id,
+        ])
+    }
+
+    /// Log in with the real ssh client, the generated key and its certificate.
+    pub fn login(&self, granted: &serde_json::Value, command: &str) -> Output {
+        Command::new("ssh")
+            .args(ssh_opts(&self.fleet.known_hosts()))
+            .arg("-i")
+            .arg(
+                granted["private_key_file"]
+                    .as_str()
+                    .expect("a generated key"),
+            )
+            .arg("-o")
+            .arg(format!(
+                "CertificateFile={}",
+                granted["certificate_file"].as_str().unwrap()
+            ))
+            .arg(format!(
+                "{}@{}",
+                granted["username"].as_str().unwrap(),
+                granted["host"].as_str().unwrap()
+            ))
+            .arg(command)
+            .output()
+            .expect("run ssh")
+    }
+}
+
+pub fn latch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(args)
+        .env("LATCH_LOG", "error")
+        .output()
+        .expect("run latch")
+}
