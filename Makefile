@@ -7,7 +7,7 @@ GUEST_CRATES := -p ssh-servers -p bench-guest -p 'denial-*'
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest
 GUEST_DIR := target/wasm32-wasip2/guest
 
-.PHONY: all setup guests build test lint bench demo clean
+.PHONY: all setup guests build test lint bench bench-fleet demo clean
 
 all: build
 
@@ -48,6 +48,10 @@ lint: setup
 ## bench: criterion benchmarks of the runtime (release build).
 bench: guests
 	$(CARGO) bench -p latch --bench runtime
+
+## bench-fleet: grant/revoke against 20 real sshd hosts vs OpenSSH ControlMaster (root).
+bench-fleet: guests
+	$(CARGO) bench -p latch --bench fleet
 
 ## demo: what Latch does today, on the built guests (see README).
 demo: build

@@ -120,7 +120,7 @@ fn dry_run_shows_refusals_and_fails() {
 }
 
 #[test]
-fn without_dry_run_no_live_backend_is_claimed() {
+fn without_dry_run_nothing_is_carried_out_and_it_says_so() {
     let out = latch(&[
         "guest",
         "call",
@@ -135,7 +135,7 @@ fn without_dry_run_no_live_backend_is_claimed() {
     let v = json(&out);
     assert_eq!(v["calls"][0]["outcome"], "failed");
     let msg = v["calls"][0]["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("no live backend"), "{msg}");
+    assert!(msg.contains("is not carried out here"), "{msg}");
 }
 
 #[test]

@@ -393,3 +393,57 @@ fn hostile_input_is_refused_and_reaches_no_server() {
         .collect();
     assert!(kept.is_empty(), "refused grants leave no record: {kept:?}");
 }
+
+#[test]
+fn secrets_never_reach_logs_or_output_even_at_trace_level() {
+    let _g = shared();
+    let env = Env::new();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(env.tmp.path().join("hank"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args([
+            "grant",
+            "--config",
+            env.config.to_str().unwrap(),
+            "--integration",
+            "linux",
+        ])
+        .args([
+            "--resource",
+            "web-3",
+            "--user",
+            "e2e-hank@corp.example",
+            "--for",
+            "1m",
+            "--json",
+        ])
+        .arg("--public-key")
+        .arg(env.tmp.path().join("hank.pub"))
+        // Everything of Latch's own at trace (wasmtime's and cranelift's compile traces at
+        // info: they hold no secrets and would only make the test slow).
+        .env("LATCH_LOG", "latch=trace,info")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("INFO"), "logging is on: {all}");
+    let service_pem = std::fs::read_to_string(env.fleet.dir.join("service_key")).unwrap();
+    let service_b64 = std::fs::read_to_string(env.tmp.path().join("secrets/fleet-key")).unwrap();
+    let ca_pem = std::fs::read_to_string(env.tmp.path().join("secrets/latch-user-ca")).unwrap();
+    for (name, secret) in [
+        ("service key", &service_pem),
+        ("service key (base64)", &service_b64),
+        ("CA key", &ca_pem),
+    ] {
+        // Any 40-character run of the secret's body would be a leak.
+        let body: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
+        for chunk in body.as_bytes().chunks(40).filter(|c| c.len() == 40) {
+            let chunk = std::str::from_utf8(chunk).unwrap();
+            assert!(!all.contains(chunk), "{name} leaked into the output");
+        }
+    }
+}

@@ -219,8 +219,8 @@ impl Backend for Recorder {
     }
 }
 
-/// A backend that carries out nothing and says so: the live SSH, WinRM, secrets and
-/// certificate backends are not part of this build yet.
+/// A backend that carries out nothing and says so: for `latch guest call` without
+/// `--dry-run` and `latch check`, which have no credentials to act with.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Unavailable;
 
@@ -232,7 +232,8 @@ impl Backend for Unavailable {
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
         Box::pin(async move {
             Err(CapError::Failed(format!(
-                "{} has no live backend in this build of Latch; use --dry-run to preview",
+                "{} is not carried out here: `latch guest call` runs a guest live only through \
+                 a latch.toml (`latch grant`, `latch revoke`); use --dry-run to preview",
                 call.capability()
             )))
         })
