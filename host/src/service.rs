@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::caps::certs::ca::{generate_key_pair, unix_now};
 use crate::caps::{Outcome, Secret};
+use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::grants::{GrantRecord, GrantStore, State, new_grant_id};
-use crate::runtime::{CallReport, Export, GrantRequest, Identity, Resource, Returned};
+use crate::runtime::{CallReport, Export, GrantRequest, Identity, Integration, Resource, Returned};
 
 /// What someone asks for.
 #[derive(Clone, Debug)]
@@ -170,15 +171,7 @@ pub async fn grant(
             record.last_error = Some(error.clone());
             store.update(&record)?;
             // Undo whatever part of the grant happened; revoke is idempotent.
-            let undo = integration
-                .call(
-                    connector.runtime(),
-                    Export::Revoke {
-                        config: ic.config_json.clone(),
-                        request: request_of(&record),
-                    },
-                )
-                .await;
+            let undo = run_revoke(connector, integration, ic, &record).await;
             if let Err(e) = undo.result {
                 tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
             }
@@ -207,16 +200,7 @@ pub async fn revoke(
         })?;
     record.state = State::Revoking;
     store.update(&record)?;
-    let report = integration
-        .call(
-            connector.runtime(),
-            Export::Revoke {
-                config: ic.config_json.clone(),
-                request: request_of(&record),
-            },
-        )
-        .await;
-    log_calls(grant_id, "revoke", &report);
+    let report = run_revoke(connector, integration, ic, &record).await;
     match report.result {
         Ok(_) => {
             record.state = State::Revoked;
@@ -249,6 +233,22 @@ pub async fn resources(connector: &Connector, integration: &str) -> anyhow::Resu
         Ok(other) => bail!("discover returned {other:?}"),
         Err(e) => bail!("discover failed: {e}"),
     }
+}
+
+/// Run the guest's `revoke` for `record`: a revoke, or the rollback of a failed grant.
+async fn run_revoke(
+    connector: &Connector,
+    integration: &Integration,
+    ic: &IntegrationConfig,
+    record: &GrantRecord,
+) -> CallReport {
+    let export = Export::Revoke {
+        config: ic.config_json.clone(),
+        request: request_of(record),
+    };
+    let report = integration.call(connector.runtime(), export).await;
+    log_calls(&record.grant_id, "revoke", &report);
+    report
 }
 
 fn log_calls(grant_id: &str, export: &str, report: &CallReport) {

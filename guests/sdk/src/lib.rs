@@ -60,6 +60,11 @@ pub fn run(target: &Target, argv: &[&str]) -> Result<Output, Error> {
 
 /// Run `argv` on `target` over SSH and return its output whatever the exit status.
 pub fn exec(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    exec_with_stdin(target, argv, &[])
+}
+
+/// Run `argv` on `target` over SSH with `stdin`, and return its output whatever the status.
+pub fn exec_with_stdin(target: &Target, argv: &[&str], stdin: &[u8]) -> Result<Output, Error> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    ssh::exec(target, &argv, &[])
+    ssh::exec(target, &argv, stdin)
 }

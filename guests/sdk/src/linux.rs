@@ -4,7 +4,7 @@
 //! Names reaching these functions were checked with [`crate::names`]; the host quotes argv
 //! regardless. Functions are idempotent: running one twice changes nothing the second time.
 
-use crate::{Error, Output, Target, exec, run};
+use crate::{Error, Output, Target, exec, exec_with_stdin, run};
 
 /// The group that marks an account as created by Latch; nothing else is ever deleted.
 pub const MANAGED_GROUP: &str = "latch-managed";
@@ -126,24 +126,10 @@ pub fn is_managed(t: &Target, user: &str) -> Result<bool, Error> {
 }
 
 /// Create `user` with a home and `shell`, marked as Latch's own.
+#[rustfmt::skip]
 pub fn create_user(t: &Target, user: &str, shell: &str) -> Result<(), Error> {
     run(t, &sudo(&["groupadd", "-f", MANAGED_GROUP]))?;
-    let comment = "Latch just-in-time user";
-    run(
-        t,
-        &sudo(&[
-            "useradd",
-            "-m",
-            "-s",
-            shell,
-            "-G",
-            MANAGED_GROUP,
-            "-c",
-            comment,
-            "--",
-            user,
-        ]),
-    )?;
+    run(t, &sudo(&["useradd", "-m", "-s", shell, "-G", MANAGED_GROUP, "-c", "Latch just-in-time user", "--", user]))?;
     Ok(())
 }
 
@@ -188,26 +174,14 @@ pub fn kill_sessions(t: &Target, user: &str) -> Result<(), Error> {
 }
 
 /// Put every certificate with key id `key_id` (the grant id) on the server's KRL.
+#[rustfmt::skip]
 pub fn revoke_key_id(t: &Target, key_id: &str) -> Result<(), Error> {
     if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
         // No KRL means Latch never set this server up, so no certificate of ours works here.
         return Ok(());
     }
-    let argv: Vec<String> = sudo(&[
-        "ssh-keygen",
-        "-q",
-        "-k",
-        "-u",
-        "-f",
-        KRL_PATH,
-        "-s",
-        CA_PATH,
-        "/dev/stdin",
-    ])
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let out = crate::ssh::exec(t, &argv, format!("id: {key_id}\n").as_bytes())?;
+    let spec = format!("id: {key_id}\n");
+    let out = exec_with_stdin(t, &sudo(&["ssh-keygen", "-q", "-k", "-u", "-f", KRL_PATH, "-s", CA_PATH, "/dev/stdin"]), spec.as_bytes())?;
     if out.status != 0 {
         return Err(failed("ssh-keygen -k -u", t, &out));
     }

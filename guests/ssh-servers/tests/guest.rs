@@ -43,235 +43,70 @@ fn dropin() -> String {
 }
 
 /// The commands that make a fresh server trust the CA.
+#[rustfmt::skip]
 fn expect_fresh_trust(s: &mut Script) {
     s.on_ca_public_key().text(CA);
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
-    )
-    .exit(1, "No such file");
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "install",
-            "-d",
-            "-m",
-            "0755",
-            "--",
-            "/etc/ssh/latch",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "tee", "--", "/etc/ssh/latch/user_ca.pub"],
-    )
-    .stdin(format!("{CA}\n").as_bytes());
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "chmod",
-            "0644",
-            "--",
-            "/etc/ssh/latch/user_ca.pub",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
-    )
-    .exit(1, "");
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "ssh-keygen",
-            "-q",
-            "-k",
-            "-f",
-            "/etc/ssh/latch/revoked_keys",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "cat",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    )
-    .exit(1, "");
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "install",
-            "-d",
-            "-m",
-            "0755",
-            "--",
-            "/etc/ssh/sshd_config.d",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "tee",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    )
-    .stdin(dropin().as_bytes());
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "chmod",
-            "0644",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    );
-    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok(
-        "port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n",
-    );
+    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
+    s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
+    s.on_ssh(T, &["sudo", "-n", "tee", "--", "/etc/ssh/latch/user_ca.pub"]).stdin(format!("{CA}\n").as_bytes());
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/user_ca.pub"]);
+    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/revoked_keys"]);
+    expect_dropin_written(s);
+    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"])
+        .ok("port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n");
     s.on_ssh(T, &["sudo", "-n", "pkill", "-HUP", "-F", "/run/sshd.pid"]);
 }
 
+/// The commands that find the sshd drop-in missing and write it.
+#[rustfmt::skip]
+fn expect_dropin_written(s: &mut Script) {
+    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/sshd_config.d"]);
+    s.on_ssh(T, &["sudo", "-n", "tee", "--", "/etc/ssh/sshd_config.d/latch.conf"]).stdin(dropin().as_bytes());
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
+}
+
 /// The commands that find a server already trusting the CA.
+#[rustfmt::skip]
 fn expect_warm_trust(s: &mut Script) {
     s.on_ca_public_key().text(CA);
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
-    )
-    .ok(&format!("{CA}\n"));
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "cat",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    )
-    .ok(&dropin());
+    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
+    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).ok(&dropin());
 }
 
 #[test]
+#[rustfmt::skip]
 fn first_grant_on_a_fresh_server_runs_exactly_this() {
     let mut s = Script::new();
     expect_fresh_trust(&mut s);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice_smith"])
-        .exit(2, "");
+    s.on_ssh(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
     s.on_ssh(T, &["sudo", "-n", "groupadd", "-f", "latch-managed"]);
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "useradd",
-            "-m",
-            "-s",
-            "/bin/bash",
-            "-G",
-            "latch-managed",
-            "-c",
-            "Latch just-in-time user",
-            "--",
-            "alice_smith",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "usermod",
-            "-s",
-            "/bin/bash",
-            "--",
-            "alice_smith",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "usermod",
-            "-a",
-            "-G",
-            "dev",
-            "--",
-            "alice_smith",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "usermod",
-            "-p",
-            "*",
-            "-e",
-            "",
-            "--",
-            "alice_smith",
-        ],
-    );
-    s.on_sign(&["alice_smith"], "g-1")
-        .valid_before(EXPIRES)
-        .text("ssh-ed25519-cert-v01@openssh.com AAAA");
+    s.on_ssh(T, &["sudo", "-n", "useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "--", "alice_smith"]);
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "--", "alice_smith"]);
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-a", "-G", "dev", "--", "alice_smith"]);
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-p", "*", "-e", "", "--", "alice_smith"]);
+    s.on_sign(&["alice_smith"], "g-1").valid_before(EXPIRES).text("ssh-ed25519-cert-v01@openssh.com AAAA");
     let run = kit().run(&s, grant("dev", "Alice.Smith@corp.example"));
     run.assert_script_done();
     let access = run.access();
     assert_eq!(access.username, "alice_smith");
     assert_eq!((access.host.as_str(), access.port), ("127.0.0.2", 22));
-    assert_eq!(
-        access.certificate.as_deref(),
-        Some("ssh-ed25519-cert-v01@openssh.com AAAA")
-    );
-    assert!(
-        access.instructions.contains("alice_smith@127.0.0.2"),
-        "{}",
-        access.instructions
-    );
+    assert_eq!(access.certificate.as_deref(), Some("ssh-ed25519-cert-v01@openssh.com AAAA"));
+    assert!(access.instructions.contains("alice_smith@127.0.0.2"), "{}", access.instructions);
     assert!(access.instructions.ends_with("Ask #ops if in doubt."));
 }
 
 #[test]
+#[rustfmt::skip]
 fn granting_again_changes_nothing_on_the_server() {
     let mut s = Script::new();
     expect_warm_trust(&mut s);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
-        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"])
-        .ok("alice latch-managed\n");
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "usermod", "-s", "/bin/bash", "--", "alice"],
-    );
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "usermod", "-p", "*", "-e", "", "--", "alice"],
-    );
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "--", "alice"]);
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-p", "*", "-e", "", "--", "alice"]);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
@@ -295,129 +130,38 @@ fn an_existing_account_latch_did_not_create_is_refused_untouched() {
 }
 
 #[test]
+#[rustfmt::skip]
 fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
     let mut s = Script::new();
     s.on_ca_public_key().text(CA);
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"],
-    )
-    .ok(&format!("{CA}\n"));
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "cat",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    )
-    .exit(1, "");
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "install",
-            "-d",
-            "-m",
-            "0755",
-            "--",
-            "/etc/ssh/sshd_config.d",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "tee",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "chmod",
-            "0644",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    );
+    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
+    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    expect_dropin_written(&mut s);
     s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok("port 22\n");
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "rm",
-            "-f",
-            "--",
-            "/etc/ssh/sshd_config.d/latch.conf",
-        ],
-    );
+    s.on_ssh(T, &["sudo", "-n", "rm", "-f", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
     match run.guest_error() {
-        GuestError::Failed(m) => {
-            assert!(m.contains("Include /etc/ssh/sshd_config.d/*.conf"), "{m}")
-        }
+        GuestError::Failed(m) => assert!(m.contains("Include /etc/ssh/sshd_config.d/*.conf"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
+#[rustfmt::skip]
 fn revoke_runs_exactly_this() {
     let mut s = Script::new();
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
-    );
-    s.on_ssh(
-        T,
-        &[
-            "sudo",
-            "-n",
-            "ssh-keygen",
-            "-q",
-            "-k",
-            "-u",
-            "-f",
-            "/etc/ssh/latch/revoked_keys",
-            "-s",
-            "/etc/ssh/latch/user_ca.pub",
-            "/dev/stdin",
-        ],
-    )
-    .stdin(b"id: g-1\n");
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
-        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"])
-        .ok("alice latch-managed dev\n");
+    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/revoked_keys", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
+        .stdin(b"id: g-1\n");
+    s.on_ssh(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_ssh(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed dev\n");
     s.on_ssh(T, &["sudo", "-n", "gpasswd", "-d", "alice", "dev"]);
-    s.on_ssh(
-        T,
-        &["sudo", "-n", "usermod", "-L", "-e", "1", "--", "alice"],
-    );
-    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"])
-        .exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-L", "-e", "1", "--", "alice"]);
+    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"]).exit(1, "");
     let mut request = grant_request("g-1", "web-1", "dev", "alice@corp.example", EXPIRES);
     request.public_key = Some(KEY.into());
-    let run = kit().run(
-        &s,
-        Export::Revoke {
-            config: config(),
-            request,
-        },
-    );
+    let run = kit().run(&s, Export::Revoke { config: config(), request });
     run.assert_script_done();
     run.assert_ok();
 }
@@ -495,6 +239,24 @@ fn discover_lists_servers_with_the_groups_they_have() {
     );
 }
 
+/// `bad` in each place a request carries a name: username, e-mail, group, server, grant id.
+fn hostile_requests(bad: &str) -> Vec<latch::runtime::GrantRequest> {
+    let request = |grant_id: &str, resource: &str, permission: &str, email: &str| {
+        let mut r = grant_request(grant_id, resource, permission, email, EXPIRES);
+        r.public_key = Some(KEY.into());
+        r
+    };
+    let mut as_username = request("g-1", "web-1", "Default", "alice@corp.example");
+    as_username.identity.username = Some(bad.into());
+    vec![
+        as_username,
+        request("g-1", "web-1", "Default", &format!("{bad}@corp.example")),
+        request("g-1", "web-1", bad, "alice@corp.example"),
+        request("g-1", bad, "Default", "alice@corp.example"),
+        request(bad, "web-1", "Default", "alice@corp.example"),
+    ]
+}
+
 #[test]
 fn hostile_requests_are_refused_before_any_command() {
     let long = "a".repeat(300);
@@ -509,45 +271,7 @@ fn hostile_requests_are_refused_before_any_command() {
         "",
     ];
     for bad in hostile {
-        let cases = [
-            // as a username
-            {
-                let mut r = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
-                r.identity.username = Some(bad.into());
-                r.public_key = Some(KEY.into());
-                r
-            },
-            // inside an e-mail
-            {
-                let mut r = grant_request(
-                    "g-1",
-                    "web-1",
-                    "Default",
-                    &format!("{bad}@corp.example"),
-                    EXPIRES,
-                );
-                r.public_key = Some(KEY.into());
-                r
-            },
-            // as a group (permission)
-            {
-                let mut r = grant_request("g-1", "web-1", bad, "alice@corp.example", EXPIRES);
-                r.public_key = Some(KEY.into());
-                r
-            },
-            // as a server name
-            {
-                let mut r = grant_request("g-1", bad, "Default", "alice@corp.example", EXPIRES);
-                r.public_key = Some(KEY.into());
-                r
-            },
-            // as a grant id
-            {
-                let mut r = grant_request(bad, "web-1", "Default", "alice@corp.example", EXPIRES);
-                r.public_key = Some(KEY.into());
-                r
-            },
-        ];
+        let cases = hostile_requests(bad);
         for (i, request) in cases.into_iter().enumerate() {
             for export in [
                 Export::Grant {

@@ -1,34 +1,9 @@
-//! Denial guest: reads a secret outside its secrets list. The host must stop it with a clear error and keep serving.
-
-use latch_guest_sdk::{AccessDetails, Error, GrantRequest, Integration, Metadata, Resource};
-
-struct Denial;
-
-impl Integration for Denial {
-    fn describe() -> Metadata {
-        Metadata {
-            name: "denial-read-unlisted-secret".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "reads a secret outside its secrets list".into(),
-            config_schema: "{}".into(),
-        }
-    }
-    fn validate(_: String) -> Result<(), Error> {
-        Ok(())
-    }
-    fn discover(_: String) -> Result<Vec<Resource>, Error> {
-        let _ = latch_guest_sdk::secrets::get("root-password")?;
+//! Denial guest: reads a secret outside its secrets list. The policy must refuse it.
+denial_common::denial!(
+    "read-unlisted-secret",
+    "reads a secret outside its secrets list",
+    {
+        let _ = denial_common::latch_guest_sdk::secrets::get("root-password")?;
         Ok(Vec::new())
     }
-    fn grant(_: String, _: GrantRequest) -> Result<AccessDetails, Error> {
-        Err(Error::Failed("not used".into()))
-    }
-    fn revoke(_: String, _: GrantRequest) -> Result<(), Error> {
-        Ok(())
-    }
-    fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-latch_guest_sdk::export!(Denial);
+);

@@ -1,36 +1,7 @@
-//! Denial guest: loops forever. The host must stop it with a clear error and keep serving.
-
-use latch_guest_sdk::{AccessDetails, Error, GrantRequest, Integration, Metadata, Resource};
-
-struct Denial;
-
-impl Integration for Denial {
-    fn describe() -> Metadata {
-        Metadata {
-            name: "denial-spin".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "loops forever".into(),
-            config_schema: "{}".into(),
-        }
+//! Denial guest: loops forever. The epoch deadline must stop it; the host keeps serving.
+denial_common::denial!("spin", "loops forever", {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
     }
-    fn validate(_: String) -> Result<(), Error> {
-        Ok(())
-    }
-    fn discover(_: String) -> Result<Vec<Resource>, Error> {
-        let mut n: u64 = 0;
-        loop {
-            n = std::hint::black_box(n.wrapping_add(1));
-        }
-    }
-    fn grant(_: String, _: GrantRequest) -> Result<AccessDetails, Error> {
-        Err(Error::Failed("not used".into()))
-    }
-    fn revoke(_: String, _: GrantRequest) -> Result<(), Error> {
-        Ok(())
-    }
-    fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
-latch_guest_sdk::export!(Denial);
+});
