@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import
+GUEST_CRATES := -p ssh-servers -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest
 GUEST_DIR := target/wasm32-wasip2/guest
 

@@ -148,3 +148,17 @@ fn no_state_survives_between_calls() {
         assert_eq!(run.resources()[0].name, "1", "a fresh instance per call");
     }
 }
+
+#[test]
+fn a_guest_finds_no_files_environment_arguments_or_network() {
+    // The connector's own process has all of these; none may reach the guest.
+    // SAFETY: a variable no other test reads.
+    unsafe { std::env::set_var("LATCH_TEST_AMBIENT_SECRET", "must-not-leak") };
+    let run = Kit::built("denial_ambient").run(&Script::new(), discover());
+    let probes = run.resources();
+    assert_eq!(probes.len(), 5);
+    for p in probes {
+        assert_eq!(p.name, "", "probe {:?} found {:?}", p.id, p.name);
+    }
+    run.assert_nothing_carried_out();
+}

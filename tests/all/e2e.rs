@@ -447,3 +447,73 @@ fn secrets_never_reach_logs_or_output_even_at_trace_level() {
         }
     }
 }
+
+#[test]
+fn an_unknown_host_is_refused_unless_trust_on_first_use_records_it() {
+    let _g = shared();
+    // No pins at all: refused, naming the presented key.
+    let env = Env::with_known_hosts(Some(""));
+    let err = env
+        .grant("web-2", "e2e-ivan@corp.example", &[])
+        .unwrap_err();
+    assert!(
+        err.contains("does not list") && err.contains("SHA256:"),
+        "{err}"
+    );
+    assert_eq!(
+        env.fleet.admin(2, "getent passwd e2e-ivan").status.code(),
+        Some(2)
+    );
+
+    // With trust_on_first_use the key is recorded, and the grant goes through.
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace(
+            "key_secret = \"fleet-key\"",
+            "key_secret = \"fleet-key\"\ntrust_on_first_use = true",
+        ),
+    )
+    .unwrap();
+    env.grant("web-2", "e2e-ivan@corp.example", &[]).unwrap();
+    let recorded = std::fs::read_to_string(env.tmp.path().join("known_hosts")).unwrap();
+    let pinned = std::fs::read_to_string(env.fleet.known_hosts()).unwrap();
+    let host2 = pinned
+        .lines()
+        .find(|l| l.starts_with("127.0.10.3 "))
+        .unwrap();
+    assert_eq!(
+        recorded.trim(),
+        host2.trim(),
+        "the recorded key is the host's real key"
+    );
+}
+
+#[test]
+fn init_keeps_the_ca_private_and_never_overwrites_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = latch(&["init", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ca = dir.path().join("secrets/latch-user-ca");
+    assert_eq!(
+        std::fs::metadata(&ca).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("secrets"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let before = std::fs::read(&ca).unwrap();
+    let out = latch(&["init", "--dir", dir.path().to_str().unwrap()]);
+    assert!(text(&out).contains("kept"), "{}", text(&out));
+    assert_eq!(std::fs::read(&ca).unwrap(), before);
+    assert!(
+        !text(&out).contains("PRIVATE KEY"),
+        "init prints only the public key"
+    );
+}
