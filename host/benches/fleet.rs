@@ -122,15 +122,15 @@ async fn grant_revoke(connector: &Connector, host: usize, n: u64) -> Vec<CapCall
     calls
 }
 
-/// A warm ControlMaster session to host 1, as the service user.
+/// A warm ControlMaster session to one host, as the service user.
 struct ControlMaster {
     socket: PathBuf,
     args: Vec<String>,
 }
 
 impl ControlMaster {
-    fn open(fleet: &Fleet, data: &Path) -> ControlMaster {
-        let socket = data.join("cm.sock");
+    fn open(fleet: &Fleet, data: &Path, host: usize) -> ControlMaster {
+        let socket = data.join(format!("cm{host}.sock"));
         let args: Vec<String> = [
             "-i",
             fleet.dir.join("service_key").to_str().unwrap(),
@@ -145,7 +145,7 @@ impl ControlMaster {
             "IdentitiesOnly=yes",
             "-o",
             &format!("ControlPath={}", socket.display()),
-            "apono@127.0.20.2",
+            &format!("apono@127.0.20.{}", host + 1),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -208,7 +208,10 @@ fn benches(c: &mut Criterion) {
         .count();
     eprintln!("one grant + revoke (steady state) = {ssh_calls} ssh commands");
 
-    let master = ControlMaster::open(&fleet, data.path());
+    let master = ControlMaster::open(&fleet, data.path(), 1);
+    let masters: Vec<ControlMaster> = (1..=HOSTS)
+        .map(|h| ControlMaster::open(&fleet, data.path(), h))
+        .collect();
     let mut group = c.benchmark_group(format!("grant+revoke, 1 host ({ssh_calls} ssh commands)"));
     group
         .sample_size(20)
@@ -234,6 +237,19 @@ fn benches(c: &mut Criterion) {
             rt.block_on(grant_revoke(&connector, 1, n))
         })
     });
+    group.bench_function(
+        format!("{HOSTS} hosts, same commands over {HOSTS} warm ControlMasters at once (baseline)"),
+        |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for m in &masters {
+                        let steady = &steady;
+                        scope.spawn(move || m.replay(steady));
+                    }
+                })
+            })
+        },
+    );
     group.bench_function(format!("{HOSTS} hosts concurrently"), |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
@@ -247,6 +263,7 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
     drop(master);
+    drop(masters);
 }
 
 /// Grant + revoke on every host of `hosts` at once, each on its own task.

@@ -133,14 +133,16 @@ pub fn create_user(t: &Target, user: &str, shell: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Set `user`'s login shell.
-pub fn set_shell(t: &Target, user: &str, shell: &str) -> Result<(), Error> {
-    run(t, &sudo(&["usermod", "-s", shell, "--", user])).map(|_| ())
-}
-
-/// Add `user` to `group`.
-pub fn add_to_group(t: &Target, user: &str, group: &str) -> Result<(), Error> {
-    run(t, &sudo(&["usermod", "-a", "-G", group, "--", user])).map(|_| ())
+/// Open `user` for certificate logins, in one `usermod`: set its login shell, add it to
+/// `group` (if any), set the password field to `*` (no password, not locked — so it works
+/// whether or not sshd uses PAM) and clear any expiry.
+pub fn open_account(t: &Target, user: &str, shell: &str, group: Option<&str>) -> Result<(), Error> {
+    let mut argv = vec!["usermod", "-s", shell];
+    if let Some(group) = group {
+        argv.extend(["-a", "-G", group]);
+    }
+    argv.extend(["-p", "*", "-e", "", "--", user]);
+    run(t, &sudo(&argv)).map(|_| ())
 }
 
 /// Remove `user` from `group` (not being a member is fine).
@@ -150,12 +152,6 @@ pub fn remove_from_group(t: &Target, user: &str, group: &str) -> Result<(), Erro
         0 | 3 => Ok(()),
         _ => Err(failed("gpasswd -d", t, &out)),
     }
-}
-
-/// Let `user` log in with a certificate: no expiry, and a password field of `*` (no
-/// password, not locked — so it works whether or not sshd uses PAM).
-pub fn unlock_account(t: &Target, user: &str) -> Result<(), Error> {
-    run(t, &sudo(&["usermod", "-p", "*", "-e", "", "--", user])).map(|_| ())
 }
 
 /// Stop `user` logging in: lock the password *and* expire the account (`usermod -L` alone

@@ -3,7 +3,7 @@
 //! What it does on a server, in order (every command is in `latch_guest_sdk::linux`):
 //! - **grant**: trust the connector's user CA (CA key, KRL, sshd drop-in, reload if changed);
 //!   create the account if missing, marked `latch-managed` — and **refuse** an existing
-//!   account Latch did not create; set its shell; add it to the requested group; unlock it;
+//!   account Latch did not create; open it (shell, requested group, no expiry);
 //!   sign the requester's key for the account, valid until the grant expires;
 //! - **revoke**: put the grant's certificates on the KRL; remove the group; lock and expire
 //!   the account; end its sessions and processes;
@@ -65,11 +65,7 @@ impl Integration for SshServers {
         } else {
             linux::create_user(&t, &user, &config.login_shell)?;
         }
-        linux::set_shell(&t, &user, &config.login_shell)?;
-        if let Some(group) = group {
-            linux::add_to_group(&t, &user, group)?;
-        }
-        linux::unlock_account(&t, &user)?;
+        linux::open_account(&t, &user, &config.login_shell, group)?;
         let certificate = certs::sign_ssh_user(
             public_key,
             std::slice::from_ref(&user),
