@@ -8,6 +8,6 @@ pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod connector;
-pub mod grants;
+pub mod ledger;
 pub mod runtime;
 pub mod service;

@@ -2,7 +2,8 @@
 //!
 //! Everything a request carries is checked here before a guest runs: the integration, the
 //! duration against the integration's maximum, the public key's format. The grant is
-//! recorded before the guest's `grant` runs; a failed grant is rolled back with the guest's
+//! recorded in the ledger before the guest's `grant` runs, and every capability call and
+//! outcome is appended to the audit chain; a failed grant is rolled back with the guest's
 //! (idempotent) `revoke`. When the requester brings no public key, the *host* generates the
 //! key pair, so private key material never enters a guest, and returns it once.
 
@@ -11,11 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::caps::CapCall;
 use crate::caps::certs::ca::{generate_key_pair, unix_now};
 use crate::caps::{Outcome, Secret};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
-use crate::grants::{GrantRecord, GrantStore, State, new_grant_id};
+use crate::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
 use crate::runtime::{CallReport, Export, GrantRequest, Identity, Integration, Resource, Returned};
 
 /// What someone asks for.
@@ -82,7 +84,7 @@ pub fn check_public_key(line: &str) -> anyhow::Result<String> {
 /// Give access.
 pub async fn grant(
     connector: &Connector,
-    store: &GrantStore,
+    ledger: &Ledger,
     args: GrantArgs,
 ) -> anyhow::Result<Granted> {
     let (integration, ic) = connector.integration(&args.integration)?;
@@ -121,7 +123,22 @@ pub async fn grant(
         last_error: None,
         guest_sha256: integration.guest().sha256().to_string(),
     };
-    store.create(&record)?;
+    let actor = record.email.clone();
+    ledger.create(
+        &record,
+        event(
+            &actor,
+            "grant.requested",
+            &record,
+            "pending",
+            serde_json::json!({
+                "resource": record.resource_id,
+                "permission": record.permission,
+                "expires_at": record.expires_at,
+                "public_key": record.public_key,
+            }),
+        ),
+    )?;
     let report = integration
         .call(
             connector.runtime(),
@@ -131,7 +148,7 @@ pub async fn grant(
             },
         )
         .await;
-    log_calls(&record.grant_id, "grant", &report);
+    audit_calls(ledger, &actor, &record, &report)?;
     let touched_a_server = report
         .records
         .iter()
@@ -142,7 +159,14 @@ pub async fn grant(
             record.username = Some(access.username.clone());
             record.host = Some(access.host.clone());
             record.port = Some(access.port);
-            store.update(&record)?;
+            let detail = serde_json::json!({
+                "username": access.username, "host": access.host, "port": access.port,
+            });
+            ledger.update(
+                &record,
+                State::Granting,
+                event(&actor, "grant.active", &record, "ok", detail),
+            )?;
             Ok(Granted {
                 grant_id: record.grant_id,
                 integration: record.integration,
@@ -161,34 +185,54 @@ pub async fn grant(
                 Err(e) => e.to_string(),
                 Ok(r) => format!("grant returned {r:?} instead of access details"),
             };
+            let detail = serde_json::json!({ "error": error });
             if !touched_a_server {
                 // Refused before any capability call was carried out (bad input, policy):
-                // nothing happened anywhere, so nothing is kept and nothing is undone.
-                store.remove(&record.grant_id)?;
+                // nothing happened anywhere, so no grant is kept and nothing is undone; the
+                // refusal stays in the audit log.
+                ledger.discard(
+                    &record.grant_id,
+                    event(&actor, "grant.refused", &record, "refused", detail),
+                )?;
                 bail!("grant refused: {error}");
             }
             record.state = State::Failed;
             record.last_error = Some(error.clone());
-            store.update(&record)?;
+            ledger.update(
+                &record,
+                State::Granting,
+                event(&actor, "grant.failed", &record, "failed", detail),
+            )?;
             // Undo whatever part of the grant happened; revoke is idempotent.
             let undo = run_revoke(connector, integration, ic, &record).await;
-            if let Err(e) = undo.result {
-                tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
-            }
+            audit_calls(ledger, &actor, &record, &undo)?;
+            let (outcome, detail) = match &undo.result {
+                Ok(_) => ("ok", serde_json::Value::Null),
+                Err(e) => {
+                    tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
+                    ("failed", serde_json::json!({ "error": e.to_string() }))
+                }
+            };
+            ledger.audit(event(&actor, "grant.rolled_back", &record, outcome, detail))?;
             bail!("grant {} failed: {error}", record.grant_id)
         }
     }
 }
 
-/// Take access away (revoking a revoked grant succeeds and changes nothing).
+/// Take access away (revoking a revoked grant succeeds and changes nothing). `actor` is who
+/// asked: `cli`, a user, the scheduler.
 pub async fn revoke(
     connector: &Connector,
-    store: &GrantStore,
+    ledger: &Ledger,
     grant_id: &str,
+    actor: &str,
 ) -> anyhow::Result<GrantRecord> {
-    let mut record = store.get(grant_id)?;
+    let mut record = ledger.get(grant_id)?;
     if record.state == State::Revoked {
         return Ok(record);
+    }
+    if record.state == State::Granting {
+        bail!("grant {grant_id} is still being granted; revoke it once it is active or failed");
     }
     let (integration, ic) = connector
         .integration(&record.integration)
@@ -198,20 +242,47 @@ pub async fn revoke(
                 record.integration
             )
         })?;
+    let from = record.state;
     record.state = State::Revoking;
-    store.update(&record)?;
+    ledger.update(
+        &record,
+        from,
+        event(
+            actor,
+            "revoke.requested",
+            &record,
+            "pending",
+            serde_json::Value::Null,
+        ),
+    )?;
     let report = run_revoke(connector, integration, ic, &record).await;
+    audit_calls(ledger, actor, &record, &report)?;
     match report.result {
         Ok(_) => {
             record.state = State::Revoked;
             record.revoked_at = Some(unix_now());
             record.last_error = None;
-            store.update(&record)?;
+            ledger.update(
+                &record,
+                State::Revoking,
+                event(
+                    actor,
+                    "grant.revoked",
+                    &record,
+                    "ok",
+                    serde_json::Value::Null,
+                ),
+            )?;
             Ok(record)
         }
         Err(e) => {
             record.last_error = Some(e.to_string());
-            store.update(&record)?;
+            let detail = serde_json::json!({ "error": e.to_string() });
+            ledger.update(
+                &record,
+                State::Revoking,
+                event(actor, "revoke.failed", &record, "failed", detail),
+            )?;
             bail!("revoke of {grant_id} failed (it stays `revoking`; run revoke again): {e}")
         }
     }
@@ -246,13 +317,62 @@ async fn run_revoke(
         config: ic.config_json.clone(),
         request: request_of(record),
     };
-    let report = integration.call(connector.runtime(), export).await;
-    log_calls(&record.grant_id, "revoke", &report);
-    report
+    integration.call(connector.runtime(), export).await
 }
 
-fn log_calls(grant_id: &str, export: &str, report: &CallReport) {
-    for r in &report.records {
-        tracing::info!(grant = grant_id, export, outcome = ?r.outcome, micros = r.micros, "{}", r.call);
+/// An audit event about `record`.
+fn event(
+    actor: &str,
+    name: &str,
+    record: &GrantRecord,
+    outcome: &str,
+    detail: serde_json::Value,
+) -> Event {
+    Event {
+        actor: actor.to_string(),
+        event: name.to_string(),
+        grant_id: Some(record.grant_id.clone()),
+        integration: Some(record.integration.clone()),
+        guest_sha256: Some(record.guest_sha256.clone()),
+        target: None,
+        detail,
+        outcome: outcome.to_string(),
     }
+}
+
+/// Log and audit every capability call a guest call made for `record`.
+fn audit_calls(
+    ledger: &Ledger,
+    actor: &str,
+    record: &GrantRecord,
+    report: &CallReport,
+) -> anyhow::Result<()> {
+    for r in &report.records {
+        tracing::info!(grant = %record.grant_id, outcome = ?r.outcome, micros = r.micros, "{}", r.call);
+        let target = match &r.call {
+            CapCall::SshExec { target, .. } | CapCall::WinrmInvoke { target, .. } => {
+                Some(target.to_string())
+            }
+            _ => None,
+        };
+        let outcome = match r.outcome {
+            Outcome::Ok { .. } => "ok",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Failed { .. } => "failed",
+        };
+        let mut e = event(
+            actor,
+            "capability",
+            record,
+            outcome,
+            serde_json::to_value(r)?,
+        );
+        e.target = target;
+        ledger.audit(e)?;
+    }
+    if report.dropped_records > 0 {
+        let detail = serde_json::json!({ "calls_not_kept": report.dropped_records });
+        ledger.audit(event(actor, "capability", record, "truncated", detail))?;
+    }
+    Ok(())
 }

@@ -388,10 +388,23 @@ fn hostile_input_is_refused_and_reaches_no_server() {
         before,
         "no command reached any server"
     );
-    let kept: Vec<_> = std::fs::read_dir(env.tmp.path().join("grants"))
-        .unwrap()
-        .collect();
-    assert!(kept.is_empty(), "refused grants leave no record: {kept:?}");
+    let ledger = latch::ledger::Ledger::open(env.tmp.path()).unwrap();
+    assert!(
+        ledger.list(None).unwrap().is_empty(),
+        "refused grants leave no grant"
+    );
+    let audited = ledger.audit_tail(1000).unwrap();
+    assert!(
+        audited
+            .iter()
+            .all(|r| r.event == "grant.requested" || r.event == "grant.refused"),
+        "only requests and refusals: nothing was carried out"
+    );
+    assert!(
+        audited.iter().any(|r| r.event == "grant.refused"),
+        "refusals are audited"
+    );
+    assert_eq!(ledger.audit_verify().unwrap().map(|n| n > 0), Ok(true));
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod config;
 mod denials;
 mod e2e;
 mod fleet;
+mod ledger;
 mod testkit;
 
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use crate::caps::SecretStore;
 use crate::caps::certs::ca::{self, CA_SECRET};
 use crate::config::{Config, parse_duration};
 use crate::connector::live_connector;
-use crate::grants::GrantStore;
+use crate::ledger::{Ledger, State, check_grant_id};
 use crate::service::{self, GrantArgs};
 
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
@@ -34,7 +34,8 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&secrets)
         .with_context(|| format!("cannot create {}", secrets.display()))?;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
-    GrantStore::open(dir)?;
+    let ledger = Ledger::open(dir)?;
+    println!("ready    {} (the ledger)", ledger.path().display());
     let ca_path = secrets.join(CA_SECRET);
     if ca_path.exists() {
         println!("kept     {} (the user CA exists)", ca_path.display());
@@ -137,10 +138,10 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
     }
     let config = Config::load(&args.config)?;
     let connector = live_connector(&config)?;
-    let store = GrantStore::open(&config.data_dir)?;
+    let ledger = Ledger::open(&config.data_dir)?;
     let granted = service::grant(
         &connector,
-        &store,
+        &ledger,
         GrantArgs {
             integration: args.integration,
             resource: args.resource,
@@ -204,11 +205,11 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
 
 /// `latch revoke`.
 pub async fn revoke(config: &Path, grant_id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    crate::grants::check_grant_id(grant_id)?;
+    check_grant_id(grant_id)?;
     let config = Config::load(config)?;
     let connector = live_connector(&config)?;
-    let store = GrantStore::open(&config.data_dir)?;
-    let record = service::revoke(&connector, &store, grant_id).await?;
+    let ledger = Ledger::open(&config.data_dir)?;
+    let record = service::revoke(&connector, &ledger, grant_id, "cli").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -218,6 +219,81 @@ pub async fn revoke(config: &Path, grant_id: &str, json: bool) -> anyhow::Result
             record.username.as_deref().unwrap_or("?"),
             record.resource_id
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch grants`: the ledger's grants, newest first.
+pub fn grants(config: &Path, state: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let state = state.map(State::parse).transpose().context("--state")?;
+    let grants = Ledger::open(&config.data_dir)?.list(state)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&grants)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<26} {:<9} {:<12} {:<10} {:<16} {:<20} EXPIRES",
+        "GRANT", "STATE", "INTEGRATION", "RESOURCE", "USER", "EMAIL"
+    );
+    for g in grants {
+        println!(
+            "{:<26} {:<9} {:<12} {:<10} {:<16} {:<20} {}",
+            g.grant_id,
+            g.state.as_str(),
+            g.integration,
+            g.resource_id,
+            g.username.as_deref().unwrap_or("-"),
+            g.email,
+            rfc3339(g.expires_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch audit verify`: check the hash chain; exit 1 naming the first bad record.
+pub fn audit_verify(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let ledger = Ledger::open(&config.data_dir)?;
+    match ledger.audit_verify()? {
+        Ok(n) => {
+            println!(
+                "ok: {n} audit records, chain intact ({})",
+                ledger.path().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("TAMPERED: {broken}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `latch audit tail`: the last records.
+pub fn audit_tail(config: &Path, n: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let records = Ledger::open(&config.data_dir)?.audit_tail(n)?;
+    for r in records {
+        if json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            let when =
+                humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(r.time as u64));
+            println!(
+                "{:>6} {when} {:<18} {:<9} {} {} {}",
+                r.seq,
+                r.event,
+                r.outcome,
+                r.grant_id.as_deref().unwrap_or("-"),
+                r.target.as_deref().unwrap_or(""),
+                if r.detail.is_null() {
+                    String::new()
+                } else {
+                    r.detail.to_string()
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

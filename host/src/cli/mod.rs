@@ -56,6 +56,21 @@ enum Command {
     },
     /// Grant just-in-time access.
     Grant(access::GrantCli),
+    /// List the ledger's grants, newest first.
+    Grants {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only grants in this state: granting, active, revoking, revoked, failed.
+        #[arg(long)]
+        state: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log: verify its hash chain, or show its last records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Take a grant's access away now.
     Revoke {
         /// Path to latch.toml.
@@ -64,6 +79,28 @@ enum Command {
         /// The grant id (from `latch grant`).
         grant_id: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 1 naming the first edited, deleted or reordered record.
+    Verify {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show the last records.
+    Tail {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
@@ -82,6 +119,17 @@ impl Cli {
                 json,
             } => access::resources(&config, &integration, json).await,
             Command::Grant(args) => access::grant(args).await,
+            Command::Grants {
+                config,
+                state,
+                json,
+            } => access::grants(&config, state.as_deref(), json),
+            Command::Audit(AuditCommand::Verify { config }) => access::audit_verify(&config),
+            Command::Audit(AuditCommand::Tail {
+                config,
+                lines,
+                json,
+            }) => access::audit_tail(&config, lines, json),
             Command::Revoke {
                 config,
                 grant_id,

@@ -1,0 +1,322 @@
+//! The ledger on SQLite: `data_dir/latch.db` (WAL), grants and the audit chain in one file.
+//!
+//! Defends the "no access outlives its record" promise: a grant's row is written before any
+//! remote action, each state change is one `UPDATE … WHERE state = <from>` (so a concurrent
+//! change is detected, not overwritten) in the same transaction as its audit record, and
+//! transitions outside the state machine are refused. The interface is narrow on purpose:
+//! the PostgreSQL store for high availability implements the same methods.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::audit::{self, Broken, Event, Record};
+use super::grant::{GrantRecord, State, check_grant_id};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE grants (
+    grant_id            TEXT PRIMARY KEY,
+    integration         TEXT NOT NULL,
+    resource_id         TEXT NOT NULL,
+    permission          TEXT NOT NULL,
+    email               TEXT NOT NULL,
+    requested_username  TEXT,
+    public_key          TEXT NOT NULL,
+    created_at          INTEGER NOT NULL,
+    expires_at          INTEGER NOT NULL,
+    state               TEXT NOT NULL,
+    username            TEXT,
+    host                TEXT,
+    port                INTEGER,
+    revoked_at          INTEGER,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    last_error          TEXT,
+    guest_sha256        TEXT NOT NULL
+);
+CREATE INDEX grants_by_state_expiry ON grants (state, expires_at);
+CREATE TABLE audit (
+    seq           INTEGER PRIMARY KEY,
+    time          INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    event         TEXT NOT NULL,
+    grant_id      TEXT,
+    integration   TEXT,
+    guest_sha256  TEXT,
+    target        TEXT,
+    detail        TEXT NOT NULL,
+    outcome       TEXT NOT NULL,
+    prev_hash     TEXT NOT NULL,
+    hash          TEXT NOT NULL
+);
+"#];
+
+/// The ledger of one connector.
+pub struct Ledger {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Ledger {
+    /// Open (or create) `data_dir/latch.db` and bring its schema up to date.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Ledger> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let path = data_dir.join("latch.db");
+        let conn = Connection::open(&path)
+            .with_context(|| format!("cannot open the ledger {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("ledger migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Ledger {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a new grant (state `granting`) and its audit event, atomically.
+    pub fn create(&self, r: &GrantRecord, event: Event) -> anyhow::Result<()> {
+        check_grant_id(&r.grant_id)?;
+        if r.state != State::Granting {
+            bail!("a new grant starts as granting, not {:?}", r.state);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO grants (grant_id, integration, resource_id, permission, email,
+                requested_username, public_key, created_at, expires_at, state, guest_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                r.grant_id,
+                r.integration,
+                r.resource_id,
+                r.permission,
+                r.email,
+                r.requested_username,
+                r.public_key,
+                r.created_at as i64,
+                r.expires_at as i64,
+                r.state.as_str(),
+                r.guest_sha256
+            ],
+        )?;
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Move grant `r.grant_id` from state `from` to `r.state`, saving `r`'s other fields,
+    /// with its audit event, atomically. Fails if the stored state is no longer `from`.
+    pub fn update(&self, r: &GrantRecord, from: State, event: Event) -> anyhow::Result<()> {
+        if !from.can_move_to(r.state) {
+            bail!(
+                "grant {}: {} -> {} is not a transition of the state machine",
+                r.grant_id,
+                from.as_str(),
+                r.state.as_str()
+            );
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
+                attempts = attempts + ?8, last_error = ?9
+             WHERE grant_id = ?1 AND state = ?2",
+            params![
+                r.grant_id,
+                from.as_str(),
+                r.state.as_str(),
+                r.username,
+                r.host,
+                r.port,
+                r.revoked_at.map(|t| t as i64),
+                i64::from(r.state == State::Revoking),
+                r.last_error
+            ],
+        )?;
+        if n != 1 {
+            bail!(
+                "grant {} is no longer {} (changed by someone else?)",
+                r.grant_id,
+                from.as_str()
+            );
+        }
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forget a grant refused before anything was carried out, keeping the audit event.
+    pub fn discard(&self, grant_id: &str, event: Event) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM grants WHERE grant_id = ?1 AND state = 'granting'",
+            params![grant_id],
+        )?;
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Append an audit event that changes no grant (e.g. a capability call).
+    pub fn audit(&self, event: Event) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The grant `grant_id`.
+    pub fn get(&self, grant_id: &str) -> anyhow::Result<GrantRecord> {
+        check_grant_id(grant_id)?;
+        self.conn()
+            .query_row(
+                "SELECT * FROM grants WHERE grant_id = ?1",
+                params![grant_id],
+                grant_of,
+            )
+            .optional()?
+            .with_context(|| format!("no grant {grant_id} in {}", self.path.display()))
+    }
+
+    /// Grants, newest first, optionally only those in `state`.
+    pub fn list(&self, state: Option<State>) -> anyhow::Result<Vec<GrantRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM grants WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, grant_id",
+        )?;
+        let rows = stmt.query_map(params![state.map(State::as_str)], grant_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last `n` audit records, oldest first.
+    pub fn audit_tail(&self, n: usize) -> anyhow::Result<Vec<Record>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![n as i64], record_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Verify the whole audit chain: `Ok(Ok(n))` when intact, `Ok(Err(first break))` if not.
+    pub fn audit_verify(&self) -> anyhow::Result<Result<u64, Broken>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM audit ORDER BY seq")?;
+        let rows = stmt.query_map([], record_of)?;
+        let records: Vec<Record> = rows.collect::<Result<_, _>>()?;
+        Ok(audit::verify(records))
+    }
+}
+
+/// Append `event` to the chain inside transaction `tx`.
+fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> anyhow::Result<()> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let r = Record::next(
+        last.as_ref().map(|(s, h)| (*s, h.as_str())),
+        now_ms(),
+        event,
+    );
+    tx.execute(
+        "INSERT INTO audit (seq, time, actor, event, grant_id, integration, guest_sha256, target,
+            detail, outcome, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            r.seq,
+            r.time,
+            r.actor,
+            r.event,
+            r.grant_id,
+            r.integration,
+            r.guest_sha256,
+            r.target,
+            r.detail.to_string(),
+            r.outcome,
+            r.prev_hash,
+            r.hash
+        ],
+    )?;
+    Ok(())
+}
+
+fn grant_of(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
+    let state: String = row.get("state")?;
+    Ok(GrantRecord {
+        grant_id: row.get("grant_id")?,
+        integration: row.get("integration")?,
+        resource_id: row.get("resource_id")?,
+        permission: row.get("permission")?,
+        email: row.get("email")?,
+        requested_username: row.get("requested_username")?,
+        public_key: row.get("public_key")?,
+        created_at: row.get::<_, i64>("created_at")? as u64,
+        expires_at: row.get::<_, i64>("expires_at")? as u64,
+        state: State::parse(&state).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })?,
+        username: row.get("username")?,
+        host: row.get("host")?,
+        port: row.get("port")?,
+        revoked_at: row.get::<_, Option<i64>>("revoked_at")?.map(|t| t as u64),
+        last_error: row.get("last_error")?,
+        guest_sha256: row.get("guest_sha256")?,
+    })
+}
+
+fn record_of(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let detail: String = row.get("detail")?;
+    Ok(Record {
+        seq: row.get("seq")?,
+        time: row.get("time")?,
+        actor: row.get("actor")?,
+        event: row.get("event")?,
+        grant_id: row.get("grant_id")?,
+        integration: row.get("integration")?,
+        guest_sha256: row.get("guest_sha256")?,
+        target: row.get("target")?,
+        // Unparsable detail is kept as a string, so verify reports the hash mismatch.
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        outcome: row.get("outcome")?,
+        prev_hash: row.get("prev_hash")?,
+        hash: row.get("hash")?,
+    })
+}

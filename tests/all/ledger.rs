@@ -1,0 +1,148 @@
+//! The ledger on a real SQLite file: the state machine, and the audit chain against tampering
+//! done with plain SQL, as an attacker with file access would.
+
+use std::process::Command;
+
+use latch::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
+
+fn record() -> GrantRecord {
+    GrantRecord {
+        grant_id: new_grant_id(),
+        integration: "linux".into(),
+        resource_id: "web-1".into(),
+        permission: "Default".into(),
+        email: "alice@corp.example".into(),
+        requested_username: None,
+        public_key: "ssh-ed25519 AAAA alice".into(),
+        created_at: 1,
+        expires_at: 2,
+        state: State::Granting,
+        username: None,
+        host: None,
+        port: None,
+        revoked_at: None,
+        last_error: None,
+        guest_sha256: "ab".repeat(32),
+    }
+}
+
+fn ev(name: &str) -> Event {
+    Event {
+        actor: "alice@corp.example".into(),
+        event: name.into(),
+        outcome: "ok".into(),
+        detail: serde_json::json!({"argv": ["sudo", "-n", "true"]}),
+        ..Event::default()
+    }
+}
+
+#[test]
+fn grants_follow_the_state_machine_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let mut r = record();
+    ledger.create(&r, ev("grant.requested")).unwrap();
+    assert!(
+        ledger.create(&r, ev("grant.requested")).is_err(),
+        "ids are unique"
+    );
+
+    r.state = State::Revoked;
+    let err = ledger
+        .update(&r, State::Granting, ev("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a transition"), "{err}");
+
+    r.state = State::Active;
+    r.username = Some("alice".into());
+    ledger
+        .update(&r, State::Granting, ev("grant.active"))
+        .unwrap();
+    // A second writer still believing the grant is `granting` is refused.
+    let err = ledger
+        .update(&r, State::Granting, ev("grant.active"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no longer granting"), "{err}");
+
+    drop(ledger);
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let back = ledger.get(&r.grant_id).unwrap();
+    assert_eq!(
+        (back.state, back.username.as_deref()),
+        (State::Active, Some("alice"))
+    );
+    assert_eq!(ledger.list(Some(State::Active)).unwrap().len(), 1);
+    assert!(ledger.list(Some(State::Revoked)).unwrap().is_empty());
+    // Only what happened is audited: the refused create and updates rolled back whole.
+    assert_eq!(ledger.audit_verify().unwrap(), Ok(2));
+}
+
+fn verify_cli(dir: &std::path::Path) -> (Option<i32>, String) {
+    let config = dir.join("latch.toml");
+    std::fs::write(&config, "data_dir = \".\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["audit", "verify", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn ledger_with_five_records() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    for i in 0..5 {
+        ledger.audit(ev(&format!("capability-{i}"))).unwrap();
+    }
+    dir
+}
+
+fn sql(dir: &std::path::Path, statement: &str) {
+    let conn = rusqlite::Connection::open(dir.join("latch.db")).unwrap();
+    conn.execute_batch(statement).unwrap();
+}
+
+#[test]
+fn audit_verify_catches_edits_deletions_and_reorders() {
+    let dir = ledger_with_five_records();
+    let (code, out) = verify_cli(dir.path());
+    assert_eq!(
+        (code, out.contains("ok: 5 audit records")),
+        (Some(0), true),
+        "{out}"
+    );
+
+    let edited = ledger_with_five_records();
+    sql(
+        edited.path(),
+        "UPDATE audit SET outcome = 'refused' WHERE seq = 3",
+    );
+    let (code, out) = verify_cli(edited.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("audit record 3") && out.contains("edited"),
+        "{out}"
+    );
+
+    let deleted = ledger_with_five_records();
+    sql(deleted.path(), "DELETE FROM audit WHERE seq = 2");
+    let (code, out) = verify_cli(deleted.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("audit record 2") && out.contains("deleted"),
+        "{out}"
+    );
+
+    let reordered = ledger_with_five_records();
+    sql(
+        reordered.path(),
+        "UPDATE audit SET seq = 100 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 100;",
+    );
+    let (code, out) = verify_cli(reordered.path());
+    assert_eq!(code, Some(1));
+    assert!(out.contains("audit record 2"), "{out}");
+}
