@@ -82,4 +82,9 @@ if ssh_alice id; then
   exit 1
 fi
 echo "(refused, as it must be)"
+say "Everything is in the audit log, hash-chained"
+show "$latch" audit tail --config "$data/latch.toml" -n 6
+show "$latch" audit verify --config "$data/latch.toml"
+show "$latch" grants --config "$data/latch.toml"
+
 say "Done: access granted, used, and taken away on a real server."

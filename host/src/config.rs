@@ -149,7 +149,10 @@ impl Config {
             runtime.max_memory = parse_bytes(m).context("runtime.max_memory")?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
-        let data_dir = base.join(file.data_dir.unwrap_or_else(|| PathBuf::from(".")));
+        let data_dir = match file.data_dir {
+            Some(d) if d != Path::new(".") => base.join(d),
+            _ => base.to_path_buf(),
+        };
         let secrets_dir =
             data_dir.join(file.secrets.dir.unwrap_or_else(|| PathBuf::from("secrets")));
         let secrets_env_prefix = match file.secrets.env_prefix {
