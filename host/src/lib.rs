@@ -10,4 +10,5 @@ pub mod config;
 pub mod connector;
 pub mod ledger;
 pub mod runtime;
+pub mod scheduler;
 pub mod service;

@@ -278,12 +278,13 @@ pub async fn revoke(
         Err(e) => {
             record.last_error = Some(e.to_string());
             let detail = serde_json::json!({ "error": e.to_string() });
-            ledger.update(
+            ledger.note_failure(
                 &record,
-                State::Revoking,
                 event(actor, "revoke.failed", &record, "failed", detail),
             )?;
-            bail!("revoke of {grant_id} failed (it stays `revoking`; run revoke again): {e}")
+            bail!(
+                "revoke of {grant_id} failed (it stays `revoking`; `latch serve` retries it, or run revoke again): {e}"
+            )
         }
     }
 }

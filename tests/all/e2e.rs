@@ -14,7 +14,7 @@ use crate::fleet::{Env, latch, ssh_opts};
 /// alone (write lock); every other fleet test holds the read lock.
 static QUIET: RwLock<()> = RwLock::new(());
 
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     QUIET.read().unwrap_or_else(|e| e.into_inner())
 }
 

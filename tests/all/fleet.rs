@@ -140,9 +140,11 @@ impl Env {
         };
         let guest = crate::guest("ssh_servers");
         let sha = sha256_hex(&std::fs::read(&guest).unwrap());
-        let servers: Vec<String> = (1..=HOSTS)
+        let mut servers: Vec<String> = (1..=HOSTS)
             .map(|i| format!("{{ name = \"web-{i}\", host = \"{}\" }}", fleet.addr(i)))
             .collect();
+        // A server nothing listens on, for revokes that must be retried.
+        servers.push("{ name = \"web-down\", host = \"127.0.10.99\" }".to_string());
         let config = tmp.path().join("latch.toml");
         std::fs::write(
             &config,
@@ -238,6 +240,41 @@ user_groups = ["Default", "adm"]
             .output()
             .expect("run ssh")
     }
+}
+
+/// A running `latch serve`, stopped when dropped.
+pub struct Serve(std::process::Child);
+
+impl Serve {
+    pub fn start(env: &Env) -> Serve {
+        let child = Command::new(env!("CARGO_BIN_EXE_latch"))
+            .args(["serve", "--config", env.config.to_str().unwrap()])
+            .env("LATCH_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start latch serve");
+        Serve(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Poll `check` every 200 ms until it is true or `secs` have passed.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    check()
 }
 
 pub fn latch(args: &[&str]) -> Output {

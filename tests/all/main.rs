@@ -8,6 +8,7 @@ mod denials;
 mod e2e;
 mod fleet;
 mod ledger;
+mod serve;
 mod testkit;
 
 use std::path::PathBuf;

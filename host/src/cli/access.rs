@@ -297,3 +297,29 @@ pub fn audit_tail(config: &Path, n: usize, json: bool) -> anyhow::Result<ExitCod
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `latch serve`: the expiry scheduler, until SIGINT or SIGTERM.
+pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let connector = std::sync::Arc::new(live_connector(&config)?);
+    let ledger = std::sync::Arc::new(Ledger::open(&config.data_dir)?);
+    eprintln!(
+        "latch serve: {} integration(s); ledger {}; revoking at expiry (checked every {:?})",
+        config.integrations.len(),
+        ledger.path().display(),
+        crate::scheduler::TICK
+    );
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    crate::scheduler::Scheduler::new(connector, ledger)
+        .run(shutdown)
+        .await?;
+    eprintln!("latch serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -71,6 +71,12 @@ enum Command {
     /// The audit log: verify its hash chain, or show its last records.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the connector: the expiry scheduler (revoke at expiry, retries, reconciliation).
+    Serve {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Take a grant's access away now.
     Revoke {
         /// Path to latch.toml.
@@ -119,6 +125,7 @@ impl Cli {
                 json,
             } => access::resources(&config, &integration, json).await,
             Command::Grant(args) => access::grant(args).await,
+            Command::Serve { config } => access::serve(&config).await,
             Command::Grants {
                 config,
                 state,

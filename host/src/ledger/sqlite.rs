@@ -16,7 +16,8 @@ use super::audit::{self, Broken, Event, Record};
 use super::grant::{GrantRecord, State, check_grant_id};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE grants (
     grant_id            TEXT PRIMARY KEY,
     integration         TEXT NOT NULL,
@@ -51,7 +52,11 @@ CREATE TABLE audit (
     prev_hash     TEXT NOT NULL,
     hash          TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE grants ADD COLUMN next_attempt_at INTEGER;
+"#,
+];
 
 /// The ledger of one connector.
 pub struct Ledger {
@@ -177,6 +182,19 @@ impl Ledger {
         Ok(())
     }
 
+    /// Record that a revoke attempt of `r` failed (`r.last_error`); it stays `revoking`.
+    pub fn note_failure(&self, r: &GrantRecord, event: Event) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE grants SET last_error = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
+            params![r.grant_id, r.last_error],
+        )?;
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forget a grant refused before anything was carried out, keeping the audit event.
     pub fn discard(&self, grant_id: &str, event: Event) -> anyhow::Result<()> {
         let mut conn = self.conn();
@@ -210,6 +228,38 @@ impl Ledger {
             )
             .optional()?
             .with_context(|| format!("no grant {grant_id} in {}", self.path.display()))
+    }
+
+    /// Grants that need a revoke now: `active` past their expiry, and `revoking` ones whose
+    /// next retry is due. Oldest expiry first.
+    pub fn due(&self, now: u64) -> anyhow::Result<Vec<GrantRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM grants
+             WHERE (state = 'active' AND expires_at <= ?1)
+                OR (state = 'revoking' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1))
+             ORDER BY expires_at",
+        )?;
+        let rows = stmt.query_map(params![now as i64], grant_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When grant `grant_id` (stuck in `revoking`) may be retried: `at` (Unix seconds).
+    pub fn retry_at(&self, grant_id: &str, at: u64) -> anyhow::Result<()> {
+        self.conn().execute(
+            "UPDATE grants SET next_attempt_at = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
+            params![grant_id, at as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The number of revoke attempts made for `grant_id`.
+    pub fn attempts(&self, grant_id: &str) -> anyhow::Result<u32> {
+        Ok(self.conn().query_row(
+            "SELECT attempts FROM grants WHERE grant_id = ?1",
+            params![grant_id],
+            |r| r.get::<_, i64>(0),
+        )? as u32)
     }
 
     /// Grants, newest first, optionally only those in `state`.
