@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod crash;
 mod denials;
 mod e2e;
 mod fleet;
