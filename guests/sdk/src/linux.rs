@@ -31,7 +31,37 @@ fn failed(what: &str, t: &Target, out: &Output) -> Error {
     ))
 }
 
-/// Make `path` hold exactly `content` with `mode`; `Ok(true)` if it had to change.
+/// A new empty temporary file next to `path` (same directory, so a rename is atomic).
+fn temp_beside(t: &Target, path: &str) -> Result<String, Error> {
+    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+    let template = format!("{dir}/.latch.XXXXXXXX");
+    let out = run(t, &sudo(&["mktemp", "--", &template]))?;
+    let tmp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The server names the file; accept only what mktemp can have made from the template.
+    let ok = tmp.len() == template.len()
+        && tmp.starts_with(&format!("{dir}/.latch."))
+        && tmp[dir.len() + 8..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric());
+    if !ok {
+        return Err(Error::Failed(format!(
+            "{}:{}: mktemp gave {tmp:?}",
+            t.host, t.port
+        )));
+    }
+    Ok(tmp)
+}
+
+/// Move `tmp` over `path` with `mode`: readers see the old file or the new one, never a
+/// partial one, even if Latch is killed half-way (sshd refuses every key when it cannot parse
+/// its `RevokedKeys` file, and every certificate when its CA file is empty).
+fn replace_with(t: &Target, tmp: &str, path: &str, mode: &str) -> Result<(), Error> {
+    run(t, &sudo(&["chmod", mode, "--", tmp]))?;
+    run(t, &sudo(&["mv", "-f", "--", tmp, path])).map(|_| ())
+}
+
+/// Make `path` hold exactly `content` with `mode`, replacing it atomically; `Ok(true)` if it
+/// had to change.
 pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<bool, Error> {
     let current = exec(t, &sudo(&["cat", "--", path]))?;
     if current.status == 0 && current.stdout == content.as_bytes() {
@@ -39,15 +69,12 @@ pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<
     }
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
     run(t, &sudo(&["install", "-d", "-m", "0755", "--", dir]))?;
-    let argv: Vec<String> = sudo(&["tee", "--", path])
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let out = crate::ssh::exec(t, &argv, content.as_bytes())?;
+    let tmp = temp_beside(t, path)?;
+    let out = exec_with_stdin(t, &sudo(&["tee", "--", &tmp]), content.as_bytes())?;
     if out.status != 0 {
         return Err(failed(&format!("writing {path}"), t, &out));
     }
-    run(t, &sudo(&["chmod", mode, "--", path]))?;
+    replace_with(t, &tmp, path, mode)?;
     Ok(true)
 }
 
@@ -60,7 +87,9 @@ pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<
 pub fn ensure_ca_trust(t: &Target, ca_public_key: &str) -> Result<(), Error> {
     ensure_file(t, CA_PATH, &format!("{}\n", ca_public_key.trim()), "0644")?;
     if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
-        run(t, &sudo(&["ssh-keygen", "-q", "-k", "-f", KRL_PATH]))?;
+        let tmp = temp_beside(t, KRL_PATH)?;
+        run(t, &sudo(&["ssh-keygen", "-q", "-k", "-f", &tmp]))?;
+        replace_with(t, &tmp, KRL_PATH, "0644")?;
     }
     let dropin = format!(
         "# Managed by Latch: trust the connector's user CA, honour its revocations.\n\
@@ -169,19 +198,22 @@ pub fn kill_sessions(t: &Target, user: &str) -> Result<(), Error> {
     }
 }
 
-/// Put every certificate with key id `key_id` (the grant id) on the server's KRL.
+/// Put every certificate with key id `key_id` (the grant id) on the server's KRL: update a
+/// copy, then move it over the KRL atomically.
 #[rustfmt::skip]
 pub fn revoke_key_id(t: &Target, key_id: &str) -> Result<(), Error> {
     if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
         // No KRL means Latch never set this server up, so no certificate of ours works here.
         return Ok(());
     }
+    let tmp = temp_beside(t, KRL_PATH)?;
+    run(t, &sudo(&["cp", "--", KRL_PATH, &tmp]))?;
     let spec = format!("id: {key_id}\n");
-    let out = exec_with_stdin(t, &sudo(&["ssh-keygen", "-q", "-k", "-u", "-f", KRL_PATH, "-s", CA_PATH, "/dev/stdin"]), spec.as_bytes())?;
+    let out = exec_with_stdin(t, &sudo(&["ssh-keygen", "-q", "-k", "-u", "-f", &tmp, "-s", CA_PATH, "/dev/stdin"]), spec.as_bytes())?;
     if out.status != 0 {
         return Err(failed("ssh-keygen -k -u", t, &out));
     }
-    Ok(())
+    replace_with(t, &tmp, KRL_PATH, "0644")
 }
 
 /// Delete `user` and its home.

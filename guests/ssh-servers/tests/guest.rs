@@ -48,10 +48,12 @@ fn expect_fresh_trust(s: &mut Script) {
     s.on_ca_public_key().text(CA);
     s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
     s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
-    s.on_ssh(T, &["sudo", "-n", "tee", "--", "/etc/ssh/latch/user_ca.pub"]).stdin(format!("{CA}\n").as_bytes());
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/user_ca.pub"]);
+    expect_atomic_write(s, "/etc/ssh/latch", "AAAA1111", "0644", "/etc/ssh/latch/user_ca.pub", format!("{CA}\n").as_bytes());
     s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok("/etc/ssh/latch/.latch.BBBB2222\n");
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/.latch.BBBB2222"]);
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.BBBB2222"]);
+    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.BBBB2222", "/etc/ssh/latch/revoked_keys"]);
     expect_dropin_written(s);
     s.on_ssh(T, &["sudo", "-n", "sshd", "-T"])
         .ok("port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n");
@@ -63,8 +65,18 @@ fn expect_fresh_trust(s: &mut Script) {
 fn expect_dropin_written(s: &mut Script) {
     s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
     s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/sshd_config.d"]);
-    s.on_ssh(T, &["sudo", "-n", "tee", "--", "/etc/ssh/sshd_config.d/latch.conf"]).stdin(dropin().as_bytes());
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
+    expect_atomic_write(s, "/etc/ssh/sshd_config.d", "CCCC3333", "0644", "/etc/ssh/sshd_config.d/latch.conf", dropin().as_bytes());
+}
+
+/// A file written atomically: a temporary file beside it (named `suffix` by the server),
+/// filled, given its mode, moved over the file.
+#[rustfmt::skip]
+fn expect_atomic_write(s: &mut Script, dir: &str, suffix: &str, mode: &str, path: &str, content: &[u8]) {
+    let tmp = format!("{dir}/.latch.{suffix}");
+    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", &format!("{dir}/.latch.XXXXXXXX")]).ok(&format!("{tmp}\n"));
+    s.on_ssh(T, &["sudo", "-n", "tee", "--", &tmp]).stdin(content);
+    s.on_ssh(T, &["sudo", "-n", "chmod", mode, "--", &tmp]);
+    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", &tmp, path]);
 }
 
 /// The commands that find a server already trusting the CA.
@@ -149,8 +161,12 @@ fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
 fn revoke_runs_exactly_this() {
     let mut s = Script::new();
     s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/revoked_keys", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
+    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok("/etc/ssh/latch/.latch.DDDD4444\n");
+    s.on_ssh(T, &["sudo", "-n", "cp", "--", "/etc/ssh/latch/revoked_keys", "/etc/ssh/latch/.latch.DDDD4444"]);
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/.latch.DDDD4444", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
         .stdin(b"id: g-1\n");
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.DDDD4444"]);
+    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.DDDD4444", "/etc/ssh/latch/revoked_keys"]);
     s.on_ssh(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
     s.on_ssh(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed dev\n");
     s.on_ssh(T, &["sudo", "-n", "gpasswd", "-d", "alice", "dev"]);
@@ -378,4 +394,22 @@ fn bad_configs_name_the_field() {
             },
         )
         .assert_ok();
+}
+
+#[test]
+#[rustfmt::skip]
+fn a_temporary_path_the_server_makes_up_is_refused() {
+    for hostile in ["/etc/passwd", "/etc/ssh/latch/.latch.AB;id", "/etc/ssh/latch/.latch.../../x", ""] {
+        let mut s = Script::new();
+        s.on_ca_public_key().text(CA);
+        s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "");
+        s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
+        s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok(hostile);
+        let run = kit().run(&s, grant("Default", "alice@corp.example"));
+        run.assert_script_done();
+        match run.guest_error() {
+            GuestError::Failed(m) => assert!(m.contains("mktemp gave"), "{m}"),
+            other => panic!("{hostile:?}: {other:?}"),
+        }
+    }
 }
