@@ -29,6 +29,8 @@ pub struct Config {
     pub secrets_dir: PathBuf,
     /// Environment variables `{prefix}{NAME}` are a secret source too (default `LATCH_SECRET_`).
     pub secrets_env_prefix: Option<String>,
+    /// Where `latch serve` listens for the HTTP API (default 127.0.0.1:8700).
+    pub listen: std::net::SocketAddr,
     /// Sandbox sizing.
     pub runtime: RuntimeConfig,
     /// The integrations, in file order.
@@ -60,6 +62,7 @@ pub struct IntegrationConfig {
 #[serde(deny_unknown_fields)]
 struct File {
     data_dir: Option<PathBuf>,
+    listen: Option<String>,
     #[serde(default)]
     secrets: SecretsSection,
     #[serde(default)]
@@ -160,6 +163,12 @@ impl Config {
             Some(p) => Some(p),
             None => Some("LATCH_SECRET_".to_string()),
         };
+        let listen = match &file.listen {
+            Some(l) => l
+                .parse()
+                .with_context(|| format!("listen {l:?} is not an address like 127.0.0.1:8700"))?,
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 8700)),
+        };
         let mut names = BTreeSet::new();
         let mut integrations = Vec::new();
         for section in file.integrations {
@@ -176,6 +185,7 @@ impl Config {
             data_dir,
             secrets_dir,
             secrets_env_prefix,
+            listen,
             runtime,
             integrations,
         })

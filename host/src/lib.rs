@@ -4,6 +4,7 @@
 //! policy, the [`config`] that pins guests and lists what each may reach, and the
 //! [`connector`] that puts them together. The `latch` binary is a thin [`cli`] over these.
 
+pub mod api;
 pub mod caps;
 pub mod cli;
 pub mod config;

@@ -18,6 +18,11 @@ pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     QUIET.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Run alone on the fleet (for tests counting the fleet's logins).
+pub fn quiet() -> std::sync::RwLockWriteGuard<'static, ()> {
+    QUIET.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",

@@ -103,6 +103,8 @@ pub struct Env {
     pub fleet: &'static Fleet,
     pub tmp: tempfile::TempDir,
     pub config: PathBuf,
+    /// The port `latch serve` listens on for this env (each env its own).
+    pub port: u16,
 }
 
 impl Env {
@@ -146,10 +148,16 @@ impl Env {
         // A server nothing listens on, for revokes that must be retried.
         servers.push("{ name = \"web-down\", host = \"127.0.10.99\" }".to_string());
         let config = tmp.path().join("latch.toml");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         std::fs::write(
             &config,
             format!(
                 r#"
+listen = "127.0.0.1:{port}"
 [[integration]]
 name = "linux"
 guest = "{}"
@@ -169,7 +177,12 @@ user_groups = ["Default", "adm"]
             ),
         )
         .unwrap();
-        Env { fleet, tmp, config }
+        Env {
+            fleet,
+            tmp,
+            config,
+            port,
+        }
     }
 
     /// `latch grant` with the CLI; returns the parsed JSON.

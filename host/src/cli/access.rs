@@ -298,28 +298,61 @@ pub fn audit_tail(config: &Path, n: usize, json: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// `latch serve`: the expiry scheduler, until SIGINT or SIGTERM.
+/// `latch serve`: the HTTP API and the expiry scheduler, until SIGINT or SIGTERM.
 pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let connector = std::sync::Arc::new(live_connector(&config)?);
     let ledger = std::sync::Arc::new(Ledger::open(&config.data_dir)?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     eprintln!(
-        "latch serve: {} integration(s); ledger {}; revoking at expiry (checked every {:?})",
+        "latch serve: {} integration(s); API on http://{} (bearer tokens); ledger {}; revoking at expiry",
         config.integrations.len(),
+        config.listen,
         ledger.path().display(),
-        crate::scheduler::TICK
     );
-    let shutdown = async {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let app = crate::api::router(crate::api::Api {
+        connector: connector.clone(),
+        ledger: ledger.clone(),
+    });
+    let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let scheduler = crate::scheduler::Scheduler::new(connector, ledger).run(stopped(stop_rx));
+    let signals = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("install the SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        let _ = stop_tx.send(true);
     };
-    crate::scheduler::Scheduler::new(connector, ledger)
-        .run(shutdown)
-        .await?;
+    let (http, scheduler, ()) = tokio::join!(http, scheduler, signals);
+    http?;
+    scheduler?;
     eprintln!("latch serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch token create`: a new API token, printed once and stored only as its sha256.
+pub fn token_create(config: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    crate::config::check_integration_name(name).context("token name")?;
+    let config = Config::load(config)?;
+    let ledger = Ledger::open(&config.data_dir)?;
+    let token = crate::api::new_token();
+    let event = crate::ledger::Event {
+        actor: "cli".into(),
+        event: "token.created".into(),
+        detail: serde_json::json!({ "name": name }),
+        outcome: "ok".into(),
+        ..Default::default()
+    };
+    ledger.add_token(name, &crate::api::token_hash(&token), event)?;
+    println!("{token}");
+    eprintln!("token {name:?} created; it is shown once and stored only as its sha256");
     Ok(ExitCode::SUCCESS)
 }

@@ -71,7 +71,11 @@ enum Command {
     /// The audit log: verify its hash chain, or show its last records.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Run the connector: the expiry scheduler (revoke at expiry, retries, reconciliation).
+    /// API tokens for `latch serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run the connector: the HTTP API and the expiry scheduler (revoke at expiry, retries,
+    /// reconciliation).
     Serve {
         /// Path to latch.toml.
         #[arg(long)]
@@ -87,6 +91,18 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token: printed once, stored only as its sha256.
+    Create {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// A name for the token (shown as the actor in the audit log).
+        name: String,
     },
 }
 
@@ -126,6 +142,9 @@ impl Cli {
             } => access::resources(&config, &integration, json).await,
             Command::Grant(args) => access::grant(args).await,
             Command::Serve { config } => access::serve(&config).await,
+            Command::Token(TokenCommand::Create { config, name }) => {
+                access::token_create(&config, &name)
+            }
             Command::Grants {
                 config,
                 state,

@@ -56,7 +56,17 @@ CREATE TABLE audit (
     r#"
 ALTER TABLE grants ADD COLUMN next_attempt_at INTEGER;
 "#,
+    r#"
+CREATE TABLE tokens (
+    name        TEXT PRIMARY KEY,
+    sha256      TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+"#,
 ];
+
+/// `(label, count)` pairs.
+pub type Counts = Vec<(String, i64)>;
 
 /// The ledger of one connector.
 pub struct Ledger {
@@ -260,6 +270,58 @@ impl Ledger {
             params![grant_id],
             |r| r.get::<_, i64>(0),
         )? as u32)
+    }
+
+    /// Store API token `name` by its sha256 (the token itself is never stored).
+    pub fn add_token(&self, name: &str, sha256: &str, event: Event) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO tokens (name, sha256, created_at) VALUES (?1, ?2, ?3)",
+            params![name, sha256, now_ms() / 1000],
+        )
+        .with_context(|| format!("a token named {name:?} exists already"))?;
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The name of the token whose sha256 is `sha256`, if any.
+    pub fn token_name(&self, sha256: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name FROM tokens WHERE sha256 = ?1",
+                params![sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Grants per state, and capability calls per outcome (from the audit log).
+    pub fn counts(&self) -> anyhow::Result<(Counts, Counts)> {
+        let conn = self.conn();
+        let mut by_state = conn.prepare("SELECT state, count(*) FROM grants GROUP BY state")?;
+        let states = by_state
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut by_outcome = conn.prepare(
+            "SELECT outcome, count(*) FROM audit WHERE event = 'capability' GROUP BY outcome",
+        )?;
+        let outcomes = by_outcome
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok((states, outcomes))
+    }
+
+    /// The largest revoke lag (seconds after expiry) of grants revoked in the last hour.
+    pub fn max_revoke_lag(&self, now: u64) -> anyhow::Result<i64> {
+        Ok(self.conn().query_row(
+            "SELECT COALESCE(MAX(MAX(revoked_at - expires_at, 0)), 0) FROM grants
+             WHERE state = 'revoked' AND revoked_at >= ?1 AND revoked_at >= expires_at",
+            params![now as i64 - 3600],
+            |r| r.get(0),
+        )?)
     }
 
     /// Grants, newest first, optionally only those in `state`.

@@ -49,10 +49,14 @@ pub struct SshSettings {
 
 type Key = (String, String, u16, String);
 
+/// One pooled connection slot; its own lock, so connecting to one server never waits for
+/// another server's handshake.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>>;
+
 /// Open SSH connections, reused across calls.
 #[derive(Default)]
 pub struct SshPool {
-    conns: tokio::sync::Mutex<HashMap<Key, Arc<Handle<HostKeyCheck>>>>,
+    slots: Mutex<HashMap<Key, Slot>>,
 }
 
 impl SshPool {
@@ -86,13 +90,13 @@ impl SshPool {
                 Ok(out) => return Ok(out),
                 Err(RunError::Channel(e)) if attempt == 0 => {
                     tracing::debug!(%target, "pooled SSH connection failed ({e}); reconnecting");
-                    self.conns.lock().await.remove(&key);
+                    *self.slot(&key).lock().await = None;
                 }
                 Err(RunError::Channel(e)) => {
                     return Err(CapError::Unreachable(format!("{target}: {e}")));
                 }
                 Err(RunError::Timeout) => {
-                    self.conns.lock().await.remove(&key);
+                    *self.slot(&key).lock().await = None;
                     return Err(CapError::Failed(format!(
                         "`{command}` on {target} did not finish within {:?}",
                         settings.command_timeout
@@ -103,6 +107,11 @@ impl SshPool {
         unreachable!("the loop returns")
     }
 
+    fn slot(&self, key: &Key) -> Slot {
+        let mut slots = self.slots.lock().expect("pool lock");
+        slots.entry(key.clone()).or_default().clone()
+    }
+
     async fn connection(
         &self,
         key: &Key,
@@ -111,12 +120,12 @@ impl SshPool {
         target: &Target,
         user: &str,
     ) -> Result<Arc<Handle<HostKeyCheck>>, CapError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(handle) = conns.get(key) {
-            if !handle.is_closed() {
-                return Ok(handle.clone());
-            }
-            conns.remove(key);
+        let slot = self.slot(key);
+        let mut slot = slot.lock().await;
+        if let Some(handle) = slot.as_ref()
+            && !handle.is_closed()
+        {
+            return Ok(handle.clone());
         }
         let handle = tokio::time::timeout(
             settings.connect_timeout,
@@ -130,7 +139,7 @@ impl SshPool {
             ))
         })??;
         let handle = Arc::new(handle);
-        conns.insert(key.clone(), handle.clone());
+        *slot = Some(handle.clone());
         Ok(handle)
     }
 }

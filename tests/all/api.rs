@@ -1,0 +1,253 @@
+//! The HTTP API of `latch serve`, spoken to over a plain TCP socket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::{Value, json};
+
+use crate::fleet::{Env, Serve, eventually, latch};
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to latch serve");
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// An env whose `latch serve` listens on a free port, with a token.
+fn serving() -> (Env, Serve, u16, String) {
+    let env = Env::new();
+    let port = env.port;
+    let out = latch(&[
+        "token",
+        "create",
+        "--config",
+        env.config.to_str().unwrap(),
+        "tests",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(token.starts_with("latch_"));
+    let serve = Serve::start(&env);
+    assert!(
+        eventually(20, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
+        "latch serve did not start listening"
+    );
+    (env, serve, port, token)
+}
+
+#[test]
+fn bad_tokens_and_bad_input_get_clear_4xx_and_change_nothing() {
+    let _q = crate::e2e::quiet();
+    let (env, _serve, port, token) = serving();
+    let before = env.fleet.all_accepted_logins();
+
+    assert_eq!(http(port, "GET", "/v1/openapi.json", None, None).0, 200);
+    let (status, body) = http(port, "GET", "/v1/grants", None, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("bearer token"), "{body}");
+    let garbled = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(http(port, "GET", "/v1/grants", Some(&garbled), None).0, 401);
+    assert_eq!(http(port, "GET", "/v1/grants", Some("latch_"), None).0, 401);
+    assert_eq!(http(port, "GET", "/v1/grants", Some(&token), None).0, 200);
+
+    let grant = |body: &str| http(port, "POST", "/v1/grants", Some(&token), Some(body));
+    let good = json!({"integration": "linux", "resource": "web-1", "user": "api-x@corp.example", "duration": "5m"});
+    let with = |k: &str, v: Value| {
+        let mut b = good.clone();
+        b[k] = v;
+        b.to_string()
+    };
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{not json".into(), 400, "invalid grant request"),
+        (
+            json!({"integration": "linux"}).to_string(),
+            400,
+            "missing field",
+        ),
+        (with("extra", json!(1)), 400, "unknown field"),
+        (with("integration", json!("nope")), 404, "no integration"),
+        (with("duration", json!(0)), 400, "duration"),
+        (with("duration", json!(-60)), 400, "duration"),
+        (with("duration", json!("soon")), 400, "duration"),
+        (with("duration", json!("9h")), 400, "maximum"),
+        (
+            with("public_key", json!("ssh-ed25519 garbage")),
+            400,
+            "public_key",
+        ),
+        (
+            with("user", json!("$(id)@corp.example")),
+            400,
+            "invalid-request",
+        ),
+        (with("resource", json!("web-9;id")), 400, "invalid-request"),
+        (
+            with("permission", json!("-oProxyCommand=x")),
+            400,
+            "invalid-request",
+        ),
+        ("x".repeat(100 * 1024), 413, ""),
+    ];
+    for (body, status, expect) in cases {
+        let (got, text) = grant(&body);
+        assert_eq!(got, status, "{}: {text}", &body[..body.len().min(80)]);
+        if status != 413 {
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON error body: {text}"));
+            assert!(v["error"].as_str().unwrap().contains(expect), "{text}");
+        }
+    }
+    assert_eq!(
+        http(port, "GET", "/v1/grants/not-an-id", Some(&token), None).0,
+        400
+    );
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/v1/grants/g-000000000000000000000000",
+            Some(&token),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/grants/g-000000000000000000000000/revoke",
+            Some(&token),
+            None
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        http(port, "GET", "/v1/grants?state=bogus", Some(&token), None).0,
+        400
+    );
+
+    let (_, list) = http(port, "GET", "/v1/grants", Some(&token), None);
+    assert_eq!(list.trim(), "[]", "no grant was recorded");
+    assert_eq!(
+        env.fleet.all_accepted_logins(),
+        before,
+        "nothing reached any server"
+    );
+}
+
+#[test]
+fn grant_login_and_revoke_through_the_api() {
+    let _g = crate::e2e::shared();
+    let (env, _serve, port, token) = serving();
+    let (status, body) = http(port, "GET", "/v1/integrations", Some(&token), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"linux\""), "{body}");
+
+    let req = json!({"integration": "linux", "resource": "web-2", "permission": "adm",
+                     "user": "api-mia@corp.example", "duration": 600});
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/grants",
+        Some(&token),
+        Some(&req.to_string()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let granted: Value = serde_json::from_str(&body).unwrap();
+    for field in [
+        "grant_id",
+        "username",
+        "host",
+        "port",
+        "certificate",
+        "expires_at",
+        "private_key",
+    ] {
+        assert!(!granted[field].is_null(), "{field} missing: {body}");
+    }
+    let id = granted["grant_id"].as_str().unwrap();
+    let dir = env.tmp.path();
+    std::fs::write(dir.join("k"), granted["private_key"].as_str().unwrap()).unwrap();
+    std::fs::set_permissions(
+        dir.join("k"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("k-cert.pub"),
+        granted["certificate"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut as_json = granted.clone();
+    as_json["private_key_file"] = json!(dir.join("k").display().to_string());
+    as_json["certificate_file"] = json!(dir.join("k-cert.pub").display().to_string());
+    let out = env.login(&as_json, "id -nG");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("adm"),
+        "{out:?}"
+    );
+
+    let (status, body) = http(port, "GET", &format!("/v1/grants/{id}"), Some(&token), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"active\""), "{body}");
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"revoked\""), "{body}");
+    assert!(!env.login(&as_json, "true").status.success());
+
+    let (_, audit) = http(port, "GET", "/v1/audit?n=1000", Some(&token), None);
+    assert!(
+        audit.contains("token:tests"),
+        "the token is the audit actor"
+    );
+    let (status, metrics) = http(port, "GET", "/metrics", Some(&token), None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("latch_grants{state=\"revoked\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("latch_capability_calls_total{outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    let (_, doc) = http(port, "GET", "/v1/openapi.json", None, None);
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert!(doc["paths"]["/v1/grants"]["post"].is_object());
+}
