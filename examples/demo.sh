@@ -48,13 +48,12 @@ custom_access_details = "Demo fleet: access ends by itself at expiry."
 TOML
 show "$latch" check --config "$data/latch.toml"
 
-say "Read the guest before trusting it: what would a revoke run? (dry run: nothing is sent)"
+say "Read the guest before trusting it: what would discovery run? (dry run: nothing is sent)"
 ssh-keygen -q -t ed25519 -N '' -C alice -f "$data/alice"
-request=$(printf '{"grant_id":"g-preview","resource_id":"web-1","permission":"adm","identity":{"email":"alice@corp.example"},"public_key":"%s","expires_at":4000000000}' "$(cat "$data/alice.pub")")
-show "$latch" guest call "$guest" revoke --config "$(sed -n '/^\[integration.config\]/,$p' "$data/latch.toml" | tail -n +2 | python3 -c 'import sys,tomllib,json;print(json.dumps(tomllib.loads(sys.stdin.read())))')" \
-  --request "$request" --allow 127.0.0.2:22 --dry-run | sed -e 's/^/    /' || true
-echo "    (a dry run answers every read with an empty success, so the guest follows the path"
-echo "     a server with empty answers would take: here, an account it does not manage)"
+show "$latch" guest call "$guest" discover --config "$(sed -n '/^\[integration.config\]/,$p' "$data/latch.toml" | tail -n +2 | python3 -c 'import sys,tomllib,json;print(json.dumps(tomllib.loads(sys.stdin.read())))')" \
+  --allow 127.0.0.0/24:22 --dry-run | sed -e 's/^/    /' || true
+echo "    (every command a grant or revoke runs, for every situation, is pinned in the"
+echo "     test-kit scripts: guests/ssh-servers/tests/guest.rs)"
 
 say "What can be granted?"
 show "$latch" resources --config "$data/latch.toml" --integration linux
