@@ -31,6 +31,8 @@ pub struct Config {
     pub secrets_env_prefix: Option<String>,
     /// Where `latch serve` listens for the HTTP API (default 127.0.0.1:8700).
     pub listen: std::net::SocketAddr,
+    /// `[audit] forward_file`: `latch serve` appends every audit record there as JSON lines.
+    pub audit_forward_file: Option<PathBuf>,
     /// Sandbox sizing.
     pub runtime: RuntimeConfig,
     /// The integrations, in file order.
@@ -56,6 +58,12 @@ pub struct IntegrationConfig {
     pub ssh: Option<SshSettings>,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
+    /// `config.user_cleanup_days`: delete a granted account this many days after its grant
+    /// was revoked (the guest's `cleanup`); `None` keeps accounts (locked).
+    pub user_cleanup_days: Option<u32>,
+    /// `config.credential_rotation_days`, as the product we mirror names it (see
+    /// docs/DECISIONS.md for what Latch does with it).
+    pub credential_rotation_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -67,8 +75,16 @@ struct File {
     secrets: SecretsSection,
     #[serde(default)]
     runtime: RuntimeSection,
+    #[serde(default)]
+    audit: AuditSection,
     #[serde(default, rename = "integration")]
     integrations: Vec<IntegrationSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    forward_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +185,13 @@ impl Config {
                 .with_context(|| format!("listen {l:?} is not an address like 127.0.0.1:8700"))?,
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 8700)),
         };
+        let audit_forward_file = file.audit.forward_file.map(|f| data_dir.join(f));
+        if audit_forward_file
+            .as_deref()
+            .is_some_and(|f| f == data_dir.join("latch.db"))
+        {
+            bail!("audit.forward_file must not be the ledger itself");
+        }
         let mut names = BTreeSet::new();
         let mut integrations = Vec::new();
         for section in file.integrations {
@@ -186,6 +209,7 @@ impl Config {
             secrets_dir,
             secrets_env_prefix,
             listen,
+            audit_forward_file,
             runtime,
             integrations,
         })
@@ -254,6 +278,8 @@ fn check_integration(
         Some(ssh) => Some(check_ssh(ssh, &s.config, data_dir).context("ssh")?),
         None => None,
     };
+    let user_cleanup_days = days(&s.config, "user_cleanup_days", 0)?;
+    let credential_rotation_days = days(&s.config, "credential_rotation_days", 1)?;
     Ok(IntegrationConfig {
         name: s.name,
         guest: base.join(s.guest),
@@ -263,7 +289,18 @@ fn check_integration(
         config_json,
         ssh,
         max_duration,
+        user_cleanup_days,
+        credential_rotation_days,
     })
+}
+
+/// A whole number of days in the integration's `config` (from `min` to 3650), if set.
+fn days(config: &toml::Table, key: &str, min: i64) -> anyhow::Result<Option<u32>> {
+    match config.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(n)) if (min..=3650).contains(n) => Ok(Some(*n as u32)),
+        Some(v) => bail!("config.{key} must be a whole number of days from {min} to 3650, not {v}"),
+    }
 }
 
 /// The `[integration.ssh]` table. The integration's `config.user_key_name`, as the product we

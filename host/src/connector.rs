@@ -13,10 +13,14 @@ use crate::caps::{Backend, Live, SecretStore};
 use crate::config::{Config, IntegrationConfig};
 use crate::runtime::{Guest, Integration, Runtime, sha256_hex};
 
+type ResourceLock = Arc<tokio::sync::Mutex<()>>;
+
 /// A runtime with every integration of a configuration loaded.
 pub struct Connector {
     runtime: Runtime,
     integrations: BTreeMap<String, (Integration, IntegrationConfig)>,
+    /// One lock per (integration, resource): see [`Connector::lock_resource`].
+    resource_locks: std::sync::Mutex<BTreeMap<(String, String), ResourceLock>>,
 }
 
 impl Connector {
@@ -40,7 +44,30 @@ impl Connector {
         Ok(Connector {
             runtime,
             integrations,
+            resource_locks: Default::default(),
         })
+    }
+
+    /// Serialize the work on one resource: grants, revokes and extensions of the same server
+    /// edit the same files there (the KRL is updated on a copy that is moved into place, so
+    /// two revokes at once would lose one's entry). Different servers proceed in parallel.
+    /// This holds within one connector process; see docs/DECISIONS.md for several.
+    pub async fn lock_resource(
+        &self,
+        integration: &str,
+        resource: &str,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .resource_locks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            locks
+                .entry((integration.to_string(), resource.to_string()))
+                .or_default()
+                .clone()
+        };
+        lock.lock_owned().await
     }
 
     /// The runtime the integrations run in.

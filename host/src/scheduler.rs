@@ -7,7 +7,9 @@
 //! (plus [`GRACE_SECS`]) can no longer be in progress anywhere, so it is rolled back (marked
 //! failed, then revoked: grants are idempotent, so a revoke undoes whatever part happened); a
 //! `revoking` one is finished. Younger `granting` rows are left alone: another process (a CLI
-//! `latch grant`) may be carrying them out right now. The certificate expires at the grant's expiry regardless: the
+//! `latch grant`) may be carrying them out right now. For integrations with
+//! `user_cleanup_days`, it also deletes revoked grants' accounts that many days after the
+//! revoke (the guest's `cleanup`), never while another live grant uses the same account. The certificate expires at the grant's expiry regardless: the
 //! scheduler locks the account and ends sessions that outlive it.
 
 use std::sync::Arc;
@@ -15,7 +17,9 @@ use std::time::Duration;
 
 use crate::caps::certs::ca::unix_now;
 use crate::connector::Connector;
-use crate::ledger::{Event, Ledger, State};
+use crate::ledger::forward::Forwarder;
+use crate::ledger::{Event, GrantRecord, Ledger, State};
+use crate::runtime::Export;
 use crate::service;
 
 /// How often the scheduler looks for due grants.
@@ -24,17 +28,48 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const GRACE_SECS: u64 = 10;
 /// The longest wait between two revoke attempts.
 pub const MAX_BACKOFF_SECS: u64 = 300;
+/// How many revokes one tick runs at once.
+pub const REVOKE_CONCURRENCY: usize = 32;
+/// How long after a failed account cleanup it is tried again.
+pub const CLEANUP_RETRY_SECS: u64 = 600;
 
 /// Revokes what is due; see the module docs.
 pub struct Scheduler {
     connector: Arc<Connector>,
     ledger: Arc<Ledger>,
+    forwarder: Option<std::sync::Mutex<Forwarder>>,
 }
 
 impl Scheduler {
     /// A scheduler over `ledger`, acting through `connector`.
     pub fn new(connector: Arc<Connector>, ledger: Arc<Ledger>) -> Self {
-        Scheduler { connector, ledger }
+        Scheduler {
+            connector,
+            ledger,
+            forwarder: None,
+        }
+    }
+
+    /// Also forward the audit log to `forwarder` each tick.
+    pub fn forwarding(mut self, forwarder: Forwarder) -> Self {
+        self.forwarder = Some(std::sync::Mutex::new(forwarder));
+        self
+    }
+
+    /// Forward new audit records, if forwarding is configured.
+    pub fn forward(&self) {
+        let Some(f) = &self.forwarder else { return };
+        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match f.forward(&self.ledger) {
+                Ok(n) if n == crate::ledger::forward::BATCH => continue,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!("forwarding the audit log failed: {e:#}");
+                    return;
+                }
+            }
+        }
     }
 
     /// Roll back grants abandoned while `granting` (see the module docs).
@@ -45,7 +80,7 @@ impl Scheduler {
                 Ok((_, ic)) => ic.limits.deadline.as_secs(),
                 Err(_) => crate::config::MAX_DEADLINE.as_secs(),
             };
-            if g.created_at + deadline + GRACE_SECS > now {
+            if g.granting_since.unwrap_or(g.created_at) + deadline + GRACE_SECS > now {
                 continue; // possibly still being granted by another process
             }
             tracing::warn!(grant = %g.grant_id, "found a grant interrupted while granting; rolling it back");
@@ -62,7 +97,7 @@ impl Scheduler {
                 ..Event::default()
             };
             self.ledger.update(&g, State::Granting, event)?;
-            self.revoke(&g.grant_id).await;
+            revoke(&self.connector, &self.ledger, &g.grant_id).await;
         }
         Ok(())
     }
@@ -80,30 +115,98 @@ impl Scheduler {
                 return;
             }
         };
+        // Revoke concurrently (many grants often expire together, on different servers); the
+        // runtime's `max_concurrent_calls` bounds the guest calls in flight.
+        let mut set = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(REVOKE_CONCURRENCY));
         for g in due {
-            self.revoke(&g.grant_id).await;
+            let (connector, ledger, limit) =
+                (self.connector.clone(), self.ledger.clone(), limit.clone());
+            set.spawn(async move {
+                let _permit = limit.acquire().await;
+                revoke(&connector, &ledger, &g.grant_id).await
+            });
         }
-    }
-
-    async fn revoke(&self, grant_id: &str) {
-        match service::revoke(&self.connector, &self.ledger, grant_id, "scheduler").await {
-            Ok(g) => {
-                let lag = unix_now().saturating_sub(g.expires_at);
-                tracing::info!(grant = grant_id, lag_secs = lag, "revoked");
-            }
-            Err(e) => {
-                let attempts = self.ledger.attempts(grant_id).unwrap_or(1).max(1);
-                let wait = 2u64.saturating_pow(attempts.min(16)).min(MAX_BACKOFF_SECS);
-                tracing::warn!(
-                    grant = grant_id,
-                    attempts,
-                    retry_in_secs = wait,
-                    "revoke failed: {e:#}"
-                );
-                if let Err(e) = self.ledger.retry_at(grant_id, unix_now() + wait) {
-                    tracing::error!(grant = grant_id, "cannot schedule the retry: {e:#}");
+        while set.join_next().await.is_some() {}
+        match self.ledger.cleanup_due(unix_now()) {
+            Ok(due) => {
+                for g in due {
+                    self.cleanup(g).await;
                 }
             }
+            Err(e) => tracing::error!("cannot read the ledger: {e:#}"),
+        }
+        self.forward();
+    }
+
+    /// Delete the account of a revoked grant (`user_cleanup_days` after its revoke) with the
+    /// guest's `cleanup` — unless another live grant uses the same account on the same
+    /// resource: then that grant's own revoke schedules the cleanup.
+    async fn cleanup(&self, g: GrantRecord) {
+        let Some(username) = g.username.clone() else {
+            return;
+        };
+        let mut event = Event {
+            actor: "scheduler".into(),
+            event: "account.cleanup".into(),
+            grant_id: Some(g.grant_id.clone()),
+            integration: Some(g.integration.clone()),
+            guest_sha256: Some(g.guest_sha256.clone()),
+            detail: serde_json::json!({ "resource": g.resource_id, "username": username }),
+            ..Event::default()
+        };
+        let _serial = self
+            .connector
+            .lock_resource(&g.integration, &g.resource_id)
+            .await;
+        let now = unix_now();
+        let result = match self.ledger.account_in_use(&g) {
+            Ok(Some(other)) => {
+                event.outcome = "skipped".into();
+                event.detail["in_use_by"] = other.into();
+                Ok(true)
+            }
+            Ok(None) => match self.connector.integration(&g.integration) {
+                Ok((integration, ic)) => {
+                    let report = integration
+                        .call(
+                            self.connector.runtime(),
+                            Export::Cleanup {
+                                config: ic.config_json.clone(),
+                                resource_id: g.resource_id.clone(),
+                                username: username.clone(),
+                            },
+                        )
+                        .await;
+                    if let Err(e) = service::audit_calls(&self.ledger, "scheduler", &g, &report) {
+                        tracing::error!(grant = %g.grant_id, "cannot audit: {e:#}");
+                    }
+                    report.result.map(|_| false).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(format!("{e:#}")),
+            },
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let done = match result {
+            Ok(skipped) => {
+                if !skipped {
+                    event.outcome = "ok".into();
+                    tracing::info!(grant = %g.grant_id, user = %username, "account cleaned up");
+                }
+                Some(now)
+            }
+            Err(e) => {
+                tracing::warn!(grant = %g.grant_id, "account cleanup failed, retrying in {CLEANUP_RETRY_SECS} s: {e}");
+                event.outcome = "failed".into();
+                event.detail["error"] = e.into();
+                None
+            }
+        };
+        if let Err(e) = self
+            .ledger
+            .cleanup_done(&g.grant_id, done, now + CLEANUP_RETRY_SECS, event)
+        {
+            tracing::error!(grant = %g.grant_id, "cannot record the cleanup: {e:#}");
         }
     }
 
@@ -116,6 +219,29 @@ impl Scheduler {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = ticker.tick() => self.tick().await,
+            }
+        }
+    }
+}
+
+/// Revoke `grant_id`; on failure, schedule the next attempt with exponential backoff.
+async fn revoke(connector: &Connector, ledger: &Ledger, grant_id: &str) {
+    match service::revoke(connector, ledger, grant_id, "scheduler").await {
+        Ok(g) => {
+            let lag = unix_now().saturating_sub(g.expires_at);
+            tracing::info!(grant = grant_id, lag_secs = lag, "revoked");
+        }
+        Err(e) => {
+            let attempts = ledger.attempts(grant_id).unwrap_or(1).max(1);
+            let wait = 2u64.saturating_pow(attempts.min(16)).min(MAX_BACKOFF_SECS);
+            tracing::warn!(
+                grant = grant_id,
+                attempts,
+                retry_in_secs = wait,
+                "revoke failed: {e:#}"
+            );
+            if let Err(e) = ledger.retry_at(grant_id, unix_now() + wait) {
+                tracing::error!(grant = grant_id, "cannot schedule the retry: {e:#}");
             }
         }
     }

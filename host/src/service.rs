@@ -122,6 +122,9 @@ pub async fn grant(
         revoked_at: None,
         last_error: None,
         guest_sha256: integration.guest().sha256().to_string(),
+        granting_since: None,
+        cleanup_due_at: None,
+        cleaned_up_at: None,
     };
     let actor = record.email.clone();
     ledger.create(
@@ -139,6 +142,9 @@ pub async fn grant(
             }),
         ),
     )?;
+    let _serial = connector
+        .lock_resource(&record.integration, &record.resource_id)
+        .await;
     let report = integration
         .call(
             connector.runtime(),
@@ -255,13 +261,24 @@ pub async fn revoke(
             serde_json::Value::Null,
         ),
     )?;
-    let report = run_revoke(connector, integration, ic, &record).await;
+    let report = {
+        let _serial = connector
+            .lock_resource(&record.integration, &record.resource_id)
+            .await;
+        run_revoke(connector, integration, ic, &record).await
+    };
     audit_calls(ledger, actor, &record, &report)?;
     match report.result {
         Ok(_) => {
+            let now = unix_now();
             record.state = State::Revoked;
-            record.revoked_at = Some(unix_now());
+            record.revoked_at = Some(now);
             record.last_error = None;
+            if record.username.is_some() {
+                record.cleanup_due_at = ic
+                    .user_cleanup_days
+                    .map(|days| now + u64::from(days) * 86_400);
+            }
             ledger.update(
                 &record,
                 State::Revoking,
@@ -285,6 +302,107 @@ pub async fn revoke(
             bail!(
                 "revoke of {grant_id} failed (it stays `revoking`; `latch serve` retries it, or run revoke again): {e}"
             )
+        }
+    }
+}
+
+/// Extend an active grant to `duration` from now: the guest's (idempotent) `grant` runs
+/// again with the new expiry, which issues a new certificate valid until then. The grant is
+/// `granting` meanwhile, so neither the scheduler nor a revoke can interleave; if the guest
+/// fails, the grant stays active with its old expiry (everything `grant` does only re-asserts
+/// access the grant already had). An extension may not shorten a grant (revoke it instead)
+/// and may not run past the integration's `max_duration` from now.
+pub async fn extend(
+    connector: &Connector,
+    ledger: &Ledger,
+    grant_id: &str,
+    duration: Duration,
+    actor: &str,
+) -> anyhow::Result<Granted> {
+    let record = ledger.get(grant_id)?;
+    let (integration, ic) = connector
+        .integration(&record.integration)
+        .with_context(|| {
+            format!(
+                "grant {grant_id} belongs to integration {:?}",
+                record.integration
+            )
+        })?;
+    if duration.is_zero() || duration > ic.max_duration {
+        bail!(
+            "duration {} is not allowed: integration {:?} grants at most {} from now",
+            humantime::format_duration(duration),
+            ic.name,
+            humantime::format_duration(ic.max_duration)
+        );
+    }
+    let now = unix_now();
+    let new_expiry = now + duration.as_secs();
+    if new_expiry <= record.expires_at {
+        bail!(
+            "grant {grant_id} already lasts until {}; an extension must end later (to end it \
+             sooner, revoke it)",
+            record.expires_at
+        );
+    }
+    let old_expiry = record.expires_at;
+    let requested = serde_json::json!({ "expires_at": new_expiry, "old_expires_at": old_expiry });
+    let mut record = ledger.begin_extend(
+        grant_id,
+        now,
+        event(actor, "extend.requested", &record, "pending", requested),
+    )?;
+    record.expires_at = new_expiry;
+    let _serial = connector
+        .lock_resource(&record.integration, &record.resource_id)
+        .await;
+    let report = integration
+        .call(
+            connector.runtime(),
+            Export::Grant {
+                config: ic.config_json.clone(),
+                request: request_of(&record),
+            },
+        )
+        .await;
+    audit_calls(ledger, actor, &record, &report)?;
+    record.state = State::Active;
+    record.granting_since = None;
+    match report.result {
+        Ok(Returned::Access(access)) => {
+            let detail =
+                serde_json::json!({ "expires_at": new_expiry, "old_expires_at": old_expiry });
+            ledger.update(
+                &record,
+                State::Granting,
+                event(actor, "grant.extended", &record, "ok", detail),
+            )?;
+            Ok(Granted {
+                grant_id: record.grant_id,
+                integration: record.integration,
+                resource: record.resource_id,
+                username: access.username,
+                host: access.host,
+                port: access.port,
+                certificate: access.certificate,
+                private_key: None,
+                expires_at: new_expiry,
+                instructions: access.instructions,
+            })
+        }
+        other => {
+            let error = match other {
+                Err(e) => e.to_string(),
+                Ok(r) => format!("grant returned {r:?} instead of access details"),
+            };
+            record.expires_at = old_expiry;
+            let detail = serde_json::json!({ "error": error });
+            ledger.update(
+                &record,
+                State::Granting,
+                event(actor, "extend.failed", &record, "failed", detail),
+            )?;
+            bail!("extending {grant_id} failed (it still ends at its old expiry): {error}")
         }
     }
 }
@@ -342,7 +460,7 @@ fn event(
 }
 
 /// Log and audit every capability call a guest call made for `record`.
-fn audit_calls(
+pub(crate) fn audit_calls(
     ledger: &Ledger,
     actor: &str,
     record: &GrantRecord,

@@ -29,7 +29,7 @@ fn kill_9_at_random_moments_leaves_no_access_behind() {
         config.replace(
             "max_duration = \"8h\"",
             "max_duration = \"8h\"\ndeadline = \"5s\"",
-        ),
+        ) + "\n[audit]\nforward_file = \"audit.jsonl\"\n",
     )
     .unwrap();
     let key = env.tmp.path().join("crash");
@@ -142,8 +142,23 @@ fn kill_9_at_random_moments_leaves_no_access_behind() {
         killed > 0 && checked > 0,
         "the run must include both killed and finished grants"
     );
+    // The forwarded copy, written by connectors killed at random, has every record once.
+    let copy = env.tmp.path().join("audit.jsonl");
+    let total = ledger.audit_tail(1).unwrap()[0].seq as usize;
+    assert!(
+        eventually(10, || std::fs::read_to_string(&copy)
+            .is_ok_and(|t| t.lines().count() == total)),
+        "the forwarded copy did not catch up with {total} records"
+    );
     drop(serve);
-    let out = latch(&["audit", "verify", "--config", env.config.to_str().unwrap()]);
+    let out = latch(&[
+        "audit",
+        "verify",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--against",
+        copy.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

@@ -290,6 +290,24 @@ pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `latch` with extra environment variables (e.g. `LATCH_TOKEN`).
+pub fn latch_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(args)
+        .env("LATCH_LOG", "error")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run latch")
+}
+
 pub fn latch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latch"))
         .args(args)

@@ -23,6 +23,9 @@ fn record() -> GrantRecord {
         revoked_at: None,
         last_error: None,
         guest_sha256: "ab".repeat(32),
+        granting_since: None,
+        cleanup_due_at: None,
+        cleaned_up_at: None,
     }
 }
 
@@ -145,4 +148,95 @@ fn audit_verify_catches_edits_deletions_and_reorders() {
     let (code, out) = verify_cli(reordered.path());
     assert_eq!(code, Some(1));
     assert!(out.contains("audit record 2"), "{out}");
+}
+
+fn verify_against(dir: &std::path::Path, copy: &std::path::Path) -> (Option<i32>, String) {
+    let config = dir.join("latch.toml");
+    std::fs::write(&config, "data_dir = \".\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(["audit", "verify", "--config", config.to_str().unwrap()])
+        .arg("--against")
+        .arg(copy)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn forwarded_copy_resumes_after_a_torn_line_and_catches_a_cut_off_tail() {
+    use latch::ledger::forward::Forwarder;
+    let dir = ledger_with_five_records();
+    let copy = dir.path().join("audit.jsonl");
+    let ledger = Ledger::open(dir.path()).unwrap();
+    let mut f = Forwarder::open(&copy).unwrap();
+    assert_eq!(f.forward(&ledger).unwrap(), 5);
+    assert_eq!(f.forward(&ledger).unwrap(), 0, "nothing twice");
+    drop(f);
+
+    // A crash mid-write leaves a torn line: reopening cuts it and carries on from record 5.
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap();
+    file.write_all(b"{\"seq\":6,\"ti").unwrap();
+    drop(file);
+    ledger.audit(ev("capability-5")).unwrap();
+    ledger.audit(ev("capability-6")).unwrap();
+    let mut f = Forwarder::open(&copy).unwrap();
+    assert_eq!(f.forward(&ledger).unwrap(), 2);
+    let text = std::fs::read_to_string(&copy).unwrap();
+    let seqs: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    drop(ledger);
+
+    let (code, out) = verify_against(dir.path(), &copy);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("all 7 records"), "{out}");
+
+    // Cutting records off the end leaves a valid chain; only the copy shows it.
+    sql(dir.path(), "DELETE FROM audit WHERE seq >= 6");
+    let (code, out) = verify_cli(dir.path());
+    assert_eq!(
+        code,
+        Some(0),
+        "the chain alone cannot see a cut tail: {out}"
+    );
+    let (code, out) = verify_against(dir.path(), &copy);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("audit record 6") && out.contains("cut off"),
+        "{out}"
+    );
+
+    // An edit that also rewrote the hashes of the ledger's chain is caught by the copy.
+    let edited = ledger_with_five_records();
+    let copy = edited.path().join("audit.jsonl");
+    let ledger = Ledger::open(edited.path()).unwrap();
+    Forwarder::open(&copy).unwrap().forward(&ledger).unwrap();
+    drop(ledger);
+    sql(edited.path(), "DELETE FROM audit WHERE seq >= 4");
+    let ledger = Ledger::open(edited.path()).unwrap();
+    let mut forged = ev("capability-3");
+    forged.outcome = "refused".into();
+    ledger.audit(forged).unwrap();
+    ledger.audit(ev("capability-4")).unwrap();
+    drop(ledger);
+    assert_eq!(verify_cli(edited.path()).0, Some(0), "a re-chained forgery");
+    let (code, out) = verify_against(edited.path(), &copy);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("audit record 4") && out.contains("edited"),
+        "{out}"
+    );
 }

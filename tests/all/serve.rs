@@ -73,6 +73,9 @@ fn interrupted_grant(env: &Env, user: &str, resource: &str) -> GrantRecord {
         revoked_at: None,
         last_error: None,
         guest_sha256: "00".repeat(32),
+        granting_since: None,
+        cleanup_due_at: None,
+        cleaned_up_at: None,
     };
     let event = Event {
         actor: "test".into(),
@@ -130,4 +133,50 @@ fn a_revoke_that_fails_is_retried_and_stays_visible() {
         "{:?}",
         g.last_error
     );
+}
+
+#[test]
+fn grants_expiring_together_on_one_server_all_reach_the_krl() {
+    let _g = crate::e2e::shared();
+    let env = Env::new();
+    // Granted with nobody serving, so all expire before the scheduler sees them and are
+    // revoked in the same tick: concurrently across servers, one at a time per server.
+    let granted: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            env.grant(
+                if i < 3 { "web-2" } else { "web-3" },
+                &format!("e2e-krl{i}@corp.example"),
+                &["--for", "8s"],
+            )
+            .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = granted
+        .iter()
+        .map(|g| g["grant_id"].as_str().unwrap().to_string())
+        .collect();
+    let last = granted
+        .iter()
+        .map(|g| g["expires_at"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    while crate::fleet::now() <= last {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _serve = Serve::start(&env);
+    assert!(eventually(30, || ids.iter().all(|id| ledger(&env)
+        .get(id)
+        .is_ok_and(|g| g.state == State::Revoked))));
+    let krl = String::from_utf8_lossy(
+        &env.fleet
+            .admin(2, "sudo ssh-keygen -Q -l -f /etc/ssh/latch/revoked_keys")
+            .stdout,
+    )
+    .into_owned();
+    for id in &ids[..3] {
+        assert!(
+            krl.contains(id.as_str()),
+            "{id} missing from the KRL:\n{krl}"
+        );
+    }
 }

@@ -112,6 +112,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/grants", post(create_grant).get(list_grants))
         .route("/v1/grants/{id}", get(get_grant))
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
+        .route("/v1/grants/{id}/extend", post(extend_grant))
         .route("/v1/audit", get(audit))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(api.clone(), auth));
@@ -169,6 +170,18 @@ enum DurationArg {
     Text(String),
 }
 
+impl DurationArg {
+    fn check(self) -> Result<Duration, ApiError> {
+        match self {
+            DurationArg::Secs(s) if s > 0 => Ok(Duration::from_secs(s as u64)),
+            DurationArg::Secs(s) => {
+                Err(bad(format!("duration {s} must be more than zero seconds")))
+            }
+            DurationArg::Text(t) => parse_duration(&t).map_err(|e| bad(format!("{e:#}"))),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantBody {
@@ -197,13 +210,7 @@ async fn create_grant(
             format!("no integration {:?}", body.integration),
         ));
     };
-    let duration = match body.duration {
-        DurationArg::Secs(s) if s > 0 => Duration::from_secs(s as u64),
-        DurationArg::Secs(s) => {
-            return Err(bad(format!("duration {s} must be more than zero seconds")));
-        }
-        DurationArg::Text(t) => parse_duration(&t).map_err(|e| bad(format!("{e:#}")))?,
-    };
+    let duration = body.duration.check()?;
     if duration > ic.max_duration {
         return Err(bad(format!(
             "duration {} is above integration {:?}'s maximum of {}",
@@ -235,6 +242,8 @@ async fn create_grant(
                 StatusCode::BAD_REQUEST
             } else if msg.starts_with("grant refused: denied") {
                 StatusCode::FORBIDDEN
+            } else if msg.contains(" already has grant ") {
+                StatusCode::CONFLICT
             } else {
                 StatusCode::BAD_GATEWAY
             };
@@ -279,6 +288,65 @@ async fn revoke_grant(
     match service::revoke(&api.connector, &api.ledger, &id, &actor.0).await {
         Ok(g) => ok(StatusCode::OK, g),
         Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    duration: DurationArg,
+}
+
+async fn extend_grant(
+    State(api): State<Api>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Reply {
+    check_grant_id(&id).map_err(bad)?;
+    let body: ExtendBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid extend request: {e}")))?;
+    let duration = body.duration.check()?;
+    let Ok(record) = api.ledger.get(&id) else {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no grant {id}")));
+    };
+    if let Ok((_, ic)) = api.connector.integration(&record.integration)
+        && duration > ic.max_duration
+    {
+        return Err(bad(format!(
+            "duration {} is above integration {:?}'s maximum of {}",
+            humantime::format_duration(duration),
+            ic.name,
+            humantime::format_duration(ic.max_duration)
+        )));
+    }
+    if record.state != GrantState::Active || record.expires_at <= unix_now() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "grant {id} is {} and {}; only an active grant can be extended",
+                record.state.as_str(),
+                if record.expires_at <= unix_now() {
+                    "expired"
+                } else {
+                    "not expired"
+                }
+            ),
+        ));
+    }
+    match service::extend(&api.connector, &api.ledger, &id, duration, &actor.0).await {
+        Ok(granted) => ok(StatusCode::OK, granted),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let status = if msg.contains("an extension must end later") {
+                StatusCode::BAD_REQUEST
+            } else if msg.contains("only an active grant") || msg.contains("has expired") {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            Err(ApiError(status, msg))
+        }
     }
 }
 

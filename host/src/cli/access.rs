@@ -1,19 +1,24 @@
-//! `latch init`, `resources`, `grant`, `revoke`: just-in-time access from the command line.
+//! `latch init`, `resources`, `grant`, `extend`, `revoke`, `grants`, `audit`: just-in-time
+//! access from the command line, acting locally on a configuration (`--config`) or through a
+//! running connector's API (`--url`, token from `LATCH_TOKEN`).
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::caps::SecretStore;
 use crate::caps::certs::ca::{self, CA_SECRET};
 use crate::config::{Config, parse_duration};
 use crate::connector::live_connector;
-use crate::ledger::{Ledger, State, check_grant_id};
+use crate::ledger::audit::Record;
+use crate::ledger::{GrantRecord, Ledger, State, check_grant_id};
 use crate::service::{self, GrantArgs};
+
+use super::remote::Remote;
 
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
@@ -60,24 +65,72 @@ pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where a command acts: locally on a configuration, or through a running connector.
+#[derive(Debug, Args)]
+pub struct Where {
+    /// Path to latch.toml: act locally (this process reaches the servers and the ledger).
+    #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+    pub config: Option<PathBuf>,
+    /// A running connector (`latch serve`) on this machine, e.g. http://127.0.0.1:8700; the
+    /// API token is read from LATCH_TOKEN.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+enum Target {
+    Local(Config),
+    Remote(Remote),
+}
+
+impl Where {
+    fn target(&self) -> anyhow::Result<Target> {
+        match (&self.config, &self.url) {
+            (Some(path), _) => Ok(Target::Local(Config::load(path)?)),
+            (None, Some(url)) => Ok(Target::Remote(Remote::from_env(url)?)),
+            (None, None) => bail!("give --config FILE or --url URL"),
+        }
+    }
+}
+
 /// `latch resources`.
-pub async fn resources(config: &Path, integration: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    let connector = live_connector(&config)?;
-    let resources = service::resources(&connector, integration).await?;
+pub async fn resources(at: &Where, integration: &str, json: bool) -> anyhow::Result<ExitCode> {
+    crate::config::check_integration_name(integration).context("--integration")?;
+    let resources = match at.target()? {
+        Target::Local(config) => {
+            let connector = live_connector(&config)?;
+            serde_json::to_value(service::resources(&connector, integration).await?)?
+        }
+        Target::Remote(api) => {
+            api.get(&format!("/v1/integrations/{integration}/resources"))
+                .await?
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&resources)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("{:<20} {:<14} {:<30} TAGS", "ID", "KIND", "PERMISSIONS");
-    for r in resources {
-        let tags: Vec<String> = r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for r in resources.as_array().into_iter().flatten() {
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| match x {
+                    serde_json::Value::Array(kv) if kv.len() == 2 => format!(
+                        "{}={}",
+                        kv[0].as_str().unwrap_or("?"),
+                        kv[1].as_str().unwrap_or("?")
+                    ),
+                    other => other.as_str().unwrap_or("?").to_string(),
+                })
+                .collect()
+        };
         println!(
             "{:<20} {:<14} {:<30} {}",
-            r.id,
-            r.kind,
-            r.permissions.join(","),
-            tags.join(",")
+            r["id"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            strings(&r["permissions"]).join(","),
+            strings(&r["tags"]).join(",")
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -86,9 +139,8 @@ pub async fn resources(config: &Path, integration: &str, json: bool) -> anyhow::
 /// Arguments of `latch grant`.
 #[derive(Debug, Args)]
 pub struct GrantCli {
-    /// Path to latch.toml.
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    at: Where,
     /// The integration to grant through.
     #[arg(long)]
     integration: String,
@@ -136,40 +188,79 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
     if let Some(key) = &public_key {
         service::check_public_key(key).context("--public-key")?;
     }
-    let config = Config::load(&args.config)?;
-    let connector = live_connector(&config)?;
-    let ledger = Ledger::open(&config.data_dir)?;
-    let granted = service::grant(
-        &connector,
-        &ledger,
-        GrantArgs {
-            integration: args.integration,
-            resource: args.resource,
-            permission: args.permission,
-            email: args.email,
-            username: args.username,
-            duration,
-            public_key,
-        },
-    )
-    .await?;
+    let granted = match args.at.target()? {
+        Target::Local(config) => {
+            let connector = live_connector(&config)?;
+            let ledger = Ledger::open(&config.data_dir)?;
+            let granted = service::grant(
+                &connector,
+                &ledger,
+                GrantArgs {
+                    integration: args.integration,
+                    resource: args.resource,
+                    permission: args.permission,
+                    email: args.email,
+                    username: args.username,
+                    duration,
+                    public_key,
+                },
+            )
+            .await?;
+            serde_json::to_value(&granted)?
+        }
+        Target::Remote(api) => {
+            let body = serde_json::json!({
+                "integration": args.integration,
+                "resource": args.resource,
+                "permission": args.permission,
+                "user": args.email,
+                "username": args.username,
+                "duration": duration.as_secs(),
+                "public_key": public_key,
+            });
+            api.post("/v1/grants", body).await?
+        }
+    };
+    show_access(granted, args.out.as_deref(), args.json, "granted")
+}
+
+/// Print access details (of a grant or an extension), writing the certificate and a
+/// generated private key into `out` if given. A certificate file is replaced atomically (an
+/// extension re-issues it); a private key file is never overwritten.
+fn show_access(
+    mut v: serde_json::Value,
+    out: Option<&Path>,
+    json: bool,
+    verb: &str,
+) -> anyhow::Result<ExitCode> {
+    let id = v["grant_id"].as_str().unwrap_or_default().to_string();
+    check_grant_id(&id).context("the connector's answer")?;
+    let expires_at = v["expires_at"].as_u64().unwrap_or(0);
+    let key = v.get_mut("private_key").map(serde_json::Value::take);
+    let key = key.as_ref().and_then(|k| k.as_str());
+    let cert = v["certificate"].as_str().map(str::to_string);
     let mut files = Vec::new();
-    if let Some(dir) = &args.out {
+    if let Some(dir) = out {
         std::fs::create_dir_all(dir)?;
-        if let Some(key) = &granted.private_key {
-            let path = dir.join(&granted.grant_id);
-            write_private(&path, key.expose(), 0o600)?;
+        if let Some(key) = key {
+            let path = dir.join(&id);
+            write_private(&path, key.as_bytes(), 0o600)?;
             files.push(("private key", path));
         }
-        if let Some(cert) = &granted.certificate {
-            let path = dir.join(format!("{}-cert.pub", granted.grant_id));
-            write_private(&path, format!("{cert}\n").as_bytes(), 0o644)?;
+        if let Some(cert) = &cert {
+            let path = dir.join(format!("{id}-cert.pub"));
+            let tmp = dir.join(format!(".{id}-cert.pub.tmp"));
+            let _ = std::fs::remove_file(&tmp);
+            write_private(&tmp, format!("{cert}\n").as_bytes(), 0o644)?;
+            std::fs::rename(&tmp, &path)?;
             files.push(("certificate", path));
         }
     }
-    if args.json {
-        let mut v = serde_json::to_value(&granted)?;
-        v["expires_at_rfc3339"] = rfc3339(granted.expires_at).into();
+    if json {
+        v["expires_at_rfc3339"] = rfc3339(expires_at).into();
+        if let Some(key) = key {
+            v["private_key"] = key.into();
+        }
         for (what, path) in &files {
             v[format!("{}_file", what.replace(' ', "_"))] = path.display().to_string().into();
         }
@@ -177,24 +268,20 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "granted {}: {} on {} ({}:{}) until {}",
-        granted.grant_id,
-        granted.username,
-        granted.resource,
-        granted.host,
-        granted.port,
-        rfc3339(granted.expires_at)
+        "{verb} {id}: {} on {} ({}:{}) until {}",
+        v["username"].as_str().unwrap_or("?"),
+        v["resource"].as_str().unwrap_or("?"),
+        v["host"].as_str().unwrap_or("?"),
+        v["port"],
+        rfc3339(expires_at)
     );
-    println!("{}", granted.instructions);
+    println!("{}", v["instructions"].as_str().unwrap_or(""));
     if files.is_empty() {
-        if let Some(cert) = &granted.certificate {
+        if let Some(cert) = &cert {
             println!("certificate:\n{cert}");
         }
-        if let Some(key) = &granted.private_key {
-            println!(
-                "private key (shown once, not stored):\n{}",
-                String::from_utf8_lossy(key.expose())
-            );
+        if let Some(key) = key {
+            println!("private key (shown once, not stored):\n{key}");
         }
     }
     for (what, path) in files {
@@ -203,13 +290,62 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Arguments of `latch extend`.
+#[derive(Debug, Args)]
+pub struct ExtendCli {
+    #[command(flatten)]
+    at: Where,
+    /// The grant id (from `latch grant`).
+    grant_id: String,
+    /// The new length of access, counted from now, e.g. 30m.
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: String,
+    /// Write the new certificate into DIR (replacing the old one).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `latch extend`: a later expiry and a new certificate.
+pub async fn extend(args: ExtendCli) -> anyhow::Result<ExitCode> {
+    check_grant_id(&args.grant_id)?;
+    let duration = parse_duration(&args.duration).context("--for")?;
+    let extended = match args.at.target()? {
+        Target::Local(config) => {
+            let connector = live_connector(&config)?;
+            let ledger = Ledger::open(&config.data_dir)?;
+            let granted =
+                service::extend(&connector, &ledger, &args.grant_id, duration, "cli").await?;
+            serde_json::to_value(&granted)?
+        }
+        Target::Remote(api) => {
+            let body = serde_json::json!({ "duration": duration.as_secs() });
+            api.post(&format!("/v1/grants/{}/extend", args.grant_id), body)
+                .await?
+        }
+    };
+    show_access(extended, args.out.as_deref(), args.json, "extended")
+}
+
 /// `latch revoke`.
-pub async fn revoke(config: &Path, grant_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn revoke(at: &Where, grant_id: &str, json: bool) -> anyhow::Result<ExitCode> {
     check_grant_id(grant_id)?;
-    let config = Config::load(config)?;
-    let connector = live_connector(&config)?;
-    let ledger = Ledger::open(&config.data_dir)?;
-    let record = service::revoke(&connector, &ledger, grant_id, "cli").await?;
+    let record: GrantRecord = match at.target()? {
+        Target::Local(config) => {
+            let connector = live_connector(&config)?;
+            let ledger = Ledger::open(&config.data_dir)?;
+            service::revoke(&connector, &ledger, grant_id, "cli").await?
+        }
+        Target::Remote(api) => serde_json::from_value(
+            api.post(
+                &format!("/v1/grants/{grant_id}/revoke"),
+                serde_json::Value::Null,
+            )
+            .await?,
+        )?,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -224,38 +360,108 @@ pub async fn revoke(config: &Path, grant_id: &str, json: bool) -> anyhow::Result
 }
 
 /// `latch grants`: the ledger's grants, newest first.
-pub fn grants(config: &Path, state: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
+pub async fn grants(at: &Where, state: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let state = state.map(State::parse).transpose().context("--state")?;
-    let grants = Ledger::open(&config.data_dir)?.list(state)?;
+    let grants: Vec<GrantRecord> = match at.target()? {
+        Target::Local(config) => Ledger::open(&config.data_dir)?.list(state)?,
+        Target::Remote(api) => {
+            let query = state.map(|s| format!("?state={}", s.as_str()));
+            serde_json::from_value(
+                api.get(&format!("/v1/grants{}", query.unwrap_or_default()))
+                    .await?,
+            )?
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&grants)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<26} {:<9} {:<12} {:<10} {:<16} {:<20} EXPIRES",
-        "GRANT", "STATE", "INTEGRATION", "RESOURCE", "USER", "EMAIL"
+    let now = crate::caps::certs::ca::unix_now();
+    let rows: Vec<[String; 7]> = grants
+        .iter()
+        .map(|g| {
+            let ends = match g.state {
+                State::Revoked | State::Failed => "-".to_string(),
+                _ if g.expires_at <= now => "expired".to_string(),
+                _ => {
+                    humantime::format_duration(Duration::from_secs(g.expires_at - now)).to_string()
+                }
+            };
+            [
+                g.grant_id.clone(),
+                g.state.as_str().to_string(),
+                g.integration.clone(),
+                g.resource_id.clone(),
+                g.username.clone().unwrap_or_else(|| "-".into()),
+                g.email.clone(),
+                format!("{} ({ends})", rfc3339(g.expires_at)),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "GRANT",
+            "STATE",
+            "INTEGRATION",
+            "RESOURCE",
+            "USER",
+            "EMAIL",
+            "EXPIRES (LEFT)",
+        ],
+        &rows,
     );
-    for g in grants {
+    if grants.is_empty() {
         println!(
-            "{:<26} {:<9} {:<12} {:<10} {:<16} {:<20} {}",
-            g.grant_id,
-            g.state.as_str(),
-            g.integration,
-            g.resource_id,
-            g.username.as_deref().unwrap_or("-"),
-            g.email,
-            rfc3339(g.expires_at)
+            "(no grants{})",
+            state
+                .map(|s| format!(" in state {}", s.as_str()))
+                .unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `latch audit verify`: check the hash chain; exit 1 naming the first bad record.
-pub fn audit_verify(config: &Path) -> anyhow::Result<ExitCode> {
+/// Print `rows` under `head`, each column as wide as its widest cell.
+fn print_table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
+    let mut width: [usize; N] = head.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(head.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `latch audit verify`: check the hash chain (and, with `against`, that no record of a
+/// forwarded copy is missing or different); exit 1 naming the first bad record.
+pub fn audit_verify(config: &Path, against: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let ledger = Ledger::open(&config.data_dir)?;
-    match ledger.audit_verify()? {
+    let mut result = ledger.audit_verify()?;
+    if let (Ok(_), Some(copy)) = (&result, against) {
+        let forwarded = crate::ledger::forward::read(copy)?;
+        let n = forwarded.len();
+        result =
+            crate::ledger::forward::verify_against(&ledger.audit_all()?, forwarded).and(result);
+        if result.is_ok() {
+            println!(
+                "ok: all {n} records of {} are in the ledger, unchanged",
+                copy.display()
+            );
+        }
+    }
+    match result {
         Ok(n) => {
             println!(
                 "ok: {n} audit records, chain intact ({})",
@@ -271,9 +477,11 @@ pub fn audit_verify(config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `latch audit tail`: the last records.
-pub fn audit_tail(config: &Path, n: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    let records = Ledger::open(&config.data_dir)?.audit_tail(n)?;
+pub async fn audit_tail(at: &Where, n: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let records: Vec<Record> = match at.target()? {
+        Target::Local(config) => Ledger::open(&config.data_dir)?.audit_tail(n)?,
+        Target::Remote(api) => serde_json::from_value(api.get(&format!("/v1/audit?n={n}")).await?)?,
+    };
     for r in records {
         if json {
             println!("{}", serde_json::to_string(&r)?);
@@ -321,7 +529,16 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         ledger: ledger.clone(),
     });
     let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let scheduler = crate::scheduler::Scheduler::new(connector, ledger).run(stopped(stop_rx));
+    let mut scheduler = crate::scheduler::Scheduler::new(connector, ledger);
+    if let Some(path) = &config.audit_forward_file {
+        let forwarder = crate::ledger::forward::Forwarder::open(path)?;
+        eprintln!(
+            "latch serve: forwarding the audit log to {}",
+            path.display()
+        );
+        scheduler = scheduler.forwarding(forwarder);
+    }
+    let scheduler = scheduler.run(stopped(stop_rx));
     let signals = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("install the SIGTERM handler");

@@ -2,6 +2,7 @@
 
 mod access;
 mod guest;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,9 +45,8 @@ enum Command {
     },
     /// List the resources an integration can grant access to.
     Resources {
-        /// Path to latch.toml.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: access::Where,
         /// The integration.
         #[arg(long)]
         integration: String,
@@ -56,11 +56,12 @@ enum Command {
     },
     /// Grant just-in-time access.
     Grant(access::GrantCli),
+    /// Extend an active grant (a later expiry and a new certificate).
+    Extend(access::ExtendCli),
     /// List the ledger's grants, newest first.
     Grants {
-        /// Path to latch.toml.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: access::Where,
         /// Only grants in this state: granting, active, revoking, revoked, failed.
         #[arg(long)]
         state: Option<String>,
@@ -83,9 +84,8 @@ enum Command {
     },
     /// Take a grant's access away now.
     Revoke {
-        /// Path to latch.toml.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: access::Where,
         /// The grant id (from `latch grant`).
         grant_id: String,
         /// Print JSON.
@@ -113,12 +113,15 @@ enum AuditCommand {
         /// Path to latch.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Also check against a forwarded copy (`[audit] forward_file`): finds records cut
+        /// off the end of the ledger, which the chain alone cannot show.
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
     },
     /// Show the last records.
     Tail {
-        /// Path to latch.toml.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        at: access::Where,
         /// How many records.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
@@ -136,31 +139,26 @@ impl Cli {
             Command::Check { config } => check(&config).await,
             Command::Init { dir } => access::init(&dir),
             Command::Resources {
-                config,
+                at,
                 integration,
                 json,
-            } => access::resources(&config, &integration, json).await,
+            } => access::resources(&at, &integration, json).await,
             Command::Grant(args) => access::grant(args).await,
+            Command::Extend(args) => access::extend(args).await,
             Command::Serve { config } => access::serve(&config).await,
             Command::Token(TokenCommand::Create { config, name }) => {
                 access::token_create(&config, &name)
             }
-            Command::Grants {
-                config,
-                state,
-                json,
-            } => access::grants(&config, state.as_deref(), json),
-            Command::Audit(AuditCommand::Verify { config }) => access::audit_verify(&config),
-            Command::Audit(AuditCommand::Tail {
-                config,
-                lines,
-                json,
-            }) => access::audit_tail(&config, lines, json),
-            Command::Revoke {
-                config,
-                grant_id,
-                json,
-            } => access::revoke(&config, &grant_id, json).await,
+            Command::Grants { at, state, json } => {
+                access::grants(&at, state.as_deref(), json).await
+            }
+            Command::Audit(AuditCommand::Verify { config, against }) => {
+                access::audit_verify(&config, against.as_deref())
+            }
+            Command::Audit(AuditCommand::Tail { at, lines, json }) => {
+                access::audit_tail(&at, lines, json).await
+            }
+            Command::Revoke { at, grant_id, json } => access::revoke(&at, &grant_id, json).await,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! recorded by name. Limit: cutting records off the *end* leaves a valid shorter chain; forward
 //! the log (or its last hash) elsewhere to detect that.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The hash before the first record.
@@ -33,7 +33,7 @@ pub struct Event {
 }
 
 /// One stored record.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub seq: i64,
     /// Unix milliseconds.

@@ -45,6 +45,17 @@ pub struct GrantRecord {
     pub last_error: Option<String>,
     /// sha256 of the guest that granted it.
     pub guest_sha256: String,
+    /// When the current `granting` began (the first grant, or an extension); reconciliation
+    /// counts its deadline from here.
+    #[serde(default)]
+    pub granting_since: Option<u64>,
+    /// When the guest's `cleanup` (delete the account) is due, for integrations with
+    /// `user_cleanup_days`; set when the grant is revoked.
+    #[serde(default)]
+    pub cleanup_due_at: Option<u64>,
+    /// When the account was cleaned up.
+    #[serde(default)]
+    pub cleaned_up_at: Option<u64>,
 }
 
 impl State {
@@ -79,6 +90,7 @@ impl State {
             (self, to),
             (Granting, Active)
                 | (Granting, Failed)
+                | (Active, Granting)
                 | (Active, Revoking)
                 | (Failed, Revoking)
                 | (Revoking, Revoking)
@@ -119,7 +131,12 @@ mod tests {
         assert!(Granting.can_move_to(Active));
         assert!(Revoking.can_move_to(Revoking), "a revoke may be retried");
         assert!(!Revoked.can_move_to(Active), "revoked is final");
-        assert!(!Active.can_move_to(Granting));
+        assert!(Active.can_move_to(Granting), "an extension re-grants");
+        assert!(
+            !Revoked.can_move_to(Granting),
+            "a revoked grant is never extended"
+        );
+        assert!(!Revoking.can_move_to(Active));
         assert!(!Granting.can_move_to(Revoked));
         for s in [Granting, Active, Revoking, Revoked, Failed] {
             assert_eq!(State::parse(s.as_str()).unwrap(), s);

@@ -1,10 +1,12 @@
 //! The ledger: every grant's state and the audit chain, in SQLite (`data_dir/latch.db`).
 //!
-//! `grant` holds the record and its state machine, `audit` the hash chain, `sqlite` the store.
+//! `grant` holds the record and its state machine, `audit` the hash chain, `sqlite` the store,
+//! `forward` the copy of the audit log as JSON lines.
 //! The store's interface is narrow so that a PostgreSQL store (several connectors, one ledger)
 //! can implement it next.
 
 pub mod audit;
+pub mod forward;
 pub mod grant;
 pub mod sqlite;
 

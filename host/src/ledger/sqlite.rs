@@ -63,6 +63,12 @@ CREATE TABLE tokens (
     created_at  INTEGER NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE grants ADD COLUMN granting_since INTEGER;
+ALTER TABLE grants ADD COLUMN cleanup_due_at INTEGER;
+ALTER TABLE grants ADD COLUMN cleaned_up_at INTEGER;
+CREATE INDEX grants_by_cleanup ON grants (cleanup_due_at) WHERE cleaned_up_at IS NULL;
+"#,
 ];
 
 /// `(label, count)` pairs.
@@ -120,14 +126,37 @@ impl Ledger {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record a new grant (state `granting`) and its audit event, atomically.
+    /// Record a new grant (state `granting`) and its audit event, atomically — unless the
+    /// same person (or account name) has a live grant on the same resource already.
     pub fn create(&self, r: &GrantRecord, event: Event) -> anyhow::Result<()> {
         check_grant_id(&r.grant_id)?;
         if r.state != State::Granting {
             bail!("a new grant starts as granting, not {:?}", r.state);
         }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // IMMEDIATE: the check below and the insert are one write transaction, so two
+        // connectors (or CLI processes) cannot both pass the check.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let live: Option<(String, String, i64)> = tx
+            .query_row(
+                "SELECT grant_id, state, expires_at FROM grants
+                 WHERE integration = ?1 AND resource_id = ?2
+                   AND state IN ('granting', 'active', 'revoking')
+                   AND (email = ?3 OR username = ?4 OR requested_username = ?4)
+                 LIMIT 1",
+                params![r.integration, r.resource_id, r.email, r.requested_username],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        if let Some((id, state, expires)) = live {
+            bail!(
+                "{} already has grant {id} ({state}, until {expires}) on {}; extend it or \
+                 revoke it first (one live grant per account and resource, so revoking one \
+                 never cuts another)",
+                r.email,
+                r.resource_id
+            );
+        }
         tx.execute(
             "INSERT INTO grants (grant_id, integration, resource_id, permission, email,
                 requested_username, public_key, created_at, expires_at, state, guest_sha256)
@@ -166,7 +195,8 @@ impl Ledger {
         let tx = conn.transaction()?;
         let n = tx.execute(
             "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
-                attempts = attempts + ?8, last_error = ?9
+                attempts = attempts + ?8, last_error = ?9, expires_at = ?10,
+                granting_since = ?11, cleanup_due_at = ?12
              WHERE grant_id = ?1 AND state = ?2",
             params![
                 r.grant_id,
@@ -177,7 +207,10 @@ impl Ledger {
                 r.port,
                 r.revoked_at.map(|t| t as i64),
                 i64::from(r.state == State::Revoking),
-                r.last_error
+                r.last_error,
+                r.expires_at as i64,
+                r.granting_since.map(|t| t as i64),
+                r.cleanup_due_at.map(|t| t as i64)
             ],
         )?;
         if n != 1 {
@@ -187,6 +220,109 @@ impl Ledger {
                 from.as_str()
             );
         }
+        append(&tx, event)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Start extending grant `grant_id`: `active → granting`, only while it has not expired
+    /// (`now < expires_at`), so an extension never races the scheduler's revoke. Returns the
+    /// record as it now stands.
+    pub fn begin_extend(
+        &self,
+        grant_id: &str,
+        now: u64,
+        event: Event,
+    ) -> anyhow::Result<GrantRecord> {
+        check_grant_id(grant_id)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE grants SET state = 'granting', granting_since = ?2
+             WHERE grant_id = ?1 AND state = 'active' AND expires_at > ?2",
+            params![grant_id, now as i64],
+        )?;
+        if n != 1 {
+            let state: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT state, expires_at FROM grants WHERE grant_id = ?1",
+                    params![grant_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match state {
+                None => bail!("no grant {grant_id}"),
+                Some((s, _)) if s != "active" => {
+                    bail!("grant {grant_id} is {s}; only an active grant can be extended")
+                }
+                Some(_) => bail!("grant {grant_id} has expired; request a new grant"),
+            }
+        }
+        append(&tx, event)?;
+        let record = tx.query_row(
+            "SELECT * FROM grants WHERE grant_id = ?1",
+            params![grant_id],
+            grant_of,
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    /// Revoked grants whose account cleanup is due at `now`, oldest first.
+    pub fn cleanup_due(&self, now: u64) -> anyhow::Result<Vec<GrantRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM grants
+             WHERE cleaned_up_at IS NULL AND cleanup_due_at <= ?1 AND state = 'revoked'
+             ORDER BY cleanup_due_at",
+        )?;
+        let rows = stmt.query_map(params![now as i64], grant_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Is another grant of the same account on the same resource still live (granting,
+    /// active or revoking)? Then its account must not be deleted.
+    pub fn account_in_use(&self, r: &GrantRecord) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT grant_id FROM grants
+                 WHERE integration = ?1 AND resource_id = ?2 AND grant_id != ?3
+                   AND state IN ('granting', 'active', 'revoking')
+                   AND (username = ?4 OR (username IS NULL AND email = ?5))
+                 LIMIT 1",
+                params![
+                    r.integration,
+                    r.resource_id,
+                    r.grant_id,
+                    r.username,
+                    r.email
+                ],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Record the outcome of an account cleanup: done at `done_at`, or (None) retry at `retry_at`.
+    pub fn cleanup_done(
+        &self,
+        grant_id: &str,
+        done_at: Option<u64>,
+        retry_at: u64,
+        event: Event,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        match done_at {
+            Some(t) => tx.execute(
+                "UPDATE grants SET cleaned_up_at = ?2 WHERE grant_id = ?1",
+                params![grant_id, t as i64],
+            )?,
+            None => tx.execute(
+                "UPDATE grants SET cleanup_due_at = ?2 WHERE grant_id = ?1",
+                params![grant_id, retry_at as i64],
+            )?,
+        };
         append(&tx, event)?;
         tx.commit()?;
         Ok(())
@@ -344,13 +480,22 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Up to `limit` audit records after `seq`, in order.
+    pub fn audit_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<Record>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![seq, limit as i64], record_of)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every audit record, in order.
+    pub fn audit_all(&self) -> anyhow::Result<Vec<Record>> {
+        self.audit_after(0, usize::MAX >> 1)
+    }
+
     /// Verify the whole audit chain: `Ok(Ok(n))` when intact, `Ok(Err(first break))` if not.
     pub fn audit_verify(&self) -> anyhow::Result<Result<u64, Broken>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM audit ORDER BY seq")?;
-        let rows = stmt.query_map([], record_of)?;
-        let records: Vec<Record> = rows.collect::<Result<_, _>>()?;
-        Ok(audit::verify(records))
+        Ok(audit::verify(self.audit_all()?))
     }
 }
 
@@ -411,6 +556,15 @@ fn grant_of(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
         revoked_at: row.get::<_, Option<i64>>("revoked_at")?.map(|t| t as u64),
         last_error: row.get("last_error")?,
         guest_sha256: row.get("guest_sha256")?,
+        granting_since: row
+            .get::<_, Option<i64>>("granting_since")?
+            .map(|t| t as u64),
+        cleanup_due_at: row
+            .get::<_, Option<i64>>("cleanup_due_at")?
+            .map(|t| t as u64),
+        cleaned_up_at: row
+            .get::<_, Option<i64>>("cleaned_up_at")?
+            .map(|t| t as u64),
     })
 }
 

@@ -1,0 +1,151 @@
+//! The CLI's client for a running connector (`--url`, token from `LATCH_TOKEN`).
+//!
+//! Defends the API token: it is read only from the environment (never a flag, so it stays out
+//! of shell history and `ps`), and sent only over plain HTTP to a loopback address — the API
+//! has no TLS of its own, so a token must not cross a network in the clear. Reach a remote
+//! connector through an SSH tunnel or a TLS proxy on this machine.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, bail};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::Value;
+
+/// The environment variable holding the API token.
+pub const TOKEN_ENV: &str = "LATCH_TOKEN";
+
+/// A connector's API at `http://host:port`.
+pub struct Remote {
+    host: String,
+    port: u16,
+    token: String,
+}
+
+impl Remote {
+    /// Check `url` (`http://127.0.0.1:8700`, `http://localhost:8700/`); the token comes from
+    /// [`TOKEN_ENV`].
+    pub fn from_env(url: &str) -> anyhow::Result<Remote> {
+        Remote::new(url, std::env::var(TOKEN_ENV).ok())
+    }
+
+    /// Check `url` and `token`.
+    pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Remote> {
+        let rest = url.strip_prefix("http://").with_context(|| {
+            format!(
+                "--url {url:?}: only http://ADDRESS:PORT on this machine is supported (the API has no TLS; tunnel to it)"
+            )
+        })?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port) = authority
+            .rsplit_once(':')
+            .with_context(|| format!("--url {url:?}: give the port, e.g. http://127.0.0.1:8700"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .with_context(|| format!("--url {url:?}: {port:?} is not a port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            bail!(
+                "--url {url:?}: the token would cross the network in the clear; the CLI only talks \
+                 to a connector on this machine (use an SSH tunnel: ssh -L 8700:127.0.0.1:8700 …)"
+            );
+        }
+        let token = token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .with_context(|| {
+                format!(
+                    "--url needs an API token in {TOKEN_ENV} (create one with `latch token create`)"
+                )
+            })?;
+        Ok(Remote {
+            host: host.to_string(),
+            port,
+            token,
+        })
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call("GET", path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call("POST", path, Some(body)).await
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the connector at {}:{} (is `latch serve` running?)",
+                    self.host, self.port
+                )
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("{}:{}", self.host, self.port))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect())
+        });
+        if !status.is_success() {
+            let msg = value["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| value.to_string());
+            bail!("the connector answered {status}: {msg}");
+        }
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_http_urls() {
+        let token = || Some("latch_x".to_string());
+        for good in [
+            "http://127.0.0.1:8700",
+            "http://localhost:8700/",
+            "http://[::1]:8700",
+        ] {
+            Remote::new(good, token()).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, why) in [
+            ("https://127.0.0.1:8700", "no TLS"),
+            ("http://10.0.0.5:8700", "in the clear"),
+            ("http://connector.corp:8700", "in the clear"),
+            ("http://127.0.0.1", "give the port"),
+            ("http://127.0.0.1:0", "not a port"),
+            ("http://127.0.0.1:99999", "not a port"),
+        ] {
+            let e = Remote::new(bad, token()).err().expect(bad).to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = Remote::new("http://127.0.0.1:8700", Some(" ".into()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("LATCH_TOKEN"), "{e}");
+    }
+}
