@@ -37,7 +37,8 @@ build: guests
 ## against real sshd hosts). The shared test fleet is stopped afterwards, whatever happened.
 test: guests
 	@rc=0; $(CARGO) test $(NATIVE) || rc=$$?; \
-	bash tests/fleet/fleet.sh down target/fleet-tests; exit $$rc
+	bash tests/fleet/fleet.sh down target/fleet-tests; \
+	bash tests/fleet/fleet.sh down target/fleet-rotation; exit $$rc
 
 ## lint: formatting and clippy, for the host and for the guests' real target.
 lint: setup
@@ -45,9 +46,9 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy $(GUEST_FLAGS) $(GUEST_CRATES) -- -D warnings
 
-## bench: criterion benchmarks of the runtime (release build).
+## bench: runtime and ledger benchmarks, and latch serve under a 100,000-grant ledger (release).
 bench: guests
-	$(CARGO) bench -p latch --bench runtime
+	$(CARGO) bench -p latch --bench runtime --bench ledger --bench scheduler
 
 ## bench-fleet: grant/revoke against 20 real sshd hosts vs OpenSSH ControlMaster (root).
 bench-fleet: guests

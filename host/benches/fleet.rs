@@ -3,7 +3,10 @@
 //! (a) one grant + revoke on one host, through a running connector (warm connection pool),
 //!     vs the *same commands* — captured from a Latch run — sent over a warm OpenSSH
 //!     ControlMaster session, one `ssh` client process per command (the baseline);
-//! (b) the same grant + revoke on 20 hosts at once vs on one host.
+//! (b) the same grant + revoke on 20 hosts at once vs on one host;
+//! (c) grant latency through the HTTP API of a running `latch serve` (p50/p99), vs the guest's
+//!     grant alone in-process (same warm pool, no HTTP, no ledger) and vs a cold CLI
+//!     `latch grant` (process start, guest compile, first handshake), all on host 1.
 //!
 //! The fleet (20 hosts on 127.0.20.2-21) is started here and stopped at the end.
 
@@ -208,6 +211,8 @@ fn benches(c: &mut Criterion) {
         .count();
     eprintln!("one grant + revoke (steady state) = {ssh_calls} ssh commands");
 
+    api_latency(data.path(), &connector, &rt);
+
     let master = ControlMaster::open(&fleet, data.path(), 1);
     let masters: Vec<ControlMaster> = (1..=HOSTS)
         .map(|h| ControlMaster::open(&fleet, data.path(), h))
@@ -264,6 +269,174 @@ fn benches(c: &mut Criterion) {
     group.finish();
     drop(master);
     drop(masters);
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; the status and the body.
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report(label: &str, mut v: Vec<Duration>) {
+    v.sort();
+    println!(
+        "{label:<58} p50 {:>8.1} ms  p99 {:>8.1} ms  (n = {})",
+        percentile(&v, 0.5).as_secs_f64() * 1e3,
+        percentile(&v, 0.99).as_secs_f64() * 1e3,
+        v.len()
+    );
+}
+
+/// (c): see the module docs.
+fn api_latency(data: &Path, connector: &Arc<Connector>, rt: &tokio::runtime::Runtime) {
+    const N: usize = 50;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = data.join("latch.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\n{text}")).unwrap();
+    let latch = env!("CARGO_BIN_EXE_latch");
+    let out = Command::new(latch)
+        .args([
+            "token",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "bench",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut serve = Command::new(latch)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("LATCH_LOG", "off")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let key = request(1, 0).public_key.unwrap();
+    let body = serde_json::json!({"integration": "linux", "resource": "web-1", "permission": "adm",
+        "user": "bench-api@corp.example", "duration": 600, "public_key": key})
+    .to_string();
+    let mut api = Vec::new();
+    for i in 0..N + 3 {
+        let start = Instant::now();
+        let (status, reply) = http(port, "POST", "/v1/grants", &token, &body);
+        let took = start.elapsed();
+        assert_eq!(status, 201, "{reply}");
+        if i >= 3 {
+            api.push(took); // the first ones warm the connector's pool
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&reply).unwrap()["grant_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, reply) = http(port, "POST", &format!("/v1/grants/{id}/revoke"), &token, "");
+        assert_eq!(status, 200, "{reply}");
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+
+    let (integration, ic) = connector.integration("linux").unwrap();
+    let mut guest_only = Vec::new();
+    for n in 0..N as u64 {
+        let req = request(1, 10_000 + n);
+        let start = Instant::now();
+        let report = rt.block_on(integration.call(
+            connector.runtime(),
+            Export::Grant {
+                config: ic.config_json.clone(),
+                request: req.clone(),
+            },
+        ));
+        guest_only.push(start.elapsed());
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        let undo = rt.block_on(integration.call(
+            connector.runtime(),
+            Export::Revoke {
+                config: ic.config_json.clone(),
+                request: req,
+            },
+        ));
+        assert!(undo.result.is_ok());
+    }
+
+    let keyfile = data.join("bench.pub");
+    std::fs::write(&keyfile, format!("{key}\n")).unwrap();
+    let mut cli = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let out = Command::new(latch)
+            .args([
+                "grant",
+                "--config",
+                config.to_str().unwrap(),
+                "--integration",
+                "linux",
+            ])
+            .args([
+                "--resource",
+                "web-1",
+                "--permission",
+                "adm",
+                "--for",
+                "10m",
+                "--json",
+            ])
+            .args(["--user", "bench-cli@corp.example", "--public-key"])
+            .arg(&keyfile)
+            .output()
+            .unwrap();
+        cli.push(start.elapsed());
+        assert!(out.status.success(), "{out:?}");
+        let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["grant_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let out = Command::new(latch)
+            .args(["revoke", "--config", config.to_str().unwrap(), &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    println!("\n(c) grant latency on host 1 ({N} grants, each revoked before the next)");
+    report("API: POST /v1/grants to a running latch serve", api);
+    report(
+        "baseline: the guest's grant alone, in-process, warm pool",
+        guest_only,
+    );
+    report(
+        "baseline: cold CLI `latch grant` (new process each time)",
+        cli,
+    );
 }
 
 /// Grant + revoke on every host of `hosts` at once, each on its own task.

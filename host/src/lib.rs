@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod ledger;
+pub mod rotation;
 pub mod runtime;
 pub mod scheduler;
 pub mod service;

@@ -30,6 +30,8 @@ pub const GRACE_SECS: u64 = 10;
 pub const MAX_BACKOFF_SECS: u64 = 300;
 /// How many revokes one tick runs at once.
 pub const REVOKE_CONCURRENCY: usize = 32;
+/// How long after a failed credential rotation it is tried again.
+pub const ROTATION_RETRY_SECS: u64 = 600;
 /// How long after a failed account cleanup it is tried again.
 pub const CLEANUP_RETRY_SECS: u64 = 600;
 
@@ -38,6 +40,10 @@ pub struct Scheduler {
     connector: Arc<Connector>,
     ledger: Arc<Ledger>,
     forwarder: Option<std::sync::Mutex<Forwarder>>,
+    /// Where service keys live, for credential rotation.
+    secrets_dir: Option<std::path::PathBuf>,
+    /// Integrations whose rotation is running, or failed and waits until the given time.
+    rotations: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 impl Scheduler {
@@ -47,6 +53,56 @@ impl Scheduler {
             connector,
             ledger,
             forwarder: None,
+            secrets_dir: None,
+            rotations: Default::default(),
+        }
+    }
+
+    /// Also rotate service keys (integrations with `credential_rotation_days`) in `dir`.
+    pub fn rotating(mut self, secrets_dir: &std::path::Path) -> Self {
+        self.secrets_dir = Some(secrets_dir.to_path_buf());
+        self
+    }
+
+    /// Start the credential rotations that are due, each on its own task (a rotation visits
+    /// every server; revokes must not wait for it). A failed one is retried after
+    /// [`ROTATION_RETRY_SECS`].
+    fn rotate_due(&self) {
+        let Some(dir) = &self.secrets_dir else { return };
+        let now = unix_now();
+        for (_, ic) in self.connector.integrations() {
+            if !crate::rotation::due(ic, dir) {
+                continue;
+            }
+            {
+                let mut busy = self.rotations.lock().unwrap_or_else(|e| e.into_inner());
+                if busy.get(&ic.name).is_some_and(|until| *until > now) {
+                    continue;
+                }
+                busy.insert(ic.name.clone(), u64::MAX); // running
+            }
+            let (connector, ledger, rotations, dir, name) = (
+                self.connector.clone(),
+                self.ledger.clone(),
+                self.rotations.clone(),
+                dir.clone(),
+                ic.name.clone(),
+            );
+            tokio::spawn(async move {
+                let result =
+                    crate::rotation::rotate(&connector, &ledger, &dir, &name, "scheduler").await;
+                let mut busy = rotations.lock().unwrap_or_else(|e| e.into_inner());
+                match result {
+                    Ok(r) => {
+                        tracing::info!(integration = %name, new = %r.new_fingerprint, "service key rotated");
+                        busy.remove(&name);
+                    }
+                    Err(e) => {
+                        tracing::error!(integration = %name, "credential rotation failed (retrying in {ROTATION_RETRY_SECS} s): {e:#}");
+                        busy.insert(name, unix_now() + ROTATION_RETRY_SECS);
+                    }
+                }
+            });
         }
     }
 
@@ -108,7 +164,12 @@ impl Scheduler {
         if let Err(e) = self.reconcile().await {
             tracing::error!("reconciling the ledger failed: {e:#}");
         }
-        let due = match self.ledger.due(unix_now()) {
+        // Claim everything due in one transaction (one fsync however many expire together),
+        // then carry the revokes out.
+        let claimed = self
+            .ledger
+            .claim_due(unix_now(), |g| service::revoke_requested("scheduler", g));
+        let due = match claimed {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!("cannot read the ledger: {e:#}");
@@ -124,7 +185,9 @@ impl Scheduler {
                 (self.connector.clone(), self.ledger.clone(), limit.clone());
             set.spawn(async move {
                 let _permit = limit.acquire().await;
-                revoke(&connector, &ledger, &g.grant_id).await
+                let id = g.grant_id.clone();
+                let result = service::carry_out_revoke(&connector, &ledger, g, "scheduler").await;
+                after_revoke(&ledger, &id, result)
             });
         }
         while set.join_next().await.is_some() {}
@@ -136,6 +199,7 @@ impl Scheduler {
             }
             Err(e) => tracing::error!("cannot read the ledger: {e:#}"),
         }
+        self.rotate_due();
         self.forward();
     }
 
@@ -226,7 +290,13 @@ impl Scheduler {
 
 /// Revoke `grant_id`; on failure, schedule the next attempt with exponential backoff.
 async fn revoke(connector: &Connector, ledger: &Ledger, grant_id: &str) {
-    match service::revoke(connector, ledger, grant_id, "scheduler").await {
+    let result = service::revoke(connector, ledger, grant_id, "scheduler").await;
+    after_revoke(ledger, grant_id, result)
+}
+
+/// Log a revoke's outcome; on failure, schedule the next attempt with exponential backoff.
+fn after_revoke(ledger: &Ledger, grant_id: &str, result: anyhow::Result<GrantRecord>) {
+    match result {
         Ok(g) => {
             let lag = unix_now().saturating_sub(g.expires_at);
             tracing::info!(grant = grant_id, lag_secs = lag, "revoked");

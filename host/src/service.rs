@@ -240,7 +240,8 @@ pub async fn revoke(
     if record.state == State::Granting {
         bail!("grant {grant_id} is still being granted; revoke it once it is active or failed");
     }
-    let (integration, ic) = connector
+    // An unknown integration is an error before anything changes.
+    connector
         .integration(&record.integration)
         .with_context(|| {
             format!(
@@ -250,17 +251,38 @@ pub async fn revoke(
         })?;
     let from = record.state;
     record.state = State::Revoking;
-    ledger.update(
-        &record,
-        from,
-        event(
-            actor,
-            "revoke.requested",
-            &record,
-            "pending",
-            serde_json::Value::Null,
-        ),
-    )?;
+    ledger.update(&record, from, revoke_requested(actor, &record))?;
+    carry_out_revoke(connector, ledger, record, actor).await
+}
+
+/// The audit record of a revoke attempt starting.
+pub fn revoke_requested(actor: &str, record: &GrantRecord) -> Event {
+    event(
+        actor,
+        "revoke.requested",
+        record,
+        "pending",
+        serde_json::Value::Null,
+    )
+}
+
+/// Run the guest's revoke for a grant already in `revoking` (claimed by the caller), and
+/// record the outcome: `revoked`, or still `revoking` with the error.
+pub async fn carry_out_revoke(
+    connector: &Connector,
+    ledger: &Ledger,
+    mut record: GrantRecord,
+    actor: &str,
+) -> anyhow::Result<GrantRecord> {
+    let grant_id = record.grant_id.clone();
+    let (integration, ic) = connector
+        .integration(&record.integration)
+        .with_context(|| {
+            format!(
+                "grant {grant_id} belongs to integration {:?}",
+                record.integration
+            )
+        })?;
     let report = {
         let _serial = connector
             .lock_resource(&record.integration, &record.resource_id)
@@ -466,8 +488,20 @@ pub(crate) fn audit_calls(
     record: &GrantRecord,
     report: &CallReport,
 ) -> anyhow::Result<()> {
+    let base = event(actor, "capability", record, "", serde_json::Value::Null);
+    audit_report(ledger, &base, report)
+}
+
+/// Log and audit every capability call of `report`, as events like `base` (in one
+/// transaction).
+pub(crate) fn audit_report(
+    ledger: &Ledger,
+    base: &Event,
+    report: &CallReport,
+) -> anyhow::Result<()> {
+    let mut events = Vec::with_capacity(report.records.len() + 1);
     for r in &report.records {
-        tracing::info!(grant = %record.grant_id, outcome = ?r.outcome, micros = r.micros, "{}", r.call);
+        tracing::info!(grant = ?base.grant_id, outcome = ?r.outcome, micros = r.micros, "{}", r.call);
         let target = match &r.call {
             CapCall::SshExec { target, .. } | CapCall::WinrmInvoke { target, .. } => {
                 Some(target.to_string())
@@ -479,19 +513,19 @@ pub(crate) fn audit_calls(
             Outcome::Refused { .. } => "refused",
             Outcome::Failed { .. } => "failed",
         };
-        let mut e = event(
-            actor,
-            "capability",
-            record,
-            outcome,
-            serde_json::to_value(r)?,
-        );
-        e.target = target;
-        ledger.audit(e)?;
+        events.push(Event {
+            target,
+            outcome: outcome.into(),
+            detail: serde_json::to_value(r)?,
+            ..base.clone()
+        });
     }
     if report.dropped_records > 0 {
-        let detail = serde_json::json!({ "calls_not_kept": report.dropped_records });
-        ledger.audit(event(actor, "capability", record, "truncated", detail))?;
+        events.push(Event {
+            outcome: "truncated".into(),
+            detail: serde_json::json!({ "calls_not_kept": report.dropped_records }),
+            ..base.clone()
+        });
     }
-    Ok(())
+    ledger.audit_many(events)
 }

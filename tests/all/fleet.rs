@@ -260,8 +260,12 @@ pub struct Serve(std::process::Child);
 
 impl Serve {
     pub fn start(env: &Env) -> Serve {
+        Serve::with_config(&env.config)
+    }
+
+    pub fn with_config(config: &Path) -> Serve {
         let child = Command::new(env!("CARGO_BIN_EXE_latch"))
-            .args(["serve", "--config", env.config.to_str().unwrap()])
+            .args(["serve", "--config", config.to_str().unwrap()])
             .env("LATCH_LOG", "error")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

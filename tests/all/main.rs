@@ -10,6 +10,7 @@ mod denials;
 mod e2e;
 mod fleet;
 mod ledger;
+mod rotation;
 mod serve;
 mod testkit;
 

@@ -67,6 +67,12 @@ impl Integration for Bench {
     fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
         Ok(())
     }
+    fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
+    fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 fn resource(n: u32) -> Resource {

@@ -33,9 +33,18 @@ fn failed(what: &str, t: &Target, out: &Output) -> Error {
 
 /// A new empty temporary file next to `path` (same directory, so a rename is atomic).
 fn temp_beside(t: &Target, path: &str) -> Result<String, Error> {
+    temp_beside_as(t, path, true)
+}
+
+/// `argv`, as root (`sudo -n …`) or as the service account itself.
+fn as_root<'a>(root: bool, argv: &[&'a str]) -> Vec<&'a str> {
+    if root { sudo(argv) } else { argv.to_vec() }
+}
+
+fn temp_beside_as(t: &Target, path: &str, root: bool) -> Result<String, Error> {
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
     let template = format!("{dir}/.latch.XXXXXXXX");
-    let out = run(t, &sudo(&["mktemp", "--", &template]))?;
+    let out = run(t, &as_root(root, &["mktemp", "--", &template]))?;
     let tmp = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // The server names the file; accept only what mktemp can have made from the template.
     let ok = tmp.len() == template.len()
@@ -76,6 +85,109 @@ pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<
     }
     replace_with(t, &tmp, path, mode)?;
     Ok(true)
+}
+
+/// Where the service account's own `authorized_keys` is: `$HOME/.ssh/authorized_keys` of the
+/// account the connector logs in as (it owns the file, so no `sudo`: a root-owned file would
+/// be unreadable to sshd's key check and lock the connector out).
+pub fn service_keys_path(t: &Target) -> Result<String, Error> {
+    let out = run(t, &["printenv", "HOME"])?;
+    let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ok = home.starts_with('/')
+        && home.len() < 256
+        && !home.split('/').any(|p| p == "..")
+        && home
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    if !ok {
+        return Err(Error::Failed(format!(
+            "{}:{}: the service account's HOME {home:?} is not a plain absolute path",
+            t.host, t.port
+        )));
+    }
+    Ok(format!(
+        "{}/.ssh/authorized_keys",
+        home.trim_end_matches('/')
+    ))
+}
+
+/// The service account's authorized keys (empty if the file does not exist).
+pub fn read_service_keys(t: &Target, path: &str) -> Result<String, Error> {
+    let out = exec(t, &["cat", "--", path])?;
+    if out.status == 0 {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    if exec(t, &["test", "-e", path])?.status != 0 {
+        return Ok(String::new());
+    }
+    Err(failed(&format!("reading {path}"), t, &out))
+}
+
+/// Replace the service account's authorized keys with `content` (mode 0600, atomically, as
+/// the account itself).
+pub fn write_service_keys(t: &Target, path: &str, content: &str) -> Result<(), Error> {
+    let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
+    run(t, &["install", "-d", "-m", "0700", "--", dir])?;
+    let tmp = temp_beside_as(t, path, false)?;
+    let out = exec_with_stdin(t, &["tee", "--", &tmp], content.as_bytes())?;
+    if out.status != 0 {
+        return Err(failed(&format!("writing {path}"), t, &out));
+    }
+    run(t, &["chmod", "0600", "--", &tmp])?;
+    run(t, &["mv", "-f", "--", &tmp, path]).map(|_| ())
+}
+
+/// The (type, base64) of an OpenSSH public key line, options before the key allowed (as in
+/// `authorized_keys`); `None` for comments, blank lines and anything else.
+pub fn key_blob(line: &str) -> Option<(&str, &str)> {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    if tokens.first().is_none_or(|t| t.starts_with('#')) {
+        return None;
+    }
+    tokens.windows(2).find_map(|w| {
+        let is_type = ["ssh-", "ecdsa-sha2-", "sk-"]
+            .iter()
+            .any(|p| w[0].starts_with(p));
+        let is_blob = w[1].len() >= 16
+            && w[1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        (is_type && is_blob).then_some((w[0], w[1]))
+    })
+}
+
+/// `content` with `key` added as a line of its own, or `None` if it is there already.
+pub fn with_key(content: &str, key: &str) -> Option<String> {
+    let wanted = key_blob(key)?;
+    if content.lines().any(|l| key_blob(l) == Some(wanted)) {
+        return None;
+    }
+    let mut out = content.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(key.trim());
+    out.push('\n');
+    Some(out)
+}
+
+/// `content` without the lines of `key`, and how many other keys remain; `None` if the key
+/// is not there.
+pub fn without_key(content: &str, key: &str) -> Option<(String, usize)> {
+    let wanted = key_blob(key)?;
+    if !content.lines().any(|l| key_blob(l) == Some(wanted)) {
+        return None;
+    }
+    let kept: Vec<&str> = content
+        .lines()
+        .filter(|l| key_blob(l) != Some(wanted))
+        .collect();
+    let others = kept.iter().filter(|l| key_blob(l).is_some()).count();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    Some((out, others))
 }
 
 /// Make sshd trust `ca_public_key` for user certificates and check Latch's KRL.

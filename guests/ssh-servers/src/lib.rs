@@ -7,7 +7,10 @@
 //!   sign the requester's key for the account, valid until the grant expires;
 //! - **revoke**: put the grant's certificates on the KRL; remove the group; lock and expire
 //!   the account; end its sessions and processes;
-//! - **cleanup**: delete a `latch-managed` account and its home — never any other.
+//! - **cleanup**: delete a `latch-managed` account and its home — never any other;
+//! - **add-service-key / remove-service-key** (credential rotation): edit the service
+//!   account's own `~/.ssh/authorized_keys`, as that account, atomically; never remove the
+//!   last key.
 
 mod config;
 
@@ -125,6 +128,70 @@ impl Integration for SshServers {
         linux::kill_sessions(&t, user)?;
         linux::delete_user(&t, user)
     }
+
+    fn add_service_key(
+        config: String,
+        resource_id: String,
+        public_key: String,
+    ) -> Result<(), Error> {
+        let config = Config::parse(&config)?;
+        let server = config.server(&resource_id)?;
+        let key = check_service_key(&public_key)?;
+        let t = server.target();
+        let path = linux::service_keys_path(&t)?;
+        let current = linux::read_service_keys(&t, &path)?;
+        if let Some(content) = linux::with_key(&current, key) {
+            linux::write_service_keys(&t, &path, &content)?;
+            log(
+                Level::Info,
+                &format!("service key added on {}", server.name),
+            );
+        }
+        Ok(())
+    }
+
+    fn remove_service_key(
+        config: String,
+        resource_id: String,
+        public_key: String,
+    ) -> Result<(), Error> {
+        let config = Config::parse(&config)?;
+        let server = config.server(&resource_id)?;
+        let key = check_service_key(&public_key)?;
+        let t = server.target();
+        let path = linux::service_keys_path(&t)?;
+        let current = linux::read_service_keys(&t, &path)?;
+        match linux::without_key(&current, key) {
+            None => Ok(()),
+            Some((_, 0)) => Err(Error::Denied(format!(
+                "{path} on {} has no other key; refusing to remove the last one",
+                server.name
+            ))),
+            Some((content, _)) => {
+                linux::write_service_keys(&t, &path, &content)?;
+                log(
+                    Level::Info,
+                    &format!("old service key removed on {}", server.name),
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A service key for `authorized_keys`: one plain OpenSSH public key line, no options.
+fn check_service_key(line: &str) -> Result<&str, Error> {
+    let line = line.trim();
+    let plain = line.len() <= 8192
+        && !line.contains(['\n', '\r'])
+        && line.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        && linux::key_blob(line).is_some_and(|(kind, _)| line.starts_with(kind));
+    if !plain {
+        return Err(invalid_request(
+            "the service key must be one OpenSSH public key line (type, base64, comment)",
+        ));
+    }
+    Ok(line)
 }
 
 /// Check everything in a request before any command runs: the server, the account name,

@@ -413,3 +413,95 @@ fn a_temporary_path_the_server_makes_up_is_refused() {
         }
     }
 }
+
+const NEW: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINewNewNewNewNewNewNewNewNewNewNewNewNewNewNe latch-service-linux";
+const OLD: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldOldOldOldOldOldOldOldOldOldOldOldOldOldOl apono";
+
+fn service_key(add: bool, key: &str) -> Export {
+    let (config, resource_id, public_key) = (config(), "web-1".to_string(), key.to_string());
+    if add {
+        Export::AddServiceKey {
+            config,
+            resource_id,
+            public_key,
+        }
+    } else {
+        Export::RemoveServiceKey {
+            config,
+            resource_id,
+            public_key,
+        }
+    }
+}
+
+/// Reading the service account's own authorized_keys, as that account (no sudo).
+fn expect_keys(s: &mut Script, content: &str) {
+    s.on_ssh(T, &["printenv", "HOME"]).ok("/home/apono\n");
+    s.on_ssh(T, &["cat", "--", "/home/apono/.ssh/authorized_keys"])
+        .ok(content);
+}
+
+#[rustfmt::skip]
+fn expect_keys_written(s: &mut Script, content: &str) {
+    s.on_ssh(T, &["install", "-d", "-m", "0700", "--", "/home/apono/.ssh"]);
+    s.on_ssh(T, &["mktemp", "--", "/home/apono/.ssh/.latch.XXXXXXXX"]).ok("/home/apono/.ssh/.latch.CCCC3333\n");
+    s.on_ssh(T, &["tee", "--", "/home/apono/.ssh/.latch.CCCC3333"]).stdin(content.as_bytes());
+    s.on_ssh(T, &["chmod", "0600", "--", "/home/apono/.ssh/.latch.CCCC3333"]);
+    s.on_ssh(T, &["mv", "-f", "--", "/home/apono/.ssh/.latch.CCCC3333", "/home/apono/.ssh/authorized_keys"]);
+}
+
+#[test]
+fn service_keys_are_added_and_removed_as_the_service_account_atomically() {
+    // Add: appended beside the current key; adding again changes nothing.
+    let mut s = Script::new();
+    expect_keys(&mut s, &format!("{OLD}\n"));
+    expect_keys_written(&mut s, &format!("{OLD}\n{NEW}\n"));
+    let run = kit().run(&s, service_key(true, NEW));
+    run.assert_script_done();
+    run.assert_ok();
+    let mut s = Script::new();
+    expect_keys(&mut s, &format!("{OLD}\n{NEW}\n"));
+    let run = kit().run(&s, service_key(true, NEW));
+    run.assert_script_done();
+    run.assert_ok();
+
+    // Remove: only the old key's line goes (with options or not), comments stay.
+    let mut s = Script::new();
+    expect_keys(
+        &mut s,
+        &format!("# ops\nfrom=\"10.0.0.0/8\" {OLD}\n{NEW}\n"),
+    );
+    expect_keys_written(&mut s, &format!("# ops\n{NEW}\n"));
+    let run = kit().run(&s, service_key(false, OLD));
+    run.assert_script_done();
+    run.assert_ok();
+
+    // Never the last key: that would lock the connector out.
+    let mut s = Script::new();
+    expect_keys(&mut s, &format!("{OLD}\n"));
+    let run = kit().run(&s, service_key(false, OLD));
+    run.assert_script_done();
+    assert!(matches!(run.guest_error(), GuestError::Denied(_)));
+}
+
+#[test]
+fn hostile_service_keys_are_refused_before_any_command() {
+    for bad in [
+        format!("{NEW}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil evil"),
+        format!("command=\"sh\" {NEW}"),
+        "ssh-ed25519 $(id)".to_string(),
+        "not a key".to_string(),
+        String::new(),
+        format!("{NEW} {}", "x".repeat(9000)),
+    ] {
+        for add in [true, false] {
+            let run = kit().run(&Script::new(), service_key(add, &bad));
+            run.assert_script_done();
+            assert!(
+                matches!(run.guest_error(), GuestError::InvalidRequest(_)),
+                "{bad:?}"
+            );
+        }
+    }
+}

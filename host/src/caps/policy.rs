@@ -22,7 +22,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 /// Where a capability acts, as the host sees it (mirrors `types.target` in the WIT).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Target {
     /// Host name or IP literal.
     pub host: String,

@@ -529,7 +529,8 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         ledger: ledger.clone(),
     });
     let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let mut scheduler = crate::scheduler::Scheduler::new(connector, ledger);
+    let mut scheduler =
+        crate::scheduler::Scheduler::new(connector, ledger).rotating(&config.secrets_dir);
     if let Some(path) = &config.audit_forward_file {
         let forwarder = crate::ledger::forward::Forwarder::open(path)?;
         eprintln!(
@@ -552,6 +553,24 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     http?;
     scheduler?;
     eprintln!("latch serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch rotate`: rotate an integration's service key now (see `rotation`).
+pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let connector = live_connector(&config)?;
+    let ledger = Ledger::open(&config.data_dir)?;
+    let r = crate::rotation::rotate(&connector, &ledger, &config.secrets_dir, integration, "cli")
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "rotated the service key of {}: {} -> {} ({} resources, {} servers accepted the new key)",
+            r.integration, r.old_fingerprint, r.new_fingerprint, r.resources, r.servers_checked
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,6 +73,8 @@ pub(super) enum Function {
     Grant,
     Revoke,
     Cleanup,
+    AddServiceKey,
+    RemoveServiceKey,
 }
 
 /// A grant request as typed on the command line; unknown fields are errors.
@@ -94,6 +96,13 @@ struct IdentityArg {
     email: String,
     #[serde(default)]
     username: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceKeyArg {
+    resource_id: String,
+    public_key: String,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +202,25 @@ fn build_export(function: Function, config: &str, request: Option<&str>) -> anyh
                 config,
                 resource_id: r.resource_id,
                 username: r.username,
+            }
+        }
+        Function::AddServiceKey | Function::RemoveServiceKey => {
+            let r: ServiceKeyArg = serde_json::from_str(&need(
+                r#"{"resource_id":"web-1","public_key":"ssh-ed25519 AAAA… latch"}"#,
+            )?)
+            .context("--request is not a service key request")?;
+            let (config, resource_id, public_key) = (config, r.resource_id, r.public_key);
+            match function {
+                Function::AddServiceKey => Export::AddServiceKey {
+                    config,
+                    resource_id,
+                    public_key,
+                },
+                _ => Export::RemoveServiceKey {
+                    config,
+                    resource_id,
+                    public_key,
+                },
             }
         }
     })

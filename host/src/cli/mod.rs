@@ -82,6 +82,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Rotate an integration's service key now: a new key pair authorized on every server,
+    /// checked, switched to, and the old one removed.
+    Rotate {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The integration.
+        #[arg(long)]
+        integration: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Take a grant's access away now.
     Revoke {
         #[command(flatten)]
@@ -158,6 +171,11 @@ impl Cli {
             Command::Audit(AuditCommand::Tail { at, lines, json }) => {
                 access::audit_tail(&at, lines, json).await
             }
+            Command::Rotate {
+                config,
+                integration,
+                json,
+            } => access::rotate(&config, &integration, json).await,
             Command::Revoke { at, grant_id, json } => access::revoke(&at, &grant_id, json).await,
         }
     }

@@ -68,8 +68,15 @@ ALTER TABLE grants ADD COLUMN granting_since INTEGER;
 ALTER TABLE grants ADD COLUMN cleanup_due_at INTEGER;
 ALTER TABLE grants ADD COLUMN cleaned_up_at INTEGER;
 CREATE INDEX grants_by_cleanup ON grants (cleanup_due_at) WHERE cleaned_up_at IS NULL;
+CREATE INDEX grants_by_resource ON grants (integration, resource_id, state);
 "#,
 ];
+
+/// Grants due for a revoke at `?1`: `active` past expiry, `revoking` whose retry is due.
+const DUE_SQL: &str = "SELECT * FROM grants
+    WHERE (state = 'active' AND expires_at <= ?1)
+       OR (state = 'revoking' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1))
+    ORDER BY expires_at";
 
 /// `(label, count)` pairs.
 pub type Counts = Vec<(String, i64)>;
@@ -356,11 +363,54 @@ impl Ledger {
 
     /// Append an audit event that changes no grant (e.g. a capability call).
     pub fn audit(&self, event: Event) -> anyhow::Result<()> {
+        self.audit_many(vec![event])
+    }
+
+    /// Append several audit events in one transaction (one fsync: a guest call's capability
+    /// calls are recorded together).
+    pub fn audit_many(&self, events: Vec<Event>) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        append(&tx, event)?;
+        for event in events {
+            append(&tx, event)?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Claim the grants due for a revoke at `now`, in one transaction: `active` ones past
+    /// their expiry move to `revoking`, and `revoking` ones whose retry is due are taken again;
+    /// each gets its `revoke.requested` record from `event(record)`. Oldest expiry first.
+    /// (One fsync for any number of grants: the scheduler's wake-up does not grow with them.)
+    pub fn claim_due(
+        &self,
+        now: u64,
+        event: impl Fn(&GrantRecord) -> Event,
+    ) -> anyhow::Result<Vec<GrantRecord>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let due: Vec<GrantRecord> = {
+            let mut stmt = tx.prepare(DUE_SQL)?;
+            let rows = stmt.query_map(params![now as i64], grant_of)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut claimed = Vec::with_capacity(due.len());
+        for mut g in due {
+            tx.execute(
+                "UPDATE grants SET state = 'revoking', attempts = attempts + 1,
+                    next_attempt_at = NULL
+                 WHERE grant_id = ?1 AND state IN ('active', 'revoking')",
+                params![g.grant_id],
+            )?;
+            g.state = State::Revoking;
+            append(&tx, event(&g))?;
+            claimed.push(g);
+        }
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// The grant `grant_id`.
@@ -377,15 +427,10 @@ impl Ledger {
     }
 
     /// Grants that need a revoke now: `active` past their expiry, and `revoking` ones whose
-    /// next retry is due. Oldest expiry first.
+    /// next retry is due. Oldest expiry first. (Read only; the scheduler uses [`Ledger::claim_due`].)
     pub fn due(&self, now: u64) -> anyhow::Result<Vec<GrantRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM grants
-             WHERE (state = 'active' AND expires_at <= ?1)
-                OR (state = 'revoking' AND (next_attempt_at IS NULL OR next_attempt_at <= ?1))
-             ORDER BY expires_at",
-        )?;
+        let mut stmt = conn.prepare(DUE_SQL)?;
         let rows = stmt.query_map(params![now as i64], grant_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

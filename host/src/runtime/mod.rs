@@ -298,6 +298,24 @@ pub enum Export {
         /// The account to delete.
         username: String,
     },
+    /// `add-service-key(config, resource-id, public-key)`
+    AddServiceKey {
+        /// The integration's config, as JSON.
+        config: String,
+        /// The resource whose service account gets the key.
+        resource_id: String,
+        /// One OpenSSH public key line.
+        public_key: String,
+    },
+    /// `remove-service-key(config, resource-id, public-key)`
+    RemoveServiceKey {
+        /// The integration's config, as JSON.
+        config: String,
+        /// The resource whose service account loses the key.
+        resource_id: String,
+        /// One OpenSSH public key line.
+        public_key: String,
+    },
 }
 
 impl Export {
@@ -310,6 +328,8 @@ impl Export {
             Export::Grant { .. } => "grant",
             Export::Revoke { .. } => "revoke",
             Export::Cleanup { .. } => "cleanup",
+            Export::AddServiceKey { .. } => "add-service-key",
+            Export::RemoveServiceKey { .. } => "remove-service-key",
         }
     }
 
@@ -475,6 +495,22 @@ async fn call_export(
             username,
         } => api
             .call_cleanup(&mut *store, &config, &resource_id, &username)
+            .await?
+            .map(|()| Returned::Unit),
+        Export::AddServiceKey {
+            config,
+            resource_id,
+            public_key,
+        } => api
+            .call_add_service_key(&mut *store, &config, &resource_id, &public_key)
+            .await?
+            .map(|()| Returned::Unit),
+        Export::RemoveServiceKey {
+            config,
+            resource_id,
+            public_key,
+        } => api
+            .call_remove_service_key(&mut *store, &config, &resource_id, &public_key)
             .await?
             .map(|()| Returned::Unit),
     })

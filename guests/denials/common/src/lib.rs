@@ -39,6 +39,12 @@ macro_rules! denial {
             fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
                 Ok(())
             }
+            fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+                Ok(())
+            }
+            fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+                Ok(())
+            }
         }
 
         $crate::latch_guest_sdk::export!(Denial with_types_in $crate::latch_guest_sdk::bindings);

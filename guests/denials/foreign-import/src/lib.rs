@@ -52,6 +52,12 @@ impl Guest for Foreign {
     fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
         Ok(())
     }
+    fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
+    fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 bindings::export!(Foreign with_types_in bindings);

@@ -194,6 +194,38 @@ async fn connect(
     Ok(handle)
 }
 
+/// Log in to `target` as `user` on a fresh connection (never the pool) with the key in
+/// secret `key_secret` instead of the configured one; `Ok` if the server accepts it. Used by
+/// credential rotation before it switches keys.
+pub async fn check_login(
+    settings: &SshSettings,
+    secrets: &SecretStore,
+    key_secret: &str,
+    target: &Target,
+    user: &str,
+) -> Result<(), CapError> {
+    let mut settings = settings.clone();
+    settings.key_secret = key_secret.to_string();
+    let handle = tokio::time::timeout(
+        settings.connect_timeout,
+        connect(&settings, secrets, target, user),
+    )
+    .await
+    .map_err(|_| CapError::Unreachable(format!("{target}: no SSH session")))??;
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "", "en")
+        .await;
+    Ok(())
+}
+
+/// The OpenSSH public key line of the service key in secret `name`.
+pub fn service_public_key(secrets: &SecretStore, name: &str) -> Result<String, CapError> {
+    let key = service_key(secrets, name)?;
+    key.public_key()
+        .to_openssh()
+        .map_err(|e| CapError::Failed(format!("cannot encode the public key of {name:?}: {e}")))
+}
+
 /// Decode the service user's key: base64 of an OpenSSH PEM (as the product we mirror stores
 /// it in `base64_private_key`), or the PEM itself. Errors never include the key.
 fn service_key(secrets: &SecretStore, name: &str) -> Result<PrivateKey, CapError> {
