@@ -3,7 +3,9 @@
 #
 # Starts 3 sshd hosts (127.0.0.2-4, each in private namespaces, see tests/fleet/fleet.sh),
 # sets up Latch, previews exactly what a grant will run, grants an engineer access, logs in
-# with the real ssh client and the issued certificate, revokes, and shows the login refused.
+# with the real ssh client and the issued certificate, revokes, and shows the login refused;
+# then starts the connector (`latch serve`), grants for 20 s through its API, and shows access
+# ending at expiry with nobody touching it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -65,9 +67,10 @@ grant_id=$(sed -n "s/^granted \(g-[0-9a-f]*\):.*/\1/p" "$data/grant.txt")
 cert="$data/out/$grant_id-cert.pub"
 show ssh-keygen -L -f "$cert"
 
+host=127.0.0.2
 ssh_alice() {
   ssh -i "$data/alice" -o CertificateFile="$cert" -o UserKnownHostsFile="$fleet/known_hosts" \
-    -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none alice@127.0.0.2 "$@"
+    -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none "alice@$host" "$@"
 }
 say "alice logs in with the ordinary ssh client and her certificate"
 show ssh_alice 'id; hostname'
@@ -81,9 +84,36 @@ if ssh_alice id; then
   exit 1
 fi
 echo "(refused, as it must be)"
+say "Start the connector (latch serve): HTTP API, and revokes at expiry with nobody touching it"
+sed -i '1i listen = "127.0.0.1:8711"' "$data/latch.toml"
+LATCH_TOKEN=$("$latch" token create --config "$data/latch.toml" demo)
+export LATCH_TOKEN
+"$latch" serve --config "$data/latch.toml" 2>"$data/serve.log" &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true; bash tests/fleet/fleet.sh down "$fleet"' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8711) 2>/dev/null && break; sleep 0.2; done
+
+say "Grant alice web-2 for 20 seconds through the running connector (--url, token in LATCH_TOKEN)"
+show "$latch" grant --url http://127.0.0.1:8711 --integration linux --resource web-2 \
+  --user alice@corp.example --for 20s --public-key "$data/alice.pub" --out "$data/out" | tee "$data/grant2.txt"
+grant_id=$(sed -n "s/^granted \(g-[0-9a-f]*\):.*/\1/p" "$data/grant2.txt")
+cert="$data/out/$grant_id-cert.pub"
+host=127.0.0.3
+show ssh_alice 'echo logged in as $(id -un) on $(hostname)'
+show "$latch" grants --url http://127.0.0.1:8711 --state active
+
+say "Nobody revokes: wait 25 s for the expiry"
+sleep 25
+if ssh_alice id; then
+  echo "UNEXPECTED: login still works after expiry" >&2
+  exit 1
+fi
+echo "(refused: the connector revoked it at expiry)"
+show "$latch" grants --url http://127.0.0.1:8711
+
 say "Everything is in the audit log, hash-chained"
-show "$latch" audit tail --config "$data/latch.toml" -n 6
+show "$latch" audit tail --config "$data/latch.toml" -n 8
 show "$latch" audit verify --config "$data/latch.toml"
 show "$latch" grants --config "$data/latch.toml"
 
-say "Done: access granted, used, and taken away on a real server."
+say "Done: access granted, used, and taken away on real servers — by hand and at expiry."
