@@ -155,6 +155,14 @@ pub async fn grant(
         )
         .await;
     audit_calls(ledger, &actor, &record, &report)?;
+    // Did any command run on a server? (A connection refused, or a host key refused, runs
+    // nothing.)
+    let ran_a_command = report.records.iter().any(|r| {
+        matches!(
+            r.call,
+            CapCall::SshExec { .. } | CapCall::WinrmInvoke { .. }
+        ) && matches!(r.outcome, Outcome::Ok { .. })
+    });
     let touched_a_server = report
         .records
         .iter()
@@ -212,14 +220,47 @@ pub async fn grant(
             // Undo whatever part of the grant happened; revoke is idempotent.
             let undo = run_revoke(connector, integration, ic, &record).await;
             audit_calls(ledger, &actor, &record, &undo)?;
-            let (outcome, detail) = match &undo.result {
-                Ok(_) => ("ok", serde_json::Value::Null),
-                Err(e) => {
-                    tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
-                    ("failed", serde_json::json!({ "error": e.to_string() }))
+            match &undo.result {
+                Ok(_) => {
+                    let rolled_back = event(
+                        &actor,
+                        "grant.rolled_back",
+                        &record,
+                        "ok",
+                        serde_json::Value::Null,
+                    );
+                    ledger.audit(rolled_back)?;
                 }
-            };
-            ledger.audit(event(&actor, "grant.rolled_back", &record, outcome, detail))?;
+                Err(e) if ran_a_command => {
+                    // Whatever part of the grant happened may still be on the server: hand
+                    // the grant to the scheduler, which retries the revoke until it succeeds.
+                    tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
+                    record.state = State::Revoking;
+                    record.last_error = Some(format!("rollback failed: {e}"));
+                    let detail =
+                        serde_json::json!({ "error": e.to_string(), "retried_by": "latch serve" });
+                    ledger.update(
+                        &record,
+                        State::Failed,
+                        event(&actor, "grant.rolled_back", &record, "failed", detail),
+                    )?;
+                    ledger.retry_at(&record.grant_id, unix_now() + 2)?;
+                }
+                Err(e) => {
+                    // No command ever ran on the server (it could not be reached, or its host
+                    // key was refused): nothing to undo there; the grant stays `failed`.
+                    tracing::warn!(grant = %record.grant_id, "rollback could not reach the server either: {e}");
+                    let detail =
+                        serde_json::json!({ "error": e.to_string(), "no_command_ran": true });
+                    ledger.audit(event(
+                        &actor,
+                        "grant.rolled_back",
+                        &record,
+                        "skipped",
+                        detail,
+                    ))?;
+                }
+            }
             bail!("grant {} failed: {error}", record.grant_id)
         }
     }

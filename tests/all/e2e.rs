@@ -535,3 +535,88 @@ fn init_keeps_the_ca_private_and_never_overwrites_it() {
         "init prints only the public key"
     );
 }
+
+#[test]
+fn one_command_grants_several_servers_each_on_its_own() {
+    let _g = shared();
+    let env = Env::new();
+    let out_dir = env.tmp.path().join("out");
+    let cfg = env.config.to_str().unwrap();
+    let out = latch(&[
+        "grant",
+        "--config",
+        cfg,
+        "--integration",
+        "linux",
+        "--resource",
+        "web-1",
+        "--resource",
+        "web-2",
+        "--resource",
+        "web-down",
+        "--user",
+        "e2e-multi@corp.example",
+        "--for",
+        "10m",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one of three failed: {}",
+        text(&out)
+    );
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all[2]["error"].as_str().unwrap().contains("web-down") || all[2]["resource"] == "web-down"
+    );
+    for granted in &all[..2] {
+        let login = env.login(granted, "hostname");
+        assert!(login.status.success(), "{}", text(&login));
+    }
+    // The failed one never ran a command (its server is down): it stays `failed`; the others
+    // are ordinary grants.
+    let ledger = latch::ledger::Ledger::open(env.tmp.path()).unwrap();
+    let states: Vec<_> = ledger
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.resource_id, g.state))
+        .collect();
+    assert!(
+        states.contains(&("web-down".into(), latch::ledger::State::Failed)),
+        "{states:?}"
+    );
+    for granted in &all[..2] {
+        assert!(
+            env.revoke(granted["grant_id"].as_str().unwrap())
+                .status
+                .success()
+        );
+        assert!(!env.login(granted, "true").status.success());
+    }
+    let dup = latch(&[
+        "grant",
+        "--config",
+        cfg,
+        "--integration",
+        "linux",
+        "--resource",
+        "web-1",
+        "--resource",
+        "web-1",
+        "--user",
+        "e2e-multi@corp.example",
+        "--for",
+        "10m",
+    ]);
+    assert!(
+        !dup.status.success() && text(&dup).contains("twice"),
+        "{}",
+        text(&dup)
+    );
+}

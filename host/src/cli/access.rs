@@ -144,9 +144,10 @@ pub struct GrantCli {
     /// The integration to grant through.
     #[arg(long)]
     integration: String,
-    /// The resource (e.g. server name) to grant access to.
-    #[arg(long)]
-    resource: String,
+    /// The resource (e.g. server name) to grant access to; repeat it to grant several at once
+    /// (one grant each, carried out concurrently, with a progress bar on a terminal).
+    #[arg(long, required = true)]
+    resource: Vec<String>,
     /// The requester's e-mail.
     #[arg(long = "user", value_name = "EMAIL")]
     email: String,
@@ -188,106 +189,201 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
     if let Some(key) = &public_key {
         service::check_public_key(key).context("--public-key")?;
     }
-    let granted = match args.at.target()? {
-        Target::Local(config) => {
-            let connector = live_connector(&config)?;
-            let ledger = Ledger::open(&config.data_dir)?;
-            let granted = service::grant(
-                &connector,
-                &ledger,
-                GrantArgs {
-                    integration: args.integration,
-                    resource: args.resource,
-                    permission: args.permission,
-                    email: args.email,
-                    username: args.username,
-                    duration,
-                    public_key,
-                },
-            )
-            .await?;
-            serde_json::to_value(&granted)?
-        }
-        Target::Remote(api) => {
-            let body = serde_json::json!({
-                "integration": args.integration,
-                "resource": args.resource,
-                "permission": args.permission,
-                "user": args.email,
-                "username": args.username,
-                "duration": duration.as_secs(),
-                "public_key": public_key,
-            });
-            api.post("/v1/grants", body).await?
-        }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = args.resource.iter().find(|r| !seen.insert(r.as_str())) {
+        bail!("--resource {dup:?} is given twice");
+    }
+    if args.resource.len() > MAX_RESOURCES {
+        bail!(
+            "at most {MAX_RESOURCES} resources per command, not {}",
+            args.resource.len()
+        );
+    }
+    let via = match args.at.target()? {
+        Target::Local(config) => Via::Local(
+            std::sync::Arc::new(live_connector(&config)?),
+            std::sync::Arc::new(Ledger::open(&config.data_dir)?),
+        ),
+        Target::Remote(api) => Via::Remote(std::sync::Arc::new(api)),
     };
-    show_access(granted, args.out.as_deref(), args.json, "granted")
+    let request = |resource: &str| GrantArgs {
+        integration: args.integration.clone(),
+        resource: resource.to_string(),
+        permission: args.permission.clone(),
+        email: args.email.clone(),
+        username: args.username.clone(),
+        duration,
+        public_key: public_key.clone(),
+    };
+    if let [resource] = args.resource.as_slice() {
+        let granted = via.grant(request(resource)).await?;
+        return show_access(granted, args.out.as_deref(), args.json, "granted");
+    }
+
+    // Several resources: one grant each, concurrently; each succeeds or fails on its own.
+    let bar = indicatif::ProgressBar::new(args.resource.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} granting [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, resource) in args.resource.iter().enumerate() {
+        let (via, req) = (via.clone(), request(resource));
+        set.spawn(async move { (i, via.grant(req).await) });
+    }
+    let mut results: Vec<Option<anyhow::Result<serde_json::Value>>> =
+        args.resource.iter().map(|_| None).collect();
+    while let Some(done) = set.join_next().await {
+        let (i, result) = done?;
+        bar.inc(1);
+        bar.set_message(format!(
+            "{} {}",
+            args.resource[i],
+            if result.is_ok() { "ok" } else { "FAILED" }
+        ));
+        results[i] = Some(result);
+    }
+    bar.finish_and_clear();
+    let mut failed = 0;
+    let mut all = Vec::new();
+    for (resource, result) in args.resource.iter().zip(results) {
+        match result
+            .expect("every task reported")
+            .and_then(|v| save_access(v, args.out.as_deref()))
+        {
+            Ok(v) => {
+                if !args.json {
+                    print_access(&v, "granted");
+                }
+                all.push(v);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {resource}: {e:#}");
+                all.push(serde_json::json!({ "resource": resource, "error": format!("{e:#}") }));
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} grants failed", args.resource.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Most resources one `latch grant` takes.
+pub const MAX_RESOURCES: usize = 100;
+
+/// Where a grant is carried out: in this process, or by a running connector.
+#[derive(Clone)]
+enum Via {
+    Local(
+        std::sync::Arc<crate::connector::Connector>,
+        std::sync::Arc<Ledger>,
+    ),
+    Remote(std::sync::Arc<Remote>),
+}
+
+impl Via {
+    async fn grant(&self, args: GrantArgs) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Via::Local(connector, ledger) => Ok(serde_json::to_value(
+                service::grant(connector, ledger, args).await?,
+            )?),
+            Via::Remote(api) => {
+                let body = serde_json::json!({
+                    "integration": args.integration,
+                    "resource": args.resource,
+                    "permission": args.permission,
+                    "user": args.email,
+                    "username": args.username,
+                    "duration": args.duration.as_secs(),
+                    "public_key": args.public_key,
+                });
+                api.post("/v1/grants", body).await
+            }
+        }
+    }
 }
 
 /// Print access details (of a grant or an extension), writing the certificate and a
-/// generated private key into `out` if given. A certificate file is replaced atomically (an
-/// extension re-issues it); a private key file is never overwritten.
+/// generated private key into `out` if given.
 fn show_access(
-    mut v: serde_json::Value,
+    v: serde_json::Value,
     out: Option<&Path>,
     json: bool,
     verb: &str,
 ) -> anyhow::Result<ExitCode> {
+    let v = save_access(v, out)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_access(&v, verb);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write the certificate (replaced atomically: an extension re-issues it) and a generated
+/// private key (never overwritten, mode 0600) into `out`; returns `v` with the file paths and
+/// the expiry as RFC 3339 added.
+fn save_access(mut v: serde_json::Value, out: Option<&Path>) -> anyhow::Result<serde_json::Value> {
     let id = v["grant_id"].as_str().unwrap_or_default().to_string();
     check_grant_id(&id).context("the connector's answer")?;
-    let expires_at = v["expires_at"].as_u64().unwrap_or(0);
-    let key = v.get_mut("private_key").map(serde_json::Value::take);
-    let key = key.as_ref().and_then(|k| k.as_str());
-    let cert = v["certificate"].as_str().map(str::to_string);
-    let mut files = Vec::new();
-    if let Some(dir) = out {
-        std::fs::create_dir_all(dir)?;
-        if let Some(key) = key {
-            let path = dir.join(&id);
-            write_private(&path, key.as_bytes(), 0o600)?;
-            files.push(("private key", path));
-        }
-        if let Some(cert) = &cert {
-            let path = dir.join(format!("{id}-cert.pub"));
-            let tmp = dir.join(format!(".{id}-cert.pub.tmp"));
-            let _ = std::fs::remove_file(&tmp);
-            write_private(&tmp, format!("{cert}\n").as_bytes(), 0o644)?;
-            std::fs::rename(&tmp, &path)?;
-            files.push(("certificate", path));
-        }
+    v["expires_at_rfc3339"] = rfc3339(v["expires_at"].as_u64().unwrap_or(0)).into();
+    let Some(dir) = out else { return Ok(v) };
+    std::fs::create_dir_all(dir)?;
+    if let Some(key) = v["private_key"].as_str() {
+        let path = dir.join(&id);
+        write_private(&path, key.as_bytes(), 0o600)?;
+        v["private_key_file"] = path.display().to_string().into();
     }
-    if json {
-        v["expires_at_rfc3339"] = rfc3339(expires_at).into();
-        if let Some(key) = key {
-            v["private_key"] = key.into();
-        }
-        for (what, path) in &files {
-            v[format!("{}_file", what.replace(' ', "_"))] = path.display().to_string().into();
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
+    if let Some(cert) = v["certificate"].as_str() {
+        let path = dir.join(format!("{id}-cert.pub"));
+        let tmp = dir.join(format!(".{id}-cert.pub.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        write_private(&tmp, format!("{cert}\n").as_bytes(), 0o644)?;
+        std::fs::rename(&tmp, &path)?;
+        v["certificate_file"] = path.display().to_string().into();
     }
+    Ok(v)
+}
+
+/// The human form of [`save_access`]'s result.
+fn print_access(v: &serde_json::Value, verb: &str) {
     println!(
-        "{verb} {id}: {} on {} ({}:{}) until {}",
+        "{verb} {}: {} on {} ({}:{}) until {}",
+        v["grant_id"].as_str().unwrap_or("?"),
         v["username"].as_str().unwrap_or("?"),
         v["resource"].as_str().unwrap_or("?"),
         v["host"].as_str().unwrap_or("?"),
         v["port"],
-        rfc3339(expires_at)
+        v["expires_at_rfc3339"].as_str().unwrap_or("?")
     );
     println!("{}", v["instructions"].as_str().unwrap_or(""));
-    if files.is_empty() {
-        if let Some(cert) = &cert {
+    let files = ["private_key_file", "certificate_file"]
+        .iter()
+        .any(|f| v[*f].is_string());
+    if !files {
+        if let Some(cert) = v["certificate"].as_str() {
             println!("certificate:\n{cert}");
         }
-        if let Some(key) = key {
+        if let Some(key) = v["private_key"].as_str() {
             println!("private key (shown once, not stored):\n{key}");
         }
     }
-    for (what, path) in files {
-        println!("{what}: {}", path.display());
+    for (what, field) in [
+        ("private key", "private_key_file"),
+        ("certificate", "certificate_file"),
+    ] {
+        if let Some(path) = v[field].as_str() {
+            println!("{what}: {path}");
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Arguments of `latch extend`.
