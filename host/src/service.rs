@@ -18,7 +18,9 @@ use crate::caps::{Outcome, Secret};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
-use crate::runtime::{CallReport, Export, GrantRequest, Identity, Integration, Resource, Returned};
+use crate::runtime::{
+    AccessDetails, CallReport, Export, GrantRequest, Identity, Integration, Resource, Returned,
+};
 
 /// What someone asks for.
 #[derive(Clone, Debug)]
@@ -47,6 +49,24 @@ pub struct Granted {
     pub private_key: Option<Secret>,
     pub expires_at: u64,
     pub instructions: String,
+}
+
+impl Granted {
+    /// The answer for `record`, granted with `access`.
+    fn new(record: GrantRecord, access: AccessDetails, private_key: Option<Secret>) -> Granted {
+        Granted {
+            grant_id: record.grant_id,
+            integration: record.integration,
+            resource: record.resource_id,
+            username: access.username,
+            host: access.host,
+            port: access.port,
+            certificate: access.certificate,
+            private_key,
+            expires_at: record.expires_at,
+            instructions: access.instructions,
+        }
+    }
 }
 
 fn expose_once<S: serde::Serializer>(key: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
@@ -145,15 +165,7 @@ pub async fn grant(
     let _serial = connector
         .lock_resource(&record.integration, &record.resource_id)
         .await;
-    let report = integration
-        .call(
-            connector.runtime(),
-            Export::Grant {
-                config: ic.config_json.clone(),
-                request: request_of(&record),
-            },
-        )
-        .await;
+    let report = run_grant(connector, integration, ic, &record).await;
     audit_calls(ledger, &actor, &record, &report)?;
     // Did any command run on a server? (A connection refused, or a host key refused, runs
     // nothing.)
@@ -181,18 +193,7 @@ pub async fn grant(
                 State::Granting,
                 event(&actor, "grant.active", &record, "ok", detail),
             )?;
-            Ok(Granted {
-                grant_id: record.grant_id,
-                integration: record.integration,
-                resource: record.resource_id,
-                username: access.username,
-                host: access.host,
-                port: access.port,
-                certificate: access.certificate,
-                private_key,
-                expires_at: record.expires_at,
-                instructions: access.instructions,
-            })
+            Ok(Granted::new(record, access, private_key))
         }
         other => {
             let error = match other {
@@ -419,15 +420,7 @@ pub async fn extend(
     let _serial = connector
         .lock_resource(&record.integration, &record.resource_id)
         .await;
-    let report = integration
-        .call(
-            connector.runtime(),
-            Export::Grant {
-                config: ic.config_json.clone(),
-                request: request_of(&record),
-            },
-        )
-        .await;
+    let report = run_grant(connector, integration, ic, &record).await;
     audit_calls(ledger, actor, &record, &report)?;
     record.state = State::Active;
     record.granting_since = None;
@@ -440,18 +433,7 @@ pub async fn extend(
                 State::Granting,
                 event(actor, "grant.extended", &record, "ok", detail),
             )?;
-            Ok(Granted {
-                grant_id: record.grant_id,
-                integration: record.integration,
-                resource: record.resource_id,
-                username: access.username,
-                host: access.host,
-                port: access.port,
-                certificate: access.certificate,
-                private_key: None,
-                expires_at: new_expiry,
-                instructions: access.instructions,
-            })
+            Ok(Granted::new(record, access, None))
         }
         other => {
             let error = match other {
@@ -486,6 +468,21 @@ pub async fn resources(connector: &Connector, integration: &str) -> anyhow::Resu
         Ok(other) => bail!("discover returned {other:?}"),
         Err(e) => bail!("discover failed: {e}"),
     }
+}
+
+/// Run the guest's `grant` for `record`: a new grant, or an extension (the new expiry is in
+/// `record`).
+async fn run_grant(
+    connector: &Connector,
+    integration: &Integration,
+    ic: &IntegrationConfig,
+    record: &GrantRecord,
+) -> CallReport {
+    let export = Export::Grant {
+        config: ic.config_json.clone(),
+        request: request_of(record),
+    };
+    integration.call(connector.runtime(), export).await
 }
 
 /// Run the guest's `revoke` for `record`: a revoke, or the rollback of a failed grant.

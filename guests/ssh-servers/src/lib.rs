@@ -137,9 +137,7 @@ impl Integration for SshServers {
         let config = Config::parse(&config)?;
         let server = config.server(&resource_id)?;
         let key = check_service_key(&public_key)?;
-        let t = server.target();
-        let path = linux::service_keys_path(&t)?;
-        let current = linux::read_service_keys(&t, &path)?;
+        let (t, path, current) = service_keys(server)?;
         if let Some(content) = linux::with_key(&current, key) {
             linux::write_service_keys(&t, &path, &content)?;
             log(
@@ -158,9 +156,7 @@ impl Integration for SshServers {
         let config = Config::parse(&config)?;
         let server = config.server(&resource_id)?;
         let key = check_service_key(&public_key)?;
-        let t = server.target();
-        let path = linux::service_keys_path(&t)?;
-        let current = linux::read_service_keys(&t, &path)?;
+        let (t, path, current) = service_keys(server)?;
         match linux::without_key(&current, key) {
             None => Ok(()),
             Some((_, 0)) => Err(Error::Denied(format!(
@@ -177,6 +173,14 @@ impl Integration for SshServers {
             }
         }
     }
+}
+
+/// The service account's target on `server`, its `authorized_keys` path and content.
+fn service_keys(server: &Server) -> Result<(latch_guest_sdk::Target, String, String), Error> {
+    let t = server.target();
+    let path = linux::service_keys_path(&t)?;
+    let current = linux::read_service_keys(&t, &path)?;
+    Ok((t, path, current))
 }
 
 /// A service key for `authorized_keys`: one plain OpenSSH public key line, no options.

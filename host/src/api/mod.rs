@@ -170,6 +170,19 @@ enum DurationArg {
     Text(String),
 }
 
+/// 400 unless `duration` is within the integration's `max_duration`.
+fn within_max(duration: Duration, ic: &crate::config::IntegrationConfig) -> Result<(), ApiError> {
+    if duration > ic.max_duration {
+        return Err(bad(format!(
+            "duration {} is above integration {:?}'s maximum of {}",
+            humantime::format_duration(duration),
+            ic.name,
+            humantime::format_duration(ic.max_duration)
+        )));
+    }
+    Ok(())
+}
+
 impl DurationArg {
     fn check(self) -> Result<Duration, ApiError> {
         match self {
@@ -211,14 +224,7 @@ async fn create_grant(
         ));
     };
     let duration = body.duration.check()?;
-    if duration > ic.max_duration {
-        return Err(bad(format!(
-            "duration {} is above integration {:?}'s maximum of {}",
-            humantime::format_duration(duration),
-            ic.name,
-            humantime::format_duration(ic.max_duration)
-        )));
-    }
+    within_max(duration, ic)?;
     if let Some(key) = &body.public_key {
         check_public_key(key).map_err(|e| bad(format!("public_key: {e:#}")))?;
     }
@@ -310,15 +316,8 @@ async fn extend_grant(
     let Ok(record) = api.ledger.get(&id) else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no grant {id}")));
     };
-    if let Ok((_, ic)) = api.connector.integration(&record.integration)
-        && duration > ic.max_duration
-    {
-        return Err(bad(format!(
-            "duration {} is above integration {:?}'s maximum of {}",
-            humantime::format_duration(duration),
-            ic.name,
-            humantime::format_duration(ic.max_duration)
-        )));
+    if let Ok((_, ic)) = api.connector.integration(&record.integration) {
+        within_max(duration, ic)?;
     }
     if record.state != GrantState::Active || record.expires_at <= unix_now() {
         return Err(ApiError(
