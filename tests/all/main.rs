@@ -12,6 +12,7 @@ mod fleet;
 mod ledger;
 mod rotation;
 mod serve;
+mod ssh;
 mod testkit;
 
 use std::path::PathBuf;

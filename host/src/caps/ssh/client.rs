@@ -81,19 +81,30 @@ impl SshPool {
             user.clone(),
         );
         let command = quote_argv(argv);
-        // A pooled connection may have died since; one retry on a fresh connection.
+        // A pooled connection may have died since it was last used. Retry once on a fresh
+        // connection, but only when the command cannot have started: the session channel
+        // was never opened, so no exec request left this process. Once it has, a failure
+        // is reported and never retried — a grant's `useradd` or KRL update must not run
+        // twice because a connection broke half-way.
         for attempt in 0..2 {
             let handle = self
                 .connection(&key, settings, secrets, target, &user)
                 .await?;
             match run(&handle, &command, stdin, settings.command_timeout).await {
                 Ok(out) => return Ok(out),
-                Err(RunError::Channel(e)) if attempt == 0 => {
+                Err(RunError::NotStarted(e)) if attempt == 0 => {
                     tracing::debug!(%target, "pooled SSH connection failed ({e}); reconnecting");
                     *self.slot(&key).lock().await = None;
                 }
-                Err(RunError::Channel(e)) => {
+                Err(RunError::NotStarted(e)) => {
                     return Err(CapError::Unreachable(format!("{target}: {e}")));
+                }
+                Err(RunError::Lost(why)) => {
+                    *self.slot(&key).lock().await = None;
+                    return Err(CapError::Unreachable(format!(
+                        "{target}: the connection was lost after `{command}` was sent ({why}); \
+                         it may or may not have run, and is not run again"
+                    )));
                 }
                 Err(RunError::Timeout) => {
                     *self.slot(&key).lock().await = None;
@@ -262,8 +273,14 @@ fn service_key(secrets: &SecretStore, name: &str) -> Result<PrivateKey, CapError
     })
 }
 
+/// How a command failed to give its output.
 enum RunError {
-    Channel(russh::Error),
+    /// No session channel could be opened: the command was never sent, and can be retried.
+    NotStarted(russh::Error),
+    /// The exec request was sent, then the connection failed or closed before the command
+    /// reported its exit status: it may have run, in part or whole.
+    Lost(String),
+    /// The command did not finish in time.
     Timeout,
 }
 
@@ -274,33 +291,44 @@ async fn run(
     timeout: Duration,
 ) -> Result<Output, RunError> {
     let work = async {
-        let mut channel = handle.channel_open_session().await?;
-        channel.exec(true, command).await?;
+        let mut channel = handle
+            .channel_open_session()
+            .await
+            .map_err(RunError::NotStarted)?;
+        // From here on the command may run on the server.
+        let lost = |e: russh::Error| RunError::Lost(e.to_string());
+        channel.exec(true, command).await.map_err(lost)?;
         if !stdin.is_empty() {
-            channel.data(stdin).await?;
+            channel.data(stdin).await.map_err(lost)?;
         }
-        channel.eof().await?;
-        let mut out = Output {
-            status: -1,
-            ..Output::default()
-        };
+        channel.eof().await.map_err(lost)?;
+        let mut out = Output::default();
+        let mut ended = false;
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => append(&mut out.stdout, &data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => append(&mut out.stderr, &data),
-                ChannelMsg::ExitStatus { exit_status } => out.status = exit_status as i32,
+                ChannelMsg::ExitStatus { exit_status } => {
+                    out.status = exit_status as i32;
+                    ended = true;
+                }
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     let _ = write!(out.stderr, "[killed by signal {signal_name:?}]");
                     out.status = -1;
+                    ended = true;
                 }
                 _ => {}
             }
         }
-        Ok::<_, russh::Error>(out)
+        if !ended {
+            return Err(RunError::Lost(
+                "the channel closed without an exit status".into(),
+            ));
+        }
+        Ok(out)
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(RunError::Channel(e)),
+        Ok(result) => result,
         Err(_) => Err(RunError::Timeout),
     }
 }
