@@ -194,15 +194,16 @@ async fn run(
                 })?;
         }
         checked = servers.len();
-        let _ = std::fs::remove_file(&files.retiring);
         write_private(&files.retiring, &std::fs::read(&files.current)?)?;
         std::fs::rename(&files.next, &files.current)
             .with_context(|| format!("cannot move {} into place", files.next.display()))?;
         // The key file's age is the key's age: the next rotation counts from now.
-        std::fs::File::options()
-            .write(true)
-            .open(&files.current)?
-            .set_modified(std::time::SystemTime::now())?;
+        let current = std::fs::File::options().write(true).open(&files.current)?;
+        current.set_modified(std::time::SystemTime::now())?;
+        current.sync_all()?;
+        // The rename must be on disk before the old key is removed from any server: after a
+        // power cut, the connector must come back with a key the servers still accept.
+        sync_dir(&files.current)?;
         (old_public, new_public)
     } else {
         // Interrupted after the switch: only step 5 is left.
@@ -222,6 +223,7 @@ async fn run(
     }
     std::fs::remove_file(&files.retiring)
         .with_context(|| format!("cannot delete {}", files.retiring.display()))?;
+    sync_dir(&files.retiring)?;
     let fingerprint = |line: &str| {
         ssh_key::PublicKey::from_openssh(line)
             .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
@@ -236,17 +238,40 @@ async fn run(
     })
 }
 
-/// Write `bytes` to a new file `path`, mode 0600, synced.
+/// Make `path` hold `bytes`, mode 0600 from its creation, atomically and durably: written to
+/// `path.tmp` (a leftover from a crash is replaced), synced, renamed over `path`, and the
+/// directory synced. A crash leaves the old file or the new one, never a partial key that a
+/// resumed rotation would then trust.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", tmp.display()));
+        }
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    Ok(())
+    drop(f);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", tmp.display()))?;
+    sync_dir(path)
+}
+
+/// fsync the directory holding `path`, so renames and deletions in it are durable.
+fn sync_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync directory {}", dir.display()))
 }

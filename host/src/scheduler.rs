@@ -295,7 +295,7 @@ async fn revoke(connector: &Connector, ledger: &Ledger, grant_id: &str) {
 }
 
 /// Log a revoke's outcome; on failure, schedule the next attempt with exponential backoff.
-fn after_revoke(ledger: &Ledger, grant_id: &str, result: anyhow::Result<GrantRecord>) {
+fn after_revoke(ledger: &Ledger, grant_id: &str, result: service::Result<GrantRecord>) {
     match result {
         Ok(g) => {
             let lag = unix_now().saturating_sub(g.expires_at);

@@ -44,7 +44,6 @@ fn http(
 /// An env whose `latch serve` listens on a free port, with a token.
 fn serving() -> (Env, Serve, u16, String) {
     let env = Env::new();
-    let port = env.port;
     let out = latch(&[
         "token",
         "create",
@@ -56,11 +55,7 @@ fn serving() -> (Env, Serve, u16, String) {
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(token.starts_with("latch_"));
     let serve = Serve::start(&env);
-    assert!(
-        eventually(20, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()),
-        "latch serve did not start listening"
-    );
+    let port = serve.port();
     (env, serve, port, token)
 }
 
@@ -233,10 +228,22 @@ fn grant_login_and_revoke_through_the_api() {
     assert!(!env.login(&as_json, "true").status.success());
 
     let (_, audit) = http(port, "GET", "/v1/audit?n=1000", Some(&token), None);
-    assert!(
-        audit.contains("token:tests"),
-        "the token is the audit actor"
+    let audit: Vec<Value> = serde_json::from_str(&audit).unwrap();
+    let of_grant: Vec<&Value> = audit.iter().filter(|r| r["grant_id"] == id).collect();
+    let requested = of_grant
+        .iter()
+        .find(|r| r["event"] == "grant.requested")
+        .expect("grant.requested is audited");
+    // The token is the actor of everything it did; the requester is only the subject.
+    assert_eq!(requested["actor"], "token:tests", "{requested}");
+    assert_eq!(
+        requested["detail"]["requester"], "api-mia@corp.example",
+        "{requested}"
     );
+    assert!(of_grant.len() > 3, "{of_grant:?}");
+    for r in &of_grant {
+        assert_eq!(r["actor"], "token:tests", "{r}");
+    }
     let (status, metrics) = http(port, "GET", "/metrics", Some(&token), None);
     assert_eq!(status, 200);
     assert!(
@@ -429,4 +436,63 @@ fn revoked_accounts_are_deleted_after_user_cleanup_days() {
     );
     let out = latch(&["audit", "verify", "--config", env.config.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Each type of error has its own status, decided by the error's type: a request the guest
+/// refuses with `denied` after it ran commands is 403 (it was 502), revoking a grant that is
+/// still being granted is 409 (it was 502), a server that cannot be reached is 502.
+#[test]
+fn each_error_type_answers_its_own_status() {
+    let _g = crate::e2e::shared();
+    let (env, _serve, port, token) = serving();
+    let post = |path: &str, body: Option<Value>| {
+        let body = body.map(|b| b.to_string());
+        http(port, "POST", path, Some(&token), body.as_deref())
+    };
+    let grant = |resource: &str, user: &str, username: Option<&str>| {
+        let mut req = json!({"integration": "linux", "resource": resource,
+                             "user": user, "duration": 600});
+        if let Some(u) = username {
+            req["username"] = json!(u);
+        }
+        post("/v1/grants", Some(req))
+    };
+
+    // 403: the account exists and is not Latch's (the fleet's service account). The guest
+    // read the server before it refused, so this is the guest's `denied`, not the policy's.
+    let (status, body) = grant("web-3", "mallory@corp.example", Some("apono"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not created by Latch"), "{body}");
+
+    // 502: the server cannot be reached.
+    let (status, body) = grant("web-down", "status-ua@corp.example", None);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("unreachable"), "{body}");
+
+    // 409: revoking a grant that is still being granted (a row as a crashed or concurrent
+    // grant leaves it), and a second live grant for the same person on the same server.
+    let ledger = latch::ledger::Ledger::open(env.tmp.path()).unwrap();
+    let mut pending = crate::ledger::record();
+    pending.resource_id = "web-3".into();
+    pending.email = "status-pending@corp.example".into();
+    pending.created_at = crate::fleet::now();
+    pending.expires_at = pending.created_at + 600;
+    ledger
+        .create(&pending, latch::ledger::Event::default())
+        .unwrap();
+    let (status, body) = post(&format!("/v1/grants/{}/revoke", pending.grant_id), None);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("still being granted"), "{body}");
+    let (status, body) = grant("web-3", "status-pending@corp.example", None);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already has grant"), "{body}");
+
+    // 404 and 400 for ids: unknown, and malformed.
+    let (status, _) = post(
+        "/v1/grants/g-000000000000000000000000/extend",
+        Some(json!({"duration": 60})),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = post("/v1/grants/g-nope/revoke", None);
+    assert_eq!(status, 400);
 }

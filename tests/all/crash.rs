@@ -21,6 +21,15 @@ fn kill_9_at_random_moments_leaves_no_access_behind() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(50);
+    // Kill moments come from a seeded generator; the seed is printed so a failure can be
+    // replayed with LATCH_CRASH_SEED.
+    let seed: u64 = std::env::var("LATCH_CRASH_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("crash test: LATCH_CRASH_SEED={seed} LATCH_CRASH_CYCLES={cycles}");
+    let mut state = seed;
+    let mut next_wait_ms = move || splitmix64(&mut state) % 2500;
     let env = Env::new();
     // A short call deadline, so an abandoned `granting` row is reconciled within seconds.
     let config = std::fs::read_to_string(&env.config).unwrap();
@@ -67,7 +76,7 @@ fn kill_9_at_random_moments_leaves_no_access_behind() {
             .spawn()
             .unwrap();
         // A grant takes about a second here: some are killed mid-way, some finish.
-        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 2500));
+        std::thread::sleep(Duration::from_millis(next_wait_ms()));
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         if status.signal() == Some(9) {
@@ -164,4 +173,13 @@ fn kill_9_at_random_moments_leaves_no_access_behind() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// SplitMix64: a small, well-known generator; enough to replay kill moments from a seed.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -103,8 +103,6 @@ pub struct Env {
     pub fleet: &'static Fleet,
     pub tmp: tempfile::TempDir,
     pub config: PathBuf,
-    /// The port `latch serve` listens on for this env (each env its own).
-    pub port: u16,
 }
 
 impl Env {
@@ -148,16 +146,11 @@ impl Env {
         // A server nothing listens on, for revokes that must be retried.
         servers.push("{ name = \"web-down\", host = \"127.0.10.99\" }".to_string());
         let config = tmp.path().join("latch.toml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         std::fs::write(
             &config,
             format!(
                 r#"
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [[integration]]
 name = "linux"
 guest = "{}"
@@ -177,12 +170,7 @@ user_groups = ["Default", "adm"]
             ),
         )
         .unwrap();
-        Env {
-            fleet,
-            tmp,
-            config,
-            port,
-        }
+        Env { fleet, tmp, config }
     }
 
     /// `latch grant` with the CLI; returns the parsed JSON.
@@ -256,29 +244,66 @@ user_groups = ["Default", "adm"]
 }
 
 /// A running `latch serve`, stopped when dropped.
-pub struct Serve(std::process::Child);
+pub struct Serve {
+    child: std::process::Child,
+    port: u16,
+}
 
 impl Serve {
     pub fn start(env: &Env) -> Serve {
         Serve::with_config(&env.config)
     }
 
+    /// Start `latch serve` (its config listens on port 0, so the kernel picks a free port
+    /// and nothing can take it between choosing and binding) and wait for the line that
+    /// names the address it bound.
     pub fn with_config(config: &Path) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_latch"))
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("LATCH_LOG", "error")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start latch serve");
-        Serve(child)
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let addr = line
+                    .split_once("API on http://")
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+                match addr {
+                    Some(addr) => {
+                        let _ = tx.send(Ok(addr.port()));
+                    }
+                    None if said.len() < 20 => said.push(line),
+                    None => {}
+                }
+            }
+            let _ = tx.send(Err(said.join("\n")));
+        });
+        let port = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(said)) => panic!("latch serve exited without listening: {said}"),
+            Err(e) => panic!("latch serve did not say where it listens: {e}"),
+        };
+        Serve { child, port }
+    }
+
+    /// The port its API listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use latch::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
 
-fn record() -> GrantRecord {
+pub(crate) fn record() -> GrantRecord {
     GrantRecord {
         grant_id: new_grant_id(),
         integration: "linux".into(),
@@ -239,4 +239,21 @@ fn forwarded_copy_resumes_after_a_torn_line_and_catches_a_cut_off_tail() {
         out.contains("audit record 4") && out.contains("edited"),
         "{out}"
     );
+}
+
+/// The ledger and its `-wal` and `-shm` files are 0600 from their creation, whatever the
+/// process umask (here the usual 022): grants name people, accounts and servers.
+#[test]
+fn the_ledger_files_are_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    ledger.create(&record(), ev("grant.requested")).unwrap();
+    for name in ["latch.db", "latch.db-wal", "latch.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
+    }
 }

@@ -75,16 +75,11 @@ fn the_service_key_rotates_everywhere_and_the_old_one_stops_working() {
     std::fs::copy(&original, data.join("secrets/fleet-key")).unwrap();
     let guest = crate::guest("ssh_servers");
     let sha = latch::runtime::sha256_hex(&std::fs::read(&guest).unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let config = data.join("latch.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\n[[integration]]\nname = \"linux\"\nguest = \"{}\"\nsha256 = \"{sha}\"\nallow = [\"127.0.11.0/24:22\"]\n[integration.ssh]\nkey_secret = \"fleet-key\"\nknown_hosts = \"{}\"\n[integration.config]\nservers = [{{ name = \"r-1\", host = \"127.0.11.2\" }}, {{ name = \"r-2\", host = \"127.0.11.3\" }}]\ncredential_rotation_days = 1\n",
+            "listen = \"127.0.0.1:0\"\n[[integration]]\nname = \"linux\"\nguest = \"{}\"\nsha256 = \"{sha}\"\nallow = [\"127.0.11.0/24:22\"]\n[integration.ssh]\nkey_secret = \"fleet-key\"\nknown_hosts = \"{}\"\n[integration.config]\nservers = [{{ name = \"r-1\", host = \"127.0.11.2\" }}, {{ name = \"r-2\", host = \"127.0.11.3\" }}]\ncredential_rotation_days = 1\n",
             guest.display(),
             fleet.dir.join("known_hosts").display()
         ),

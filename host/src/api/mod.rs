@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::caps::certs::ca::unix_now;
 use crate::config::parse_duration;
 use crate::connector::Connector;
-use crate::ledger::{Ledger, State as GrantState, check_grant_id};
-use crate::service::{self, GrantArgs, check_public_key};
+use crate::ledger::{Ledger, LedgerError, State as GrantState, check_grant_id};
+use crate::service::{self, ErrorKind, GrantArgs, ServiceError, check_public_key};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -50,9 +50,38 @@ fn bad(msg: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.to_string())
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("api: {e:#}");
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+}
+
+/// The status of each kind of service error: decided by the error's type, never its text.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Denied => StatusCode::FORBIDDEN,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Remote => StatusCode::BAD_GATEWAY,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let status = status_of(e.kind());
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("api: {e}");
+        }
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        ServiceError::from(e).into()
+    }
 }
 
 type Reply = Result<Response, ApiError>;
@@ -150,16 +179,10 @@ async fn integrations(State(api): State<Api>) -> Reply {
 }
 
 async fn resources(State(api): State<Api>, Path(name): Path<String>) -> Reply {
-    if api.connector.integration(&name).is_err() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no integration {name:?}"),
-        ));
-    }
-    match service::resources(&api.connector, &name).await {
-        Ok(r) => ok(StatusCode::OK, r),
-        Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
-    }
+    ok(
+        StatusCode::OK,
+        service::resources(&api.connector, &name).await?,
+    )
 }
 
 /// `duration`: seconds, or a string like `15m`.
@@ -168,19 +191,6 @@ async fn resources(State(api): State<Api>, Path(name): Path<String>) -> Reply {
 enum DurationArg {
     Secs(i64),
     Text(String),
-}
-
-/// 400 unless `duration` is within the integration's `max_duration`.
-fn within_max(duration: Duration, ic: &crate::config::IntegrationConfig) -> Result<(), ApiError> {
-    if duration > ic.max_duration {
-        return Err(bad(format!(
-            "duration {} is above integration {:?}'s maximum of {}",
-            humantime::format_duration(duration),
-            ic.name,
-            humantime::format_duration(ic.max_duration)
-        )));
-    }
-    Ok(())
 }
 
 impl DurationArg {
@@ -217,18 +227,14 @@ async fn create_grant(
 ) -> Reply {
     let body: GrantBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid grant request: {e}")))?;
-    let Ok((_, ic)) = api.connector.integration(&body.integration) else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no integration {:?}", body.integration),
-        ));
-    };
+    let (_, ic) = service::integration(&api.connector, &body.integration)?;
     let duration = body.duration.check()?;
-    within_max(duration, ic)?;
+    service::check_duration(duration, ic)?;
     if let Some(key) = &body.public_key {
-        check_public_key(key).map_err(|e| bad(format!("public_key: {e:#}")))?;
+        check_public_key(key).map_err(|e| bad(format!("public_key: {e}")))?;
     }
     let args = GrantArgs {
+        actor: actor.0.clone(),
         integration: body.integration,
         resource: body.resource,
         permission: body.permission.unwrap_or_else(|| "Default".into()),
@@ -238,24 +244,10 @@ async fn create_grant(
         public_key: body.public_key,
     };
     tracing::info!(actor = %actor.0, "api grant");
-    match service::grant(&api.connector, &api.ledger, args).await {
-        Ok(granted) => ok(StatusCode::CREATED, granted),
-        Err(e) => {
-            let msg = format!("{e:#}");
-            let status = if msg.starts_with("grant refused: invalid-request")
-                || msg.starts_with("grant refused: invalid-config")
-            {
-                StatusCode::BAD_REQUEST
-            } else if msg.starts_with("grant refused: denied") {
-                StatusCode::FORBIDDEN
-            } else if msg.contains(" already has grant ") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            Err(ApiError(status, msg))
-        }
-    }
+    ok(
+        StatusCode::CREATED,
+        service::grant(&api.connector, &api.ledger, args).await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -276,10 +268,7 @@ async fn list_grants(State(api): State<Api>, Query(q): Query<ListQuery>) -> Repl
 
 async fn get_grant(State(api): State<Api>, Path(id): Path<String>) -> Reply {
     check_grant_id(&id).map_err(bad)?;
-    match api.ledger.get(&id) {
-        Ok(g) => ok(StatusCode::OK, g),
-        Err(_) => Err(ApiError(StatusCode::NOT_FOUND, format!("no grant {id}"))),
-    }
+    ok(StatusCode::OK, api.ledger.get(&id)?)
 }
 
 async fn revoke_grant(
@@ -288,13 +277,10 @@ async fn revoke_grant(
     Path(id): Path<String>,
 ) -> Reply {
     check_grant_id(&id).map_err(bad)?;
-    if api.ledger.get(&id).is_err() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no grant {id}")));
-    }
-    match service::revoke(&api.connector, &api.ledger, &id, &actor.0).await {
-        Ok(g) => ok(StatusCode::OK, g),
-        Err(e) => Err(ApiError(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
-    }
+    ok(
+        StatusCode::OK,
+        service::revoke(&api.connector, &api.ledger, &id, &actor.0).await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -313,40 +299,10 @@ async fn extend_grant(
     let body: ExtendBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("invalid extend request: {e}")))?;
     let duration = body.duration.check()?;
-    let Ok(record) = api.ledger.get(&id) else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no grant {id}")));
-    };
-    if let Ok((_, ic)) = api.connector.integration(&record.integration) {
-        within_max(duration, ic)?;
-    }
-    if record.state != GrantState::Active || record.expires_at <= unix_now() {
-        return Err(ApiError(
-            StatusCode::CONFLICT,
-            format!(
-                "grant {id} is {} and {}; only an active grant can be extended",
-                record.state.as_str(),
-                if record.expires_at <= unix_now() {
-                    "expired"
-                } else {
-                    "not expired"
-                }
-            ),
-        ));
-    }
-    match service::extend(&api.connector, &api.ledger, &id, duration, &actor.0).await {
-        Ok(granted) => ok(StatusCode::OK, granted),
-        Err(e) => {
-            let msg = format!("{e:#}");
-            let status = if msg.contains("an extension must end later") {
-                StatusCode::BAD_REQUEST
-            } else if msg.contains("only an active grant") || msg.contains("has expired") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_GATEWAY
-            };
-            Err(ApiError(status, msg))
-        }
-    }
+    ok(
+        StatusCode::OK,
+        service::extend(&api.connector, &api.ledger, &id, duration, &actor.0).await?,
+    )
 }
 
 #[derive(Deserialize)]

@@ -53,9 +53,16 @@ mod tests {
     fn messages_cannot_forge_lines_or_flood() {
         assert_eq!(sanitize("a\nFAKE host line"), "a\\nFAKE host line");
         assert_eq!(sanitize("ünïcödé"), "ünïcödé");
+        // Cut at 4096 bytes, on a character boundary: 2048 two-byte characters, then the mark.
         let long = "é".repeat(5000);
-        let cut = sanitize(&long);
-        assert!(cut.ends_with("…[cut]"));
-        assert!(cut.len() < 4096 * 7);
+        assert_eq!(sanitize(&long), format!("{}…[cut]", "é".repeat(2048)));
+        // An odd cut point falls back to the previous boundary.
+        let odd = format!("a{}", "é".repeat(5000));
+        assert_eq!(sanitize(&odd), format!("a{}…[cut]", "é".repeat(2047)));
+        // Escaping happens after the cut: at most 4096 input bytes are kept, never more.
+        assert_eq!(
+            sanitize(&"\n".repeat(4097)),
+            format!("{}…[cut]", "\\n".repeat(4096))
+        );
     }
 }

@@ -206,7 +206,9 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
         ),
         Target::Remote(api) => Via::Remote(std::sync::Arc::new(api)),
     };
+    let actor = super::actor::os_actor();
     let request = |resource: &str| GrantArgs {
+        actor: actor.clone(),
         integration: args.integration.clone(),
         resource: resource.to_string(),
         permission: args.permission.clone(),
@@ -412,8 +414,14 @@ pub async fn extend(args: ExtendCli) -> anyhow::Result<ExitCode> {
         Target::Local(config) => {
             let connector = live_connector(&config)?;
             let ledger = Ledger::open(&config.data_dir)?;
-            let granted =
-                service::extend(&connector, &ledger, &args.grant_id, duration, "cli").await?;
+            let granted = service::extend(
+                &connector,
+                &ledger,
+                &args.grant_id,
+                duration,
+                &super::actor::os_actor(),
+            )
+            .await?;
             serde_json::to_value(&granted)?
         }
         Target::Remote(api) => {
@@ -432,7 +440,7 @@ pub async fn revoke(at: &Where, grant_id: &str, json: bool) -> anyhow::Result<Ex
         Target::Local(config) => {
             let connector = live_connector(&config)?;
             let ledger = Ledger::open(&config.data_dir)?;
-            service::revoke(&connector, &ledger, grant_id, "cli").await?
+            service::revoke(&connector, &ledger, grant_id, &super::actor::os_actor()).await?
         }
         Target::Remote(api) => serde_json::from_value(
             api.post(
@@ -610,10 +618,12 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    // The address actually bound (with `listen = "127.0.0.1:0"` the kernel picks the port):
+    // the one line tests and supervisors read to find the API.
+    let bound = listener.local_addr().unwrap_or(config.listen);
     eprintln!(
-        "latch serve: {} integration(s); API on http://{} (bearer tokens); ledger {}; revoking at expiry",
+        "latch serve: {} integration(s); API on http://{bound} (bearer tokens); ledger {}; revoking at expiry",
         config.integrations.len(),
-        config.listen,
         ledger.path().display(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -657,8 +667,14 @@ pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Res
     let config = Config::load(config)?;
     let connector = live_connector(&config)?;
     let ledger = Ledger::open(&config.data_dir)?;
-    let r = crate::rotation::rotate(&connector, &ledger, &config.secrets_dir, integration, "cli")
-        .await?;
+    let r = crate::rotation::rotate(
+        &connector,
+        &ledger,
+        &config.secrets_dir,
+        integration,
+        &super::actor::os_actor(),
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -677,7 +693,7 @@ pub fn token_create(config: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let ledger = Ledger::open(&config.data_dir)?;
     let token = crate::api::new_token();
     let event = crate::ledger::Event {
-        actor: "cli".into(),
+        actor: super::actor::os_actor(),
         event: "token.created".into(),
         detail: serde_json::json!({ "name": name }),
         outcome: "ok".into(),

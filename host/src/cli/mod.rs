@@ -1,6 +1,7 @@
 //! The `latch` command line: a thin layer over the library, human output or `--json`.
 
 mod access;
+mod actor;
 mod guest;
 mod remote;
 

@@ -100,17 +100,17 @@ impl State {
 }
 
 /// Grant ids are `g-` and 24 lower-case hex digits.
-pub fn check_grant_id(id: &str) -> anyhow::Result<()> {
+pub fn check_grant_id(id: &str) -> Result<(), super::LedgerError> {
     let ok = id.len() == 26
         && id.starts_with("g-")
         && id[2..]
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !ok {
-        bail!(
+        return Err(super::LedgerError::Invalid(format!(
             "{:?} is not a grant id (g- and 24 hex digits)",
             id.chars().take(64).collect::<String>()
-        );
+        )));
     }
     Ok(())
 }

@@ -6,10 +6,12 @@
 //! can implement it next.
 
 pub mod audit;
+pub mod error;
 pub mod forward;
 pub mod grant;
 pub mod sqlite;
 
 pub use audit::Event;
+pub use error::LedgerError;
 pub use grant::{GrantRecord, State, check_grant_id, new_grant_id};
 pub use sqlite::Ledger;

@@ -9,10 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::audit::{self, Broken, Event, Record};
+use super::error::{LedgerError, Result};
 use super::grant::{GrantRecord, State, check_grant_id};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
@@ -87,6 +88,52 @@ pub struct Ledger {
     conn: Mutex<Connection>,
 }
 
+/// Create the database file 0600 before SQLite opens it, if it does not exist: SQLite gives
+/// its `-wal` and `-shm` files the mode of the database file, so all three are private from
+/// the first byte (setting the mode afterwards left a window, and missed the other two). An
+/// existing file that others can read is made private, and so are its companions.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let file = PathBuf::from(file);
+                if let Ok(meta) = std::fs::metadata(&file)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .with_context(|| format!("cannot make {} private", file.display()))?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::from(e)
+            .context(format!("cannot create the ledger {}", path.display()))
+            .into()),
+    }
+}
+
+/// Run ledger work that may block on disk (SQLite's fsync) without stalling the async
+/// worker it was called from: on a multi-threaded runtime the worker's other tasks (API
+/// requests, the scheduler's tick) move to another thread meanwhile.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,10 +143,11 @@ fn now_ms() -> i64 {
 
 impl Ledger {
     /// Open (or create) `data_dir/latch.db` and bring its schema up to date.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Ledger> {
+    pub fn open(data_dir: &Path) -> Result<Ledger> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let path = data_dir.join("latch.db");
+        create_private(&path)?;
         let conn = Connection::open(&path)
             .with_context(|| format!("cannot open the ledger {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -112,11 +160,6 @@ impl Ledger {
                 .with_context(|| format!("ledger migration {}", i + 1))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(Ledger {
             path,
@@ -135,161 +178,174 @@ impl Ledger {
 
     /// Record a new grant (state `granting`) and its audit event, atomically — unless the
     /// same person (or account name) has a live grant on the same resource already.
-    pub fn create(&self, r: &GrantRecord, event: Event) -> anyhow::Result<()> {
-        check_grant_id(&r.grant_id)?;
-        if r.state != State::Granting {
-            bail!("a new grant starts as granting, not {:?}", r.state);
-        }
-        let mut conn = self.conn();
-        // IMMEDIATE: the check below and the insert are one write transaction, so two
-        // connectors (or CLI processes) cannot both pass the check.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let live: Option<(String, String, i64)> = tx
-            .query_row(
-                "SELECT grant_id, state, expires_at FROM grants
-                 WHERE integration = ?1 AND resource_id = ?2
-                   AND state IN ('granting', 'active', 'revoking')
-                   AND (email = ?3 OR username = ?4 OR requested_username = ?4)
-                 LIMIT 1",
-                params![r.integration, r.resource_id, r.email, r.requested_username],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()?;
-        if let Some((id, state, expires)) = live {
-            bail!(
-                "{} already has grant {id} ({state}, until {expires}) on {}; extend it or \
-                 revoke it first (one live grant per account and resource, so revoking one \
-                 never cuts another)",
-                r.email,
-                r.resource_id
-            );
-        }
-        tx.execute(
-            "INSERT INTO grants (grant_id, integration, resource_id, permission, email,
-                requested_username, public_key, created_at, expires_at, state, guest_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                r.grant_id,
-                r.integration,
-                r.resource_id,
-                r.permission,
-                r.email,
-                r.requested_username,
-                r.public_key,
-                r.created_at as i64,
-                r.expires_at as i64,
-                r.state.as_str(),
-                r.guest_sha256
-            ],
-        )?;
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    pub fn create(&self, r: &GrantRecord, event: Event) -> Result<()> {
+        blocking(|| -> Result<()> {
+            check_grant_id(&r.grant_id)?;
+            if r.state != State::Granting {
+                return Err(anyhow!("a new grant starts as granting, not {:?}", r.state).into());
+            }
+            let mut conn = self.conn();
+            // IMMEDIATE: the check below and the insert are one write transaction, so two
+            // connectors (or CLI processes) cannot both pass the check.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let live: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT grant_id, state, expires_at FROM grants
+                     WHERE integration = ?1 AND resource_id = ?2
+                       AND state IN ('granting', 'active', 'revoking')
+                       AND (email = ?3 OR username = ?4 OR requested_username = ?4)
+                     LIMIT 1",
+                    params![r.integration, r.resource_id, r.email, r.requested_username],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            if let Some((id, state, expires)) = live {
+                return Err(LedgerError::Conflict(format!(
+                    "{} already has grant {id} ({state}, until {expires}) on {}; extend it or \
+                     revoke it first (one live grant per account and resource, so revoking one \
+                     never cuts another)",
+                    r.email, r.resource_id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO grants (grant_id, integration, resource_id, permission, email,
+                    requested_username, public_key, created_at, expires_at, state, guest_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    r.grant_id,
+                    r.integration,
+                    r.resource_id,
+                    r.permission,
+                    r.email,
+                    r.requested_username,
+                    r.public_key,
+                    r.created_at as i64,
+                    r.expires_at as i64,
+                    r.state.as_str(),
+                    r.guest_sha256
+                ],
+            )?;
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Move grant `r.grant_id` from state `from` to `r.state`, saving `r`'s other fields,
     /// with its audit event, atomically. Fails if the stored state is no longer `from`.
-    pub fn update(&self, r: &GrantRecord, from: State, event: Event) -> anyhow::Result<()> {
-        if !from.can_move_to(r.state) {
-            bail!(
-                "grant {}: {} -> {} is not a transition of the state machine",
-                r.grant_id,
-                from.as_str(),
-                r.state.as_str()
-            );
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
-                attempts = attempts + ?8, last_error = ?9, expires_at = ?10,
-                granting_since = ?11, cleanup_due_at = ?12
-             WHERE grant_id = ?1 AND state = ?2",
-            params![
-                r.grant_id,
-                from.as_str(),
-                r.state.as_str(),
-                r.username,
-                r.host,
-                r.port,
-                r.revoked_at.map(|t| t as i64),
-                i64::from(r.state == State::Revoking),
-                r.last_error,
-                r.expires_at as i64,
-                r.granting_since.map(|t| t as i64),
-                r.cleanup_due_at.map(|t| t as i64)
-            ],
-        )?;
-        if n != 1 {
-            bail!(
-                "grant {} is no longer {} (changed by someone else?)",
-                r.grant_id,
-                from.as_str()
-            );
-        }
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    pub fn update(&self, r: &GrantRecord, from: State, event: Event) -> Result<()> {
+        blocking(|| -> Result<()> {
+            if !from.can_move_to(r.state) {
+                return Err(anyhow!(
+                    "grant {}: {} -> {} is not a transition of the state machine",
+                    r.grant_id,
+                    from.as_str(),
+                    r.state.as_str()
+                )
+                .into());
+            }
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
+                    attempts = attempts + ?8, last_error = ?9, expires_at = ?10,
+                    granting_since = ?11, cleanup_due_at = ?12
+                 WHERE grant_id = ?1 AND state = ?2",
+                params![
+                    r.grant_id,
+                    from.as_str(),
+                    r.state.as_str(),
+                    r.username,
+                    r.host,
+                    r.port,
+                    r.revoked_at.map(|t| t as i64),
+                    i64::from(r.state == State::Revoking),
+                    r.last_error,
+                    r.expires_at as i64,
+                    r.granting_since.map(|t| t as i64),
+                    r.cleanup_due_at.map(|t| t as i64)
+                ],
+            )?;
+            if n != 1 {
+                return Err(LedgerError::Conflict(format!(
+                    "grant {} is no longer {} (changed by someone else?)",
+                    r.grant_id,
+                    from.as_str()
+                )));
+            }
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Start extending grant `grant_id`: `active → granting`, only while it has not expired
     /// (`now < expires_at`), so an extension never races the scheduler's revoke. Returns the
     /// record as it now stands.
-    pub fn begin_extend(
-        &self,
-        grant_id: &str,
-        now: u64,
-        event: Event,
-    ) -> anyhow::Result<GrantRecord> {
-        check_grant_id(grant_id)?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE grants SET state = 'granting', granting_since = ?2
-             WHERE grant_id = ?1 AND state = 'active' AND expires_at > ?2",
-            params![grant_id, now as i64],
-        )?;
-        if n != 1 {
-            let state: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT state, expires_at FROM grants WHERE grant_id = ?1",
-                    params![grant_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            match state {
-                None => bail!("no grant {grant_id}"),
-                Some((s, _)) if s != "active" => {
-                    bail!("grant {grant_id} is {s}; only an active grant can be extended")
+    pub fn begin_extend(&self, grant_id: &str, now: u64, event: Event) -> Result<GrantRecord> {
+        blocking(|| -> Result<GrantRecord> {
+            check_grant_id(grant_id)?;
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE grants SET state = 'granting', granting_since = ?2
+                 WHERE grant_id = ?1 AND state = 'active' AND expires_at > ?2",
+                params![grant_id, now as i64],
+            )?;
+            if n != 1 {
+                let state: Option<(String, i64)> = tx
+                    .query_row(
+                        "SELECT state, expires_at FROM grants WHERE grant_id = ?1",
+                        params![grant_id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                match state {
+                    None => return Err(LedgerError::NotFound(grant_id.to_string())),
+                    Some((s, _)) if s != "active" => {
+                        return Err(LedgerError::Conflict(format!(
+                            "grant {grant_id} is {s}; only an active grant can be extended"
+                        )));
+                    }
+                    Some(_) => {
+                        return Err(LedgerError::Conflict(format!(
+                            "grant {grant_id} has expired; request a new grant"
+                        )));
+                    }
                 }
-                Some(_) => bail!("grant {grant_id} has expired; request a new grant"),
             }
-        }
-        append(&tx, event)?;
-        let record = tx.query_row(
-            "SELECT * FROM grants WHERE grant_id = ?1",
-            params![grant_id],
-            grant_of,
-        )?;
-        tx.commit()?;
-        Ok(record)
+            append(&tx, event)?;
+            let record = tx.query_row(
+                "SELECT * FROM grants WHERE grant_id = ?1",
+                params![grant_id],
+                grant_of,
+            )?;
+            tx.commit()?;
+            Ok(record)
+        })
     }
 
     /// Revoked grants whose account cleanup is due at `now`, oldest first.
-    pub fn cleanup_due(&self, now: u64) -> anyhow::Result<Vec<GrantRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM grants
-             WHERE cleaned_up_at IS NULL AND cleanup_due_at <= ?1 AND state = 'revoked'
-             ORDER BY cleanup_due_at",
-        )?;
-        let rows = stmt.query_map(params![now as i64], grant_of)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn cleanup_due(&self, now: u64) -> Result<Vec<GrantRecord>> {
+        blocking(|| -> Result<Vec<GrantRecord>> {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT * FROM grants
+                 WHERE cleaned_up_at IS NULL AND cleanup_due_at <= ?1 AND state = 'revoked'
+                 ORDER BY cleanup_due_at",
+            )?;
+            let rows = stmt.query_map(params![now as i64], grant_of)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// Is another grant of the same account on the same resource still live (granting,
     /// active or revoking)? Then its account must not be deleted.
-    pub fn account_in_use(&self, r: &GrantRecord) -> anyhow::Result<Option<String>> {
+    pub fn account_in_use(&self, r: &GrantRecord) -> Result<Option<String>> {
+        blocking(|| self.account_in_use_now(r))
+    }
+
+    fn account_in_use_now(&self, r: &GrantRecord) -> Result<Option<String>> {
         Ok(self
             .conn()
             .query_row(
@@ -317,68 +373,76 @@ impl Ledger {
         done_at: Option<u64>,
         retry_at: u64,
         event: Event,
-    ) -> anyhow::Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        match done_at {
-            Some(t) => tx.execute(
-                "UPDATE grants SET cleaned_up_at = ?2 WHERE grant_id = ?1",
-                params![grant_id, t as i64],
-            )?,
-            None => tx.execute(
-                "UPDATE grants SET cleanup_due_at = ?2 WHERE grant_id = ?1",
-                params![grant_id, retry_at as i64],
-            )?,
-        };
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    ) -> Result<()> {
+        blocking(|| -> Result<()> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            match done_at {
+                Some(t) => tx.execute(
+                    "UPDATE grants SET cleaned_up_at = ?2 WHERE grant_id = ?1",
+                    params![grant_id, t as i64],
+                )?,
+                None => tx.execute(
+                    "UPDATE grants SET cleanup_due_at = ?2 WHERE grant_id = ?1",
+                    params![grant_id, retry_at as i64],
+                )?,
+            };
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Record that a revoke attempt of `r` failed (`r.last_error`); it stays `revoking`.
-    pub fn note_failure(&self, r: &GrantRecord, event: Event) -> anyhow::Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE grants SET last_error = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
-            params![r.grant_id, r.last_error],
-        )?;
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    pub fn note_failure(&self, r: &GrantRecord, event: Event) -> Result<()> {
+        blocking(|| -> Result<()> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE grants SET last_error = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
+                params![r.grant_id, r.last_error],
+            )?;
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Forget a grant refused before anything was carried out, keeping the audit event.
-    pub fn discard(&self, grant_id: &str, event: Event) -> anyhow::Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM grants WHERE grant_id = ?1 AND state = 'granting'",
-            params![grant_id],
-        )?;
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    pub fn discard(&self, grant_id: &str, event: Event) -> Result<()> {
+        blocking(|| -> Result<()> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM grants WHERE grant_id = ?1 AND state = 'granting'",
+                params![grant_id],
+            )?;
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Append an audit event that changes no grant (e.g. a capability call).
-    pub fn audit(&self, event: Event) -> anyhow::Result<()> {
+    pub fn audit(&self, event: Event) -> Result<()> {
         self.audit_many(vec![event])
     }
 
     /// Append several audit events in one transaction (one fsync: a guest call's capability
     /// calls are recorded together).
-    pub fn audit_many(&self, events: Vec<Event>) -> anyhow::Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for event in events {
-            append(&tx, event)?;
-        }
-        tx.commit()?;
-        Ok(())
+    pub fn audit_many(&self, events: Vec<Event>) -> Result<()> {
+        blocking(|| -> Result<()> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            for event in events {
+                append(&tx, event)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Claim the grants due for a revoke at `now`, in one transaction: `active` ones past
@@ -389,86 +453,102 @@ impl Ledger {
         &self,
         now: u64,
         event: impl Fn(&GrantRecord) -> Event,
-    ) -> anyhow::Result<Vec<GrantRecord>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let due: Vec<GrantRecord> = {
-            let mut stmt = tx.prepare(DUE_SQL)?;
-            let rows = stmt.query_map(params![now as i64], grant_of)?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut claimed = Vec::with_capacity(due.len());
-        for mut g in due {
-            tx.execute(
-                "UPDATE grants SET state = 'revoking', attempts = attempts + 1,
-                    next_attempt_at = NULL
-                 WHERE grant_id = ?1 AND state IN ('active', 'revoking')",
-                params![g.grant_id],
-            )?;
-            g.state = State::Revoking;
-            append(&tx, event(&g))?;
-            claimed.push(g);
-        }
-        tx.commit()?;
-        Ok(claimed)
+    ) -> Result<Vec<GrantRecord>> {
+        blocking(|| -> Result<Vec<GrantRecord>> {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let due: Vec<GrantRecord> = {
+                let mut stmt = tx.prepare(DUE_SQL)?;
+                let rows = stmt.query_map(params![now as i64], grant_of)?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut claimed = Vec::with_capacity(due.len());
+            for mut g in due {
+                tx.execute(
+                    "UPDATE grants SET state = 'revoking', attempts = attempts + 1,
+                        next_attempt_at = NULL
+                     WHERE grant_id = ?1 AND state IN ('active', 'revoking')",
+                    params![g.grant_id],
+                )?;
+                g.state = State::Revoking;
+                append(&tx, event(&g))?;
+                claimed.push(g);
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
     }
 
     /// The grant `grant_id`.
-    pub fn get(&self, grant_id: &str) -> anyhow::Result<GrantRecord> {
-        check_grant_id(grant_id)?;
-        self.conn()
-            .query_row(
-                "SELECT * FROM grants WHERE grant_id = ?1",
-                params![grant_id],
-                grant_of,
-            )
-            .optional()?
-            .with_context(|| format!("no grant {grant_id} in {}", self.path.display()))
+    pub fn get(&self, grant_id: &str) -> Result<GrantRecord> {
+        blocking(|| -> Result<GrantRecord> {
+            check_grant_id(grant_id)?;
+            self.conn()
+                .query_row(
+                    "SELECT * FROM grants WHERE grant_id = ?1",
+                    params![grant_id],
+                    grant_of,
+                )
+                .optional()?
+                .ok_or_else(|| LedgerError::NotFound(grant_id.to_string()))
+        })
     }
 
     /// Grants that need a revoke now: `active` past their expiry, and `revoking` ones whose
     /// next retry is due. Oldest expiry first. (Read only; the scheduler uses [`Ledger::claim_due`].)
-    pub fn due(&self, now: u64) -> anyhow::Result<Vec<GrantRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(DUE_SQL)?;
-        let rows = stmt.query_map(params![now as i64], grant_of)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn due(&self, now: u64) -> Result<Vec<GrantRecord>> {
+        blocking(|| -> Result<Vec<GrantRecord>> {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(DUE_SQL)?;
+            let rows = stmt.query_map(params![now as i64], grant_of)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// When grant `grant_id` (stuck in `revoking`) may be retried: `at` (Unix seconds).
-    pub fn retry_at(&self, grant_id: &str, at: u64) -> anyhow::Result<()> {
-        self.conn().execute(
-            "UPDATE grants SET next_attempt_at = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
-            params![grant_id, at as i64],
-        )?;
-        Ok(())
+    pub fn retry_at(&self, grant_id: &str, at: u64) -> Result<()> {
+        blocking(|| -> Result<()> {
+            self.conn().execute(
+                "UPDATE grants SET next_attempt_at = ?2 WHERE grant_id = ?1 AND state = 'revoking'",
+                params![grant_id, at as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// The number of revoke attempts made for `grant_id`.
-    pub fn attempts(&self, grant_id: &str) -> anyhow::Result<u32> {
-        Ok(self.conn().query_row(
-            "SELECT attempts FROM grants WHERE grant_id = ?1",
-            params![grant_id],
-            |r| r.get::<_, i64>(0),
-        )? as u32)
+    pub fn attempts(&self, grant_id: &str) -> Result<u32> {
+        blocking(|| -> Result<u32> {
+            Ok(self.conn().query_row(
+                "SELECT attempts FROM grants WHERE grant_id = ?1",
+                params![grant_id],
+                |r| r.get::<_, i64>(0),
+            )? as u32)
+        })
     }
 
     /// Store API token `name` by its sha256 (the token itself is never stored).
-    pub fn add_token(&self, name: &str, sha256: &str, event: Event) -> anyhow::Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO tokens (name, sha256, created_at) VALUES (?1, ?2, ?3)",
-            params![name, sha256, now_ms() / 1000],
-        )
-        .with_context(|| format!("a token named {name:?} exists already"))?;
-        append(&tx, event)?;
-        tx.commit()?;
-        Ok(())
+    pub fn add_token(&self, name: &str, sha256: &str, event: Event) -> Result<()> {
+        blocking(|| -> Result<()> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO tokens (name, sha256, created_at) VALUES (?1, ?2, ?3)",
+                params![name, sha256, now_ms() / 1000],
+            )
+            .with_context(|| format!("a token named {name:?} exists already"))?;
+            append(&tx, event)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// The name of the token whose sha256 is `sha256`, if any.
-    pub fn token_name(&self, sha256: &str) -> anyhow::Result<Option<String>> {
+    pub fn token_name(&self, sha256: &str) -> Result<Option<String>> {
+        blocking(|| self.token_name_now(sha256))
+    }
+
+    fn token_name_now(&self, sha256: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
             .query_row(
@@ -480,72 +560,83 @@ impl Ledger {
     }
 
     /// Grants per state, and capability calls per outcome (from the audit log).
-    pub fn counts(&self) -> anyhow::Result<(Counts, Counts)> {
-        let conn = self.conn();
-        let mut by_state = conn.prepare("SELECT state, count(*) FROM grants GROUP BY state")?;
-        let states = by_state
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut by_outcome = conn.prepare(
-            "SELECT outcome, count(*) FROM audit WHERE event = 'capability' GROUP BY outcome",
-        )?;
-        let outcomes = by_outcome
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok((states, outcomes))
+    pub fn counts(&self) -> Result<(Counts, Counts)> {
+        blocking(|| -> Result<(Counts, Counts)> {
+            let conn = self.conn();
+            let mut by_state = conn.prepare("SELECT state, count(*) FROM grants GROUP BY state")?;
+            let states = by_state
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut by_outcome = conn.prepare(
+                "SELECT outcome, count(*) FROM audit WHERE event = 'capability' GROUP BY outcome",
+            )?;
+            let outcomes = by_outcome
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((states, outcomes))
+        })
     }
 
     /// The largest revoke lag (seconds after expiry) of grants revoked in the last hour.
-    pub fn max_revoke_lag(&self, now: u64) -> anyhow::Result<i64> {
-        Ok(self.conn().query_row(
-            "SELECT COALESCE(MAX(MAX(revoked_at - expires_at, 0)), 0) FROM grants
-             WHERE state = 'revoked' AND revoked_at >= ?1 AND revoked_at >= expires_at",
-            params![now as i64 - 3600],
-            |r| r.get(0),
-        )?)
+    pub fn max_revoke_lag(&self, now: u64) -> Result<i64> {
+        blocking(|| -> Result<i64> {
+            Ok(self.conn().query_row(
+                "SELECT COALESCE(MAX(MAX(revoked_at - expires_at, 0)), 0) FROM grants
+                 WHERE state = 'revoked' AND revoked_at >= ?1 AND revoked_at >= expires_at",
+                params![now as i64 - 3600],
+                |r| r.get(0),
+            )?)
+        })
     }
 
     /// Grants, newest first, optionally only those in `state`.
-    pub fn list(&self, state: Option<State>) -> anyhow::Result<Vec<GrantRecord>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM grants WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, grant_id",
-        )?;
-        let rows = stmt.query_map(params![state.map(State::as_str)], grant_of)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn list(&self, state: Option<State>) -> Result<Vec<GrantRecord>> {
+        blocking(|| -> Result<Vec<GrantRecord>> {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT * FROM grants WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, grant_id",
+            )?;
+            let rows = stmt.query_map(params![state.map(State::as_str)], grant_of)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// The last `n` audit records, oldest first.
-    pub fn audit_tail(&self, n: usize) -> anyhow::Result<Vec<Record>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![n as i64], record_of)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn audit_tail(&self, n: usize) -> Result<Vec<Record>> {
+        blocking(|| -> Result<Vec<Record>> {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+            )?;
+            let rows = stmt.query_map(params![n as i64], record_of)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// Up to `limit` audit records after `seq`, in order.
-    pub fn audit_after(&self, seq: i64, limit: usize) -> anyhow::Result<Vec<Record>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![seq, limit as i64], record_of)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn audit_after(&self, seq: i64, limit: usize) -> Result<Vec<Record>> {
+        blocking(|| -> Result<Vec<Record>> {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare("SELECT * FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = stmt.query_map(params![seq, limit as i64], record_of)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     /// Every audit record, in order.
-    pub fn audit_all(&self) -> anyhow::Result<Vec<Record>> {
+    pub fn audit_all(&self) -> Result<Vec<Record>> {
         self.audit_after(0, usize::MAX >> 1)
     }
 
     /// Verify the whole audit chain: `Ok(Ok(n))` when intact, `Ok(Err(first break))` if not.
-    pub fn audit_verify(&self) -> anyhow::Result<Result<u64, Broken>> {
+    pub fn audit_verify(&self) -> Result<std::result::Result<u64, Broken>> {
         Ok(audit::verify(self.audit_all()?))
     }
 }
 
 /// Append `event` to the chain inside transaction `tx`.
-fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> anyhow::Result<()> {
+fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> Result<()> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",

@@ -7,10 +7,13 @@
 //! (idempotent) `revoke`. When the requester brings no public key, the *host* generates the
 //! key pair, so private key material never enters a guest, and returns it once.
 
+mod error;
+
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use serde::Serialize;
+
+pub use error::{ErrorKind, Result, ServiceError};
 
 use crate::caps::CapCall;
 use crate::caps::certs::ca::{generate_key_pair, unix_now};
@@ -19,12 +22,17 @@ use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
 use crate::runtime::{
-    AccessDetails, CallReport, Export, GrantRequest, Identity, Integration, Resource, Returned,
+    AccessDetails, CallError, CallReport, Export, GrantRequest, Identity, Integration, Resource,
+    Returned,
 };
 
 /// What someone asks for.
 #[derive(Clone, Debug)]
 pub struct GrantArgs {
+    /// Who is asking, for the audit log: `token:NAME` through the API, `os-user:NAME` from
+    /// the CLI. The requester (`email`) is the subject, not the actor: a stolen token's
+    /// grants are blamed on the token, not on the people it named.
+    pub actor: String,
     pub integration: String,
     pub resource: String,
     pub permission: String,
@@ -69,7 +77,10 @@ impl Granted {
     }
 }
 
-fn expose_once<S: serde::Serializer>(key: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+fn expose_once<S: serde::Serializer>(
+    key: &Option<Secret>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match key {
         Some(k) => s.serialize_str(&String::from_utf8_lossy(k.expose())),
         None => s.serialize_none(),
@@ -91,31 +102,47 @@ fn request_of(record: &GrantRecord) -> GrantRequest {
 }
 
 /// Check a public key line before it goes anywhere.
-pub fn check_public_key(line: &str) -> anyhow::Result<String> {
+pub fn check_public_key(line: &str) -> Result<String> {
     let line = line.trim();
     if line.lines().count() != 1 {
-        bail!("the public key must be one OpenSSH public key line");
+        return Err(ServiceError::BadRequest(
+            "the public key must be one OpenSSH public key line".into(),
+        ));
     }
-    ssh_key::PublicKey::from_openssh(line)
-        .map_err(|_| anyhow::anyhow!("the public key is not an OpenSSH public key line"))?;
+    ssh_key::PublicKey::from_openssh(line).map_err(|_| {
+        ServiceError::BadRequest("the public key is not an OpenSSH public key line".into())
+    })?;
     Ok(line.to_string())
 }
 
-/// Give access.
-pub async fn grant(
-    connector: &Connector,
-    ledger: &Ledger,
-    args: GrantArgs,
-) -> anyhow::Result<Granted> {
-    let (integration, ic) = connector.integration(&args.integration)?;
-    if args.duration.is_zero() || args.duration > ic.max_duration {
-        bail!(
-            "duration {} is not allowed: integration {:?} grants at most {}",
-            humantime::format_duration(args.duration),
+/// The integration `name` of `connector`, or [`ServiceError::UnknownIntegration`].
+pub fn integration<'c>(
+    connector: &'c Connector,
+    name: &str,
+) -> Result<(&'c Integration, &'c IntegrationConfig)> {
+    connector
+        .integration(name)
+        .map_err(|e| ServiceError::UnknownIntegration(e.to_string()))
+}
+
+/// [`ServiceError::BadRequest`] unless `duration` is more than zero and at most the
+/// integration's `max_duration`.
+pub fn check_duration(duration: Duration, ic: &IntegrationConfig) -> Result<()> {
+    if duration.is_zero() || duration > ic.max_duration {
+        return Err(ServiceError::BadRequest(format!(
+            "duration {} is not allowed: integration {:?} grants at most {} (its maximum) from now",
+            humantime::format_duration(duration),
             ic.name,
             humantime::format_duration(ic.max_duration)
-        );
+        )));
     }
+    Ok(())
+}
+
+/// Give access.
+pub async fn grant(connector: &Connector, ledger: &Ledger, args: GrantArgs) -> Result<Granted> {
+    let (integration, ic) = integration(connector, &args.integration)?;
+    check_duration(args.duration, ic)?;
     let (public_key, private_key) = match &args.public_key {
         Some(k) => (check_public_key(k)?, None),
         None => {
@@ -146,7 +173,7 @@ pub async fn grant(
         cleanup_due_at: None,
         cleaned_up_at: None,
     };
-    let actor = record.email.clone();
+    let actor = args.actor.clone();
     ledger.create(
         &record,
         event(
@@ -155,6 +182,7 @@ pub async fn grant(
             &record,
             "pending",
             serde_json::json!({
+                "requester": record.email,
                 "resource": record.resource_id,
                 "permission": record.permission,
                 "expires_at": record.expires_at,
@@ -196,10 +224,11 @@ pub async fn grant(
             Ok(Granted::new(record, access, private_key))
         }
         other => {
-            let error = match other {
-                Err(e) => e.to_string(),
-                Ok(r) => format!("grant returned {r:?} instead of access details"),
+            let call_error = match other {
+                Err(e) => e,
+                Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
             };
+            let error = call_error.to_string();
             let detail = serde_json::json!({ "error": error });
             if !touched_a_server {
                 // Refused before any capability call was carried out (bad input, policy):
@@ -209,7 +238,7 @@ pub async fn grant(
                     &record.grant_id,
                     event(&actor, "grant.refused", &record, "refused", detail),
                 )?;
-                bail!("grant refused: {error}");
+                return Err(ServiceError::guest("grant refused", call_error));
             }
             record.state = State::Failed;
             record.last_error = Some(error.clone());
@@ -262,7 +291,10 @@ pub async fn grant(
                     ))?;
                 }
             }
-            bail!("grant {} failed: {error}", record.grant_id)
+            Err(ServiceError::guest(
+                format!("grant {} failed", record.grant_id),
+                call_error,
+            ))
         }
     }
 }
@@ -274,23 +306,18 @@ pub async fn revoke(
     ledger: &Ledger,
     grant_id: &str,
     actor: &str,
-) -> anyhow::Result<GrantRecord> {
+) -> Result<GrantRecord> {
     let mut record = ledger.get(grant_id)?;
     if record.state == State::Revoked {
         return Ok(record);
     }
     if record.state == State::Granting {
-        bail!("grant {grant_id} is still being granted; revoke it once it is active or failed");
+        return Err(ServiceError::Conflict(format!(
+            "grant {grant_id} is still being granted; revoke it once it is active or failed"
+        )));
     }
     // An unknown integration is an error before anything changes.
-    connector
-        .integration(&record.integration)
-        .with_context(|| {
-            format!(
-                "grant {grant_id} belongs to integration {:?}",
-                record.integration
-            )
-        })?;
+    integration_of(connector, &record)?;
     let from = record.state;
     record.state = State::Revoking;
     ledger.update(&record, from, revoke_requested(actor, &record))?;
@@ -315,16 +342,9 @@ pub async fn carry_out_revoke(
     ledger: &Ledger,
     mut record: GrantRecord,
     actor: &str,
-) -> anyhow::Result<GrantRecord> {
+) -> Result<GrantRecord> {
     let grant_id = record.grant_id.clone();
-    let (integration, ic) = connector
-        .integration(&record.integration)
-        .with_context(|| {
-            format!(
-                "grant {grant_id} belongs to integration {:?}",
-                record.integration
-            )
-        })?;
+    let (integration, ic) = integration_of(connector, &record)?;
     let report = {
         let _serial = connector
             .lock_resource(&record.integration, &record.resource_id)
@@ -363,9 +383,13 @@ pub async fn carry_out_revoke(
                 &record,
                 event(actor, "revoke.failed", &record, "failed", detail),
             )?;
-            bail!(
-                "revoke of {grant_id} failed (it stays `revoking`; `latch serve` retries it, or run revoke again): {e}"
-            )
+            Err(ServiceError::guest(
+                format!(
+                    "revoke of {grant_id} failed (it stays `revoking`; `latch serve` retries \
+                     it, or run revoke again)"
+                ),
+                e,
+            ))
         }
     }
 }
@@ -382,32 +406,29 @@ pub async fn extend(
     grant_id: &str,
     duration: Duration,
     actor: &str,
-) -> anyhow::Result<Granted> {
+) -> Result<Granted> {
     let record = ledger.get(grant_id)?;
-    let (integration, ic) = connector
-        .integration(&record.integration)
-        .with_context(|| {
-            format!(
-                "grant {grant_id} belongs to integration {:?}",
-                record.integration
-            )
-        })?;
-    if duration.is_zero() || duration > ic.max_duration {
-        bail!(
-            "duration {} is not allowed: integration {:?} grants at most {} from now",
-            humantime::format_duration(duration),
-            ic.name,
-            humantime::format_duration(ic.max_duration)
-        );
-    }
+    let (integration, ic) = integration_of(connector, &record)?;
+    check_duration(duration, ic)?;
     let now = unix_now();
+    if record.state != State::Active || record.expires_at <= now {
+        return Err(ServiceError::Conflict(format!(
+            "grant {grant_id} is {} and {}; only an active grant can be extended",
+            record.state.as_str(),
+            if record.expires_at <= now {
+                "expired"
+            } else {
+                "not expired"
+            }
+        )));
+    }
     let new_expiry = now + duration.as_secs();
     if new_expiry <= record.expires_at {
-        bail!(
+        return Err(ServiceError::BadRequest(format!(
             "grant {grant_id} already lasts until {}; an extension must end later (to end it \
              sooner, revoke it)",
             record.expires_at
-        );
+        )));
     }
     let old_expiry = record.expires_at;
     let requested = serde_json::json!({ "expires_at": new_expiry, "old_expires_at": old_expiry });
@@ -436,10 +457,11 @@ pub async fn extend(
             Ok(Granted::new(record, access, None))
         }
         other => {
-            let error = match other {
-                Err(e) => e.to_string(),
-                Ok(r) => format!("grant returned {r:?} instead of access details"),
+            let call_error = match other {
+                Err(e) => e,
+                Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
             };
+            let error = call_error.to_string();
             record.expires_at = old_expiry;
             let detail = serde_json::json!({ "error": error });
             ledger.update(
@@ -447,14 +469,17 @@ pub async fn extend(
                 State::Granting,
                 event(actor, "extend.failed", &record, "failed", detail),
             )?;
-            bail!("extending {grant_id} failed (it still ends at its old expiry): {error}")
+            Err(ServiceError::guest(
+                format!("extending {grant_id} failed (it still ends at its old expiry)"),
+                call_error,
+            ))
         }
     }
 }
 
 /// The resources of an integration.
-pub async fn resources(connector: &Connector, integration: &str) -> anyhow::Result<Vec<Resource>> {
-    let (integration, ic) = connector.integration(integration)?;
+pub async fn resources(connector: &Connector, name: &str) -> Result<Vec<Resource>> {
+    let (integration, ic) = integration(connector, name)?;
     let report = integration
         .call(
             connector.runtime(),
@@ -465,9 +490,25 @@ pub async fn resources(connector: &Connector, integration: &str) -> anyhow::Resu
         .await;
     match report.result {
         Ok(Returned::Resources(r)) => Ok(r),
-        Ok(other) => bail!("discover returned {other:?}"),
-        Err(e) => bail!("discover failed: {e}"),
+        Ok(other) => Err(ServiceError::guest(
+            "discover failed",
+            CallError::Trap(format!("discover returned {other:?}")),
+        )),
+        Err(e) => Err(ServiceError::guest("discover failed", e)),
     }
+}
+
+/// The integration a grant belongs to (it may have been removed from latch.toml since).
+fn integration_of<'c>(
+    connector: &'c Connector,
+    record: &GrantRecord,
+) -> Result<(&'c Integration, &'c IntegrationConfig)> {
+    integration(connector, &record.integration).map_err(|e| {
+        ServiceError::UnknownIntegration(format!(
+            "grant {} belongs to integration {:?}: {e}",
+            record.grant_id, record.integration
+        ))
+    })
 }
 
 /// Run the guest's `grant` for `record`: a new grant, or an extension (the new expiry is in
@@ -565,5 +606,5 @@ pub(crate) fn audit_report(
             ..base.clone()
         });
     }
-    ledger.audit_many(events)
+    Ok(ledger.audit_many(events)?)
 }
