@@ -3,8 +3,8 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient
-NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest
+GUEST_CRATES := -p ssh-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient
+NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest
 GUEST_DIR := target/wasm32-wasip2/guest
 
 .PHONY: all setup guests build test lint bench bench-fleet demo clean

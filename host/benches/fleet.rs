@@ -100,6 +100,7 @@ fn request(host: usize, n: u64) -> GrantRequest {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv7fFq0n1o3p5r7t9v1x3z5B7D9F1H3J5L7N9P1R3T5 bench".into(),
         ),
         expires_at: latch::caps::certs::ca::unix_now() + 3600,
+        state: None,
     }
 }
 

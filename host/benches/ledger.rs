@@ -36,6 +36,7 @@ fn record(expires_at: u64) -> GrantRecord {
         granting_since: None,
         cleanup_due_at: None,
         cleaned_up_at: None,
+        guest_state: None,
     }
 }
 

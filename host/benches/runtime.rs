@@ -75,6 +75,7 @@ fn capability_calls(c: &mut Criterion) {
             b.iter(|| {
                 let export = Export::Discover {
                     config: config.to_string(),
+                    cursor: None,
                 };
                 let report = rt.block_on(integration.call(&runtime, export));
                 assert!(report.result.is_ok(), "{:?}", report.result);

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::caps::Policy;
 use crate::caps::secrets;
 use crate::caps::ssh::client::SshSettings;
-use crate::runtime::{Limits, RuntimeConfig};
+use crate::runtime::{CredentialKind, Lifecycle, Limits, RuntimeConfig};
 
 /// The parsed and checked configuration.
 #[derive(Clone, Debug)]
@@ -58,12 +58,83 @@ pub struct IntegrationConfig {
     pub ssh: Option<SshSettings>,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
-    /// `config.user_cleanup_days`: delete a granted account this many days after its grant
-    /// was revoked (the guest's `cleanup`); `None` keeps accounts (locked).
-    pub user_cleanup_days: Option<u32>,
-    /// `config.credential_rotation_days`, as the product we mirror names it (see
-    /// docs/DECISIONS.md for what Latch does with it).
-    pub credential_rotation_days: Option<u32>,
+    /// What the host does for this configuration, as the guest's `validate` said (filled in
+    /// when the connector starts; the host reads no integration setting by name).
+    pub lifecycle: Lifecycle,
+    /// What the requester gets, as the guest's `describe` said (filled in at start).
+    pub credential: CredentialKind,
+    /// How the host generates grant passwords (`[integration.password]`).
+    pub password: PasswordRules,
+}
+
+/// `[integration.password]`: the passwords the host generates for integrations whose
+/// credential is a password. Always upper- and lower-case letters, digits and symbols, at
+/// least one of each (Active Directory's complexity rule asks for three of the four).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasswordRules {
+    /// Characters, 16 to 128 (default 24).
+    pub length: usize,
+    /// The symbols it may use (default `!#%+-.:=?@_~`: none that a shell, a PowerShell
+    /// string or an `.rdp` file would treat specially).
+    pub symbols: String,
+}
+
+impl Default for PasswordRules {
+    fn default() -> Self {
+        PasswordRules {
+            length: 24,
+            symbols: "!#%+-.:=?@_~".into(),
+        }
+    }
+}
+
+impl IntegrationConfig {
+    /// Apply what the guest said of this configuration: the lifecycle (`validate`) and the
+    /// credential kind (`describe`). Checked like the rest of `latch.toml`.
+    pub fn apply(
+        &mut self,
+        lifecycle: Lifecycle,
+        credential: CredentialKind,
+    ) -> anyhow::Result<()> {
+        if let Some(days) = lifecycle.cleanup_after_days
+            && days > 3650
+        {
+            bail!("the guest asks for cleanup after {days} days; at most 3650");
+        }
+        if let Some(days) = lifecycle.rotate_after_days
+            && !(1..=3650).contains(&days)
+        {
+            bail!("the guest asks for rotation every {days} days; 1 to 3650");
+        }
+        if let Some(ssh) = self.ssh.as_mut() {
+            if let Some(name) = &lifecycle.service_key_secret {
+                secrets::check_name(name)
+                    .map_err(anyhow::Error::msg)
+                    .context("the guest's service key secret")?;
+                ssh.key_secret = name.clone();
+            }
+            if let Some(user) = &lifecycle.service_user {
+                ssh.default_user = Some(user.clone());
+            }
+        }
+        if lifecycle.default_permission.is_empty() || lifecycle.default_permission.len() > 256 {
+            bail!("the guest's default permission must be 1 to 256 bytes");
+        }
+        self.lifecycle = lifecycle;
+        self.credential = credential;
+        Ok(())
+    }
+}
+
+/// What an integration's lifecycle is before its guest said otherwise: nothing scheduled.
+pub fn no_lifecycle() -> Lifecycle {
+    Lifecycle {
+        cleanup_after_days: None,
+        rotate_after_days: None,
+        service_key_secret: None,
+        service_user: None,
+        default_permission: "Default".into(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,8 +169,7 @@ struct SecretsSection {
 #[serde(deny_unknown_fields)]
 struct SshSection {
     key_secret: String,
-    #[serde(default = "default_user")]
-    user: String,
+    user: Option<String>,
     known_hosts: Option<PathBuf>,
     #[serde(default)]
     trust_on_first_use: bool,
@@ -108,8 +178,20 @@ struct SshSection {
     idle_timeout: Option<String>,
 }
 
-fn default_user() -> String {
-    "apono".to_string()
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PasswordSection {
+    length: Option<usize>,
+    symbols: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WinrmSection {
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    change: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -133,6 +215,8 @@ struct IntegrationSection {
     memory: Option<String>,
     max_duration: Option<String>,
     ssh: Option<SshSection>,
+    winrm: Option<WinrmSection>,
+    password: Option<PasswordSection>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -250,7 +334,10 @@ fn check_integration(
             .map_err(anyhow::Error::msg)
             .context("secrets")?;
     }
-    let policy = Policy::parse(&s.allow, &s.secrets).map_err(anyhow::Error::msg)?;
+    let winrm = s.winrm.unwrap_or_default();
+    let policy = Policy::parse(&s.allow, &s.secrets)
+        .and_then(|p| p.with_cmdlets(&winrm.read, &winrm.change))
+        .map_err(anyhow::Error::msg)?;
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -275,11 +362,10 @@ fn check_integration(
         None => DEFAULT_MAX_DURATION,
     };
     let ssh = match s.ssh {
-        Some(ssh) => Some(check_ssh(ssh, &s.config, data_dir).context("ssh")?),
+        Some(ssh) => Some(check_ssh(ssh, data_dir).context("ssh")?),
         None => None,
     };
-    let user_cleanup_days = days(&s.config, "user_cleanup_days", 0)?;
-    let credential_rotation_days = days(&s.config, "credential_rotation_days", 1)?;
+    let password = check_password(s.password.unwrap_or_default()).context("password")?;
     Ok(IntegrationConfig {
         name: s.name,
         guest: base.join(s.guest),
@@ -289,28 +375,44 @@ fn check_integration(
         config_json,
         ssh,
         max_duration,
-        user_cleanup_days,
-        credential_rotation_days,
+        lifecycle: no_lifecycle(),
+        credential: CredentialKind::None,
+        password,
     })
 }
 
-/// A whole number of days in the integration's `config` (from `min` to 3650), if set.
-fn days(config: &toml::Table, key: &str, min: i64) -> anyhow::Result<Option<u32>> {
-    match config.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Integer(n)) if (min..=3650).contains(n) => Ok(Some(*n as u32)),
-        Some(v) => bail!("config.{key} must be a whole number of days from {min} to 3650, not {v}"),
+fn check_password(p: PasswordSection) -> anyhow::Result<PasswordRules> {
+    let mut rules = PasswordRules::default();
+    if let Some(length) = p.length {
+        if !(16..=128).contains(&length) {
+            bail!("length must be 16 to 128, not {length}");
+        }
+        rules.length = length;
     }
+    if let Some(symbols) = p.symbols {
+        let ok = !symbols.is_empty()
+            && symbols.len() <= 32
+            && symbols
+                .bytes()
+                .all(|b| b.is_ascii_punctuation() && !b"'\"`$\\".contains(&b));
+        if !ok {
+            bail!(
+                "symbols must be 1 to 32 ASCII punctuation characters, none of ' \" ` $ \\, \
+                 not {symbols:?}"
+            );
+        }
+        rules.symbols = symbols;
+    }
+    Ok(rules)
 }
 
 /// The `[integration.ssh]` table. The integration's `config.user_key_name`, as the product we
 /// mirror names it, overrides `key_secret`.
-fn check_ssh(s: SshSection, config: &toml::Table, data_dir: &Path) -> anyhow::Result<SshSettings> {
-    let key_secret = match config.get("user_key_name") {
-        Some(toml::Value::String(name)) => name.clone(),
-        Some(_) => bail!("config.user_key_name must be a string"),
-        None => s.key_secret,
-    };
+fn check_ssh(s: SshSection, data_dir: &Path) -> anyhow::Result<SshSettings> {
+    let key_secret = s.key_secret;
+    if let Some(user) = &s.user {
+        crate::caps::certs::check_account_name("user", user).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     secrets::check_name(&key_secret)
         .map_err(anyhow::Error::msg)
         .context("key_secret")?;

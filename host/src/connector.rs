@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::caps::{Backend, Live, SecretStore};
+use crate::caps::{Backend, Live, SecretStore, Unavailable};
 use crate::config::{Config, IntegrationConfig};
-use crate::runtime::{Guest, Integration, Runtime, sha256_hex};
+use crate::runtime::{
+    Export, Guest, Integration, Lifecycle, Metadata, Returned, Runtime, sha256_hex,
+};
 
 type ResourceLock = Arc<tokio::sync::Mutex<()>>;
 
@@ -27,19 +29,42 @@ impl Connector {
     /// Load every integration of `config`, verifying pins, with capabilities carried out by
     /// `backend`.
     pub fn start(config: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Connector> {
+        Connector::start_with(config, |_| Ok(backend))
+    }
+
+    /// Load every integration of `config`, verifying pins; ask each guest what it is
+    /// (`describe`) and what its configuration means for the host (`validate`), so a bad
+    /// config stops the start; then carry out capabilities with the backend `make` builds
+    /// from the integrations as their guests described them.
+    pub fn start_with(
+        config: &Config,
+        make: impl FnOnce(&[IntegrationConfig]) -> anyhow::Result<Arc<dyn Backend>>,
+    ) -> anyhow::Result<Connector> {
         let runtime = Runtime::new(config.runtime)?;
-        let mut integrations = BTreeMap::new();
+        let mut loaded = Vec::new();
         for ic in &config.integrations {
-            let guest =
-                load_pinned(&runtime, ic).with_context(|| format!("integration {:?}", ic.name))?;
+            let guest = Arc::new(
+                load_pinned(&runtime, ic).with_context(|| format!("integration {:?}", ic.name))?,
+            );
+            let mut ic = ic.clone();
+            let (metadata, lifecycle) = ask_guest(&runtime, &guest, &ic)
+                .with_context(|| format!("integration {:?}", ic.name))?;
+            ic.apply(lifecycle, metadata.credential)
+                .with_context(|| format!("integration {:?}", ic.name))?;
+            loaded.push((guest, ic));
+        }
+        let configs: Vec<IntegrationConfig> = loaded.iter().map(|(_, ic)| ic.clone()).collect();
+        let backend = make(&configs)?;
+        let mut integrations = BTreeMap::new();
+        for (guest, ic) in loaded {
             let integration = Integration::new(
                 &ic.name,
-                Arc::new(guest),
+                guest,
                 ic.policy.clone(),
                 backend.clone(),
                 ic.limits,
             );
-            integrations.insert(ic.name.clone(), (integration, ic.clone()));
+            integrations.insert(ic.name.clone(), (integration, ic));
         }
         Ok(Connector {
             runtime,
@@ -97,7 +122,8 @@ impl Connector {
 }
 
 /// Start a connector whose capabilities are carried out for real: SSH with each
-/// integration's `[integration.ssh]` settings, secrets from the configured store.
+/// integration's `[integration.ssh]` settings (as its guest's lifecycle amended them),
+/// secrets from the configured store.
 pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
     let dir = config
         .secrets_dir
@@ -105,12 +131,54 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
         .then_some(config.secrets_dir.as_path());
     let secrets =
         SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)?;
-    let ssh = config
-        .integrations
-        .iter()
-        .filter_map(|i| i.ssh.clone().map(|s| (i.name.clone(), s)))
-        .collect();
-    Connector::start(config, Arc::new(Live::new(secrets, ssh)))
+    Connector::start_with(config, |integrations| {
+        let ssh = integrations
+            .iter()
+            .filter_map(|i| i.ssh.clone().map(|s| (i.name.clone(), s)))
+            .collect();
+        Ok(Arc::new(Live::new(secrets, ssh)))
+    })
+}
+
+/// Call the guest's `describe` and `validate` (which may call no capability), on a thread of
+/// their own so this works from inside an async runtime too.
+fn ask_guest(
+    runtime: &Runtime,
+    guest: &Arc<Guest>,
+    ic: &IntegrationConfig,
+) -> anyhow::Result<(Metadata, Lifecycle)> {
+    let probe = Integration::new(
+        &ic.name,
+        guest.clone(),
+        ic.policy.clone(),
+        Arc::new(Unavailable),
+        ic.limits,
+    );
+    let config = ic.config_json.clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let described = probe.call(runtime, Export::Describe).await;
+                    let metadata = match described.result {
+                        Ok(Returned::Metadata(m)) => m,
+                        Ok(other) => bail!("describe returned {other:?}"),
+                        Err(e) => bail!("describe failed: {e}"),
+                    };
+                    let validated = probe.call(runtime, Export::Validate { config }).await;
+                    match validated.result {
+                        Ok(Returned::Lifecycle(l)) => Ok((metadata, l)),
+                        Ok(other) => bail!("validate returned {other:?}"),
+                        Err(e) => bail!("its config is not valid: {e}"),
+                    }
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the guest's describe/validate thread panicked"))?
+    })
 }
 
 /// Read the guest file of `ic`, refuse it unless its sha256 is the pinned one, compile it.

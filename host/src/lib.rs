@@ -14,3 +14,4 @@ pub mod rotation;
 pub mod runtime;
 pub mod scheduler;
 pub mod service;
+pub mod world;

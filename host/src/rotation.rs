@@ -33,7 +33,7 @@ use crate::caps::{CapCall, SecretStore};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, Ledger};
-use crate::runtime::{CallReport, Export};
+use crate::runtime::{CallReport, Export, ServiceCredential};
 use crate::service;
 
 /// What a rotation did.
@@ -73,8 +73,10 @@ impl KeyFiles {
 
 /// Is a rotation of `ic` due now (or one to finish)?
 pub fn due(ic: &IntegrationConfig, secrets_dir: &Path) -> bool {
-    let (Some(days), Ok(files)) = (ic.credential_rotation_days, KeyFiles::of(ic, secrets_dir))
-    else {
+    let (Some(days), Ok(files)) = (
+        ic.lifecycle.rotate_after_days,
+        KeyFiles::of(ic, secrets_dir),
+    ) else {
         return false;
     };
     if files.next.exists() || files.retiring.exists() {
@@ -171,10 +173,10 @@ async fn run(
         let old_public = public(&files.name)?;
         let mut servers = BTreeSet::new();
         for id in &resources {
-            let report = call(Export::AddServiceKey {
+            let report = call(Export::AddServiceCredential {
                 config: ic.config_json.clone(),
                 resource_id: id.clone(),
-                public_key: new_public.clone(),
+                credential: ServiceCredential::SshKey(new_public.clone()),
             })
             .await
             .with_context(|| format!("authorizing the new key on {id}"))?;
@@ -185,7 +187,9 @@ async fn run(
             }
         }
         for target in &servers {
-            let user = target.user.as_deref().unwrap_or(&settings.default_user);
+            let Some(user) = target.user.as_deref().or(settings.default_user.as_deref()) else {
+                bail!("{target} names no account and the integration has no service user");
+            };
             check_login(settings, &store, &next_name, target, user)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
@@ -212,10 +216,10 @@ async fn run(
     };
     if old_public != new_public {
         for id in &resources {
-            call(Export::RemoveServiceKey {
+            call(Export::RemoveServiceCredential {
                 config: ic.config_json.clone(),
                 resource_id: id.clone(),
-                public_key: old_public.clone(),
+                credential: ServiceCredential::SshKey(old_public.clone()),
             })
             .await
             .with_context(|| format!("removing the old key on {id}"))?;

@@ -237,7 +237,7 @@ impl Scheduler {
                             self.connector.runtime(),
                             Export::Cleanup {
                                 config: ic.config_json.clone(),
-                                resource_id: g.resource_id.clone(),
+                                request: service::request_of(&g),
                                 username: username.clone(),
                             },
                         )

@@ -41,10 +41,11 @@ fn a_correct_pin_starts_and_the_config_reaches_the_guest() {
         connector.runtime(),
         Export::Discover {
             config: ic.config_json.clone(),
+            cursor: None,
         },
     ));
     match report.result {
-        Ok(Returned::Resources(r)) => assert_eq!(r[0].name, "2"),
+        Ok(Returned::Page(p)) => assert_eq!(p.resources[0].name, "2"),
         other => panic!("{other:?}"),
     }
     assert_eq!(report.records.len(), 2);

@@ -9,6 +9,7 @@ use latch_testkit::{Kit, Script, runtime};
 fn discover() -> Export {
     Export::Discover {
         config: "{}".into(),
+        cursor: None,
     }
 }
 
@@ -142,6 +143,7 @@ fn no_state_survives_between_calls() {
     let kit = Kit::built("bench_guest");
     let probe = || Export::Discover {
         config: r#"{"probe":"state"}"#.into(),
+        cursor: None,
     };
     for _ in 0..3 {
         let run = kit.run(&Script::new(), probe());

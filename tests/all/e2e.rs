@@ -163,6 +163,7 @@ fn library_grant(
                 .into(),
         ),
         expires_at: latch::caps::certs::ca::unix_now() + 600,
+        state: None,
     };
     (connector, request)
 }
@@ -193,14 +194,14 @@ fn granting_the_same_grant_twice_changes_nothing_on_the_server() {
     let rt = rt();
     let first = rt.block_on(integration.call(connector.runtime(), grant()));
     assert!(
-        matches!(first.result, Ok(Returned::Access(_))),
+        matches!(first.result, Ok(Returned::Granted(_))),
         "{:?}",
         first.result
     );
     let before = snapshot();
     let second = rt.block_on(integration.call(connector.runtime(), grant()));
     assert!(
-        matches!(second.result, Ok(Returned::Access(_))),
+        matches!(second.result, Ok(Returned::Granted(_))),
         "{:?}",
         second.result
     );
@@ -234,10 +235,11 @@ fn cleanup_deletes_the_user_and_its_home() {
         connector.runtime(),
         Export::Revoke {
             config: config.clone(),
-            request,
+            request: request.clone(),
         },
     ));
     assert!(r.result.is_ok(), "{:?}", r.result);
+    let cleanup_request = request;
     assert!(
         env.fleet
             .admin(3, "getent passwd e2e-erin")
@@ -248,7 +250,7 @@ fn cleanup_deletes_the_user_and_its_home() {
         connector.runtime(),
         Export::Cleanup {
             config,
-            resource_id: "web-3".into(),
+            request: cleanup_request,
             username: "e2e-erin".into(),
         },
     ));
@@ -619,4 +621,60 @@ fn one_command_grants_several_servers_each_on_its_own() {
         "{}",
         text(&dup)
     );
+}
+
+/// `latch grant --plan` on a real server: the reads run (the account is found missing), the
+/// changes are listed (`useradd` of that account among them), and none is made.
+#[test]
+fn a_plan_lists_the_changes_on_a_real_server_and_makes_none() {
+    let _g = shared();
+    let env = Env::new();
+    let out = latch(&[
+        "grant",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--integration",
+        "linux",
+        "--resource=web-2",
+        "--user=e2e-plan@corp.example",
+        "--permission",
+        "adm",
+        "--for",
+        "10m",
+        "--plan",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = &plans[0];
+    assert_eq!(plan["outcome"], "would grant", "{plan}");
+    assert_eq!(plan["username"], "e2e-plan");
+    assert!(plan["reads"].as_u64().unwrap() >= 3, "{plan}");
+    let changes: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.contains("useradd") && c.ends_with("-- e2e-plan")),
+        "{changes:#?}"
+    );
+    assert!(
+        changes.iter().any(|c| c.contains("-a -G adm")),
+        "{changes:#?}"
+    );
+    assert!(changes.last().unwrap().starts_with("certs.sign-ssh-user"));
+    // Nothing happened: no account, no grant.
+    assert_eq!(
+        env.fleet.admin(2, "getent passwd e2e-plan").status.code(),
+        Some(2)
+    );
+    let ledger = latch::ledger::Ledger::open(env.tmp.path()).unwrap();
+    assert!(ledger.list(None).unwrap().is_empty());
+    let audit = ledger.audit_all().unwrap();
+    assert!(audit.iter().any(|r| r.event == "plan.requested"));
+    assert!(audit.iter().all(|r| r.outcome != "ok" || r.event == "plan"));
 }

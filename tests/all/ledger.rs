@@ -26,6 +26,7 @@ pub(crate) fn record() -> GrantRecord {
         granting_since: None,
         cleanup_due_at: None,
         cleaned_up_at: None,
+        guest_state: None,
     }
 }
 

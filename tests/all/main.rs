@@ -3,8 +3,10 @@
 //! Guests must be built first (`make guests`); the helpers say so if they are not.
 
 mod api;
+mod canary;
 mod cli;
 mod config;
+mod contract;
 mod crash;
 mod denials;
 mod e2e;

@@ -76,6 +76,7 @@ fn interrupted_grant(env: &Env, user: &str, resource: &str) -> GrantRecord {
         granting_since: None,
         cleanup_due_at: None,
         cleaned_up_at: None,
+        guest_state: None,
     };
     let event = Event {
         actor: "test".into(),

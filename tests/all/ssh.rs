@@ -10,7 +10,7 @@ use crate::fleet::Env;
 fn settings(env: &Env) -> SshSettings {
     SshSettings {
         key_secret: "fleet-key".into(),
-        default_user: "apono".into(),
+        default_user: Some("apono".into()),
         known_hosts: env.fleet.known_hosts(),
         trust_on_first_use: false,
         connect_timeout: Duration::from_secs(10),

@@ -7,6 +7,7 @@ use latch_testkit::{Kit, Script};
 fn bench(calls: u32) -> Export {
     Export::Discover {
         config: format!(r#"{{"calls":{calls}}}"#),
+        cursor: None,
     }
 }
 

@@ -4,7 +4,8 @@
 //! its own calls in a static and returns the count: a fresh instance per call always says 1.
 
 use latch_guest_sdk::{
-    AccessDetails, Error, GrantRequest, Integration, Level, Metadata, Resource, Target,
+    CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
+    Resource, ServiceCredential, Target,
 };
 
 struct Bench;
@@ -27,15 +28,22 @@ impl Integration for Bench {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "benchmark guest".into(),
             config_schema: "{}".into(),
+            credential: CredentialKind::None,
         }
     }
-    fn validate(_: String) -> Result<(), Error> {
-        Ok(())
+    fn validate(_: String) -> Result<Lifecycle, Error> {
+        Ok(Lifecycle {
+            cleanup_after_days: None,
+            rotate_after_days: None,
+            service_key_secret: None,
+            service_user: None,
+            default_permission: "Default".into(),
+        })
     }
-    fn discover(config: String) -> Result<Vec<Resource>, Error> {
+    fn discover(config: String, _: Option<String>) -> Result<Page, Error> {
         if field(&config, "probe").as_deref() == Some("state") {
             let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            return Ok(vec![resource(n)]);
+            return Ok(page(resource(n)));
         }
         let calls: u32 = field(&config, "calls")
             .and_then(|n| n.parse().ok())
@@ -56,22 +64,29 @@ impl Integration for Bench {
                 ok += 1;
             }
         }
-        Ok(vec![resource(ok)])
+        Ok(page(resource(ok)))
     }
-    fn grant(_: String, _: GrantRequest) -> Result<AccessDetails, Error> {
+    fn grant(_: String, _: GrantRequest) -> Result<Granted, Error> {
         Err(Error::Failed("not used".into()))
     }
     fn revoke(_: String, _: GrantRequest) -> Result<(), Error> {
         Ok(())
     }
-    fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
+    fn cleanup(_: String, _: GrantRequest, _: String) -> Result<(), Error> {
         Ok(())
     }
-    fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+    fn add_service_credential(_: String, _: String, _: ServiceCredential) -> Result<(), Error> {
         Ok(())
     }
-    fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+    fn remove_service_credential(_: String, _: String, _: ServiceCredential) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+fn page(r: Resource) -> Page {
+    Page {
+        resources: vec![r],
+        next: None,
     }
 }
 

@@ -1,10 +1,12 @@
 //! The guest side of Latch: what every integration needs, written once.
 //!
-//! - [`bindings`]: the `latch:connector@0.1.0` world, generated once here; a guest exports
+//! - [`bindings`]: the `latch:connector@0.2.0` world, generated once here; a guest exports
 //!   its integration with `latch_guest_sdk::export!(MyIntegration);`
 //! - [`names`]: POSIX account and group names, and deriving an account name from an e-mail;
 //! - [`config`]: typed config parsing whose errors name the field;
-//! - [`run`]: run a command over the `ssh` capability and treat a non-zero exit as an error.
+//! - [`read`] / [`exec`]: run a command over the `ssh` capability, as a read (carried out in
+//!   a plan too) or as a change (only recorded in a plan); [`run`] and [`read_ok`] treat a
+//!   non-zero exit as an error.
 //!
 //! Everything that touches a server goes through the host's capabilities; this crate adds no
 //! authority, only checks and conveniences.
@@ -27,7 +29,8 @@ pub use bindings::export;
 pub use bindings::exports::latch::connector::integration::Guest as Integration;
 pub use bindings::latch::connector::log::{Level, write as log};
 pub use bindings::latch::connector::types::{
-    AccessDetails, Error, GrantRequest, Identity, Metadata, Output, Resource, Target,
+    AccessDetails, CredentialKind, Error, GrantRequest, Granted, Identity, Lifecycle, Metadata,
+    Output, Page, Resource, SecretRef, ServiceCredential, Target,
 };
 pub use bindings::latch::connector::{certs, secrets, ssh, winrm};
 
@@ -41,10 +44,7 @@ pub fn invalid_request(message: impl Into<String>) -> Error {
     Error::InvalidRequest(message.into())
 }
 
-/// Run `argv` on `target` over SSH; a non-zero exit status becomes `Error::Failed` naming the
-/// command and quoting its stderr.
-pub fn run(target: &Target, argv: &[&str]) -> Result<Output, Error> {
-    let out = exec(target, argv)?;
+fn ok(target: &Target, argv: &[&str], out: Output) -> Result<Output, Error> {
     if out.status != 0 {
         return Err(Error::Failed(format!(
             "`{}` on {}:{} exited with status {}: {}",
@@ -58,13 +58,34 @@ pub fn run(target: &Target, argv: &[&str]) -> Result<Output, Error> {
     Ok(out)
 }
 
-/// Run `argv` on `target` over SSH and return its output whatever the exit status.
+fn owned(argv: &[&str]) -> Vec<String> {
+    argv.iter().map(|s| s.to_string()).collect()
+}
+
+/// Run `argv`, a command that **changes** the server, on `target` over SSH; a non-zero exit
+/// status becomes `Error::Failed` naming the command and quoting its stderr.
+pub fn run(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    ok(target, argv, exec(target, argv)?)
+}
+
+/// Run `argv`, a command that changes the server, and return its output whatever the exit
+/// status. In a plan it is not run, and answers exit 0 with no output.
 pub fn exec(target: &Target, argv: &[&str]) -> Result<Output, Error> {
     exec_with_stdin(target, argv, &[])
 }
 
-/// Run `argv` on `target` over SSH with `stdin`, and return its output whatever the status.
+/// [`exec`] with `stdin`.
 pub fn exec_with_stdin(target: &Target, argv: &[&str], stdin: &[u8]) -> Result<Output, Error> {
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    ssh::exec(target, &argv, stdin)
+    ssh::exec(target, &owned(argv), stdin)
+}
+
+/// Run `argv`, a command that only **reads**, and return its output whatever the exit
+/// status. It runs in a plan too, so a plan's decisions are the real ones.
+pub fn read(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    ssh::read(target, &owned(argv), &[])
+}
+
+/// [`read`], with a non-zero exit status as `Error::Failed`.
+pub fn read_ok(target: &Target, argv: &[&str]) -> Result<Output, Error> {
+    ok(target, argv, read(target, argv)?)
 }

@@ -3,8 +3,12 @@
 //!
 //! Names reaching these functions were checked with [`crate::names`]; the host quotes argv
 //! regardless. Functions are idempotent: running one twice changes nothing the second time.
+//!
+//! Each command is a **read** (`read`, `read_ok`: carried out in a plan too) or a **change**
+//! (`run`, `exec`: only recorded in a plan, answered exit 0 with no output). Decisions rest
+//! on reads, so a plan lists every change a grant would make.
 
-use crate::{Error, Output, Target, exec, exec_with_stdin, run};
+use crate::{Error, Output, Target, exec, exec_with_stdin, read, read_ok, run};
 
 /// The group that marks an account as created by Latch; nothing else is ever deleted.
 pub const MANAGED_GROUP: &str = "latch-managed";
@@ -31,34 +35,16 @@ fn failed(what: &str, t: &Target, out: &Output) -> Error {
     ))
 }
 
-/// A new empty temporary file next to `path` (same directory, so a rename is atomic).
-fn temp_beside(t: &Target, path: &str) -> Result<String, Error> {
-    temp_beside_as(t, path, true)
-}
-
-/// `argv`, as root (`sudo -n …`) or as the service account itself.
-fn as_root<'a>(root: bool, argv: &[&'a str]) -> Vec<&'a str> {
-    if root { sudo(argv) } else { argv.to_vec() }
-}
-
-fn temp_beside_as(t: &Target, path: &str, root: bool) -> Result<String, Error> {
+/// A fresh name for a temporary file next to `path` (same directory, so a rename is
+/// atomic): `.latch.` and 16 random hex digits. Chosen here rather than by `mktemp` on the
+/// server, so that no later step depends on a change's output (see the module docs). The
+/// randomness is the WASI random source the host lends every guest (`RandomState`'s seed).
+fn temp_beside(path: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
-    let template = format!("{dir}/.latch.XXXXXXXX");
-    let out = run(t, &as_root(root, &["mktemp", "--", &template]))?;
-    let tmp = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    // The server names the file; accept only what mktemp can have made from the template.
-    let ok = tmp.len() == template.len()
-        && tmp.starts_with(&format!("{dir}/.latch."))
-        && tmp[dir.len() + 8..]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric());
-    if !ok {
-        return Err(Error::Failed(format!(
-            "{}:{}: mktemp gave {tmp:?}",
-            t.host, t.port
-        )));
-    }
-    Ok(tmp)
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(path.as_bytes());
+    format!("{dir}/.latch.{:016x}", hasher.finish())
 }
 
 /// Move `tmp` over `path` with `mode`: readers see the old file or the new one, never a
@@ -72,13 +58,13 @@ fn replace_with(t: &Target, tmp: &str, path: &str, mode: &str) -> Result<(), Err
 /// Make `path` hold exactly `content` with `mode`, replacing it atomically; `Ok(true)` if it
 /// had to change.
 pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<bool, Error> {
-    let current = exec(t, &sudo(&["cat", "--", path]))?;
+    let current = read(t, &sudo(&["cat", "--", path]))?;
     if current.status == 0 && current.stdout == content.as_bytes() {
         return Ok(false);
     }
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
     run(t, &sudo(&["install", "-d", "-m", "0755", "--", dir]))?;
-    let tmp = temp_beside(t, path)?;
+    let tmp = temp_beside(path);
     let out = exec_with_stdin(t, &sudo(&["tee", "--", &tmp]), content.as_bytes())?;
     if out.status != 0 {
         return Err(failed(&format!("writing {path}"), t, &out));
@@ -91,7 +77,7 @@ pub fn ensure_file(t: &Target, path: &str, content: &str, mode: &str) -> Result<
 /// account the connector logs in as (it owns the file, so no `sudo`: a root-owned file would
 /// be unreadable to sshd's key check and lock the connector out).
 pub fn service_keys_path(t: &Target) -> Result<String, Error> {
-    let out = run(t, &["printenv", "HOME"])?;
+    let out = read_ok(t, &["printenv", "HOME"])?;
     let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let ok = home.starts_with('/')
         && home.len() < 256
@@ -113,11 +99,11 @@ pub fn service_keys_path(t: &Target) -> Result<String, Error> {
 
 /// The service account's authorized keys (empty if the file does not exist).
 pub fn read_service_keys(t: &Target, path: &str) -> Result<String, Error> {
-    let out = exec(t, &["cat", "--", path])?;
+    let out = read(t, &["cat", "--", path])?;
     if out.status == 0 {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    if exec(t, &["test", "-e", path])?.status != 0 {
+    if read(t, &["test", "-e", path])?.status != 0 {
         return Ok(String::new());
     }
     Err(failed(&format!("reading {path}"), t, &out))
@@ -128,7 +114,7 @@ pub fn read_service_keys(t: &Target, path: &str) -> Result<String, Error> {
 pub fn write_service_keys(t: &Target, path: &str, content: &str) -> Result<(), Error> {
     let dir = path.rsplit_once('/').map_or("/", |(d, _)| d);
     run(t, &["install", "-d", "-m", "0700", "--", dir])?;
-    let tmp = temp_beside_as(t, path, false)?;
+    let tmp = temp_beside(path);
     let out = exec_with_stdin(t, &["tee", "--", &tmp], content.as_bytes())?;
     if out.status != 0 {
         return Err(failed(&format!("writing {path}"), t, &out));
@@ -198,8 +184,8 @@ pub fn without_key(content: &str, key: &str) -> Option<(String, usize)> {
 /// before setting these keywords itself), then reloads sshd.
 pub fn ensure_ca_trust(t: &Target, ca_public_key: &str) -> Result<(), Error> {
     ensure_file(t, CA_PATH, &format!("{}\n", ca_public_key.trim()), "0644")?;
-    if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
-        let tmp = temp_beside(t, KRL_PATH)?;
+    if read(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
+        let tmp = temp_beside(KRL_PATH);
         run(t, &sudo(&["ssh-keygen", "-q", "-k", "-f", &tmp]))?;
         replace_with(t, &tmp, KRL_PATH, "0644")?;
     }
@@ -208,7 +194,13 @@ pub fn ensure_ca_trust(t: &Target, ca_public_key: &str) -> Result<(), Error> {
          TrustedUserCAKeys {CA_PATH}\nRevokedKeys {KRL_PATH}\n"
     );
     if ensure_file(t, DROPIN_PATH, &dropin, "0644")? {
+        // Verifying what was just written is part of the change: in a plan the drop-in was
+        // not written, `sshd -T` is not run and prints nothing, and there is nothing to
+        // verify (a real `sshd -T` always prints the whole effective configuration).
         let effective = run(t, &sudo(&["sshd", "-T"]))?;
+        if effective.stdout.is_empty() {
+            return reload_sshd(t);
+        }
         let effective = String::from_utf8_lossy(&effective.stdout).to_lowercase();
         let wanted = [
             format!("trustedusercakeys {CA_PATH}"),
@@ -234,7 +226,7 @@ pub fn reload_sshd(t: &Target) -> Result<(), Error> {
 
 /// Does account `user` exist?
 pub fn user_exists(t: &Target, user: &str) -> Result<bool, Error> {
-    let out = exec(t, &["getent", "passwd", "--", user])?;
+    let out = read(t, &["getent", "passwd", "--", user])?;
     match out.status {
         0 => Ok(true),
         2 => Ok(false),
@@ -244,7 +236,7 @@ pub fn user_exists(t: &Target, user: &str) -> Result<bool, Error> {
 
 /// Does group `group` exist?
 pub fn group_exists(t: &Target, group: &str) -> Result<bool, Error> {
-    let out = exec(t, &["getent", "group", "--", group])?;
+    let out = read(t, &["getent", "group", "--", group])?;
     match out.status {
         0 => Ok(true),
         2 => Ok(false),
@@ -254,7 +246,7 @@ pub fn group_exists(t: &Target, group: &str) -> Result<bool, Error> {
 
 /// The groups `user` belongs to.
 pub fn groups_of(t: &Target, user: &str) -> Result<Vec<String>, Error> {
-    let out = run(t, &["id", "-nG", "--", user])?;
+    let out = read_ok(t, &["id", "-nG", "--", user])?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
@@ -314,11 +306,11 @@ pub fn kill_sessions(t: &Target, user: &str) -> Result<(), Error> {
 /// copy, then move it over the KRL atomically.
 #[rustfmt::skip]
 pub fn revoke_key_id(t: &Target, key_id: &str) -> Result<(), Error> {
-    if exec(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
+    if read(t, &sudo(&["test", "-f", KRL_PATH]))?.status != 0 {
         // No KRL means Latch never set this server up, so no certificate of ours works here.
         return Ok(());
     }
-    let tmp = temp_beside(t, KRL_PATH)?;
+    let tmp = temp_beside(KRL_PATH);
     run(t, &sudo(&["cp", "--", KRL_PATH, &tmp]))?;
     let spec = format!("id: {key_id}\n");
     let out = exec_with_stdin(t, &sudo(&["ssh-keygen", "-q", "-k", "-u", "-f", &tmp, "-s", CA_PATH, "/dev/stdin"]), spec.as_bytes())?;

@@ -12,11 +12,10 @@ pub const MAX_CUSTOM_DETAILS: usize = 400;
 
 /// `config` of an `ssh-servers` integration.
 ///
-/// `user_key_name` is read by the host (it chooses the SSH credential; a guest never holds
-/// it); `credential_rotation_days` and `user_cleanup_days` drive the host's lifecycle
-/// scheduler. They are accepted here so one config serves both.
+/// `user_key_name`, `credential_rotation_days` and `user_cleanup_days` are for the host: this
+/// guest reads and checks them and tells the host what they mean (`validate`'s lifecycle);
+/// the host never reads this config itself.
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub servers: Vec<Server>,
@@ -24,7 +23,7 @@ pub struct Config {
     pub user_groups: Vec<String>,
     #[serde(default = "default_shell")]
     pub login_shell: String,
-    /// Read by the host (it overrides `[integration.ssh] key_secret`); never by this guest.
+    /// The secret holding the service key (overrides `[integration.ssh] key_secret`).
     #[serde(default)]
     pub user_key_name: Option<String>,
     #[serde(default)]
@@ -148,6 +147,34 @@ impl Config {
                 "login_shell {:?} must be an absolute path of [A-Za-z0-9/._-]",
                 c.login_shell
             )));
+        }
+        if let Some(days) = c.credential_rotation_days
+            && !(1..=3650).contains(&days)
+        {
+            return Err(invalid_config(format!(
+                "credential_rotation_days must be 1 to 3650, not {days}"
+            )));
+        }
+        if let Some(days) = c.user_cleanup_days
+            && days > 3650
+        {
+            return Err(invalid_config(format!(
+                "user_cleanup_days must be 0 to 3650, not {days}"
+            )));
+        }
+        if let Some(name) = &c.user_key_name {
+            let plain = !name.is_empty()
+                && name.len() <= 128
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(invalid_config(format!(
+                    "user_key_name {name:?} must be a plain secret name ([A-Za-z0-9._-], not \
+                     starting with '.')"
+                )));
+            }
         }
         if let Some(d) = &c.custom_access_details
             && d.chars().count() > MAX_CUSTOM_DETAILS

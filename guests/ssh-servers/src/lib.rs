@@ -8,18 +8,39 @@
 //! - **revoke**: put the grant's certificates on the KRL; remove the group; lock and expire
 //!   the account; end its sessions and processes;
 //! - **cleanup**: delete a `latch-managed` account and its home — never any other;
-//! - **add-service-key / remove-service-key** (credential rotation): edit the service
+//! - **add- / remove-service-credential** (rotation of the service SSH key): edit the service
 //!   account's own `~/.ssh/authorized_keys`, as that account, atomically; never remove the
 //!   last key.
+//!
+//! A grant leaves the address and account it used as its state, so its revoke and cleanup
+//! reach the same server even after it was renamed or removed from the config.
 
 mod config;
 
 use config::{Config, DEFAULT_GROUP, Server};
 use latch_guest_sdk::linux;
 use latch_guest_sdk::{
-    AccessDetails, Error, GrantRequest, Integration, Level, Metadata, Resource, certs,
-    invalid_request, log, names,
+    AccessDetails, CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle,
+    Metadata, Page, Resource, ServiceCredential, Target, certs, invalid_request, log, names,
 };
+use serde::{Deserialize, Serialize};
+
+/// Servers per page of `discover` (each server costs a read per configured group).
+const PAGE: usize = 50;
+
+/// What a grant leaves for its revoke and cleanup: where it acted, and on which account.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    server: String,
+    host: String,
+    port: u16,
+    service_user: String,
+    account: String,
+    /// The group the grant added the account to (none for `Default`).
+    #[serde(default)]
+    group: Option<String>,
+}
 
 struct SshServers;
 
@@ -32,23 +53,43 @@ impl Integration for SshServers {
                 "Just-in-time access to Linux servers over SSH, with short-lived certificates"
                     .into(),
             config_schema: include_str!("../schema.json").into(),
+            credential: CredentialKind::SshCertificate,
         }
     }
 
-    fn validate(config: String) -> Result<(), Error> {
-        Config::parse(&config).map(|_| ())
-    }
-
-    fn discover(config: String) -> Result<Vec<Resource>, Error> {
+    fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
-        Ok(config
-            .servers
-            .iter()
-            .map(|s| resource(&config, s))
-            .collect())
+        Ok(Lifecycle {
+            cleanup_after_days: config.user_cleanup_days,
+            rotate_after_days: config.credential_rotation_days,
+            service_key_secret: config.user_key_name.clone(),
+            // Each server names its own service user in its targets.
+            service_user: None,
+            default_permission: DEFAULT_GROUP.into(),
+        })
     }
 
-    fn grant(config: String, request: GrantRequest) -> Result<AccessDetails, Error> {
+    fn discover(config: String, cursor: Option<String>) -> Result<Page, Error> {
+        let config = Config::parse(&config)?;
+        let start = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n < config.servers.len())
+                .ok_or_else(|| invalid_request("not a cursor of this integration"))?,
+        };
+        let end = (start + PAGE).min(config.servers.len());
+        Ok(Page {
+            resources: config.servers[start..end]
+                .iter()
+                .map(|s| resource(&config, s))
+                .collect(),
+            next: (end < config.servers.len()).then(|| end.to_string()),
+        })
+    }
+
+    fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
         let (server, user, group) = check_request(&config, &request)?;
         let public_key = request
@@ -82,13 +123,23 @@ impl Integration for SshServers {
                 server.name, request.expires_at
             ),
         );
-        Ok(access_details(&config, server, &user, certificate))
+        let state = State {
+            server: server.name.clone(),
+            host: t.host.clone(),
+            port: t.port,
+            service_user: server.user.clone(),
+            account: user.clone(),
+            group: group.map(str::to_string),
+        };
+        Ok(Granted {
+            access: access_details(&config, server, &user, certificate),
+            state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
+        })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let (server, user, group) = check_request(&config, &request)?;
-        let t = server.target();
+        let (t, name, user, group) = revoke_target(&config, &request)?;
 
         linux::revoke_key_id(&t, &request.grant_id)?;
         if !linux::user_exists(&t, &user)? {
@@ -97,24 +148,29 @@ impl Integration for SshServers {
         if !linux::is_managed(&t, &user)? {
             log(
                 Level::Warn,
-                &format!("{user} on {} is not Latch's; left untouched", server.name),
+                &format!("{user} on {} is not Latch's; left untouched", name),
             );
             return Ok(());
         }
         if let Some(group) = group {
-            linux::remove_from_group(&t, &user, group)?;
+            linux::remove_from_group(&t, &user, &group)?;
         }
         linux::lock_account(&t, &user)?;
         linux::kill_sessions(&t, &user)?;
-        log(Level::Info, &format!("revoked {user} on {}", server.name));
+        log(Level::Info, &format!("revoked {user} on {}", name));
         Ok(())
     }
 
-    fn cleanup(config: String, resource_id: String, username: String) -> Result<(), Error> {
+    fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let server = config.server(&resource_id)?;
         let user = names::check("username", &username)?;
-        let t = server.target();
+        let (t, name) = match stored(&request)? {
+            Some(state) => (state_target(&state)?, state.server),
+            None => {
+                let server = config.server(&request.resource_id)?;
+                (server.target(), server.name.clone())
+            }
+        };
 
         if !linux::user_exists(&t, user)? {
             return Ok(());
@@ -122,21 +178,22 @@ impl Integration for SshServers {
         if !linux::is_managed(&t, user)? {
             return Err(Error::Denied(format!(
                 "account {user:?} on {} was not created by Latch; refusing to delete it",
-                server.name
+                name
             )));
         }
         linux::kill_sessions(&t, user)?;
         linux::delete_user(&t, user)
     }
 
-    fn add_service_key(
+    fn add_service_credential(
         config: String,
         resource_id: String,
-        public_key: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
         let server = config.server(&resource_id)?;
-        let key = check_service_key(&public_key)?;
+        let key = ssh_key_of(&credential)?;
+        let key = check_service_key(&key)?;
         let (t, path, current) = service_keys(server)?;
         if let Some(content) = linux::with_key(&current, key) {
             linux::write_service_keys(&t, &path, &content)?;
@@ -148,14 +205,15 @@ impl Integration for SshServers {
         Ok(())
     }
 
-    fn remove_service_key(
+    fn remove_service_credential(
         config: String,
         resource_id: String,
-        public_key: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
         let server = config.server(&resource_id)?;
-        let key = check_service_key(&public_key)?;
+        let key = ssh_key_of(&credential)?;
+        let key = check_service_key(&key)?;
         let (t, path, current) = service_keys(server)?;
         match linux::without_key(&current, key) {
             None => Ok(()),
@@ -172,6 +230,63 @@ impl Integration for SshServers {
                 Ok(())
             }
         }
+    }
+}
+
+/// The state a grant left, if any (a grant that failed before it answered left none).
+fn stored(request: &GrantRequest) -> Result<Option<State>, Error> {
+    match request.state.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| invalid_request(format!("the grant's state is not this guest's: {e}"))),
+    }
+}
+
+/// The target a grant's state names, checked like the config's.
+fn state_target(state: &State) -> Result<Target, Error> {
+    names::check("service user", &state.service_user)?;
+    Ok(Target {
+        host: state.host.clone(),
+        port: state.port,
+        user: Some(state.service_user.clone()),
+    })
+}
+
+/// Where and on which account a revoke acts: where the grant acted (its state), or, for a
+/// grant that left none, the server the config names.
+fn revoke_target(
+    config: &Config,
+    request: &GrantRequest,
+) -> Result<(Target, String, String, Option<String>), Error> {
+    check_grant_id(&request.grant_id)?;
+    match stored(request)? {
+        Some(state) => {
+            let user = names::check("username", &state.account)?.to_string();
+            if let Some(group) = &state.group {
+                names::check("group", group)?;
+            }
+            Ok((state_target(&state)?, state.server, user, state.group))
+        }
+        None => {
+            let (server, user, group) = check_request(config, request)?;
+            Ok((
+                server.target(),
+                server.name.clone(),
+                user,
+                group.map(str::to_string),
+            ))
+        }
+    }
+}
+
+/// The SSH key of a service credential; this integration rotates no password.
+fn ssh_key_of(credential: &ServiceCredential) -> Result<String, Error> {
+    match credential {
+        ServiceCredential::SshKey(key) => Ok(key.clone()),
+        ServiceCredential::Password => Err(invalid_request(
+            "ssh-servers logs in with an SSH key; it has no service password to rotate",
+        )),
     }
 }
 
@@ -213,16 +328,20 @@ fn check_request<'c>(
     let group = (permission != DEFAULT_GROUP)
         .then(|| names::check("group", permission))
         .transpose()?;
-    let id_ok = !request.grant_id.is_empty()
-        && request.grant_id.len() <= 64
-        && request
-            .grant_id
+    check_grant_id(&request.grant_id)?;
+    Ok((server, user, group))
+}
+
+fn check_grant_id(id: &str) -> Result<(), Error> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !id_ok {
         return Err(invalid_request("grant id must be 1 to 64 of [A-Za-z0-9_-]"));
     }
-    Ok((server, user, group))
+    Ok(())
 }
 
 /// One resource per server: the Default permission plus each configured group that exists
@@ -280,9 +399,9 @@ fn access_details(
         host: server.host.clone(),
         port: server.port,
         certificate: Some(certificate),
-        private_key: None,
-        password: None,
+        deliver_password: false,
         instructions,
+        extras: Vec::new(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! server, in order, and every refusal before anything runs.
 
 use latch::caps::CapError;
-use latch::runtime::{Export, GuestError};
+use latch::runtime::{Export, GuestError, ServiceCredential};
 use latch_testkit::{Kit, Script, grant_request};
 
 const T: &str = "apono@127.0.0.2:22";
@@ -46,14 +46,13 @@ fn dropin() -> String {
 #[rustfmt::skip]
 fn expect_fresh_trust(s: &mut Script) {
     s.on_ca_public_key().text(CA);
-    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
     s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
-    expect_atomic_write(s, "/etc/ssh/latch", "AAAA1111", "0644", "/etc/ssh/latch/user_ca.pub", format!("{CA}\n").as_bytes());
-    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
-    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok("/etc/ssh/latch/.latch.BBBB2222\n");
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/.latch.BBBB2222"]);
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.BBBB2222"]);
-    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.BBBB2222", "/etc/ssh/latch/revoked_keys"]);
+    expect_atomic_write(s, "/etc/ssh/latch", "a", "0644", "/etc/ssh/latch/user_ca.pub", format!("{CA}\n").as_bytes());
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/.latch.{b}"]);
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.{b}"]);
+    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.{b}", "/etc/ssh/latch/revoked_keys"]);
     expect_dropin_written(s);
     s.on_ssh(T, &["sudo", "-n", "sshd", "-T"])
         .ok("port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n");
@@ -63,17 +62,17 @@ fn expect_fresh_trust(s: &mut Script) {
 /// The commands that find the sshd drop-in missing and write it.
 #[rustfmt::skip]
 fn expect_dropin_written(s: &mut Script) {
-    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
     s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/sshd_config.d"]);
-    expect_atomic_write(s, "/etc/ssh/sshd_config.d", "CCCC3333", "0644", "/etc/ssh/sshd_config.d/latch.conf", dropin().as_bytes());
+    expect_atomic_write(s, "/etc/ssh/sshd_config.d", "c", "0644", "/etc/ssh/sshd_config.d/latch.conf", dropin().as_bytes());
 }
 
-/// A file written atomically: a temporary file beside it (named `suffix` by the server),
-/// filled, given its mode, moved over the file.
+/// A file written atomically: a temporary file beside it (`.latch.` and 16 random hex
+/// digits, chosen by the guest and bound to the name `suffix`), filled, given its mode,
+/// moved over the file.
 #[rustfmt::skip]
 fn expect_atomic_write(s: &mut Script, dir: &str, suffix: &str, mode: &str, path: &str, content: &[u8]) {
-    let tmp = format!("{dir}/.latch.{suffix}");
-    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", &format!("{dir}/.latch.XXXXXXXX")]).ok(&format!("{tmp}\n"));
+    let tmp = format!("{dir}/.latch.{{{suffix}}}");
     s.on_ssh(T, &["sudo", "-n", "tee", "--", &tmp]).stdin(content);
     s.on_ssh(T, &["sudo", "-n", "chmod", mode, "--", &tmp]);
     s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", &tmp, path]);
@@ -83,9 +82,9 @@ fn expect_atomic_write(s: &mut Script, dir: &str, suffix: &str, mode: &str, path
 #[rustfmt::skip]
 fn expect_warm_trust(s: &mut Script) {
     s.on_ca_public_key().text(CA);
-    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
-    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).ok(&dropin());
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).ok(&dropin());
 }
 
 #[test]
@@ -93,7 +92,7 @@ fn expect_warm_trust(s: &mut Script) {
 fn first_grant_on_a_fresh_server_runs_exactly_this() {
     let mut s = Script::new();
     expect_fresh_trust(&mut s);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
+    s.on_read(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
     s.on_ssh(T, &["sudo", "-n", "groupadd", "-f", "latch-managed"]);
     s.on_ssh(T, &["sudo", "-n", "useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "--", "alice_smith"]);
     s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-a", "-G", "dev", "-p", "*", "-e", "", "--", "alice_smith"]);
@@ -113,8 +112,8 @@ fn first_grant_on_a_fresh_server_runs_exactly_this() {
 fn granting_again_changes_nothing_on_the_server() {
     let mut s = Script::new();
     expect_warm_trust(&mut s);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
+    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
     s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-p", "*", "-e", "", "--", "alice"]);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
@@ -126,9 +125,9 @@ fn granting_again_changes_nothing_on_the_server() {
 fn an_existing_account_latch_did_not_create_is_refused_untouched() {
     let mut s = Script::new();
     expect_warm_trust(&mut s);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+    s.on_read(T, &["getent", "passwd", "--", "alice"])
         .ok("alice:x:1000:1000::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+    s.on_read(T, &["id", "-nG", "--", "alice"])
         .ok("alice sudo\n");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
@@ -143,8 +142,8 @@ fn an_existing_account_latch_did_not_create_is_refused_untouched() {
 fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
     let mut s = Script::new();
     s.on_ca_public_key().text(CA);
-    s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
-    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
     expect_dropin_written(&mut s);
     s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok("port 22\n");
     s.on_ssh(T, &["sudo", "-n", "rm", "-f", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
@@ -160,15 +159,14 @@ fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
 #[rustfmt::skip]
 fn revoke_runs_exactly_this() {
     let mut s = Script::new();
-    s.on_ssh(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok("/etc/ssh/latch/.latch.DDDD4444\n");
-    s.on_ssh(T, &["sudo", "-n", "cp", "--", "/etc/ssh/latch/revoked_keys", "/etc/ssh/latch/.latch.DDDD4444"]);
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/.latch.DDDD4444", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
+    s.on_ssh(T, &["sudo", "-n", "cp", "--", "/etc/ssh/latch/revoked_keys", "/etc/ssh/latch/.latch.{d}"]);
+    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/.latch.{d}", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
         .stdin(b"id: g-1\n");
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.DDDD4444"]);
-    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.DDDD4444", "/etc/ssh/latch/revoked_keys"]);
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed dev\n");
+    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.{d}"]);
+    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.{d}", "/etc/ssh/latch/revoked_keys"]);
+    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed dev\n");
     s.on_ssh(T, &["sudo", "-n", "gpasswd", "-d", "alice", "dev"]);
     s.on_ssh(T, &["sudo", "-n", "usermod", "-L", "-e", "1", "--", "alice"]);
     s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"]).exit(1, "");
@@ -182,12 +180,12 @@ fn revoke_runs_exactly_this() {
 #[test]
 fn revoking_what_is_gone_succeeds() {
     let mut s = Script::new();
-    s.on_ssh(
+    s.on_read(
         T,
         &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
     )
     .exit(1, "");
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+    s.on_read(T, &["getent", "passwd", "--", "alice"])
         .exit(2, "");
     let request = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
     let run = kit().run(
@@ -205,13 +203,13 @@ fn revoking_what_is_gone_succeeds() {
 fn cleanup_deletes_only_latch_accounts() {
     let cleanup = |user: &str| Export::Cleanup {
         config: config(),
-        resource_id: "web-1".into(),
+        request: grant_request("g-1", "web-1", "Default", "x@corp.example", EXPIRES),
         username: user.into(),
     };
     let mut s = Script::new();
-    s.on_ssh(T, &["getent", "passwd", "--", "alice"])
+    s.on_read(T, &["getent", "passwd", "--", "alice"])
         .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "alice"])
+    s.on_read(T, &["id", "-nG", "--", "alice"])
         .ok("alice latch-managed\n");
     s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"])
         .exit(1, "");
@@ -221,9 +219,9 @@ fn cleanup_deletes_only_latch_accounts() {
     run.assert_ok();
 
     let mut s = Script::new();
-    s.on_ssh(T, &["getent", "passwd", "--", "bob"])
+    s.on_read(T, &["getent", "passwd", "--", "bob"])
         .ok("bob:x:1000:1000::/home/bob:/bin/bash\n");
-    s.on_ssh(T, &["id", "-nG", "--", "bob"]).ok("bob sudo\n");
+    s.on_read(T, &["id", "-nG", "--", "bob"]).ok("bob sudo\n");
     let run = kit().run(&s, cleanup("bob"));
     run.assert_script_done();
     assert!(matches!(run.guest_error(), GuestError::Denied(_)));
@@ -232,11 +230,17 @@ fn cleanup_deletes_only_latch_accounts() {
 #[test]
 fn discover_lists_servers_with_the_groups_they_have() {
     let mut s = Script::new();
-    s.on_ssh(T, &["getent", "group", "--", "dev"])
+    s.on_read(T, &["getent", "group", "--", "dev"])
         .ok("dev:x:1005:\n");
-    s.on_ssh("svc@127.0.0.3:2222", &["getent", "group", "--", "dev"])
+    s.on_read("svc@127.0.0.3:2222", &["getent", "group", "--", "dev"])
         .error(CapError::Unreachable("connection refused".into()));
-    let run = kit().run(&s, Export::Discover { config: config() });
+    let run = kit().run(
+        &s,
+        Export::Discover {
+            config: config(),
+            cursor: None,
+        },
+    );
     run.assert_script_done();
     let r = run.resources();
     assert_eq!(r.len(), 2);
@@ -313,7 +317,7 @@ fn hostile_requests_are_refused_before_any_command() {
             &Script::new(),
             Export::Cleanup {
                 config: config(),
-                resource_id: "web-1".into(),
+                request: grant_request("g-1", "web-1", "Default", "x@corp.example", EXPIRES),
                 username: bad.into(),
             },
         );
@@ -397,21 +401,28 @@ fn bad_configs_name_the_field() {
 }
 
 #[test]
-#[rustfmt::skip]
-fn a_temporary_path_the_server_makes_up_is_refused() {
-    for hostile in ["/etc/passwd", "/etc/ssh/latch/.latch.AB;id", "/etc/ssh/latch/.latch.../../x", ""] {
+fn temporary_names_are_random_and_never_reused() {
+    let names = || {
         let mut s = Script::new();
-        s.on_ca_public_key().text(CA);
-        s.on_ssh(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "");
-        s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
-        s.on_ssh(T, &["sudo", "-n", "mktemp", "--", "/etc/ssh/latch/.latch.XXXXXXXX"]).ok(hostile);
+        expect_fresh_trust(&mut s);
+        s.on_read(T, &["getent", "passwd", "--", "alice"])
+            .exit(2, "");
         let run = kit().run(&s, grant("Default", "alice@corp.example"));
-        run.assert_script_done();
-        match run.guest_error() {
-            GuestError::Failed(m) => assert!(m.contains("mktemp gave"), "{m}"),
-            other => panic!("{hostile:?}: {other:?}"),
-        }
-    }
+        run.report
+            .records
+            .iter()
+            .flat_map(|r| match &r.call {
+                latch::caps::CapCall::SshExec { argv, .. } => argv.clone(),
+                _ => Vec::new(),
+            })
+            .filter(|a| a.contains("/.latch."))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // Each run: the CA file's, the KRL's and the drop-in's temporary names.
+    let (first, second) = (names(), names());
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(second.len(), 3, "{second:?}");
+    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
 }
 
 const NEW: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINewNewNewNewNewNewNewNewNewNewNewNewNewNewNe latch-service-linux";
@@ -419,36 +430,36 @@ const OLD: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldOldOldOldOldOldOldOldOldOldOldOldOldOldOl apono";
 
 fn service_key(add: bool, key: &str) -> Export {
-    let (config, resource_id, public_key) = (config(), "web-1".to_string(), key.to_string());
+    let (config, resource_id) = (config(), "web-1".to_string());
+    let credential = ServiceCredential::SshKey(key.to_string());
     if add {
-        Export::AddServiceKey {
+        Export::AddServiceCredential {
             config,
             resource_id,
-            public_key,
+            credential,
         }
     } else {
-        Export::RemoveServiceKey {
+        Export::RemoveServiceCredential {
             config,
             resource_id,
-            public_key,
+            credential,
         }
     }
 }
 
 /// Reading the service account's own authorized_keys, as that account (no sudo).
 fn expect_keys(s: &mut Script, content: &str) {
-    s.on_ssh(T, &["printenv", "HOME"]).ok("/home/apono\n");
-    s.on_ssh(T, &["cat", "--", "/home/apono/.ssh/authorized_keys"])
+    s.on_read(T, &["printenv", "HOME"]).ok("/home/apono\n");
+    s.on_read(T, &["cat", "--", "/home/apono/.ssh/authorized_keys"])
         .ok(content);
 }
 
 #[rustfmt::skip]
 fn expect_keys_written(s: &mut Script, content: &str) {
     s.on_ssh(T, &["install", "-d", "-m", "0700", "--", "/home/apono/.ssh"]);
-    s.on_ssh(T, &["mktemp", "--", "/home/apono/.ssh/.latch.XXXXXXXX"]).ok("/home/apono/.ssh/.latch.CCCC3333\n");
-    s.on_ssh(T, &["tee", "--", "/home/apono/.ssh/.latch.CCCC3333"]).stdin(content.as_bytes());
-    s.on_ssh(T, &["chmod", "0600", "--", "/home/apono/.ssh/.latch.CCCC3333"]);
-    s.on_ssh(T, &["mv", "-f", "--", "/home/apono/.ssh/.latch.CCCC3333", "/home/apono/.ssh/authorized_keys"]);
+    s.on_ssh(T, &["tee", "--", "/home/apono/.ssh/.latch.{k}"]).stdin(content.as_bytes());
+    s.on_ssh(T, &["chmod", "0600", "--", "/home/apono/.ssh/.latch.{k}"]);
+    s.on_ssh(T, &["mv", "-f", "--", "/home/apono/.ssh/.latch.{k}", "/home/apono/.ssh/authorized_keys"]);
 }
 
 #[test]
@@ -503,5 +514,170 @@ fn hostile_service_keys_are_refused_before_any_command() {
                 "{bad:?}"
             );
         }
+    }
+}
+
+#[test]
+fn validate_tells_the_host_what_the_config_means() {
+    let config = serde_json::json!({
+        "servers": [{"name": "a", "host": "h"}],
+        "user_cleanup_days": 7,
+        "credential_rotation_days": 30,
+        "user_key_name": "prod-key"
+    });
+    let run = kit().run(
+        &Script::new(),
+        Export::Validate {
+            config: config.to_string(),
+        },
+    );
+    let l = run.lifecycle();
+    assert_eq!(l.cleanup_after_days, Some(7));
+    assert_eq!(l.rotate_after_days, Some(30));
+    assert_eq!(l.service_key_secret.as_deref(), Some("prod-key"));
+    assert_eq!(l.default_permission, "Default");
+    for (bad, field) in [
+        (
+            serde_json::json!({"credential_rotation_days": 0}),
+            "credential_rotation_days",
+        ),
+        (
+            serde_json::json!({"user_cleanup_days": 9999}),
+            "user_cleanup_days",
+        ),
+        (
+            serde_json::json!({"user_key_name": "../key"}),
+            "user_key_name",
+        ),
+    ] {
+        let mut config = serde_json::json!({"servers": [{"name": "a", "host": "h"}]});
+        for (k, v) in bad.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        let run = kit().run(
+            &Script::new(),
+            Export::Validate {
+                config: config.to_string(),
+            },
+        );
+        match run.guest_error() {
+            GuestError::InvalidConfig(m) => assert!(m.contains(field), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn discovery_comes_in_pages() {
+    let servers: Vec<serde_json::Value> = (0..120)
+        .map(|i| serde_json::json!({"name": format!("s{i}"), "host": format!("10.0.0.{i}")}))
+        .collect();
+    let config = serde_json::json!({"servers": servers}).to_string();
+    let mut cursor = None;
+    let mut sizes = Vec::new();
+    let mut ids = Vec::new();
+    loop {
+        let run = kit().run(
+            &Script::new(),
+            Export::Discover {
+                config: config.clone(),
+                cursor: cursor.clone(),
+            },
+        );
+        let page = run.page();
+        sizes.push(page.resources.len());
+        ids.extend(page.resources.iter().map(|r| r.id.clone()));
+        match &page.next {
+            Some(next) => cursor = Some(next.clone()),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [50, 50, 20]);
+    assert_eq!(ids.len(), 120);
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        120
+    );
+    let run = kit().run(
+        &Script::new(),
+        Export::Discover {
+            config,
+            cursor: Some("999".into()),
+        },
+    );
+    assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
+}
+
+/// A grant leaves where it acted; its revoke goes there even after the server was renamed
+/// and moved in the config (a revoke used to need the resource to still be listed).
+#[test]
+#[rustfmt::skip]
+fn revoke_reaches_where_the_grant_acted_even_when_the_config_forgot_it() {
+    let mut s = Script::new();
+    expect_warm_trust(&mut s);
+    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
+    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
+    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-p", "*", "-e", "", "--", "alice"]);
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    let state = run.granted().state.clone();
+    assert!(state.contains("127.0.0.2") && state.contains("alice"), "{state}");
+
+    // web-1 is gone from the config; another server is there now.
+    let config = serde_json::json!({"servers": [{"name": "db-1", "host": "10.9.9.9"}]}).to_string();
+    let mut request = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
+    request.state = Some(state);
+    let mut s = Script::new();
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
+    s.on_read(T, &["getent", "passwd", "--", "alice"]).exit(2, "");
+    let run = kit().run(&s, Export::Revoke { config: config.clone(), request: request.clone() });
+    run.assert_script_done();
+    run.assert_ok();
+
+    // A state that is not this guest's is refused before any command.
+    request.state = Some("{\"host\": \"evil\"}".into());
+    let run = kit().run(&Script::new(), Export::Revoke { config, request });
+    run.assert_nothing_carried_out();
+    assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
+}
+
+/// A plan of the first grant on a fresh server: the reads run (scripted here), and every
+/// change the grant would make is listed, in order, none carried out.
+#[test]
+#[rustfmt::skip]
+fn a_plan_lists_every_change_of_a_first_grant() {
+    let mut s = Script::new();
+    s.on_ca_public_key().text(CA);
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
+    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
+    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
+    s.on_read(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
+    let run = kit().plan(&s, grant("dev", "Alice.Smith@corp.example"));
+    run.assert_script_done();
+    assert_eq!(run.access().username, "alice_smith");
+    let planned = run.planned();
+    let expected_prefixes = [
+        "ssh.exec apono@127.0.0.2:22: sudo -n install -d -m 0755 -- /etc/ssh/latch",
+        "ssh.exec apono@127.0.0.2:22: sudo -n tee -- /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n ssh-keygen -q -k -f /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/latch/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n install -d -m 0755 -- /etc/ssh/sshd_config.d",
+        "ssh.exec apono@127.0.0.2:22: sudo -n tee -- /etc/ssh/sshd_config.d/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/sshd_config.d/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/sshd_config.d/.latch.",
+        "ssh.exec apono@127.0.0.2:22: sudo -n sshd -T",
+        "ssh.exec apono@127.0.0.2:22: sudo -n pkill -HUP -F /run/sshd.pid",
+        "ssh.exec apono@127.0.0.2:22: sudo -n groupadd -f latch-managed",
+        "ssh.exec apono@127.0.0.2:22: sudo -n useradd -m -s /bin/bash -G latch-managed -c 'Latch just-in-time user' -- alice_smith",
+        "ssh.exec apono@127.0.0.2:22: sudo -n usermod -s /bin/bash -a -G dev -p '*' -e '' -- alice_smith",
+        "certs.sign-ssh-user principals=alice_smith",
+    ];
+    assert_eq!(planned.len(), expected_prefixes.len(), "{planned:#?}");
+    for (got, want) in planned.iter().zip(expected_prefixes) {
+        assert!(got.starts_with(want), "{got}\n  expected {want}…");
     }
 }

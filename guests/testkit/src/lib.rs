@@ -16,17 +16,27 @@
 //!
 //! A call the script did not expect is answered `failed` and reported by
 //! [`Run::assert_script_done`] with the expected and actual call side by side.
+//!
+//! Reads and changes are told apart: [`Script::on_read`] expects `ssh.read`,
+//! [`Script::on_ssh`] expects `ssh.exec` (a change). A guest picks its temporary file names
+//! itself; an argv element such as `/etc/ssh/latch/.latch.{t1}` matches `.latch.` and 16
+//! hex digits there, and binds `t1`, so every later `{t1}` must be the very same name.
+//!
+//! [`Kit::plan`] runs an export as a plan: reads get their scripted replies, changes are not
+//! handed to the script at all (they are recorded as `planned`).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use latch::caps::{
-    Backend, BoxFuture, CapCall, CapError, CapReply, Outcome, Output, Policy, Secret, Target,
+    Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, CmdletOutput, Effect, Outcome,
+    Output, ParamValue, Policy, Secret, Target,
 };
 use latch::runtime::{
-    AccessDetails, CallError, CallReport, Export, GrantRequest, Guest, Identity, Integration,
-    Limits, Resource, Returned, Runtime, RuntimeConfig,
+    AccessDetails, CallError, CallOptions, CallReport, CallSecrets, Export, GrantRequest, Granted,
+    Guest, Identity, Integration, Lifecycle, Limits, Metadata, Page, Resource, Returned, Runtime,
+    RuntimeConfig,
 };
 
 /// The runtime shared by every kit in the process (compiling is the slow part).
@@ -100,6 +110,11 @@ impl Kit {
         self.guest.sha256()
     }
 
+    /// The contract version the guest was built against (`0.1.0`, `0.2.0`).
+    pub fn contract(&self) -> &'static str {
+        self.guest.contract()
+    }
+
     /// Run `export` against `script`, on a private single-threaded async runtime.
     pub fn run(&self, script: &Script, export: Export) -> Run {
         tokio::runtime::Builder::new_current_thread()
@@ -111,6 +126,37 @@ impl Kit {
 
     /// Run `export` against `script` from async code.
     pub async fn run_async(&self, script: &Script, export: Export) -> Run {
+        self.run_with(script, export, CallOptions::default()).await
+    }
+
+    /// Run `export` as a plan: reads are answered by `script`, changes only recorded.
+    pub fn plan(&self, script: &Script, export: Export) -> Run {
+        let options = CallOptions {
+            secrets: CallSecrets::default(),
+            plan: true,
+        };
+        self.block_on(self.run_with(script, export, options))
+    }
+
+    /// Run `export` with `secrets` for the call (e.g. a grant password).
+    pub fn run_with_secrets(&self, script: &Script, export: Export, secrets: CallSecrets) -> Run {
+        let options = CallOptions {
+            secrets,
+            plan: false,
+        };
+        self.block_on(self.run_with(script, export, options))
+    }
+
+    fn block_on(&self, run: impl std::future::Future<Output = Run>) -> Run {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a tokio runtime")
+            .block_on(run)
+    }
+
+    /// Run `export` against `script` with `options`.
+    pub async fn run_with(&self, script: &Script, export: Export, options: CallOptions) -> Run {
         let backend = Arc::new(Scripted::new(script));
         let integration = Integration::new(
             "testkit",
@@ -119,7 +165,7 @@ impl Kit {
             backend.clone(),
             self.limits,
         );
-        let report = integration.call(runtime(), export).await;
+        let report = integration.call_with(runtime(), export, options).await;
         let state = backend.state.lock().expect("script lock");
         Run {
             report,
@@ -134,6 +180,9 @@ impl Kit {
 pub struct Script {
     steps: Vec<Step>,
     allow: Vec<String>,
+    secrets: Vec<String>,
+    cmdlets_read: Vec<String>,
+    cmdlets_change: Vec<String>,
 }
 
 /// One expected call and its reply; the reply defaults to an empty success.
@@ -146,6 +195,7 @@ pub struct Step {
 #[derive(Clone, Debug)]
 enum Reply {
     Output(Output),
+    Cmdlet(CmdletOutput),
     Secret(Vec<u8>),
     Text(String),
     Error(CapError),
@@ -157,11 +207,13 @@ enum Expect {
         target: Target,
         argv: Vec<String>,
         stdin: Option<Vec<u8>>,
+        effect: Effect,
     },
     Winrm {
         target: Target,
         cmdlet: String,
-        parameters: Vec<(String, Option<String>)>,
+        parameters: Vec<(String, ParamValue)>,
+        effect: Effect,
     },
     Secret(String),
     CaPublicKey,
@@ -172,33 +224,89 @@ enum Expect {
     },
 }
 
+/// Does `actual` match the argv element `pattern`? A `{name}` in the pattern stands for 16
+/// lower-case hex digits (a guest's temporary name), bound on first use in `names`.
+fn element_matches(pattern: &str, actual: &str, names: &mut HashMap<String, String>) -> bool {
+    let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}')) else {
+        return pattern == actual;
+    };
+    if close < open {
+        return pattern == actual;
+    }
+    let (prefix, name, suffix) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
+    let Some(middle) = actual
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+    else {
+        return false;
+    };
+    match names.get(name) {
+        Some(bound) => bound == middle,
+        None => {
+            let random = middle.len() == 16
+                && middle
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if random {
+                names.insert(name.to_string(), middle.to_string());
+            }
+            random
+        }
+    }
+}
+
 impl Expect {
-    fn matches(&self, call: &CapCall) -> bool {
+    fn matches(&self, call: &CapCall, names: &mut HashMap<String, String>) -> bool {
         match (self, call) {
             (
                 Expect::Ssh {
                     target,
                     argv,
                     stdin,
+                    effect,
                 },
                 CapCall::SshExec {
                     target: t,
                     argv: a,
                     stdin: s,
+                    effect: e,
                 },
-            ) => target == t && argv == a && stdin.as_ref().is_none_or(|x| x == s),
+            ) => {
+                if target != t || effect != e || argv.len() != a.len() {
+                    return false;
+                }
+                if stdin.as_ref().is_some_and(|x| x != s) {
+                    return false;
+                }
+                // Bind names only if the whole call matches.
+                let mut trial = names.clone();
+                let all = argv
+                    .iter()
+                    .zip(a)
+                    .all(|(p, x)| element_matches(p, x, &mut trial));
+                if all {
+                    *names = trial;
+                }
+                all
+            }
             (
                 Expect::Winrm {
                     target,
                     cmdlet,
                     parameters,
+                    effect,
                 },
                 CapCall::WinrmInvoke {
                     target: t,
                     cmdlet: c,
                     parameters: p,
+                    effect: e,
                 },
-            ) => target == t && cmdlet == c && parameters == p,
+            ) => target == t && cmdlet == c && parameters == p && effect == e,
             (Expect::Secret(name), CapCall::SecretGet { name: n }) => name == n,
             (Expect::CaPublicKey, CapCall::CaPublicKey) => true,
             (
@@ -226,19 +334,23 @@ impl std::fmt::Display for Expect {
                 target,
                 argv,
                 stdin,
+                effect,
             } => CapCall::SshExec {
                 target: target.clone(),
                 argv: argv.clone(),
                 stdin: stdin.clone().unwrap_or_default(),
+                effect: *effect,
             },
             Expect::Winrm {
                 target,
                 cmdlet,
                 parameters,
+                effect,
             } => CapCall::WinrmInvoke {
                 target: target.clone(),
                 cmdlet: cmdlet.clone(),
                 parameters: parameters.clone(),
+                effect: *effect,
             },
             Expect::Secret(name) => CapCall::SecretGet { name: name.clone() },
             Expect::CaPublicKey => CapCall::CaPublicKey,
@@ -291,32 +403,80 @@ impl Script {
         self.steps.last_mut().expect("just pushed")
     }
 
-    /// Expect `ssh.exec` of `argv` on `target` (`[user@]host[:port]`); replies exit 0.
-    pub fn on_ssh(&mut self, target_text: &str, argv: &[&str]) -> &mut Step {
+    fn ssh(&mut self, target_text: &str, argv: &[&str], effect: Effect) -> &mut Step {
         let expect = Expect::Ssh {
             target: target(target_text),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             stdin: None,
+            effect,
         };
         self.push(expect, Reply::Output(Output::default()))
     }
 
-    /// Expect `winrm.invoke` of `cmdlet` with `parameters` on `target`; replies exit 0.
+    /// Expect `ssh.exec` (a change) of `argv` on `target` (`[user@]host[:port]`); replies
+    /// exit 0. An element may hold a `{name}` (see the module docs).
+    pub fn on_ssh(&mut self, target_text: &str, argv: &[&str]) -> &mut Step {
+        self.ssh(target_text, argv, Effect::Change)
+    }
+
+    /// Expect `ssh.read` of `argv` on `target`; replies exit 0.
+    pub fn on_read(&mut self, target_text: &str, argv: &[&str]) -> &mut Step {
+        self.ssh(target_text, argv, Effect::Read)
+    }
+
+    /// Expect `winrm.invoke` (a change) of `cmdlet` with `parameters` on `target`; replies
+    /// with no objects and no errors.
     pub fn on_winrm(
         &mut self,
         target_text: &str,
         cmdlet: &str,
-        parameters: &[(&str, Option<&str>)],
+        parameters: &[(&str, ParamValue)],
+    ) -> &mut Step {
+        self.winrm(target_text, cmdlet, parameters, Effect::Change)
+    }
+
+    /// Expect `winrm.read` of `cmdlet` with `parameters` on `target`.
+    pub fn on_winrm_read(
+        &mut self,
+        target_text: &str,
+        cmdlet: &str,
+        parameters: &[(&str, ParamValue)],
+    ) -> &mut Step {
+        self.winrm(target_text, cmdlet, parameters, Effect::Read)
+    }
+
+    fn winrm(
+        &mut self,
+        target_text: &str,
+        cmdlet: &str,
+        parameters: &[(&str, ParamValue)],
+        effect: Effect,
     ) -> &mut Step {
         let expect = Expect::Winrm {
             target: target(target_text),
             cmdlet: cmdlet.to_string(),
             parameters: parameters
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+                .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
+            effect,
         };
-        self.push(expect, Reply::Output(Output::default()))
+        self.push(
+            expect,
+            Reply::Cmdlet(CmdletOutput {
+                objects: "[]".into(),
+                errors: Vec::new(),
+            }),
+        )
+    }
+
+    /// Also allow the cmdlets `read` (for `winrm.read`) and `change` (for `winrm.invoke`),
+    /// beyond those the script expects.
+    pub fn allow_cmdlets(&mut self, read: &[&str], change: &[&str]) -> &mut Script {
+        self.cmdlets_read.extend(read.iter().map(|s| s.to_string()));
+        self.cmdlets_change
+            .extend(change.iter().map(|s| s.to_string()));
+        self
     }
 
     /// Expect `secrets.get(name)`; replies with an empty value until [`Step::value`].
@@ -339,10 +499,20 @@ impl Script {
         self.push(expect, Reply::Text(String::new()))
     }
 
-    /// The policy this script implies: its targets and secrets, plus [`Script::allow`].
+    /// Also let the guest read (or name as a `secret-ref`) secret `name` without expecting
+    /// a `secrets.get` of it.
+    pub fn allow_secret(&mut self, name: &str) -> &mut Script {
+        self.secrets.push(name.to_string());
+        self
+    }
+
+    /// The policy this script implies: its targets, secrets and cmdlets, plus what
+    /// [`Script::allow`], [`Script::allow_secret`] and [`Script::allow_cmdlets`] added.
     fn policy(&self) -> Policy {
         let mut allow = self.allow.clone();
-        let mut secrets = Vec::new();
+        let mut secrets = self.secrets.clone();
+        let mut read = self.cmdlets_read.clone();
+        let mut change = self.cmdlets_change.clone();
         for step in &self.steps {
             match &step.expect {
                 Expect::Ssh { target, .. } | Expect::Winrm { target, .. } => {
@@ -355,8 +525,16 @@ impl Script {
                 Expect::Secret(name) => secrets.push(name.clone()),
                 _ => {}
             }
+            if let Expect::Winrm { cmdlet, effect, .. } = &step.expect {
+                match effect {
+                    Effect::Read => read.push(cmdlet.clone()),
+                    Effect::Change => change.push(cmdlet.clone()),
+                }
+            }
         }
-        Policy::parse(&allow, &secrets).expect("script targets are valid allow rules")
+        Policy::parse(&allow, &secrets)
+            .and_then(|p| p.with_cmdlets(&read, &change))
+            .expect("script targets and cmdlets are valid")
     }
 }
 
@@ -399,6 +577,15 @@ impl Step {
         self
     }
 
+    /// Reply to a cmdlet with `objects` (a JSON array) and error messages `errors`.
+    pub fn objects(&mut self, objects: &str, errors: &[&str]) -> &mut Step {
+        self.reply = Reply::Cmdlet(CmdletOutput {
+            objects: objects.to_string(),
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+        });
+        self
+    }
+
     /// Reply to a secret with `value`.
     pub fn value(&mut self, value: &[u8]) -> &mut Step {
         self.reply = Reply::Secret(value.to_vec());
@@ -422,6 +609,7 @@ struct ScriptState {
     steps: VecDeque<Step>,
     seen: usize,
     mismatches: Vec<String>,
+    names: HashMap<String, String>,
 }
 
 /// The backend that plays a script.
@@ -436,6 +624,7 @@ impl Scripted {
                 steps: script.steps.iter().cloned().collect(),
                 seen: 0,
                 mismatches: Vec::new(),
+                names: HashMap::new(),
             }),
         }
     }
@@ -444,18 +633,25 @@ impl Scripted {
 impl Backend for Scripted {
     fn call<'a>(
         &'a self,
-        _integration: &'a str,
+        _ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
         let reply = {
-            let mut state = self.state.lock().expect("script lock");
+            let mut guard = self.state.lock().expect("script lock");
+            let state = &mut *guard;
             state.seen += 1;
             let n = state.seen;
+            let matched = state.mismatches.is_empty()
+                && state
+                    .steps
+                    .front()
+                    .is_some_and(|step| step.expect.matches(call, &mut state.names));
             match state.steps.front() {
-                Some(step) if state.mismatches.is_empty() && step.expect.matches(call) => {
+                Some(_) if matched => {
                     let step = state.steps.pop_front().expect("front exists");
                     match step.reply {
                         Reply::Output(o) => Ok(CapReply::Output(o)),
+                        Reply::Cmdlet(c) => Ok(CapReply::Cmdlet(c)),
                         Reply::Secret(v) => Ok(CapReply::Secret(Secret::new(v))),
                         Reply::Text(t) => Ok(CapReply::Text(t)),
                         Reply::Error(e) => Err(e),
@@ -525,20 +721,56 @@ impl Run {
         }
     }
 
-    /// The access details of a successful `grant`; panics otherwise.
-    pub fn access(&self) -> &AccessDetails {
+    /// The answer of a successful `grant`; panics otherwise.
+    pub fn granted(&self) -> &Granted {
         match &self.report.result {
-            Ok(Returned::Access(a)) => a,
-            other => panic!("expected access details, got {other:?}"),
+            Ok(Returned::Granted(g)) => g,
+            other => panic!("expected a grant's answer, got {other:?}"),
         }
     }
 
-    /// The resources of a successful `discover`; panics otherwise.
-    pub fn resources(&self) -> &[Resource] {
+    /// The access details of a successful `grant`; panics otherwise.
+    pub fn access(&self) -> &AccessDetails {
+        &self.granted().access
+    }
+
+    /// The page of a successful `discover`; panics otherwise.
+    pub fn page(&self) -> &Page {
         match &self.report.result {
-            Ok(Returned::Resources(r)) => r,
-            other => panic!("expected resources, got {other:?}"),
+            Ok(Returned::Page(p)) => p,
+            other => panic!("expected a page of resources, got {other:?}"),
         }
+    }
+
+    /// The resources of a successful `discover`'s page; panics otherwise.
+    pub fn resources(&self) -> &[Resource] {
+        &self.page().resources
+    }
+
+    /// The lifecycle of a successful `validate`; panics otherwise.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        match &self.report.result {
+            Ok(Returned::Lifecycle(l)) => l,
+            other => panic!("expected a lifecycle, got {other:?}"),
+        }
+    }
+
+    /// The metadata of `describe`; panics otherwise.
+    pub fn metadata(&self) -> &Metadata {
+        match &self.report.result {
+            Ok(Returned::Metadata(m)) => m,
+            other => panic!("expected metadata, got {other:?}"),
+        }
+    }
+
+    /// The changes a plan recorded without carrying them out, as they would run.
+    pub fn planned(&self) -> Vec<String> {
+        self.report
+            .records
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Planned))
+            .map(|r| r.call.to_string())
+            .collect()
     }
 
     /// Panic unless the export returned `Ok(())`-like success.
@@ -567,5 +799,6 @@ pub fn grant_request(
         },
         public_key: None,
         expires_at,
+        state: None,
     }
 }

@@ -139,6 +139,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/integrations", get(integrations))
         .route("/v1/integrations/{name}/resources", get(resources))
         .route("/v1/grants", post(create_grant).get(list_grants))
+        .route("/v1/grants/plan", post(plan_grant))
         .route("/v1/grants/{id}", get(get_grant))
         .route("/v1/grants/{id}/revoke", post(revoke_grant))
         .route("/v1/grants/{id}/extend", post(extend_grant))
@@ -220,33 +221,52 @@ struct GrantBody {
     public_key: Option<String>,
 }
 
-async fn create_grant(
-    State(api): State<Api>,
-    axum::Extension(actor): axum::Extension<Actor>,
-    body: Bytes,
-) -> Reply {
+/// Check a grant body as far as the host can before any guest runs: 404 for an unknown
+/// integration, 400 for a bad duration or key.
+fn grant_args(api: &Api, actor: &Actor, body: &Bytes) -> Result<GrantArgs, ApiError> {
     let body: GrantBody =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid grant request: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid grant request: {e}")))?;
     let (_, ic) = service::integration(&api.connector, &body.integration)?;
     let duration = body.duration.check()?;
     service::check_duration(duration, ic)?;
     if let Some(key) = &body.public_key {
         check_public_key(key).map_err(|e| bad(format!("public_key: {e}")))?;
     }
-    let args = GrantArgs {
+    Ok(GrantArgs {
         actor: actor.0.clone(),
         integration: body.integration,
         resource: body.resource,
-        permission: body.permission.unwrap_or_else(|| "Default".into()),
+        permission: body.permission,
         email: body.user,
         username: body.username,
         duration,
         public_key: body.public_key,
-    };
+    })
+}
+
+async fn create_grant(
+    State(api): State<Api>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    body: Bytes,
+) -> Reply {
+    let args = grant_args(&api, &actor, &body)?;
     tracing::info!(actor = %actor.0, "api grant");
     ok(
         StatusCode::CREATED,
         service::grant(&api.connector, &api.ledger, args).await?,
+    )
+}
+
+/// What a grant would do on its server: reads carried out, changes listed, nothing granted.
+async fn plan_grant(
+    State(api): State<Api>,
+    axum::Extension(actor): axum::Extension<Actor>,
+    body: Bytes,
+) -> Reply {
+    let args = grant_args(&api, &actor, &body)?;
+    ok(
+        StatusCode::OK,
+        service::plan_grant(&api.connector, &api.ledger, args).await?,
     )
 }
 

@@ -2,14 +2,15 @@
 //!
 //! SSH through the connection pool with each integration's `[integration.ssh]` settings;
 //! secrets from the secret store; certificates from the user CA. WinRM has no live transport
-//! in this build and says so.
+//! in this build and says so (its script rendering with secrets is ready:
+//! `winrm::powershell_script`).
 
 use std::collections::HashMap;
 
 use super::certs::ca;
 use super::secrets::SecretStore;
 use super::ssh::client::{SshPool, SshSettings};
-use super::{Backend, BoxFuture, CapCall, CapError, CapReply};
+use super::{Backend, BoxFuture, CallContext, CapCall, CapError, CapReply};
 
 /// Carries out capability calls against real servers and stores.
 pub struct Live {
@@ -37,15 +38,17 @@ impl Live {
 impl Backend for Live {
     fn call<'a>(
         &'a self,
-        integration: &'a str,
+        ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
+        let integration = ctx.integration;
         Box::pin(async move {
             match call {
                 CapCall::SshExec {
                     target,
                     argv,
                     stdin,
+                    ..
                 } => {
                     let settings = self.ssh.get(integration).ok_or_else(|| {
                         CapError::Failed(format!(
@@ -57,9 +60,10 @@ impl Backend for Live {
                         .await
                         .map(CapReply::Output)
                 }
-                CapCall::WinrmInvoke { .. } => Err(CapError::Failed(
-                    "winrm.invoke has no live transport in this build of Latch".into(),
-                )),
+                CapCall::WinrmInvoke { .. } => Err(CapError::Failed(format!(
+                    "{} has no live transport in this build of Latch",
+                    call.capability()
+                ))),
                 CapCall::SecretGet { name } => match self.secrets.get(name) {
                     Ok(Some(secret)) => Ok(CapReply::Secret(secret)),
                     Ok(None) => Err(CapError::Failed(format!(

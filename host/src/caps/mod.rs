@@ -4,13 +4,20 @@
 //! 1. **check** — the capability's own argument checks and the integration's [`Policy`];
 //!    a refusal is answered `denied`/`invalid-request` and nothing is sent anywhere;
 //! 2. **carry out** — by a [`Backend`]: the live one, the dry-run [`Recorder`] that answers
-//!    every call with an empty success, or a test kit's script;
+//!    every call with an empty success, or a test kit's script. In a **plan**, a call whose
+//!    [`Effect`] is a change is not handed to the backend at all: it is recorded as
+//!    `planned` and answered with its plan reply, while reads are carried out for real;
 //! 3. **record** — a [`CallRecord`] (what was asked, what came of it, how long it took) for
-//!    the caller of the guest: printed by `latch guest call`, and later written to the audit log.
+//!    the caller of the guest: printed by `latch guest call`, and written to the audit log.
 //!
 //! A backend therefore never sees a call the policy refused, and a call is recorded whatever
-//! its outcome. Secret values are never part of a record: a record holds the secret's name,
-//! and `stdin` is recorded by length only.
+//! its outcome. Secret values are never part of a record: a record holds the secret's name
+//! (or a `secret-ref`'s name, `<secret:grant-password>`), and `stdin` is recorded by length.
+//!
+//! Each capability is one module of the same shape (`ssh`, `winrm`, `secrets`, `certs`,
+//! `log`): its call type and checks (`authorize`), its rendering and record, its `Host`
+//! impls for every contract version (`wit.rs`), its live backend and its test-kit matching;
+//! see `docs/CAPABILITIES.md` for how to add one.
 
 pub mod certs;
 pub mod live;
@@ -30,17 +37,49 @@ pub use live::Live;
 pub use policy::{Policy, Target};
 pub use secrets::{Secret, SecretStore};
 
-use crate::runtime::CallState;
+use crate::world::{CallSecrets, CallState, SecretRef};
 
 /// A boxed future, so that [`Backend`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Whether a call only reads the world or changes it. A guest says which (0.2's
+/// `ssh.read`/`ssh.exec`); a plan carries out reads and only records changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Reads only.
+    Read,
+    /// Changes something.
+    Change,
+}
+
+/// A typed WinRM parameter value (mirrors `winrm.value`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type", content = "value")]
+pub enum ParamValue {
+    /// A string.
+    Text(String),
+    /// A whole number.
+    Integer(i64),
+    /// A boolean.
+    Boolean(bool),
+    /// A list of strings.
+    TextList(Vec<String>),
+    /// A value the guest does not hold; recorded by name.
+    Secret(#[serde(serialize_with = "display")] SecretRef),
+    /// A switch.
+    Switch,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// One capability call, after the guest's arguments were checked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "capability")]
+#[serde(untagged)]
 pub enum CapCall {
-    /// `ssh.exec`
-    #[serde(rename = "ssh.exec")]
+    /// `ssh.read` or `ssh.exec`
     SshExec {
         /// Where to run.
         target: Target,
@@ -49,28 +88,28 @@ pub enum CapCall {
         /// Bytes for the command's standard input (recorded by length only).
         #[serde(rename = "stdin_bytes", serialize_with = "len_only")]
         stdin: Vec<u8>,
+        /// `ssh.read` or `ssh.exec`.
+        effect: Effect,
     },
-    /// `winrm.invoke`
-    #[serde(rename = "winrm.invoke")]
+    /// `winrm.read` or `winrm.invoke`
     WinrmInvoke {
         /// Where to run.
         target: Target,
         /// The cmdlet, e.g. `Add-ADGroupMember`.
         cmdlet: String,
-        /// Named parameters; `None` is a switch.
-        parameters: Vec<(String, Option<String>)>,
+        /// Named, typed parameters.
+        parameters: Vec<(String, ParamValue)>,
+        /// `winrm.read` or `winrm.invoke`.
+        effect: Effect,
     },
     /// `secrets.get`
-    #[serde(rename = "secrets.get")]
     SecretGet {
         /// The secret's name (never its value).
         name: String,
     },
     /// `certs.ca-public-key`
-    #[serde(rename = "certs.ca-public-key")]
     CaPublicKey,
     /// `certs.sign-ssh-user`, with validity already clamped to the grant.
-    #[serde(rename = "certs.sign-ssh-user")]
     SignSshUser {
         /// The requester's public key, OpenSSH format.
         public_key: String,
@@ -91,7 +130,15 @@ impl CapCall {
     /// The WIT name of the capability function, e.g. `ssh.exec`.
     pub fn capability(&self) -> &'static str {
         match self {
+            CapCall::SshExec {
+                effect: Effect::Read,
+                ..
+            } => "ssh.read",
             CapCall::SshExec { .. } => "ssh.exec",
+            CapCall::WinrmInvoke {
+                effect: Effect::Read,
+                ..
+            } => "winrm.read",
             CapCall::WinrmInvoke { .. } => "winrm.invoke",
             CapCall::SecretGet { .. } => "secrets.get",
             CapCall::CaPublicKey => "certs.ca-public-key",
@@ -99,12 +146,32 @@ impl CapCall {
         }
     }
 
-    /// The empty success a dry run answers this call with.
+    /// Does it only read, or change something? (Signing a certificate is a change: a plan
+    /// mints no credential.)
+    pub fn effect(&self) -> Effect {
+        match self {
+            CapCall::SshExec { effect, .. } | CapCall::WinrmInvoke { effect, .. } => *effect,
+            CapCall::SecretGet { .. } | CapCall::CaPublicKey => Effect::Read,
+            CapCall::SignSshUser { .. } => Effect::Change,
+        }
+    }
+
+    /// The target a call acts on, if it acts on a server.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            CapCall::SshExec { target, .. } | CapCall::WinrmInvoke { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The empty success a dry run, or a plan's change, answers this call with.
     pub fn empty_reply(&self) -> CapReply {
         match self {
-            CapCall::SshExec { .. } | CapCall::WinrmInvoke { .. } => {
-                CapReply::Output(Output::default())
-            }
+            CapCall::SshExec { .. } => CapReply::Output(Output::default()),
+            CapCall::WinrmInvoke { .. } => CapReply::Cmdlet(CmdletOutput {
+                objects: "[]".into(),
+                errors: Vec::new(),
+            }),
             CapCall::SecretGet { .. } => CapReply::Secret(Secret::new(Vec::new())),
             CapCall::CaPublicKey | CapCall::SignSshUser { .. } => CapReply::Text(String::new()),
         }
@@ -120,8 +187,10 @@ impl std::fmt::Display for CapCall {
                 target,
                 argv,
                 stdin,
+                ..
             } => {
-                write!(f, "ssh.exec {target}: {}", ssh::quote_argv(argv))?;
+                let name = self.capability();
+                write!(f, "{name} {target}: {}", ssh::quote_argv(argv))?;
                 if !stdin.is_empty() {
                     write!(f, " <stdin {} bytes>", stdin.len())?;
                 }
@@ -131,10 +200,12 @@ impl std::fmt::Display for CapCall {
                 target,
                 cmdlet,
                 parameters,
+                ..
             } => write!(
                 f,
-                "winrm.invoke {target}: {}",
-                winrm::powershell_command(cmdlet, parameters)
+                "{} {target}: {}",
+                self.capability(),
+                winrm::render_command(cmdlet, parameters)
             ),
             CapCall::SecretGet { name } => write!(f, "secrets.get {name}"),
             CapCall::CaPublicKey => f.write_str("certs.ca-public-key"),
@@ -163,11 +234,22 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// What a cmdlet returned (mirrors `winrm.cmdlet-output`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CmdletOutput {
+    /// The objects of the output stream, as one JSON array.
+    pub objects: String,
+    /// The messages of the errors it wrote.
+    pub errors: Vec<String>,
+}
+
 /// What a backend answers to a [`CapCall`].
 #[derive(Debug)]
 pub enum CapReply {
-    /// For `ssh.exec` and `winrm.invoke`.
+    /// For `ssh.read` and `ssh.exec`.
     Output(Output),
+    /// For `winrm.read` and `winrm.invoke`.
+    Cmdlet(CmdletOutput),
     /// For `secrets.get`.
     Secret(Secret),
     /// For the `certs` functions.
@@ -193,12 +275,21 @@ pub enum CapError {
     Failed(String),
 }
 
+/// Who a call is carried out for: the integration, and the values it may name but not hold.
+#[derive(Clone, Copy, Debug)]
+pub struct CallContext<'a> {
+    /// The integration's name.
+    pub integration: &'a str,
+    /// Values the host made for this guest call (`secret-ref`s resolve to these).
+    pub secrets: &'a CallSecrets,
+}
+
 /// Carries out capability calls that passed the checks.
 pub trait Backend: Send + Sync + 'static {
-    /// Carry out `call` for integration `integration`.
+    /// Carry out `call` for `ctx.integration`.
     fn call<'a>(
         &'a self,
-        integration: &'a str,
+        ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>>;
 }
@@ -212,7 +303,7 @@ pub struct Recorder;
 impl Backend for Recorder {
     fn call<'a>(
         &'a self,
-        _: &'a str,
+        _: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
         Box::pin(async move { Ok(call.empty_reply()) })
@@ -227,7 +318,7 @@ pub struct Unavailable;
 impl Backend for Unavailable {
     fn call<'a>(
         &'a self,
-        _: &'a str,
+        _: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
         Box::pin(async move {
@@ -250,6 +341,8 @@ pub enum Outcome {
         #[serde(skip_serializing_if = "Option::is_none")]
         status: Option<i32>,
     },
+    /// A change in a plan: recorded, not carried out.
+    Planned,
     /// Refused by a check or the policy before anything was sent.
     Refused {
         /// Why.
@@ -265,6 +358,8 @@ pub enum Outcome {
 /// One capability call, as the caller of a guest sees it afterwards.
 #[derive(Clone, Debug, Serialize)]
 pub struct CallRecord {
+    /// The WIT function, e.g. `ssh.exec`.
+    pub capability: &'static str,
     /// The call, as carried out (or, if refused, as the guest asked it).
     #[serde(flatten)]
     pub call: CapCall,
@@ -295,6 +390,7 @@ pub(crate) async fn dispatch(
         CapCall::SecretGet { .. } => secrets::authorize(state, &mut call),
         CapCall::CaPublicKey | CapCall::SignSshUser { .. } => certs::authorize(state, &mut call),
     };
+    let planned = state.plan && call.effect() == Effect::Change;
     let (result, outcome) = match checked {
         Err(error) => {
             tracing::warn!(integration = %state.integration, capability, %error, "capability call refused");
@@ -303,8 +399,13 @@ pub(crate) async fn dispatch(
             };
             (Err(error), outcome)
         }
+        Ok(()) if planned => (Ok(call.empty_reply()), Outcome::Planned),
         Ok(()) => {
-            let result = state.backend.call(&state.integration, &call).await;
+            let ctx = CallContext {
+                integration: &state.integration,
+                secrets: &state.secrets,
+            };
+            let result = state.backend.call(ctx, &call).await;
             let outcome = match &result {
                 Ok(CapReply::Output(out)) => Outcome::Ok {
                     status: Some(out.status),
@@ -318,11 +419,55 @@ pub(crate) async fn dispatch(
         }
     };
     state.record(CallRecord {
+        capability,
         call,
         outcome,
         micros: started.elapsed().as_micros() as u64,
     });
     result
+}
+
+/// Link every capability's WIT bindings, for every contract version served. This list, and
+/// the `match` in [`dispatch`], are where a capability is registered.
+pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+    ssh::wit::link(linker)?;
+    winrm::wit::link(linker)?;
+    secrets::wit::link(linker)?;
+    certs::wit::link(linker)?;
+    log::wit::link(linker)?;
+    Ok(())
+}
+
+impl From<crate::world::v0_2::types::Target> for Target {
+    fn from(t: crate::world::v0_2::types::Target) -> Self {
+        Target {
+            host: t.host,
+            port: t.port,
+            user: t.user,
+        }
+    }
+}
+
+impl From<Output> for crate::world::v0_2::types::Output {
+    fn from(o: Output) -> Self {
+        crate::world::v0_2::types::Output {
+            status: o.status,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }
+    }
+}
+
+impl From<CapError> for crate::world::GuestError {
+    fn from(e: CapError) -> Self {
+        use crate::world::GuestError;
+        match e {
+            CapError::InvalidRequest(m) => GuestError::InvalidRequest(m),
+            CapError::Denied(m) => GuestError::Denied(m),
+            CapError::Unreachable(m) => GuestError::Unreachable(m),
+            CapError::Failed(m) => GuestError::Failed(m),
+        }
+    }
 }
 
 /// Reject a string argument holding a NUL byte or over `max` bytes.

@@ -177,6 +177,10 @@ pub fn check_target_host(host: &str) -> Result<Option<IpAddr>, String> {
 pub struct Policy {
     allow: Vec<AllowRule>,
     secrets: BTreeSet<String>,
+    /// Cmdlets `winrm.read` may run (lower-cased: PowerShell names are case-insensitive).
+    cmdlets_read: BTreeSet<String>,
+    /// Cmdlets only `winrm.invoke` may run.
+    cmdlets_change: BTreeSet<String>,
 }
 
 impl Policy {
@@ -185,7 +189,62 @@ impl Policy {
         Policy {
             allow,
             secrets: secrets.into_iter().collect(),
+            cmdlets_read: BTreeSet::new(),
+            cmdlets_change: BTreeSet::new(),
         }
+    }
+
+    /// Also lend the cmdlets of `[integration.winrm]`: `read` ones to `winrm.read` and
+    /// `winrm.invoke`, `change` ones to `winrm.invoke` only. A cmdlet that runs arbitrary
+    /// code (`winrm::NEVER`) or is not `Verb-Noun` is an error.
+    pub fn with_cmdlets(mut self, read: &[String], change: &[String]) -> Result<Self, String> {
+        let check = |list: &str, name: &String| -> Result<String, String> {
+            if !super::winrm::is_cmdlet(name) {
+                return Err(format!(
+                    "winrm.{list}: {name:?} is not a cmdlet name (Verb-Noun)"
+                ));
+            }
+            if super::winrm::NEVER
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                return Err(format!(
+                    "winrm.{list}: {name} runs code given as data or starts processes; Latch \
+                     never lends it (a guest would no longer be readable as a runbook)"
+                ));
+            }
+            Ok(name.to_ascii_lowercase())
+        };
+        for name in read {
+            self.cmdlets_read.insert(check("read", name)?);
+        }
+        for name in change {
+            self.cmdlets_change.insert(check("change", name)?);
+        }
+        Ok(self)
+    }
+
+    /// May the guest run `cmdlet` with this effect?
+    pub fn check_cmdlet(&self, cmdlet: &str, effect: super::Effect) -> Result<(), String> {
+        let name = cmdlet.to_ascii_lowercase();
+        let listed = match effect {
+            super::Effect::Read => self.cmdlets_read.contains(&name),
+            super::Effect::Change => {
+                self.cmdlets_read.contains(&name) || self.cmdlets_change.contains(&name)
+            }
+        };
+        if listed {
+            return Ok(());
+        }
+        if effect == super::Effect::Read && self.cmdlets_change.contains(&name) {
+            return Err(format!(
+                "cmdlet {cmdlet} is listed as a change, not a read, in [integration.winrm]; \
+                 a plan would run it"
+            ));
+        }
+        Err(format!(
+            "cmdlet {cmdlet} is not in the integration's [integration.winrm] allowlist"
+        ))
     }
 
     /// Parse the `allow` strings and take the `secrets` names of a configuration.

@@ -154,9 +154,10 @@ pub struct GrantCli {
     /// How long access lasts, e.g. 90s, 15m, 8h.
     #[arg(long = "for", value_name = "DURATION")]
     duration: String,
-    /// The group to grant (default: the user's own group only).
-    #[arg(long, default_value = "Default")]
-    permission: String,
+    /// The permission (e.g. group) to grant; default: the integration's default (for SSH
+    /// servers, the user's own group only).
+    #[arg(long)]
+    permission: Option<String>,
     /// An explicit account name (default: derived from the e-mail).
     #[arg(long)]
     username: Option<String>,
@@ -170,6 +171,10 @@ pub struct GrantCli {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Do not grant: show what the grant would do on each server (its reads run for real,
+    /// its changes are listed, not made), like `terraform plan`.
+    #[arg(long)]
+    plan: bool,
 }
 
 fn rfc3339(secs: u64) -> String {
@@ -217,6 +222,14 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
         duration,
         public_key: public_key.clone(),
     };
+    if args.plan {
+        return plan(
+            &via,
+            args.resource.iter().map(|r| request(r)).collect(),
+            args.json,
+        )
+        .await;
+    }
     if let [resource] = args.resource.as_slice() {
         let granted = via.grant(request(resource)).await?;
         return show_access(granted, args.out.as_deref(), args.json, "granted");
@@ -291,7 +304,62 @@ enum Via {
     Remote(std::sync::Arc<Remote>),
 }
 
+/// `latch grant --plan`: what each grant would do.
+async fn plan(via: &Via, requests: Vec<GrantArgs>, json: bool) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    for args in requests {
+        all.push(via.plan(args).await?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &all {
+        println!(
+            "plan for {} on {} ({}): {}; {} read(s) carried out",
+            p["permission"].as_str().unwrap_or("?"),
+            p["resource"].as_str().unwrap_or("?"),
+            p["integration"].as_str().unwrap_or("?"),
+            p["outcome"].as_str().unwrap_or("?"),
+            p["reads"]
+        );
+        let changes: Vec<&str> = p["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        if changes.is_empty() {
+            println!("  no change");
+        }
+        for change in changes {
+            println!("  + {change}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 impl Via {
+    async fn plan(&self, args: GrantArgs) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Via::Local(connector, ledger) => Ok(serde_json::to_value(
+                service::plan_grant(connector, ledger, args).await?,
+            )?),
+            Via::Remote(api) => {
+                let body = serde_json::json!({
+                    "integration": args.integration,
+                    "resource": args.resource,
+                    "permission": args.permission,
+                    "user": args.email,
+                    "username": args.username,
+                    "duration": args.duration.as_secs(),
+                    "public_key": args.public_key,
+                });
+                api.post("/v1/grants/plan", body).await
+            }
+        }
+    }
+
     async fn grant(&self, args: GrantArgs) -> anyhow::Result<serde_json::Value> {
         match self {
             Via::Local(connector, ledger) => Ok(serde_json::to_value(
@@ -376,6 +444,14 @@ fn print_access(v: &serde_json::Value, verb: &str) {
         }
         if let Some(key) = v["private_key"].as_str() {
             println!("private key (shown once, not stored):\n{key}");
+        }
+    }
+    if let Some(password) = v["password"].as_str() {
+        println!("password (shown once, not stored): {password}");
+    }
+    if let Some(extras) = v["extras"].as_object() {
+        for (name, text) in extras {
+            println!("{name}:\n{}", text.as_str().unwrap_or(""));
         }
     }
     for (what, field) in [

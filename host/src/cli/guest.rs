@@ -17,7 +17,7 @@ use crate::caps::{Backend, CallRecord, Outcome, Policy, Recorder, Unavailable};
 use crate::config::{parse_bytes, parse_duration};
 use crate::runtime::{
     CallReport, Export, GrantRequest, Identity, Integration, Limits, Returned, Runtime,
-    RuntimeConfig,
+    RuntimeConfig, ServiceCredential,
 };
 
 #[derive(Debug, Subcommand)]
@@ -73,8 +73,8 @@ pub(super) enum Function {
     Grant,
     Revoke,
     Cleanup,
-    AddServiceKey,
-    RemoveServiceKey,
+    AddServiceCredential,
+    RemoveServiceCredential,
 }
 
 /// A grant request as typed on the command line; unknown fields are errors.
@@ -88,6 +88,8 @@ struct GrantRequestArg {
     #[serde(default)]
     public_key: Option<String>,
     expires_at: u64,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +104,10 @@ struct IdentityArg {
 #[serde(deny_unknown_fields)]
 struct ServiceKeyArg {
     resource_id: String,
-    public_key: String,
+    #[serde(default)]
+    public_key: Option<String>,
+    #[serde(default)]
+    password: bool,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +115,10 @@ struct ServiceKeyArg {
 struct CleanupArg {
     resource_id: String,
     username: String,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
 }
 
 impl GuestCommand {
@@ -174,7 +183,10 @@ fn build_export(function: Function, config: &str, request: Option<&str>) -> anyh
     Ok(match function {
         Function::Describe => Export::Describe,
         Function::Validate => Export::Validate { config },
-        Function::Discover => Export::Discover { config },
+        Function::Discover => Export::Discover {
+            config,
+            cursor: None,
+        },
         Function::Grant | Function::Revoke => {
             let r: GrantRequestArg = serde_json::from_str(&need(GRANT_EXAMPLE)?)
                 .context("--request is not a grant request")?;
@@ -188,6 +200,7 @@ fn build_export(function: Function, config: &str, request: Option<&str>) -> anyh
                 },
                 public_key: r.public_key,
                 expires_at: r.expires_at,
+                state: r.state,
             };
             match function {
                 Function::Grant => Export::Grant { config, request },
@@ -200,26 +213,44 @@ fn build_export(function: Function, config: &str, request: Option<&str>) -> anyh
                     .context("--request is not a cleanup request")?;
             Export::Cleanup {
                 config,
-                resource_id: r.resource_id,
+                request: GrantRequest {
+                    grant_id: r
+                        .grant_id
+                        .unwrap_or_else(|| "g-000000000000000000000000".into()),
+                    resource_id: r.resource_id,
+                    permission: String::new(),
+                    identity: Identity {
+                        email: String::new(),
+                        username: Some(r.username.clone()),
+                    },
+                    public_key: None,
+                    expires_at: 0,
+                    state: r.state,
+                },
                 username: r.username,
             }
         }
-        Function::AddServiceKey | Function::RemoveServiceKey => {
+        Function::AddServiceCredential | Function::RemoveServiceCredential => {
             let r: ServiceKeyArg = serde_json::from_str(&need(
                 r#"{"resource_id":"web-1","public_key":"ssh-ed25519 AAAA… latch"}"#,
             )?)
-            .context("--request is not a service key request")?;
-            let (config, resource_id, public_key) = (config, r.resource_id, r.public_key);
+            .context("--request is not a service credential request")?;
+            let credential = match (r.public_key, r.password) {
+                (Some(key), false) => ServiceCredential::SshKey(key),
+                (None, true) => ServiceCredential::Password,
+                _ => bail!("--request names either a public_key or \"password\": true"),
+            };
+            let (config, resource_id) = (config, r.resource_id);
             match function {
-                Function::AddServiceKey => Export::AddServiceKey {
+                Function::AddServiceCredential => Export::AddServiceCredential {
                     config,
                     resource_id,
-                    public_key,
+                    credential,
                 },
-                _ => Export::RemoveServiceKey {
+                _ => Export::RemoveServiceCredential {
                     config,
                     resource_id,
-                    public_key,
+                    credential,
                 },
             }
         }
@@ -321,8 +352,9 @@ async fn call(
 fn returned_json(returned: &Returned) -> anyhow::Result<Value> {
     Ok(match returned {
         Returned::Metadata(m) => serde_json::to_value(m)?,
-        Returned::Resources(r) => serde_json::to_value(r)?,
-        Returned::Access(a) => serde_json::to_value(a)?,
+        Returned::Lifecycle(l) => serde_json::to_value(l)?,
+        Returned::Page(p) => serde_json::to_value(p)?,
+        Returned::Granted(g) => serde_json::to_value(g)?,
         Returned::Unit => Value::Null,
     })
 }
@@ -378,6 +410,7 @@ fn describe_record(r: &CallRecord) -> String {
     let outcome = match &r.outcome {
         Outcome::Ok { status: Some(s) } => format!("ok (exit {s})"),
         Outcome::Ok { status: None } => "ok".to_string(),
+        Outcome::Planned => "planned (not carried out)".to_string(),
         Outcome::Refused { error } => format!("REFUSED {error}"),
         Outcome::Failed { error } => format!("FAILED {error}"),
     };

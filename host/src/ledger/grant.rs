@@ -56,6 +56,10 @@ pub struct GrantRecord {
     /// When the account was cleaned up.
     #[serde(default)]
     pub cleaned_up_at: Option<u64>,
+    /// What the guest's `grant` left for its revoke, extensions and cleanup (no secrets: the
+    /// host refuses a state holding the grant's password).
+    #[serde(default)]
+    pub guest_state: Option<String>,
 }
 
 impl State {

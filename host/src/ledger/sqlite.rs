@@ -71,6 +71,9 @@ ALTER TABLE grants ADD COLUMN cleaned_up_at INTEGER;
 CREATE INDEX grants_by_cleanup ON grants (cleanup_due_at) WHERE cleaned_up_at IS NULL;
 CREATE INDEX grants_by_resource ON grants (integration, resource_id, state);
 "#,
+    r#"
+ALTER TABLE grants ADD COLUMN guest_state TEXT;
+"#,
 ];
 
 /// Grants due for a revoke at `?1`: `active` past expiry, `revoking` whose retry is due.
@@ -154,6 +157,16 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(anyhow!(
+                "the ledger {} has schema version {version}, newer than this latch knows \
+                 ({}); it was written by a newer release. Run that release (or newer); this \
+                 one will not touch it",
+                path.display(),
+                MIGRATIONS.len()
+            )
+            .into());
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(sql)
@@ -249,7 +262,7 @@ impl Ledger {
             let n = tx.execute(
                 "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
                     attempts = attempts + ?8, last_error = ?9, expires_at = ?10,
-                    granting_since = ?11, cleanup_due_at = ?12
+                    granting_since = ?11, cleanup_due_at = ?12, guest_state = ?13
                  WHERE grant_id = ?1 AND state = ?2",
                 params![
                     r.grant_id,
@@ -263,7 +276,8 @@ impl Ledger {
                     r.last_error,
                     r.expires_at as i64,
                     r.granting_since.map(|t| t as i64),
-                    r.cleanup_due_at.map(|t| t as i64)
+                    r.cleanup_due_at.map(|t| t as i64),
+                    r.guest_state
                 ],
             )?;
             if n != 1 {
@@ -701,6 +715,7 @@ fn grant_of(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
         cleaned_up_at: row
             .get::<_, Option<i64>>("cleaned_up_at")?
             .map(|t| t as u64),
+        guest_state: row.get("guest_state")?,
     })
 }
 

@@ -5,8 +5,13 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 
-/// The world every loadable guest targets.
-pub const WORLD: &str = "latch:connector/integration-guest@0.1.0";
+/// The world a guest targets, by the contract version it was built against.
+pub fn world(contract: &str) -> &'static str {
+    match contract {
+        "0.1.0" => "latch:connector/integration-guest@0.1.0",
+        _ => "latch:connector/integration-guest@0.2.0",
+    }
+}
 
 /// The outside of a component, as an auditor first reads it.
 #[derive(Clone, Debug, Serialize)]
@@ -31,7 +36,7 @@ pub struct Item {
 }
 
 impl Inspection {
-    pub(crate) fn of(sha256: &str, component: &Component, engine: &Engine) -> Self {
+    pub(crate) fn of(sha256: &str, contract: &str, component: &Component, engine: &Engine) -> Self {
         let ty = component.component_type();
         let item = |name: &str, it: ComponentExtern<'_>| Item {
             name: name.to_string(),
@@ -39,7 +44,7 @@ impl Inspection {
         };
         Inspection {
             sha256: sha256.to_string(),
-            world: WORLD,
+            world: world(contract),
             imports: ty.imports(engine).map(|(n, it)| item(n, it)).collect(),
             exports: ty.exports(engine).map(|(n, it)| item(n, it)).collect(),
         }

@@ -14,9 +14,7 @@
 //! A guest that traps, loops or exhausts its memory fails *that call* with a [`CallError`]
 //! saying which; the runtime and every other guest keep serving.
 
-pub(crate) mod bindings;
 mod inspect;
-mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,15 +25,15 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use bindings::integration::{AccessDetails, GrantRequest, Metadata, Resource};
-pub use bindings::types::Error as GuestError;
-pub use bindings::types::Identity;
+pub use crate::world::{
+    AccessDetails, CallSecrets, CallState, CredentialKind, GrantRequest, GrantScope, Granted,
+    GuestError, Identity, Lifecycle, MemoryCapExceeded, Metadata, Page, Resource,
+    ServiceCredential,
+};
 pub use inspect::Inspection;
-pub use state::{CallState, GrantScope, MemoryCapExceeded};
-
-use bindings::{IntegrationGuest, IntegrationGuestPre};
 
 use crate::caps::{Backend, CallRecord, Policy};
+use crate::world::{v0_1, v0_2};
 
 /// How often the epoch advances; the granularity of the CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
@@ -90,11 +88,13 @@ pub enum LoadError {
     Compile(wasmtime::Error),
     /// The component imports something the host does not provide.
     #[error(
-        "the guest imports something Latch does not lend: {0:#}; a guest may import only latch:connector/{{ssh,winrm,secrets,certs,log}}@0.1.0 and WASI 0.2"
+        "the guest imports something Latch does not lend: {0:#}; a guest may import only latch:connector/{{ssh,winrm,secrets,certs,log}} (0.2.0, or 0.1.0) and WASI 0.2"
     )]
     Link(wasmtime::Error),
     /// The component does not export the integration interface.
-    #[error("not a Latch integration: {0:#}; it must export latch:connector/integration@0.1.0")]
+    #[error(
+        "not a Latch integration: {0:#}; it must export latch:connector/integration@0.2.0 (or @0.1.0)"
+    )]
     NotAnIntegration(wasmtime::Error),
 }
 
@@ -159,7 +159,9 @@ impl Runtime {
 
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        IntegrationGuest::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        v0_1::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        v0_2::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::caps::link(&mut linker)?;
 
         let ticker = Ticker::start(&engine);
         Ok(Runtime {
@@ -188,7 +190,13 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(LoadError::Link)?;
-        let pre = IntegrationGuestPre::new(pre).map_err(LoadError::NotAnIntegration)?;
+        // The newest contract the component exports; an older one only if it has no newer.
+        let pre = match v0_2::IntegrationGuestPre::new(pre.clone()) {
+            Ok(p) => GuestPre::V0_2(p),
+            Err(_) => GuestPre::V0_1(
+                v0_1::IntegrationGuestPre::new(pre).map_err(LoadError::NotAnIntegration)?,
+            ),
+        };
         Ok(Guest {
             sha256,
             component,
@@ -241,11 +249,17 @@ impl Drop for Ticker {
     }
 }
 
+/// A guest's compiled exports, for the contract version it was built against.
+enum GuestPre {
+    V0_1(v0_1::IntegrationGuestPre<CallState>),
+    V0_2(v0_2::IntegrationGuestPre<CallState>),
+}
+
 /// A compiled, linked guest: ready to instantiate, many times, concurrently.
 pub struct Guest {
     sha256: String,
     component: Component,
-    pre: IntegrationGuestPre<CallState>,
+    pre: GuestPre,
 }
 
 impl Guest {
@@ -254,9 +268,22 @@ impl Guest {
         &self.sha256
     }
 
+    /// The contract version the guest was built against, e.g. `0.2.0`.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            GuestPre::V0_1(_) => "0.1.0",
+            GuestPre::V0_2(_) => "0.2.0",
+        }
+    }
+
     /// The component's imports and exports.
     pub fn inspect(&self, runtime: &Runtime) -> Inspection {
-        Inspection::of(&self.sha256, &self.component, runtime.engine())
+        Inspection::of(
+            &self.sha256,
+            self.contract(),
+            &self.component,
+            runtime.engine(),
+        )
     }
 }
 
@@ -270,12 +297,14 @@ pub enum Export {
         /// The integration's config, as JSON.
         config: String,
     },
-    /// `discover(config)`
+    /// `discover(config, cursor)`: one page.
     Discover {
         /// The integration's config, as JSON.
         config: String,
+        /// `None` for the first page, else the previous page's `next`.
+        cursor: Option<String>,
     },
-    /// `grant(config, request)`
+    /// `grant(config, request)`: a new grant, or an extension (`request.state` set).
     Grant {
         /// The integration's config, as JSON.
         config: String,
@@ -289,32 +318,32 @@ pub enum Export {
         /// The grant.
         request: GrantRequest,
     },
-    /// `cleanup(config, resource-id, username)`
+    /// `cleanup(config, request, username)`
     Cleanup {
         /// The integration's config, as JSON.
         config: String,
-        /// The resource the account is on.
-        resource_id: String,
+        /// The revoked grant.
+        request: GrantRequest,
         /// The account to delete.
         username: String,
     },
-    /// `add-service-key(config, resource-id, public-key)`
-    AddServiceKey {
+    /// `add-service-credential(config, resource-id, credential)`
+    AddServiceCredential {
         /// The integration's config, as JSON.
         config: String,
-        /// The resource whose service account gets the key.
+        /// The resource whose service account gets it.
         resource_id: String,
-        /// One OpenSSH public key line.
-        public_key: String,
+        /// The credential.
+        credential: ServiceCredential,
     },
-    /// `remove-service-key(config, resource-id, public-key)`
-    RemoveServiceKey {
+    /// `remove-service-credential(config, resource-id, credential)`
+    RemoveServiceCredential {
         /// The integration's config, as JSON.
         config: String,
-        /// The resource whose service account loses the key.
+        /// The resource whose service account loses it.
         resource_id: String,
-        /// One OpenSSH public key line.
-        public_key: String,
+        /// The credential.
+        credential: ServiceCredential,
     },
 }
 
@@ -328,8 +357,8 @@ impl Export {
             Export::Grant { .. } => "grant",
             Export::Revoke { .. } => "revoke",
             Export::Cleanup { .. } => "cleanup",
-            Export::AddServiceKey { .. } => "add-service-key",
-            Export::RemoveServiceKey { .. } => "remove-service-key",
+            Export::AddServiceCredential { .. } => "add-service-credential",
+            Export::RemoveServiceCredential { .. } => "remove-service-credential",
         }
     }
 
@@ -349,11 +378,13 @@ impl Export {
 pub enum Returned {
     /// From `describe`.
     Metadata(Metadata),
+    /// From `validate`.
+    Lifecycle(Lifecycle),
     /// From `discover`.
-    Resources(Vec<Resource>),
+    Page(Page),
     /// From `grant`.
-    Access(AccessDetails),
-    /// From `validate`, `revoke`, `cleanup`.
+    Granted(Granted),
+    /// From `revoke`, `cleanup` and the service-credential exports.
     Unit,
 }
 
@@ -366,6 +397,17 @@ pub struct CallReport {
     pub records: Vec<CallRecord>,
     /// Capability calls made past [`crate::caps::MAX_RECORDS`], counted but not kept.
     pub dropped_records: usize,
+    /// Secret values the guest read with `secrets.get` during the call (never printed).
+    pub revealed: Vec<crate::caps::Secret>,
+}
+
+/// How one export call runs, beyond the export itself.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Values the guest may name but not hold (the grant's password, …).
+    pub secrets: CallSecrets,
+    /// A plan: reads are carried out, changes only recorded.
+    pub plan: bool,
 }
 
 /// A guest bound to one integration: its name, policy, limits and capability backend.
@@ -408,11 +450,24 @@ impl Integration {
 
     /// Call one export in a fresh store, within the integration's limits.
     pub async fn call(&self, runtime: &Runtime, export: Export) -> CallReport {
+        self.call_with(runtime, export, CallOptions::default())
+            .await
+    }
+
+    /// Call one export with `options` (secrets for the call, plan mode).
+    pub async fn call_with(
+        &self,
+        runtime: &Runtime,
+        export: Export,
+        options: CallOptions,
+    ) -> CallReport {
         let state = CallState::new(
             self.name.clone(),
             self.policy.clone(),
             self.backend.clone(),
             export.grant_scope(),
+            options.secrets,
+            options.plan,
             self.limits.memory,
         );
         let mut store = Store::new(runtime.engine(), state);
@@ -437,6 +492,7 @@ impl Integration {
         let state = store.data_mut();
         state.flush_stdio();
         let (records, dropped_records) = state.take_records();
+        let revealed = std::mem::take(&mut state.revealed);
         if let Err(error) = &result {
             tracing::warn!(integration = %self.name, kind = error.kind(), %error, "guest call failed");
         }
@@ -444,6 +500,7 @@ impl Integration {
             result,
             records,
             dropped_records,
+            revealed,
         }
     }
 }
@@ -454,20 +511,32 @@ fn ticks(deadline: Duration) -> u64 {
 
 /// Instantiate and call one export; the outer error is a trap, the inner one the guest's.
 async fn run_export(
-    pre: &IntegrationGuestPre<CallState>,
+    pre: &GuestPre,
     store: &mut Store<CallState>,
     export: Export,
 ) -> Result<Result<Returned, GuestError>, Failure> {
-    let guest = pre
-        .instantiate_async(&mut *store)
-        .await
-        .map_err(Failure::Instantiate)?;
-    let api = guest.latch_connector_integration();
-    call_export(api, store, export).await.map_err(Failure::Call)
+    match pre {
+        GuestPre::V0_2(pre) => {
+            let guest = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(Failure::Instantiate)?;
+            let api = guest.latch_connector_integration();
+            call_v0_2(api, store, export).await.map_err(Failure::Call)
+        }
+        GuestPre::V0_1(pre) => {
+            let guest = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(Failure::Instantiate)?;
+            let api = guest.latch_connector_integration();
+            call_v0_1(api, store, export).await.map_err(Failure::Call)
+        }
+    }
 }
 
-async fn call_export(
-    api: &bindings::integration::Guest,
+async fn call_v0_2(
+    api: &v0_2::integration::Guest,
     store: &mut Store<CallState>,
     export: Export,
 ) -> wasmtime::Result<Result<Returned, GuestError>> {
@@ -476,43 +545,125 @@ async fn call_export(
         Export::Validate { config } => api
             .call_validate(&mut *store, &config)
             .await?
-            .map(|()| Returned::Unit),
-        Export::Discover { config } => api
-            .call_discover(&mut *store, &config)
+            .map(Returned::Lifecycle),
+        Export::Discover { config, cursor } => api
+            .call_discover(&mut *store, &config, cursor.as_deref())
             .await?
-            .map(Returned::Resources),
+            .map(Returned::Page),
         Export::Grant { config, request } => api
             .call_grant(&mut *store, &config, &request)
             .await?
-            .map(Returned::Access),
+            .map(Returned::Granted),
         Export::Revoke { config, request } => api
             .call_revoke(&mut *store, &config, &request)
             .await?
             .map(|()| Returned::Unit),
         Export::Cleanup {
             config,
-            resource_id,
+            request,
             username,
         } => api
-            .call_cleanup(&mut *store, &config, &resource_id, &username)
+            .call_cleanup(&mut *store, &config, &request, &username)
             .await?
             .map(|()| Returned::Unit),
-        Export::AddServiceKey {
+        Export::AddServiceCredential {
             config,
             resource_id,
-            public_key,
+            credential,
         } => api
-            .call_add_service_key(&mut *store, &config, &resource_id, &public_key)
+            .call_add_service_credential(&mut *store, &config, &resource_id, &credential)
             .await?
             .map(|()| Returned::Unit),
-        Export::RemoveServiceKey {
+        Export::RemoveServiceCredential {
             config,
             resource_id,
-            public_key,
+            credential,
         } => api
-            .call_remove_service_key(&mut *store, &config, &resource_id, &public_key)
+            .call_remove_service_credential(&mut *store, &config, &resource_id, &credential)
             .await?
             .map(|()| Returned::Unit),
+    })
+}
+
+/// A 0.1 guest, through the conversions of [`crate::world::v0_1`].
+async fn call_v0_1(
+    api: &v0_1::integration::Guest,
+    store: &mut Store<CallState>,
+    export: Export,
+) -> wasmtime::Result<Result<Returned, GuestError>> {
+    let unit = |r: Result<(), v0_1::types::Error>| r.map(|()| Returned::Unit).map_err(Into::into);
+    Ok(match export {
+        Export::Describe => Ok(Returned::Metadata(
+            api.call_describe(&mut *store).await?.into(),
+        )),
+        Export::Validate { config } => match api.call_validate(&mut *store, &config).await? {
+            Ok(()) => v0_1::legacy_lifecycle(&config)
+                .map(Returned::Lifecycle)
+                .map_err(GuestError::InvalidConfig),
+            Err(e) => Err(e.into()),
+        },
+        Export::Discover { config, cursor } => {
+            if cursor.is_some() {
+                // One page only: a cursor is never handed out, so this is a host bug.
+                Ok(Returned::Page(Page {
+                    resources: Vec::new(),
+                    next: None,
+                }))
+            } else {
+                api.call_discover(&mut *store, &config)
+                    .await?
+                    .map(|resources| {
+                        Returned::Page(Page {
+                            resources: resources.into_iter().map(Into::into).collect(),
+                            next: None,
+                        })
+                    })
+                    .map_err(Into::into)
+            }
+        }
+        Export::Grant { config, request } => api
+            .call_grant(&mut *store, &config, &v0_1::request(&request))
+            .await?
+            .map(|a| Returned::Granted(v0_1::granted(a)))
+            .map_err(Into::into),
+        Export::Revoke { config, request } => unit(
+            api.call_revoke(&mut *store, &config, &v0_1::request(&request))
+                .await?,
+        ),
+        Export::Cleanup {
+            config,
+            request,
+            username,
+        } => unit(
+            api.call_cleanup(&mut *store, &config, &request.resource_id, &username)
+                .await?,
+        ),
+        Export::AddServiceCredential {
+            config,
+            resource_id,
+            credential,
+        } => match credential {
+            ServiceCredential::SshKey(key) => unit(
+                api.call_add_service_key(&mut *store, &config, &resource_id, &key)
+                    .await?,
+            ),
+            ServiceCredential::Password => Err(GuestError::InvalidRequest(
+                "a 0.1 guest rotates SSH keys only, not passwords".into(),
+            )),
+        },
+        Export::RemoveServiceCredential {
+            config,
+            resource_id,
+            credential,
+        } => match credential {
+            ServiceCredential::SshKey(key) => unit(
+                api.call_remove_service_key(&mut *store, &config, &resource_id, &key)
+                    .await?,
+            ),
+            ServiceCredential::Password => Err(GuestError::InvalidRequest(
+                "a 0.1 guest rotates SSH keys only, not passwords".into(),
+            )),
+        },
     })
 }
 

@@ -10,7 +10,8 @@ pub use latch_guest_sdk;
 macro_rules! denial {
     ($name:literal, $description:literal, $discover:block) => {
         use $crate::latch_guest_sdk::{
-            AccessDetails, Error, GrantRequest, Integration, Metadata, Resource,
+            CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page,
+            ServiceCredential,
         };
 
         struct Denial;
@@ -22,27 +23,43 @@ macro_rules! denial {
                     version: env!("CARGO_PKG_VERSION").into(),
                     description: $description.into(),
                     config_schema: "{}".into(),
+                    credential: CredentialKind::None,
                 }
             }
-            fn validate(_: String) -> Result<(), Error> {
-                Ok(())
+            fn validate(_: String) -> Result<Lifecycle, Error> {
+                Ok(Lifecycle {
+                    cleanup_after_days: None,
+                    rotate_after_days: None,
+                    service_key_secret: None,
+                    service_user: None,
+                    default_permission: "Default".into(),
+                })
             }
-            fn discover(_: String) -> Result<Vec<Resource>, Error> {
-                $discover
+            #[allow(unreachable_code, clippy::diverging_sub_expression)] // it may never return
+            fn discover(_: String, _: Option<String>) -> Result<Page, Error> {
+                let resources: Result<Vec<$crate::latch_guest_sdk::Resource>, Error> = $discover;
+                Ok(Page {
+                    resources: resources?,
+                    next: None,
+                })
             }
-            fn grant(_: String, _: GrantRequest) -> Result<AccessDetails, Error> {
+            fn grant(_: String, _: GrantRequest) -> Result<Granted, Error> {
                 Err(Error::Failed("not used".into()))
             }
             fn revoke(_: String, _: GrantRequest) -> Result<(), Error> {
                 Ok(())
             }
-            fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
+            fn cleanup(_: String, _: GrantRequest, _: String) -> Result<(), Error> {
                 Ok(())
             }
-            fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+            fn add_service_credential(_: String, _: String, _: ServiceCredential) -> Result<(), Error> {
                 Ok(())
             }
-            fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+            fn remove_service_credential(
+                _: String,
+                _: String,
+                _: ServiceCredential,
+            ) -> Result<(), Error> {
                 Ok(())
             }
         }

@@ -11,7 +11,7 @@ mod bindings {
             }
 
             world foreign {
-                include latch:connector/integration-guest@0.1.0;
+                include latch:connector/integration-guest@0.2.0;
                 import exfil;
             }
         "#,
@@ -22,8 +22,9 @@ mod bindings {
 }
 
 use bindings::exports::latch::connector::integration::{
-    AccessDetails, Error, GrantRequest, Guest, Metadata, Resource,
+    Error, GrantRequest, Granted, Guest, Lifecycle, Metadata, Page, ServiceCredential,
 };
+use bindings::latch::connector::types::CredentialKind;
 
 struct Foreign;
 
@@ -34,28 +35,32 @@ impl Guest for Foreign {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "imports an interface the host does not provide".into(),
             config_schema: "{}".into(),
+            credential: CredentialKind::None,
         }
     }
-    fn validate(_: String) -> Result<(), Error> {
-        Ok(())
+    fn validate(_: String) -> Result<Lifecycle, Error> {
+        Err(Error::Failed("not used".into()))
     }
-    fn discover(config: String) -> Result<Vec<Resource>, Error> {
+    fn discover(config: String, _: Option<String>) -> Result<Page, Error> {
         bindings::latch_denials::foreign::exfil::send(&config);
-        Ok(Vec::new())
+        Ok(Page {
+            resources: Vec::new(),
+            next: None,
+        })
     }
-    fn grant(_: String, _: GrantRequest) -> Result<AccessDetails, Error> {
+    fn grant(_: String, _: GrantRequest) -> Result<Granted, Error> {
         Err(Error::Failed("not used".into()))
     }
     fn revoke(_: String, _: GrantRequest) -> Result<(), Error> {
         Ok(())
     }
-    fn cleanup(_: String, _: String, _: String) -> Result<(), Error> {
+    fn cleanup(_: String, _: GrantRequest, _: String) -> Result<(), Error> {
         Ok(())
     }
-    fn add_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+    fn add_service_credential(_: String, _: String, _: ServiceCredential) -> Result<(), Error> {
         Ok(())
     }
-    fn remove_service_key(_: String, _: String, _: String) -> Result<(), Error> {
+    fn remove_service_credential(_: String, _: String, _: ServiceCredential) -> Result<(), Error> {
         Ok(())
     }
 }

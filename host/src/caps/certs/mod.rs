@@ -7,11 +7,10 @@
 //! account names (at most 8). The CA's private key never enters the guest.
 
 pub mod ca;
+pub(crate) mod wit;
 
-use super::{CapCall, CapError, CapReply, check_text, dispatch};
-use crate::runtime::CallState;
-use crate::runtime::bindings::latch::connector::certs;
-use crate::runtime::bindings::types;
+use super::{CapCall, CapError, check_text};
+use crate::world::CallState;
 
 /// Most principals one certificate may name.
 pub const MAX_PRINCIPALS: usize = 8;
@@ -72,44 +71,13 @@ pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), Cap
     Ok(())
 }
 
-impl certs::Host for CallState {
-    async fn ca_public_key(&mut self) -> Result<String, types::Error> {
-        text(dispatch(self, CapCall::CaPublicKey).await?)
-    }
-
-    async fn sign_ssh_user(
-        &mut self,
-        public_key: String,
-        principals: Vec<String>,
-        valid_before: u64,
-        key_id: String,
-    ) -> Result<String, types::Error> {
-        let call = CapCall::SignSshUser {
-            public_key,
-            principals,
-            valid_before,
-            key_id,
-        };
-        text(dispatch(self, call).await?)
-    }
-}
-
-fn text(reply: CapReply) -> Result<String, types::Error> {
-    match reply {
-        CapReply::Text(text) => Ok(text),
-        other => {
-            Err(CapError::Failed(format!("backend answered {other:?} to a certs call")).into())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::caps::{Policy, Recorder};
-    use crate::runtime::GrantScope;
+    use crate::world::GrantScope;
 
     fn state(grant: Option<GrantScope>) -> CallState {
         CallState::new(
@@ -117,6 +85,8 @@ mod tests {
             Arc::new(Policy::default()),
             Arc::new(Recorder),
             grant,
+            Default::default(),
+            false,
             1 << 20,
         )
     }

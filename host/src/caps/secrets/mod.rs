@@ -8,15 +8,14 @@
 //! of the call holds the name only.
 
 mod store;
+pub(crate) mod wit;
 
 use std::fmt;
 
 pub use store::SecretStore;
 
-use super::{CapCall, CapError, CapReply, dispatch};
-use crate::runtime::CallState;
-use crate::runtime::bindings::latch::connector::secrets;
-use crate::runtime::bindings::types;
+use super::{CapCall, CapError};
+use crate::world::CallState;
 
 /// Most bytes of a secret name.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -85,15 +84,6 @@ pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), Cap
     };
     check_name(name).map_err(CapError::InvalidRequest)?;
     state.policy.check_secret(name).map_err(CapError::Denied)
-}
-
-impl secrets::Host for CallState {
-    async fn get(&mut self, name: String) -> Result<Vec<u8>, types::Error> {
-        match dispatch(self, CapCall::SecretGet { name }).await? {
-            CapReply::Secret(secret) => Ok(secret.expose().to_vec()),
-            _ => Err(CapError::Failed("backend answered secrets.get with no secret".into()).into()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -33,8 +33,9 @@ pub const MAX_OUTPUT: usize = 4 << 20;
 pub struct SshSettings {
     /// Secret holding the service user's private key (base64 of the PEM, or the PEM).
     pub key_secret: String,
-    /// The account to log in as when a target names none.
-    pub default_user: String,
+    /// The account to log in as when a target names none (`[integration.ssh] user`, or the
+    /// guest's `lifecycle.service-user`).
+    pub default_user: Option<String>,
     /// OpenSSH known_hosts file pinning the servers' host keys.
     pub known_hosts: PathBuf,
     /// Record unknown host keys instead of refusing them.
@@ -73,7 +74,13 @@ impl SshPool {
         let user = target
             .user
             .clone()
-            .unwrap_or_else(|| settings.default_user.clone());
+            .or_else(|| settings.default_user.clone())
+            .ok_or_else(|| {
+                CapError::InvalidRequest(format!(
+                    "{target} names no account and integration {integration:?} has no service \
+                     user (set [integration.ssh] user, or the guest's config)"
+                ))
+            })?;
         let key = (
             integration.to_string(),
             target.host.clone(),

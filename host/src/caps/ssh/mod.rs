@@ -7,11 +7,10 @@
 //! The target must be covered by the integration's `allow` list.
 
 pub mod client;
+pub(crate) mod wit;
 
-use super::{CapCall, CapError, CapReply, check_text, dispatch};
-use crate::runtime::CallState;
-use crate::runtime::bindings::latch::connector::ssh;
-use crate::runtime::bindings::types;
+use super::{CapCall, CapError, check_text};
+use crate::world::CallState;
 
 /// Most argv elements one call may pass.
 pub const MAX_ARGS: usize = 256;
@@ -26,6 +25,7 @@ pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), Cap
         target,
         argv,
         stdin,
+        ..
     } = call
     else {
         unreachable!("ssh::authorize called for {}", call.capability());
@@ -79,27 +79,6 @@ fn quote_word(word: &str) -> String {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-impl ssh::Host for CallState {
-    async fn exec(
-        &mut self,
-        target: types::Target,
-        argv: Vec<String>,
-        stdin: Vec<u8>,
-    ) -> Result<types::Output, types::Error> {
-        let call = CapCall::SshExec {
-            target: target.into(),
-            argv,
-            stdin,
-        };
-        match dispatch(self, call).await? {
-            CapReply::Output(out) => Ok(out.into()),
-            other => {
-                Err(CapError::Failed(format!("backend answered {other:?} to ssh.exec")).into())
-            }
-        }
     }
 }
 

@@ -5,8 +5,7 @@
 //! message cannot forge extra log lines. Logging is not an action on the world, so it is not
 //! recorded as a capability call.
 
-use crate::runtime::CallState;
-use crate::runtime::bindings::latch::connector::log::{self, Level};
+pub(crate) mod wit;
 
 /// Most bytes of one message kept; the rest is cut.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
@@ -29,20 +28,6 @@ pub fn sanitize(message: &str) -> String {
         out.push_str("…[cut]");
     }
     out
-}
-
-impl log::Host for CallState {
-    async fn write(&mut self, level: Level, message: String) {
-        let integration = &*self.integration;
-        let message = sanitize(&message);
-        match level {
-            Level::Trace => tracing::trace!(integration, "guest: {message}"),
-            Level::Debug => tracing::debug!(integration, "guest: {message}"),
-            Level::Info => tracing::info!(integration, "guest: {message}"),
-            Level::Warn => tracing::warn!(integration, "guest: {message}"),
-            Level::Error => tracing::error!(integration, "guest: {message}"),
-        }
-    }
 }
 
 #[cfg(test)]

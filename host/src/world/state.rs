@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::{Backend, CallRecord, MAX_RECORDS, Policy};
+use crate::caps::{Backend, CallRecord, MAX_RECORDS, Policy, Secret};
 
 /// Bytes of stdout and of stderr kept per call; beyond this the guest's writes fail.
 const MAX_STDIO: usize = 64 * 1024;
@@ -24,12 +24,28 @@ pub struct GrantScope {
     pub expires_at: u64,
 }
 
+/// Values the host made for this call, which a guest may name (`secret-ref`) but never
+/// holds: the backend puts them on the wire; records show their names only.
+#[derive(Clone, Debug, Default)]
+pub struct CallSecrets {
+    /// The password generated for the grant being served.
+    pub grant_password: Option<Secret>,
+    /// The service account's next password, during a rotation.
+    pub new_service_password: Option<Secret>,
+}
+
 /// Store data of one guest call.
 pub struct CallState {
     pub(crate) integration: Arc<str>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) grant: Option<GrantScope>,
+    pub(crate) secrets: CallSecrets,
+    /// A plan: changes are recorded, not carried out (see `caps::dispatch`).
+    pub(crate) plan: bool,
+    /// Secret values `secrets.get` handed to the guest in this call: the host checks that
+    /// none comes back in what it keeps (a grant's state, its access details).
+    pub(crate) revealed: Vec<Secret>,
     pub(crate) limiter: MemoryCap,
     records: Vec<CallRecord>,
     dropped_records: usize,
@@ -45,6 +61,8 @@ impl CallState {
         policy: Arc<Policy>,
         backend: Arc<dyn Backend>,
         grant: Option<GrantScope>,
+        secrets: CallSecrets,
+        plan: bool,
         memory_cap: usize,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(MAX_STDIO);
@@ -63,6 +81,9 @@ impl CallState {
             policy,
             backend,
             grant,
+            secrets,
+            plan,
+            revealed: Vec::new(),
             limiter: MemoryCap::new(memory_cap),
             records: Vec::new(),
             dropped_records: 0,
@@ -92,7 +113,29 @@ impl CallState {
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        crate::caps::log::sanitize(&tail)
+        self.scrub(&crate::caps::log::sanitize(&tail))
+    }
+
+    /// `text` with every secret of this call (the grant's password, the new service
+    /// password, values `secrets.get` returned) replaced by `[redacted]`: applied to all the
+    /// guest writes into the host's log and errors (log messages, stdout, stderr, a panic's
+    /// message), so a guest cannot print a secret into them verbatim.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        let secrets = self
+            .secrets
+            .grant_password
+            .iter()
+            .chain(&self.secrets.new_service_password)
+            .chain(&self.revealed);
+        for secret in secrets {
+            if let Ok(value) = std::str::from_utf8(secret.expose())
+                && value.len() >= 4
+            {
+                out = out.replace(value, "[redacted]");
+            }
+        }
+        out
     }
 
     /// Send what the guest printed to the log, tagged with the integration.
@@ -100,6 +143,7 @@ impl CallState {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
             for line in String::from_utf8_lossy(&bytes).lines() {
+                let line = self.scrub(line);
                 tracing::info!(integration = %self.integration, stream, "guest: {line}");
             }
         }

@@ -1,0 +1,38 @@
+//! The `log` interface of every contract version (the same in 0.1 and 0.2). Not a
+//! capability call: nothing is recorded, see the module docs.
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::sanitize;
+use crate::world::{CallState, v0_1, v0_2};
+
+/// Link `log` for every contract version served.
+pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_1::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_2::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+/// A guest's message, tagged with the integration, at `level` (0 trace … 4 error).
+fn write(state: &CallState, level: u8, message: &str) {
+    let integration = &*state.integration;
+    let message = state.scrub(&sanitize(message));
+    match level {
+        0 => tracing::trace!(integration, "guest: {message}"),
+        1 => tracing::debug!(integration, "guest: {message}"),
+        2 => tracing::info!(integration, "guest: {message}"),
+        3 => tracing::warn!(integration, "guest: {message}"),
+        _ => tracing::error!(integration, "guest: {message}"),
+    }
+}
+
+impl v0_2::latch::connector::log::Host for CallState {
+    async fn write(&mut self, level: v0_2::latch::connector::log::Level, message: String) {
+        write(self, level as u8, &message);
+    }
+}
+
+impl v0_1::latch::connector::log::Host for CallState {
+    async fn write(&mut self, level: v0_1::latch::connector::log::Level, message: String) {
+        write(self, level as u8, &message);
+    }
+}

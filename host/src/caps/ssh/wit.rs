@@ -1,0 +1,67 @@
+//! The `ssh` interface of every contract version: each call becomes a [`CapCall::SshExec`]
+//! and goes through [`dispatch`].
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch};
+use crate::world::{CallState, v0_1, v0_2};
+
+/// Link `ssh` for every contract version served.
+pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_1::latch::connector::ssh::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_2::latch::connector::ssh::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+async fn run(
+    state: &mut CallState,
+    target: v0_2::types::Target,
+    argv: Vec<String>,
+    stdin: Vec<u8>,
+    effect: Effect,
+) -> Result<v0_2::types::Output, v0_2::types::Error> {
+    let call = CapCall::SshExec {
+        target: target.into(),
+        argv,
+        stdin,
+        effect,
+    };
+    match dispatch(state, call).await? {
+        CapReply::Output(out) => Ok(out.into()),
+        other => Err(CapError::Failed(format!("backend answered {other:?} to ssh")).into()),
+    }
+}
+
+impl v0_2::latch::connector::ssh::Host for CallState {
+    async fn read(
+        &mut self,
+        target: v0_2::types::Target,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<v0_2::types::Output, v0_2::types::Error> {
+        run(self, target, argv, stdin, Effect::Read).await
+    }
+
+    async fn exec(
+        &mut self,
+        target: v0_2::types::Target,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<v0_2::types::Output, v0_2::types::Error> {
+        run(self, target, argv, stdin, Effect::Change).await
+    }
+}
+
+/// 0.1 cannot tell reads from changes: every command is a change.
+impl v0_1::latch::connector::ssh::Host for CallState {
+    async fn exec(
+        &mut self,
+        target: v0_1::types::Target,
+        argv: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<v0_1::types::Output, v0_1::types::Error> {
+        run(self, target.into(), argv, stdin, Effect::Change)
+            .await
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+}

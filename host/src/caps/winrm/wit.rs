@@ -1,0 +1,106 @@
+//! The `winrm` interface of every contract version: each call becomes a
+//! [`CapCall::WinrmInvoke`] with typed parameters and goes through [`dispatch`].
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::caps::{CapCall, CapError, CapReply, CmdletOutput, Effect, ParamValue, dispatch};
+use crate::world::{CallState, v0_1, v0_2};
+
+use v0_2::latch::connector::winrm as now;
+
+/// Link `winrm` for every contract version served.
+pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_1::latch::connector::winrm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+async fn run(
+    state: &mut CallState,
+    target: v0_2::types::Target,
+    cmdlet: String,
+    parameters: Vec<(String, ParamValue)>,
+    effect: Effect,
+) -> Result<CmdletOutput, v0_2::types::Error> {
+    let call = CapCall::WinrmInvoke {
+        target: target.into(),
+        cmdlet,
+        parameters,
+        effect,
+    };
+    match dispatch(state, call).await? {
+        CapReply::Cmdlet(out) => Ok(out),
+        other => Err(CapError::Failed(format!("backend answered {other:?} to winrm")).into()),
+    }
+}
+
+fn typed(parameters: Vec<now::Parameter>) -> Vec<(String, ParamValue)> {
+    parameters
+        .into_iter()
+        .map(|p| {
+            let value = match p.value {
+                now::Value::Text(v) => ParamValue::Text(v),
+                now::Value::Integer(n) => ParamValue::Integer(n),
+                now::Value::Boolean(b) => ParamValue::Boolean(b),
+                now::Value::TextList(v) => ParamValue::TextList(v),
+                now::Value::Secret(r) => ParamValue::Secret(r),
+                now::Value::Switch => ParamValue::Switch,
+            };
+            (p.name, value)
+        })
+        .collect()
+}
+
+fn answer(out: CmdletOutput) -> now::CmdletOutput {
+    now::CmdletOutput {
+        objects: out.objects,
+        errors: out.errors,
+    }
+}
+
+impl now::Host for CallState {
+    async fn read(
+        &mut self,
+        target: v0_2::types::Target,
+        cmdlet: String,
+        parameters: Vec<now::Parameter>,
+    ) -> Result<now::CmdletOutput, v0_2::types::Error> {
+        run(self, target, cmdlet, typed(parameters), Effect::Read)
+            .await
+            .map(answer)
+    }
+
+    async fn invoke(
+        &mut self,
+        target: v0_2::types::Target,
+        cmdlet: String,
+        parameters: Vec<now::Parameter>,
+    ) -> Result<now::CmdletOutput, v0_2::types::Error> {
+        run(self, target, cmdlet, typed(parameters), Effect::Change)
+            .await
+            .map(answer)
+    }
+}
+
+/// 0.1: string values or switches; every cmdlet is a change; the result comes back as an
+/// `output` (objects as JSON on stdout, error messages on stderr, status 1 if any).
+impl v0_1::latch::connector::winrm::Host for CallState {
+    async fn invoke(
+        &mut self,
+        target: v0_1::types::Target,
+        cmdlet: String,
+        parameters: Vec<v0_1::latch::connector::winrm::Parameter>,
+    ) -> Result<v0_1::types::Output, v0_1::types::Error> {
+        let parameters = parameters
+            .into_iter()
+            .map(|p| (p.name, p.value.map_or(ParamValue::Switch, ParamValue::Text)))
+            .collect();
+        let out = run(self, target.into(), cmdlet, parameters, Effect::Change)
+            .await
+            .map_err(v0_1::types::Error::from)?;
+        Ok(v0_1::types::Output {
+            status: i32::from(!out.errors.is_empty()),
+            stdout: out.objects.into_bytes(),
+            stderr: out.errors.join("\n").into_bytes(),
+        })
+    }
+}

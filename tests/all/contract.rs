@@ -1,0 +1,200 @@
+//! Contract versions side by side: a guest built against `latch:connector@0.1.0`
+//! (`guests/compat-v0-1`, with its own frozen bindings) runs in the same runtime as 0.2.0
+//! guests, through every 0.1 import and export, with 0.1's meaning kept.
+
+use latch::caps::{CapCall, Effect, ParamValue};
+use latch::runtime::{CredentialKind, Export, GuestError, ServiceCredential};
+use latch_testkit::{Kit, Script, grant_request};
+
+const T: &str = "svc@127.0.0.2:22";
+const CONFIG: &str = r#"{"host": "127.0.0.2", "port": 22, "user_cleanup_days": 3}"#;
+
+fn compat() -> Kit {
+    Kit::built("compat-v0-1")
+}
+
+#[test]
+fn a_0_1_guest_and_0_2_guests_load_side_by_side() {
+    assert_eq!(compat().contract(), "0.1.0");
+    assert_eq!(Kit::built("ssh_servers").contract(), "0.2.0");
+    assert_eq!(Kit::built("bench_guest").contract(), "0.2.0");
+    // Both run in the one shared runtime, one after the other and interleaved.
+    let old = compat().run(&Script::new(), Export::Describe);
+    let new = Kit::built("ssh_servers").run(&Script::new(), Export::Describe);
+    assert_eq!(old.metadata().name, "compat-v0-1");
+    assert_eq!(new.metadata().name, "ssh-servers");
+    // 0.1 had no credential kind: its guests issued SSH certificates.
+    assert_eq!(old.metadata().credential, CredentialKind::SshCertificate);
+}
+
+#[test]
+fn a_0_1_guest_keeps_0_1_meaning() {
+    // validate: 0.1 said nothing, so the host reads the settings 0.1 documented by name.
+    let run = compat().run(
+        &Script::new(),
+        Export::Validate {
+            config: CONFIG.into(),
+        },
+    );
+    let lifecycle = run.lifecycle();
+    assert_eq!(lifecycle.cleanup_after_days, Some(3));
+    assert_eq!(lifecycle.rotate_after_days, None);
+    assert_eq!(lifecycle.default_permission, "Default");
+    let bad = compat().run(
+        &Script::new(),
+        Export::Validate {
+            config: r#"{"user_cleanup_days": -1}"#.into(),
+        },
+    );
+    assert!(
+        matches!(bad.guest_error(), GuestError::InvalidConfig(m) if m.contains("user_cleanup_days"))
+    );
+
+    // discover: one page.
+    let mut s = Script::new();
+    s.on_ssh(T, &["hostname"]).ok("box-1\n");
+    let run = compat().run(
+        &s,
+        Export::Discover {
+            config: CONFIG.into(),
+            cursor: None,
+        },
+    );
+    run.assert_script_done();
+    assert_eq!(run.page().next, None);
+    assert_eq!(run.resources()[0].name, "box-1");
+
+    // grant: every 0.1 import; ssh.exec and winrm.invoke are changes; string and switch
+    // parameters become text and switch; the password the guest held is not delivered.
+    let mut s = Script::new();
+    s.on_secret("compat-token").value(b"tok");
+    s.on_ssh(T, &["useradd", "compat"]).stdin(b"tok");
+    s.on_winrm(
+        "svc@127.0.0.2:5985",
+        "Add-LocalGroupMember",
+        &[
+            ("Group", ParamValue::Text("Remote Desktop Users".into())),
+            ("Confirm", ParamValue::Switch),
+        ],
+    )
+    .objects("[]", &[]);
+    s.on_ca_public_key().text("ssh-ed25519 AAAA ca");
+    s.on_sign(&["compat"], "g-1").text("cert");
+    let mut request = grant_request("g-1", "only", "Default", "a@corp.example", 4_000_000_000);
+    request.public_key = Some("ssh-ed25519 AAAA key".into());
+    request.state = Some("a 0.2 state a 0.1 guest never sees".into());
+    let run = compat().run(
+        &s,
+        Export::Grant {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    run.assert_script_done();
+    let granted = run.granted();
+    assert_eq!(granted.access.certificate.as_deref(), Some("cert"));
+    assert!(
+        !granted.access.deliver_password,
+        "a 0.1 guest's password is dropped"
+    );
+    assert_eq!(granted.state, "");
+    let effects: Vec<Effect> = run
+        .report
+        .records
+        .iter()
+        .filter_map(|r| match &r.call {
+            CapCall::SshExec { effect, .. } | CapCall::WinrmInvoke { effect, .. } => Some(*effect),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(effects, [Effect::Change, Effect::Change]);
+
+    // A cmdlet's errors reach a 0.1 guest as status 1 and stderr.
+    let mut s = Script::new();
+    s.on_secret("compat-token").value(b"tok");
+    s.on_ssh(T, &["useradd", "compat"]);
+    s.on_winrm(
+        "svc@127.0.0.2:5985",
+        "Add-LocalGroupMember",
+        &[
+            ("Group", ParamValue::Text("Remote Desktop Users".into())),
+            ("Confirm", ParamValue::Switch),
+        ],
+    )
+    .objects("[]", &["The group does not exist."]);
+    let run = compat().run(
+        &s,
+        Export::Grant {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    run.assert_script_done();
+    assert!(matches!(run.guest_error(), GuestError::Failed(m) if m == "The group does not exist."));
+
+    // revoke, cleanup (0.1's resource-id and username), service keys; no password rotation.
+    let mut s = Script::new();
+    s.on_ssh(T, &["usermod", "-L", "g-1"]);
+    let run = compat().run(
+        &s,
+        Export::Revoke {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
+    let mut s = Script::new();
+    s.on_ssh(T, &["userdel", "only", "compat"]);
+    let run = compat().run(
+        &s,
+        Export::Cleanup {
+            config: CONFIG.into(),
+            request: request.clone(),
+            username: "compat".into(),
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
+    let mut s = Script::new();
+    s.on_ssh(T, &["tee"]).stdin(b"ssh-ed25519 AAAA new");
+    let run = compat().run(
+        &s,
+        Export::AddServiceCredential {
+            config: CONFIG.into(),
+            resource_id: "only".into(),
+            credential: ServiceCredential::SshKey("ssh-ed25519 AAAA new".into()),
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
+    let run = compat().run(
+        &Script::new(),
+        Export::AddServiceCredential {
+            config: CONFIG.into(),
+            resource_id: "only".into(),
+            credential: ServiceCredential::Password,
+        },
+    );
+    assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
+}
+
+#[test]
+fn a_0_1_guest_is_held_to_the_same_policy() {
+    // The policy and checks are the host's, whatever the contract version: a target outside
+    // the allow list is denied before anything is sent.
+    let mut s = Script::new();
+    s.allow("127.0.0.9:22");
+    let run = compat().run(
+        &s,
+        Export::Discover {
+            config: CONFIG.into(),
+            cursor: None,
+        },
+    );
+    run.assert_nothing_carried_out();
+    match run.guest_error() {
+        GuestError::Denied(m) => assert!(m.contains("allow list"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
