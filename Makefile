@@ -20,6 +20,7 @@ setup:
 	command -v sudo >/dev/null || missing="$$missing sudo"; \
 	command -v pkill >/dev/null || missing="$$missing procps"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	command -v tcsh >/dev/null || missing="$$missing tcsh"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -81,3 +81,55 @@ exit 3"#;
         other => panic!("a lost connection must be an error, not {other:?}"),
     }
 }
+
+/// A service account whose login shell is not POSIX (tcsh here) is refused before its first
+/// command: sshd would hand Latch's POSIX quoting to that shell. The command never runs.
+#[test]
+fn a_service_account_with_a_non_posix_shell_is_refused_before_any_command() {
+    let _g = crate::e2e::shared();
+    let env = Env::new();
+    // svctcsh on host 3: the fleet's service key, tcsh as its login shell.
+    let setup = env.fleet.admin(
+        3,
+        "id svctcsh >/dev/null 2>&1 || { sudo -n useradd -m -s /usr/bin/tcsh svctcsh && \
+         sudo -n install -d -m 0700 -o svctcsh /home/svctcsh/.ssh && \
+         sudo -n install -m 0600 -o svctcsh /home/apono/.ssh/authorized_keys \
+         /home/svctcsh/.ssh/authorized_keys; }",
+    );
+    assert!(setup.status.success(), "{setup:?}");
+    let secrets = SecretStore::new(Some(&env.tmp.path().join("secrets")), None).unwrap();
+    let settings = settings(&env);
+    let target = Target {
+        host: env.fleet.addr(3),
+        port: 22,
+        user: Some("svctcsh".into()),
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let shared = env.tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = shared.join("ran");
+    let argv = vec!["touch".to_string(), marker.display().to_string()];
+    let result = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(SshPool::default().exec("t", &settings, &secrets, &target, &argv, &[]));
+    match result {
+        Err(CapError::Denied(why)) => {
+            assert!(why.contains("POSIX") && why.contains("svctcsh"), "{why}")
+        }
+        other => panic!("a non-POSIX login shell must be refused, not {other:?}"),
+    }
+    assert!(!marker.exists(), "the command ran");
+    // The same command as the POSIX service account runs (the refusal is the shell's).
+    let apono = Target {
+        user: None,
+        ..target
+    };
+    let out = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(SshPool::default().exec("t", &settings, &secrets, &apono, &argv, &[]))
+        .unwrap();
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(marker.exists());
+}

@@ -156,10 +156,64 @@ impl SshPool {
                 settings.connect_timeout
             ))
         })??;
+        prove_posix_shell(&handle, target, user, settings.command_timeout).await?;
         let handle = Arc::new(handle);
         *slot = Some(handle.clone());
         Ok(handle)
     }
+}
+
+/// What the shell probe prints: every character that POSIX single quotes keep literally but
+/// other shells do not — a quote (written `'\''`), backslashes (an escape inside single
+/// quotes for fish), a newline (an error inside quotes for csh and tcsh), `!` (history in
+/// csh), `$`, backticks, `"`, glob and comment characters.
+pub(crate) const SHELL_PROBE: &str = "latch-probe '\\' \\\\ \n$HOME `id` \"x\" ! * # ~";
+
+/// sshd runs an exec request through the account's login shell, and Latch quotes argv for a
+/// POSIX shell ([`super::quote_argv`]). Before a connection runs any command, prove the shell
+/// there reads that quoting as written: `printf %s PROBE` must print PROBE, byte for byte.
+/// Otherwise (fish, csh, tcsh, a restricted shell…) refuse, before anything else is sent —
+/// a command quoted for one shell and parsed by another is how injection happens.
+async fn prove_posix_shell(
+    handle: &Handle<HostKeyCheck>,
+    target: &Target,
+    user: &str,
+    timeout: Duration,
+) -> Result<(), CapError> {
+    let argv = [
+        "printf".to_string(),
+        "%s".to_string(),
+        SHELL_PROBE.to_string(),
+    ];
+    let command = quote_argv(&argv);
+    let out = match run(handle, &command, &[], timeout).await {
+        Ok(out) => out,
+        Err(RunError::Timeout) => {
+            return Err(CapError::Unreachable(format!(
+                "{target}: the login shell of {user:?} did not answer a probe within {timeout:?}"
+            )));
+        }
+        Err(RunError::NotStarted(e)) => {
+            return Err(CapError::Unreachable(format!("{target}: {e}")));
+        }
+        Err(RunError::Lost(why)) => return Err(CapError::Unreachable(format!("{target}: {why}"))),
+    };
+    if out.status == 0 && out.stdout == SHELL_PROBE.as_bytes() {
+        return Ok(());
+    }
+    let shown = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b);
+        crate::caps::log::sanitize(&text.chars().take(120).collect::<String>())
+    };
+    Err(CapError::Denied(format!(
+        "{target}: the login shell of {user:?} does not read POSIX-quoted commands as \
+         written (a probe printed {:?}, status {}, stderr {:?}); Latch quotes every argument \
+         for a POSIX shell, so it refuses to run commands there. Give {user:?} a POSIX login \
+         shell (/bin/sh, /bin/bash, /bin/dash, /bin/zsh)",
+        shown(&out.stdout),
+        out.status,
+        shown(&out.stderr)
+    )))
 }
 
 async fn connect(

@@ -106,6 +106,37 @@ mod tests {
         assert_eq!(words(&["echo", "a\nb"]), "echo 'a\nb'");
     }
 
+    /// The probe a connection runs first reads back exactly under POSIX shells, and does not
+    /// under csh-family shells (tcsh is installed by `make setup` for this and the fleet
+    /// test; fish differs the same way, on backslashes inside single quotes).
+    #[test]
+    fn the_shell_probe_tells_posix_shells_from_others() {
+        let argv = [
+            "printf".to_string(),
+            "%s".to_string(),
+            client::SHELL_PROBE.to_string(),
+        ];
+        let line = quote_argv(&argv);
+        let through = |shell: &str| {
+            std::process::Command::new(shell)
+                .arg("-c")
+                .arg(&line)
+                .env("HOME", "/nowhere")
+                .output()
+                .ok()
+        };
+        for shell in ["sh", "bash", "dash"] {
+            let out = through(shell).unwrap_or_else(|| panic!("{shell} is installed"));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                client::SHELL_PROBE,
+                "{shell}: {line}"
+            );
+        }
+        let tcsh = through("tcsh").expect("tcsh is installed (make setup)");
+        assert_ne!(String::from_utf8_lossy(&tcsh.stdout), client::SHELL_PROBE);
+    }
+
     #[test]
     fn quoting_round_trips_through_a_real_shell() {
         let hostile = [
