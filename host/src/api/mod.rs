@@ -6,6 +6,11 @@
 //! 64 KiB and parsed strictly (unknown fields are errors); bad input gets a 4xx with a JSON
 //! message and nothing is recorded half-way (a grant is written to the ledger only after the
 //! integration, duration and public key checked out).
+//!
+//! The OpenAPI document is generated from the handlers' annotations and types (`utoipa`),
+//! and the router is built from the same annotated handlers.
+
+mod doc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +21,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::caps::certs::ca::unix_now;
 use crate::config::parse_duration;
@@ -133,21 +140,41 @@ async fn auth(State(api): State<Api>, mut request: Request, next: Next) -> Respo
     }
 }
 
+/// The protected routes and their OpenAPI document, from the same annotated handlers: a
+/// route is served only through `routes!`, so it cannot be served undocumented (a plain
+/// `.route(` here would be; don't).
+fn documented() -> (Router<Api>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(integrations))
+        .routes(routes!(resources))
+        .routes(routes!(create_grant, list_grants))
+        .routes(routes!(plan_grant))
+        .routes(routes!(get_grant))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(extend_grant))
+        .routes(routes!(audit))
+        .routes(routes!(metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the API, as `/v1/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented().1
+}
+
 /// The router: every `/v1` route (but the OpenAPI document) and `/metrics` need a token.
 pub fn router(api: Api) -> Router {
-    let protected = Router::new()
-        .route("/v1/integrations", get(integrations))
-        .route("/v1/integrations/{name}/resources", get(resources))
-        .route("/v1/grants", post(create_grant).get(list_grants))
-        .route("/v1/grants/plan", post(plan_grant))
-        .route("/v1/grants/{id}", get(get_grant))
-        .route("/v1/grants/{id}/revoke", post(revoke_grant))
-        .route("/v1/grants/{id}/extend", post(extend_grant))
-        .route("/v1/audit", get(audit))
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth));
+    let (protected, document) = documented();
+    let protected = protected.route_layer(middleware::from_fn_with_state(api.clone(), auth));
+    let document = Arc::new(document);
     Router::new()
-        .route("/v1/openapi.json", get(openapi))
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()).into_response() }
+            }),
+        )
         .merge(protected)
         .fallback(|| async {
             ApiError(
@@ -159,26 +186,30 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-async fn openapi() -> Response {
-    let doc: Value =
-        serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is JSON");
-    axum::Json(doc).into_response()
-}
-
+/// The integrations this connector serves.
+#[utoipa::path(get, path = "/v1/integrations", tag = "integrations",
+    responses((status = 200, body = Vec<doc::IntegrationInfo>), (status = 401, body = doc::ErrorBody)))]
 async fn integrations(State(api): State<Api>) -> Reply {
-    let list: Vec<Value> = api
+    let list: Vec<doc::IntegrationInfo> = api
         .connector
         .integrations()
-        .map(|(i, c)| {
-            json!({
-                "name": c.name, "guest_sha256": i.guest().sha256(),
-                "max_duration_secs": c.max_duration.as_secs(),
-            })
+        .map(|(i, c)| doc::IntegrationInfo {
+            name: c.name.clone(),
+            guest_sha256: i.guest().sha256().to_string(),
+            contract: i.guest().contract().to_string(),
+            max_duration_secs: c.max_duration.as_secs(),
+            default_permission: c.lifecycle.default_permission.clone(),
         })
         .collect();
     ok(StatusCode::OK, list)
 }
 
+/// Every resource of an integration (all pages of its guest's discovery).
+#[utoipa::path(get, path = "/v1/integrations/{name}/resources", tag = "integrations",
+    params(("name" = String, Path, description = "integration name")),
+    responses((status = 200, body = Vec<doc::ResourceDoc>), (status = 401, body = doc::ErrorBody),
+        (status = 404, body = doc::ErrorBody), (status = 500, body = doc::ErrorBody),
+        (status = 502, body = doc::ErrorBody), (status = 504, body = doc::ErrorBody)))]
 async fn resources(State(api): State<Api>, Path(name): Path<String>) -> Reply {
     ok(
         StatusCode::OK,
@@ -187,7 +218,7 @@ async fn resources(State(api): State<Api>, Path(name): Path<String>) -> Reply {
 }
 
 /// `duration`: seconds, or a string like `15m`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum DurationArg {
     Secs(i64),
@@ -206,7 +237,8 @@ impl DurationArg {
     }
 }
 
-#[derive(Deserialize)]
+/// A grant request. Unknown fields are errors.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantBody {
     integration: String,
@@ -244,6 +276,14 @@ fn grant_args(api: &Api, actor: &Actor, body: &Bytes) -> Result<GrantArgs, ApiEr
     })
 }
 
+/// Grant access: 201 with the access details (a generated private key or password shown
+/// once). The status of an error comes from its type.
+#[utoipa::path(post, path = "/v1/grants", tag = "grants", request_body = GrantBody,
+    responses((status = 201, body = crate::service::Granted), (status = 400, body = doc::ErrorBody),
+        (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
+        (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
+        (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
+        (status = 504, body = doc::ErrorBody)))]
 async fn create_grant(
     State(api): State<Api>,
     axum::Extension(actor): axum::Extension<Actor>,
@@ -258,6 +298,11 @@ async fn create_grant(
 }
 
 /// What a grant would do on its server: reads carried out, changes listed, nothing granted.
+#[utoipa::path(post, path = "/v1/grants/plan", tag = "grants", request_body = GrantBody,
+    responses((status = 200, body = crate::service::Planned), (status = 400, body = doc::ErrorBody),
+        (status = 401, body = doc::ErrorBody), (status = 404, body = doc::ErrorBody),
+        (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
+        (status = 504, body = doc::ErrorBody)))]
 async fn plan_grant(
     State(api): State<Api>,
     axum::Extension(actor): axum::Extension<Actor>,
@@ -270,12 +315,18 @@ async fn plan_grant(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only grants in this state (granting, active, revoking, revoked, failed).
     state: Option<String>,
 }
 
+/// Every grant, newest first.
+#[utoipa::path(get, path = "/v1/grants", tag = "grants", params(ListQuery),
+    responses((status = 200, body = Vec<crate::ledger::GrantRecord>),
+        (status = 400, body = doc::ErrorBody), (status = 401, body = doc::ErrorBody),
+        (status = 500, body = doc::ErrorBody)))]
 async fn list_grants(State(api): State<Api>, Query(q): Query<ListQuery>) -> Reply {
     let state = q
         .state
@@ -286,11 +337,25 @@ async fn list_grants(State(api): State<Api>, Query(q): Query<ListQuery>) -> Repl
     ok(StatusCode::OK, api.ledger.list(state).map_err(internal)?)
 }
 
+/// One grant.
+#[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants",
+    params(("id" = String, Path, description = "grant id, g- and 24 hex digits")),
+    responses((status = 200, body = crate::ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
+        (status = 401, body = doc::ErrorBody), (status = 404, body = doc::ErrorBody),
+        (status = 500, body = doc::ErrorBody)))]
 async fn get_grant(State(api): State<Api>, Path(id): Path<String>) -> Reply {
     check_grant_id(&id).map_err(bad)?;
     ok(StatusCode::OK, api.ledger.get(&id)?)
 }
 
+/// Take access away now (revoking a revoked grant succeeds and changes nothing).
+#[utoipa::path(post, path = "/v1/grants/{id}/revoke", tag = "grants",
+    params(("id" = String, Path, description = "grant id")),
+    responses((status = 200, body = crate::ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
+        (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
+        (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
+        (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
+        (status = 504, body = doc::ErrorBody)))]
 async fn revoke_grant(
     State(api): State<Api>,
     axum::Extension(actor): axum::Extension<Actor>,
@@ -303,12 +368,21 @@ async fn revoke_grant(
     )
 }
 
-#[derive(Deserialize)]
+/// An extension: the new duration, from now.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
     duration: DurationArg,
 }
 
+/// A later expiry, with new credentials (a certificate, or a password).
+#[utoipa::path(post, path = "/v1/grants/{id}/extend", tag = "grants", request_body = ExtendBody,
+    params(("id" = String, Path, description = "grant id")),
+    responses((status = 200, body = crate::service::Granted), (status = 400, body = doc::ErrorBody),
+        (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
+        (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
+        (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
+        (status = 504, body = doc::ErrorBody)))]
 async fn extend_grant(
     State(api): State<Api>,
     axum::Extension(actor): axum::Extension<Actor>,
@@ -325,17 +399,27 @@ async fn extend_grant(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
+    /// How many of the newest records (default 100, at most 10,000).
     n: Option<usize>,
 }
 
+/// The newest audit records, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<crate::ledger::audit::Record>),
+        (status = 400, body = doc::ErrorBody), (status = 401, body = doc::ErrorBody),
+        (status = 500, body = doc::ErrorBody)))]
 async fn audit(State(api): State<Api>, Query(q): Query<AuditQuery>) -> Reply {
     let n = q.n.unwrap_or(100).min(10_000);
     ok(StatusCode::OK, api.ledger.audit_tail(n).map_err(internal)?)
 }
 
+/// Prometheus metrics: grants by state, capability calls by outcome, revoke lag.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, body = String, content_type = "text/plain"),
+        (status = 401, body = doc::ErrorBody), (status = 500, body = doc::ErrorBody)))]
 async fn metrics(State(api): State<Api>) -> Result<String, ApiError> {
     let (states, outcomes) = api.ledger.counts().map_err(internal)?;
     let lag = api.ledger.max_revoke_lag(unix_now()).map_err(internal)?;

@@ -33,7 +33,7 @@ pub struct Event {
 }
 
 /// One stored record.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Record {
     pub seq: i64,
     /// Unix milliseconds.
@@ -44,6 +44,7 @@ pub struct Record {
     pub integration: Option<String>,
     pub guest_sha256: Option<String>,
     pub target: Option<String>,
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub outcome: String,
     pub prev_hash: String,

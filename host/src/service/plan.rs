@@ -20,7 +20,7 @@ use crate::ledger::{Event, Ledger, new_grant_id};
 use crate::runtime::{CallOptions, CallSecrets, Export, GrantRequest, Identity, Returned};
 
 /// What a grant would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Planned {
     /// The id the plan ran under (no grant has it).
     pub plan_id: String,
@@ -37,6 +37,7 @@ pub struct Planned {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Every capability call, reads and changes.
+    #[schema(value_type = Vec<Object>)]
     pub calls: Vec<CallRecord>,
 }
 
