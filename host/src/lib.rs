@@ -9,6 +9,7 @@ pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod connector;
+pub mod http;
 pub mod ledger;
 pub mod rotation;
 pub mod runtime;

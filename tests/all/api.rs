@@ -557,3 +557,50 @@ fn each_error_type_answers_its_own_status() {
     let (status, _) = post("/v1/grants/g-nope/revoke", None);
     assert_eq!(status, 400);
 }
+
+/// `POST /v1/grants/plan`: what the grant would do, from the server's real state; nothing
+/// is granted, and the plan is audited under the token.
+#[test]
+fn a_plan_through_the_api_changes_nothing() {
+    let _g = crate::e2e::shared();
+    let (env, _serve, port, token) = serving();
+    let req = json!({"integration": "linux", "resource": "web-1", "permission": "adm",
+                     "user": "api-plan@corp.example", "duration": 600});
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/grants/plan",
+        Some(&token),
+        Some(&req.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    let plan: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(plan["outcome"], "would grant", "{plan}");
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("useradd")
+                && c.as_str().unwrap().ends_with("api-plan")),
+        "{changes:?}"
+    );
+    assert!(
+        body.find("private_key").is_none(),
+        "a plan hands out no credential"
+    );
+    let (_, grants) = http(port, "GET", "/v1/grants", Some(&token), None);
+    assert!(!grants.contains("api-plan@corp.example"), "{grants}");
+    assert_eq!(
+        env.fleet.admin(1, "getent passwd api-plan").status.code(),
+        Some(2)
+    );
+    let (_, audit) = http(port, "GET", "/v1/audit?n=1000", Some(&token), None);
+    let audit: Vec<Value> = serde_json::from_str(&audit).unwrap();
+    let requested = audit
+        .iter()
+        .find(|r| {
+            r["event"] == "plan.requested" && r["detail"]["requester"] == "api-plan@corp.example"
+        })
+        .expect("the plan is audited");
+    assert_eq!(requested["actor"], "token:tests");
+}

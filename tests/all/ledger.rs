@@ -258,3 +258,29 @@ fn the_ledger_files_are_private_from_the_start() {
         assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
     }
 }
+
+/// A ledger written by a newer release (a schema version this binary does not know) is
+/// refused, untouched: a downgrade must not write into a database it does not understand.
+#[test]
+fn a_ledger_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Ledger::open(dir.path()).unwrap());
+    let path = dir.path().join("latch.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+    let err = match Ledger::open(dir.path()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a newer ledger was opened"),
+    };
+    assert!(
+        err.contains("schema version 99") && err.contains("newer"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was changed"
+    );
+}

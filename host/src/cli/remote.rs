@@ -7,9 +7,9 @@
 
 use std::net::IpAddr;
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde_json::Value;
 
 /// The environment variable holding the API token.
@@ -80,30 +80,34 @@ impl Remote {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the connector at {}:{} (is `latch serve` running?)",
-                    self.host, self.port
-                )
-            })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("{}:{}", self.host, self.port))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let response = sender.send_request(request).await?;
+        // A grant may take as long as its integration's deadline (at most 10 minutes).
+        let client = crate::http::builder(Duration::from_secs(10), Duration::from_secs(660))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let url = format!("http://{host}:{}{path}", self.port);
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = client
+            .request(method, &url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the connector at {}:{} (is `latch serve` running?): {}",
+                self.host,
+                self.port,
+                e.without_url()
+            )
+        })?;
         let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response.bytes().await?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect())
         });

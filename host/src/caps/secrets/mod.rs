@@ -20,29 +20,19 @@ use crate::world::CallState;
 /// Most bytes of a secret name.
 pub const MAX_NAME_BYTES: usize = 128;
 
-/// A secret value. Never printed, zeroed on drop.
+/// A secret value. Never printed; zeroed on drop (`zeroize`, spare capacity included).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub struct Secret(zeroize::Zeroizing<Vec<u8>>);
 
 impl Secret {
     /// Wrap `bytes`.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(bytes)
+        Secret(zeroize::Zeroizing::new(bytes))
     }
 
     /// The value; the caller takes care not to print it.
     pub fn expose(&self) -> &[u8] {
         &self.0
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        // Volatile writes, so the zeroing is not optimized away before the free.
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, aligned, exclusive reference into our own buffer.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
     }
 }
 
