@@ -167,7 +167,7 @@ impl ControlMaster {
     /// Run each ssh.exec of `calls` over the master, exactly as Latch quoted it.
     fn replay(&self, calls: &[CapCall]) {
         for call in calls {
-            let CapCall::SshExec { argv, stdin, .. } = call else {
+            let Some(latch::caps::ssh::Exec { argv, stdin, .. }) = call.get() else {
                 continue;
             };
             let mut child = Command::new("ssh")
@@ -208,7 +208,7 @@ fn benches(c: &mut Criterion) {
     let steady = rt.block_on(grant_revoke(&connector, 1, 1));
     let ssh_calls = steady
         .iter()
-        .filter(|c| matches!(c, CapCall::SshExec { .. }))
+        .filter(|c| c.get::<latch::caps::ssh::Exec>().is_some())
         .count();
     eprintln!("one grant + revoke (steady state) = {ssh_calls} ssh commands");
 

@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::caps::SecretStore;
 use crate::caps::certs::ca::generate_key_pair;
 use crate::caps::ssh::client::{check_login, service_public_key};
-use crate::caps::{CapCall, SecretStore};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, Ledger};
@@ -181,8 +181,8 @@ async fn run(
             .await
             .with_context(|| format!("authorizing the new key on {id}"))?;
             for r in &report.records {
-                if let CapCall::SshExec { target, .. } = &r.call {
-                    servers.insert(target.clone());
+                if let Some(exec) = r.call.get::<crate::caps::ssh::Exec>() {
+                    servers.insert(exec.target.clone());
                 }
             }
         }

@@ -13,7 +13,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use latch::caps::winrm::powershell_script;
-use latch::caps::{Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
+use latch::caps::{
+    Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore, secrets, ssh, winrm,
+};
 use latch::config::Config;
 use latch::connector::Connector;
 use latch::ledger::Ledger;
@@ -35,21 +37,23 @@ impl Backend for Wire {
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
         Box::pin(async move {
-            match call {
-                CapCall::SecretGet { name } => match self.secrets.get(name) {
+            if let Some(get) = call.get::<secrets::Get>() {
+                return match self.secrets.get(&get.name) {
                     Ok(Some(s)) => Ok(CapReply::Secret(s)),
-                    _ => Err(CapError::Failed(format!("no secret {name:?}"))),
-                },
-                CapCall::SshExec { stdin, .. } => {
-                    self.sent
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(stdin).into_owned());
-                    Ok(call.empty_reply())
-                }
-                CapCall::WinrmInvoke {
+                    _ => Err(CapError::Failed(format!("no secret {:?}", get.name))),
+                };
+            }
+            if let Some(exec) = call.get::<ssh::Exec>() {
+                self.sent
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&exec.stdin).into_owned());
+                return Ok(call.empty_reply());
+            }
+            match call.get::<winrm::Invoke>() {
+                Some(winrm::Invoke {
                     cmdlet, parameters, ..
-                } => {
+                }) => {
                     let script = powershell_script(cmdlet, parameters, |r| match r {
                         SecretRef::GrantPassword => ctx
                             .secrets
@@ -72,7 +76,7 @@ impl Backend for Wire {
                         .push(String::from_utf8_lossy(script.expose()).into_owned());
                     Ok(call.empty_reply())
                 }
-                _ => Ok(call.empty_reply()),
+                None => Ok(call.empty_reply()),
             }
         })
     }

@@ -2,7 +2,7 @@
 //! (`guests/compat-v0-1`, with its own frozen bindings) runs in the same runtime as 0.2.0
 //! guests, through every 0.1 import and export, with 0.1's meaning kept.
 
-use latch::caps::{CapCall, Effect, ParamValue};
+use latch::caps::{Effect, ParamValue};
 use latch::runtime::{CredentialKind, Export, GuestError, ServiceCredential};
 use latch_testkit::{Kit, Script, grant_request};
 
@@ -102,10 +102,8 @@ fn a_0_1_guest_keeps_0_1_meaning() {
         .report
         .records
         .iter()
-        .filter_map(|r| match &r.call {
-            CapCall::SshExec { effect, .. } | CapCall::WinrmInvoke { effect, .. } => Some(*effect),
-            _ => None,
-        })
+        .filter(|r| r.call.target().is_some())
+        .map(|r| r.call.effect())
         .collect();
     assert_eq!(effects, [Effect::Change, Effect::Change]);
 

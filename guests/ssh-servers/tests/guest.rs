@@ -411,9 +411,9 @@ fn temporary_names_are_random_and_never_reused() {
         run.report
             .records
             .iter()
-            .flat_map(|r| match &r.call {
-                latch::caps::CapCall::SshExec { argv, .. } => argv.clone(),
-                _ => Vec::new(),
+            .flat_map(|r| match r.call.get::<latch::caps::ssh::Exec>() {
+                Some(exec) => exec.argv.clone(),
+                None => Vec::new(),
             })
             .filter(|a| a.contains("/.latch."))
             .collect::<std::collections::BTreeSet<_>>()

@@ -29,9 +29,10 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use latch::caps::kit::{Expectation, Implied, Names, Reply};
 use latch::caps::{
     Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, CmdletOutput, Effect, Outcome,
-    Output, ParamValue, Policy, Secret, Target,
+    Output, ParamValue, Policy, Secret, Target, certs, secrets, ssh, winrm,
 };
 use latch::runtime::{
     AccessDetails, CallError, CallOptions, CallReport, CallSecrets, Export, GrantRequest, Granted,
@@ -185,188 +186,11 @@ pub struct Script {
     cmdlets_change: Vec<String>,
 }
 
-/// One expected call and its reply; the reply defaults to an empty success.
+/// One expected call and its reply; the reply defaults to the expectation's empty success.
 #[derive(Clone, Debug)]
 pub struct Step {
-    expect: Expect,
+    expect: Box<dyn Expectation>,
     reply: Reply,
-}
-
-#[derive(Clone, Debug)]
-enum Reply {
-    Output(Output),
-    Cmdlet(CmdletOutput),
-    Secret(Vec<u8>),
-    Text(String),
-    Error(CapError),
-}
-
-#[derive(Clone, Debug)]
-enum Expect {
-    Ssh {
-        target: Target,
-        argv: Vec<String>,
-        stdin: Option<Vec<u8>>,
-        effect: Effect,
-    },
-    Winrm {
-        target: Target,
-        cmdlet: String,
-        parameters: Vec<(String, ParamValue)>,
-        effect: Effect,
-    },
-    Secret(String),
-    CaPublicKey,
-    Sign {
-        principals: Vec<String>,
-        key_id: String,
-        valid_before: Option<u64>,
-    },
-}
-
-/// Does `actual` match the argv element `pattern`? A `{name}` in the pattern stands for 16
-/// lower-case hex digits (a guest's temporary name), bound on first use in `names`.
-fn element_matches(pattern: &str, actual: &str, names: &mut HashMap<String, String>) -> bool {
-    let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}')) else {
-        return pattern == actual;
-    };
-    if close < open {
-        return pattern == actual;
-    }
-    let (prefix, name, suffix) = (
-        &pattern[..open],
-        &pattern[open + 1..close],
-        &pattern[close + 1..],
-    );
-    let Some(middle) = actual
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_suffix(suffix))
-    else {
-        return false;
-    };
-    match names.get(name) {
-        Some(bound) => bound == middle,
-        None => {
-            let random = middle.len() == 16
-                && middle
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if random {
-                names.insert(name.to_string(), middle.to_string());
-            }
-            random
-        }
-    }
-}
-
-impl Expect {
-    fn matches(&self, call: &CapCall, names: &mut HashMap<String, String>) -> bool {
-        match (self, call) {
-            (
-                Expect::Ssh {
-                    target,
-                    argv,
-                    stdin,
-                    effect,
-                },
-                CapCall::SshExec {
-                    target: t,
-                    argv: a,
-                    stdin: s,
-                    effect: e,
-                },
-            ) => {
-                if target != t || effect != e || argv.len() != a.len() {
-                    return false;
-                }
-                if stdin.as_ref().is_some_and(|x| x != s) {
-                    return false;
-                }
-                // Bind names only if the whole call matches.
-                let mut trial = names.clone();
-                let all = argv
-                    .iter()
-                    .zip(a)
-                    .all(|(p, x)| element_matches(p, x, &mut trial));
-                if all {
-                    *names = trial;
-                }
-                all
-            }
-            (
-                Expect::Winrm {
-                    target,
-                    cmdlet,
-                    parameters,
-                    effect,
-                },
-                CapCall::WinrmInvoke {
-                    target: t,
-                    cmdlet: c,
-                    parameters: p,
-                    effect: e,
-                },
-            ) => target == t && cmdlet == c && parameters == p && effect == e,
-            (Expect::Secret(name), CapCall::SecretGet { name: n }) => name == n,
-            (Expect::CaPublicKey, CapCall::CaPublicKey) => true,
-            (
-                Expect::Sign {
-                    principals,
-                    key_id,
-                    valid_before,
-                },
-                CapCall::SignSshUser {
-                    principals: p,
-                    key_id: k,
-                    valid_before: v,
-                    ..
-                },
-            ) => principals == p && key_id == k && valid_before.is_none_or(|x| x == *v),
-            _ => false,
-        }
-    }
-}
-
-impl std::fmt::Display for Expect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let call = match self {
-            Expect::Ssh {
-                target,
-                argv,
-                stdin,
-                effect,
-            } => CapCall::SshExec {
-                target: target.clone(),
-                argv: argv.clone(),
-                stdin: stdin.clone().unwrap_or_default(),
-                effect: *effect,
-            },
-            Expect::Winrm {
-                target,
-                cmdlet,
-                parameters,
-                effect,
-            } => CapCall::WinrmInvoke {
-                target: target.clone(),
-                cmdlet: cmdlet.clone(),
-                parameters: parameters.clone(),
-                effect: *effect,
-            },
-            Expect::Secret(name) => CapCall::SecretGet { name: name.clone() },
-            Expect::CaPublicKey => CapCall::CaPublicKey,
-            Expect::Sign {
-                principals,
-                key_id,
-                valid_before,
-            } => CapCall::SignSshUser {
-                public_key: String::new(),
-                principals: principals.clone(),
-                valid_before: valid_before.unwrap_or(0),
-                key_id: key_id.clone(),
-            },
-        };
-        write!(f, "{call}")
-    }
 }
 
 /// Parse `[user@]host[:port]` (port 22 when absent) into a target.
@@ -398,19 +222,23 @@ impl Script {
         self
     }
 
-    fn push(&mut self, expect: Expect, reply: Reply) -> &mut Step {
-        self.steps.push(Step { expect, reply });
+    /// Expect `expect` (any capability's kit expectation), replying its default.
+    pub fn on(&mut self, expect: impl Expectation) -> &mut Step {
+        let reply = expect.default_reply();
+        self.steps.push(Step {
+            expect: Box::new(expect),
+            reply,
+        });
         self.steps.last_mut().expect("just pushed")
     }
 
     fn ssh(&mut self, target_text: &str, argv: &[&str], effect: Effect) -> &mut Step {
-        let expect = Expect::Ssh {
+        self.on(ssh::kit::ExpectExec {
             target: target(target_text),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             stdin: None,
             effect,
-        };
-        self.push(expect, Reply::Output(Output::default()))
+        })
     }
 
     /// Expect `ssh.exec` (a change) of `argv` on `target` (`[user@]host[:port]`); replies
@@ -452,7 +280,7 @@ impl Script {
         parameters: &[(&str, ParamValue)],
         effect: Effect,
     ) -> &mut Step {
-        let expect = Expect::Winrm {
+        self.on(winrm::kit::ExpectInvoke {
             target: target(target_text),
             cmdlet: cmdlet.to_string(),
             parameters: parameters
@@ -460,14 +288,7 @@ impl Script {
                 .map(|(n, v)| (n.to_string(), v.clone()))
                 .collect(),
             effect,
-        };
-        self.push(
-            expect,
-            Reply::Cmdlet(CmdletOutput {
-                objects: "[]".into(),
-                errors: Vec::new(),
-            }),
-        )
+        })
     }
 
     /// Also allow the cmdlets `read` (for `winrm.read`) and `change` (for `winrm.invoke`),
@@ -481,22 +302,23 @@ impl Script {
 
     /// Expect `secrets.get(name)`; replies with an empty value until [`Step::value`].
     pub fn on_secret(&mut self, name: &str) -> &mut Step {
-        self.push(Expect::Secret(name.to_string()), Reply::Secret(Vec::new()))
+        self.on(secrets::kit::ExpectGet {
+            name: name.to_string(),
+        })
     }
 
     /// Expect `certs.ca-public-key`; replies with [`Step::text`].
     pub fn on_ca_public_key(&mut self) -> &mut Step {
-        self.push(Expect::CaPublicKey, Reply::Text(String::new()))
+        self.on(certs::kit::ExpectCaPublicKey)
     }
 
     /// Expect `certs.sign-ssh-user` for `principals` and `key_id` (any validity).
     pub fn on_sign(&mut self, principals: &[&str], key_id: &str) -> &mut Step {
-        let expect = Expect::Sign {
+        self.on(certs::kit::ExpectSign {
             principals: principals.iter().map(|s| s.to_string()).collect(),
             key_id: key_id.to_string(),
             valid_before: None,
-        };
-        self.push(expect, Reply::Text(String::new()))
+        })
     }
 
     /// Also let the guest read (or name as a `secret-ref`) secret `name` without expecting
@@ -509,31 +331,17 @@ impl Script {
     /// The policy this script implies: its targets, secrets and cmdlets, plus what
     /// [`Script::allow`], [`Script::allow_secret`] and [`Script::allow_cmdlets`] added.
     fn policy(&self) -> Policy {
-        let mut allow = self.allow.clone();
-        let mut secrets = self.secrets.clone();
-        let mut read = self.cmdlets_read.clone();
-        let mut change = self.cmdlets_change.clone();
+        let mut implied = Implied {
+            allow: self.allow.clone(),
+            secrets: self.secrets.clone(),
+            cmdlets_read: self.cmdlets_read.clone(),
+            cmdlets_change: self.cmdlets_change.clone(),
+        };
         for step in &self.steps {
-            match &step.expect {
-                Expect::Ssh { target, .. } | Expect::Winrm { target, .. } => {
-                    allow.push(if target.host.contains(':') {
-                        format!("[{}]:{}", target.host, target.port)
-                    } else {
-                        format!("{}:{}", target.host, target.port)
-                    })
-                }
-                Expect::Secret(name) => secrets.push(name.clone()),
-                _ => {}
-            }
-            if let Expect::Winrm { cmdlet, effect, .. } = &step.expect {
-                match effect {
-                    Effect::Read => read.push(cmdlet.clone()),
-                    Effect::Change => change.push(cmdlet.clone()),
-                }
-            }
+            step.expect.implies(&mut implied);
         }
-        Policy::parse(&allow, &secrets)
-            .and_then(|p| p.with_cmdlets(&read, &change))
+        Policy::parse(&implied.allow, &implied.secrets)
+            .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
             .expect("script targets and cmdlets are valid")
     }
 }
@@ -560,19 +368,24 @@ impl Step {
 
     /// Also require the call's stdin to be `stdin`.
     pub fn stdin(&mut self, stdin: &[u8]) -> &mut Step {
-        if let Expect::Ssh { stdin: s, .. } = &mut self.expect {
-            *s = Some(stdin.to_vec());
+        if let Some(e) = self
+            .expect
+            .as_any_mut()
+            .downcast_mut::<ssh::kit::ExpectExec>()
+        {
+            e.stdin = Some(stdin.to_vec());
         }
         self
     }
 
     /// Also require a certificate's (clamped) validity end to be `valid_before`.
     pub fn valid_before(&mut self, valid_before: u64) -> &mut Step {
-        if let Expect::Sign {
-            valid_before: v, ..
-        } = &mut self.expect
+        if let Some(e) = self
+            .expect
+            .as_any_mut()
+            .downcast_mut::<certs::kit::ExpectSign>()
         {
-            *v = Some(valid_before);
+            e.valid_before = Some(valid_before);
         }
         self
     }
@@ -609,7 +422,7 @@ struct ScriptState {
     steps: VecDeque<Step>,
     seen: usize,
     mismatches: Vec<String>,
-    names: HashMap<String, String>,
+    names: Names,
 }
 
 /// The backend that plays a script.
@@ -624,7 +437,7 @@ impl Scripted {
                 steps: script.steps.iter().cloned().collect(),
                 seen: 0,
                 mismatches: Vec::new(),
-                names: HashMap::new(),
+                names: Names::new(),
             }),
         }
     }

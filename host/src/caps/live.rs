@@ -1,31 +1,47 @@
-//! The live backend: capability calls carried out for real.
-//!
-//! SSH through the connection pool with each integration's `[integration.ssh]` settings;
-//! secrets from the secret store; certificates from the user CA. WinRM has no live transport
-//! in this build and says so (its script rendering with secrets is ready:
-//! `winrm::powershell_script`).
+//! The live backend: capability calls carried out for real, by each capability's live part
+//! (`caps/<name>/live.rs`), as registered in [`super::live_parts`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::certs::ca;
 use super::secrets::SecretStore;
-use super::ssh::client::{SshPool, SshSettings};
+use super::ssh::client::SshSettings;
 use super::{Backend, BoxFuture, CallContext, CapCall, CapError, CapReply};
+
+/// What the live parts are built from.
+pub struct LiveContext {
+    /// The secret store (secrets, the CA key, the SSH service keys).
+    pub secrets: Arc<SecretStore>,
+    /// SSH settings per integration name.
+    pub ssh: HashMap<String, SshSettings>,
+}
+
+/// One capability's live part: carries out the calls of its own capability.
+pub trait LivePart: Send + Sync + 'static {
+    /// Carry out `call` if it is this capability's; `None` if it is another's.
+    fn carry_out<'a>(
+        &'a self,
+        ctx: CallContext<'a>,
+        call: &'a CapCall,
+    ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>>;
+}
 
 /// Carries out capability calls against real servers and stores.
 pub struct Live {
-    secrets: SecretStore,
-    ssh: HashMap<String, SshSettings>,
-    pool: SshPool,
+    secrets: Arc<SecretStore>,
+    parts: Vec<Box<dyn LivePart>>,
 }
 
 impl Live {
     /// A live backend over `secrets`, with SSH settings per integration name.
     pub fn new(secrets: SecretStore, ssh: HashMap<String, SshSettings>) -> Self {
-        Live {
-            secrets,
+        let ctx = LiveContext {
+            secrets: Arc::new(secrets),
             ssh,
-            pool: SshPool::default(),
+        };
+        Live {
+            parts: super::live_parts(&ctx),
+            secrets: ctx.secrets,
         }
     }
 
@@ -41,45 +57,16 @@ impl Backend for Live {
         ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> BoxFuture<'a, Result<CapReply, CapError>> {
-        let integration = ctx.integration;
-        Box::pin(async move {
-            match call {
-                CapCall::SshExec {
-                    target,
-                    argv,
-                    stdin,
-                    ..
-                } => {
-                    let settings = self.ssh.get(integration).ok_or_else(|| {
-                        CapError::Failed(format!(
-                            "integration {integration:?} has no [integration.ssh] settings in latch.toml"
-                        ))
-                    })?;
-                    self.pool
-                        .exec(integration, settings, &self.secrets, target, argv, stdin)
-                        .await
-                        .map(CapReply::Output)
-                }
-                CapCall::WinrmInvoke { .. } => Err(CapError::Failed(format!(
-                    "{} has no live transport in this build of Latch",
-                    call.capability()
-                ))),
-                CapCall::SecretGet { name } => match self.secrets.get(name) {
-                    Ok(Some(secret)) => Ok(CapReply::Secret(secret)),
-                    Ok(None) => Err(CapError::Failed(format!(
-                        "secret {name:?} is not in the store"
-                    ))),
-                    Err(e) => Err(CapError::Failed(e)),
-                },
-                CapCall::CaPublicKey => ca::public_key(&self.secrets).map(CapReply::Text),
-                CapCall::SignSshUser {
-                    public_key,
-                    principals,
-                    valid_before,
-                    key_id,
-                } => ca::sign(&self.secrets, public_key, principals, *valid_before, key_id)
-                    .map(CapReply::Text),
+        for part in &self.parts {
+            if let Some(work) = part.carry_out(ctx, call) {
+                return work;
             }
+        }
+        Box::pin(async move {
+            Err(CapError::Failed(format!(
+                "{} has no live part in this build",
+                call.capability()
+            )))
         })
     }
 }

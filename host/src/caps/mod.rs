@@ -20,6 +20,7 @@
 //! see `docs/CAPABILITIES.md` for how to add one.
 
 pub mod certs;
+pub mod kit;
 pub mod live;
 pub mod log;
 pub mod policy;
@@ -75,151 +76,121 @@ fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S:
     s.collect_str(v)
 }
 
-/// One capability call, after the guest's arguments were checked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum CapCall {
-    /// `ssh.read` or `ssh.exec`
-    SshExec {
-        /// Where to run.
-        target: Target,
-        /// Program and arguments; quoted by the host.
-        argv: Vec<String>,
-        /// Bytes for the command's standard input (recorded by length only).
-        #[serde(rename = "stdin_bytes", serialize_with = "len_only")]
-        stdin: Vec<u8>,
-        /// `ssh.read` or `ssh.exec`.
-        effect: Effect,
-    },
-    /// `winrm.read` or `winrm.invoke`
-    WinrmInvoke {
-        /// Where to run.
-        target: Target,
-        /// The cmdlet, e.g. `Add-ADGroupMember`.
-        cmdlet: String,
-        /// Named, typed parameters.
-        parameters: Vec<(String, ParamValue)>,
-        /// `winrm.read` or `winrm.invoke`.
-        effect: Effect,
-    },
-    /// `secrets.get`
-    SecretGet {
-        /// The secret's name (never its value).
-        name: String,
-    },
-    /// `certs.ca-public-key`
-    CaPublicKey,
-    /// `certs.sign-ssh-user`, with validity already clamped to the grant.
-    SignSshUser {
-        /// The requester's public key, OpenSSH format.
-        public_key: String,
-        /// Principals (account names) the certificate is valid for.
-        principals: Vec<String>,
-        /// End of validity, Unix seconds.
-        valid_before: u64,
-        /// Key id written into the certificate (the grant id).
-        key_id: String,
-    },
+/// The shape of a capability's call: everything the host does with a call is asked of the
+/// call's own type, which lives in its capability's module. Central code (dispatch, records,
+/// audit, plans) knows only this trait.
+pub trait Call:
+    std::fmt::Debug
+    + std::fmt::Display
+    + Send
+    + Sync
+    + std::panic::UnwindSafe
+    + std::panic::RefUnwindSafe
+    + 'static
+{
+    /// The WIT function, e.g. `ssh.exec`.
+    fn capability(&self) -> &'static str;
+    /// Does it only read, or change something? A plan carries out reads only.
+    fn effect(&self) -> Effect;
+    /// The server it acts on, if it acts on one.
+    fn target(&self) -> Option<&Target> {
+        None
+    }
+    /// The capability's argument checks, then the integration's policy, before anything is
+    /// sent. May narrow the call (a certificate's validity is clamped to the grant): what is
+    /// carried out and recorded is the narrowed call.
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError>;
+    /// The audit record of the call: a JSON object holding no secret (names, lengths).
+    fn record(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// The empty success a dry run, or a plan's change, answers it with.
+    fn empty_reply(&self) -> CapReply;
+    /// A boxed copy.
+    fn clone_call(&self) -> Box<dyn Call>;
+    /// For a backend (or a test) to see the concrete call: [`CapCall::get`].
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
-fn len_only<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(bytes.len() as u64)
-}
+/// One capability call, of any capability, after the guest's arguments were turned into it.
+/// The `Display` form is the exact command as it would run (`ssh.exec apono@10.0.0.5:22:
+/// sudo -n useradd -m alice`); the serialized form is the call's audit record.
+pub struct CapCall(Box<dyn Call>);
 
 impl CapCall {
-    /// The WIT name of the capability function, e.g. `ssh.exec`.
+    /// Wrap a capability's call.
+    pub fn new(call: impl Call) -> Self {
+        CapCall(Box::new(call))
+    }
+
+    /// The concrete call, if it is a `T`.
+    pub fn get<T: Call>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// The WIT function, e.g. `ssh.exec`.
     pub fn capability(&self) -> &'static str {
-        match self {
-            CapCall::SshExec {
-                effect: Effect::Read,
-                ..
-            } => "ssh.read",
-            CapCall::SshExec { .. } => "ssh.exec",
-            CapCall::WinrmInvoke {
-                effect: Effect::Read,
-                ..
-            } => "winrm.read",
-            CapCall::WinrmInvoke { .. } => "winrm.invoke",
-            CapCall::SecretGet { .. } => "secrets.get",
-            CapCall::CaPublicKey => "certs.ca-public-key",
-            CapCall::SignSshUser { .. } => "certs.sign-ssh-user",
-        }
+        self.0.capability()
     }
 
-    /// Does it only read, or change something? (Signing a certificate is a change: a plan
-    /// mints no credential.)
+    /// Read or change.
     pub fn effect(&self) -> Effect {
-        match self {
-            CapCall::SshExec { effect, .. } | CapCall::WinrmInvoke { effect, .. } => *effect,
-            CapCall::SecretGet { .. } | CapCall::CaPublicKey => Effect::Read,
-            CapCall::SignSshUser { .. } => Effect::Change,
-        }
+        self.0.effect()
     }
 
-    /// The target a call acts on, if it acts on a server.
+    /// The server it acts on, if any.
     pub fn target(&self) -> Option<&Target> {
-        match self {
-            CapCall::SshExec { target, .. } | CapCall::WinrmInvoke { target, .. } => Some(target),
-            _ => None,
-        }
+        self.0.target()
     }
 
-    /// The empty success a dry run, or a plan's change, answers this call with.
+    /// The empty success a dry run, or a plan's change, answers it with.
     pub fn empty_reply(&self) -> CapReply {
-        match self {
-            CapCall::SshExec { .. } => CapReply::Output(Output::default()),
-            CapCall::WinrmInvoke { .. } => CapReply::Cmdlet(CmdletOutput {
-                objects: "[]".into(),
-                errors: Vec::new(),
-            }),
-            CapCall::SecretGet { .. } => CapReply::Secret(Secret::new(Vec::new())),
-            CapCall::CaPublicKey | CapCall::SignSshUser { .. } => CapReply::Text(String::new()),
-        }
+        self.0.empty_reply()
+    }
+
+    /// Its audit record.
+    pub fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.0.record()
+    }
+
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        self.0.authorize(state)
     }
 }
 
-/// One line with the exact command as it would run, e.g.
-/// `ssh.exec apono@10.0.0.5:22: sudo -n useradd -m alice`.
+impl Clone for CapCall {
+    fn clone(&self) -> Self {
+        CapCall(self.0.clone_call())
+    }
+}
+
+impl std::fmt::Debug for CapCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl std::fmt::Display for CapCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CapCall::SshExec {
-                target,
-                argv,
-                stdin,
-                ..
-            } => {
-                let name = self.capability();
-                write!(f, "{name} {target}: {}", ssh::quote_argv(argv))?;
-                if !stdin.is_empty() {
-                    write!(f, " <stdin {} bytes>", stdin.len())?;
-                }
-                Ok(())
-            }
-            CapCall::WinrmInvoke {
-                target,
-                cmdlet,
-                parameters,
-                ..
-            } => write!(
-                f,
-                "{} {target}: {}",
-                self.capability(),
-                winrm::render_command(cmdlet, parameters)
-            ),
-            CapCall::SecretGet { name } => write!(f, "secrets.get {name}"),
-            CapCall::CaPublicKey => f.write_str("certs.ca-public-key"),
-            CapCall::SignSshUser {
-                principals,
-                valid_before,
-                key_id,
-                ..
-            } => write!(
-                f,
-                "certs.sign-ssh-user principals={} valid_before={valid_before} key_id={key_id}",
-                principals.join(",")
-            ),
-        }
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq for CapCall {
+    fn eq(&self, other: &Self) -> bool {
+        self.capability() == other.capability() && self.record() == other.record()
+    }
+}
+
+impl Serialize for CapCall {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.record().serialize(s)
+    }
+}
+
+/// The serialized form of a value, as a JSON object (for [`Call::record`]).
+pub(crate) fn record_of(value: impl Serialize) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     }
 }
 
@@ -384,12 +355,7 @@ pub(crate) async fn dispatch(
 ) -> Result<CapReply, CapError> {
     let started = Instant::now();
     let capability = call.capability();
-    let checked = match &call {
-        CapCall::SshExec { .. } => ssh::authorize(state, &mut call),
-        CapCall::WinrmInvoke { .. } => winrm::authorize(state, &mut call),
-        CapCall::SecretGet { .. } => secrets::authorize(state, &mut call),
-        CapCall::CaPublicKey | CapCall::SignSshUser { .. } => certs::authorize(state, &mut call),
-    };
+    let checked = call.authorize(state);
     let planned = state.plan && call.effect() == Effect::Change;
     let (result, outcome) = match checked {
         Err(error) => {
@@ -427,8 +393,8 @@ pub(crate) async fn dispatch(
     result
 }
 
-/// Link every capability's WIT bindings, for every contract version served. This list, and
-/// the `match` in [`dispatch`], are where a capability is registered.
+/// Every capability, registered here and nowhere else: its WIT bindings (every contract
+/// version it serves) and its live part. A capability's module holds everything else.
 pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
     ssh::wit::link(linker)?;
     winrm::wit::link(linker)?;
@@ -436,6 +402,16 @@ pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmt
     certs::wit::link(linker)?;
     log::wit::link(linker)?;
     Ok(())
+}
+
+/// The live parts of every capability (see [`link`]: the same list).
+pub(crate) fn live_parts(ctx: &live::LiveContext) -> Vec<Box<dyn live::LivePart>> {
+    vec![
+        Box::new(ssh::live::Part::new(ctx)),
+        Box::new(winrm::live::Part),
+        Box::new(secrets::live::Part::new(ctx)),
+        Box::new(certs::live::Part::new(ctx)),
+    ]
 }
 
 impl From<crate::world::v0_2::types::Target> for Target {

@@ -19,7 +19,6 @@ pub use credentials::password as generate_password;
 pub use error::{ErrorKind, Result, ServiceError};
 pub use plan::{Planned, plan_grant};
 
-use crate::caps::CapCall;
 use crate::caps::certs::ca::unix_now;
 use crate::caps::{Outcome, Secret};
 use crate::config::IntegrationConfig;
@@ -263,12 +262,10 @@ pub async fn grant(connector: &Connector, ledger: &Ledger, args: GrantArgs) -> R
     };
     // Did any command run on a server? (A connection refused, or a host key refused, runs
     // nothing.)
-    let ran_a_command = report.records.iter().any(|r| {
-        matches!(
-            r.call,
-            CapCall::SshExec { .. } | CapCall::WinrmInvoke { .. }
-        ) && matches!(r.outcome, Outcome::Ok { .. })
-    });
+    let ran_a_command = report
+        .records
+        .iter()
+        .any(|r| r.call.target().is_some() && matches!(r.outcome, Outcome::Ok { .. }));
     let touched_a_server = report
         .records
         .iter()
@@ -717,12 +714,7 @@ pub(crate) fn audit_report(
     let mut events = Vec::with_capacity(report.records.len() + 1);
     for r in &report.records {
         tracing::info!(grant = ?base.grant_id, outcome = ?r.outcome, micros = r.micros, "{}", r.call);
-        let target = match &r.call {
-            CapCall::SshExec { target, .. } | CapCall::WinrmInvoke { target, .. } => {
-                Some(target.to_string())
-            }
-            _ => None,
-        };
+        let target = r.call.target().map(|t| t.to_string());
         let outcome = match r.outcome {
             Outcome::Ok { .. } => "ok",
             Outcome::Planned => "planned",

@@ -7,10 +7,98 @@
 //! account names (at most 8). The CA's private key never enters the guest.
 
 pub mod ca;
+pub mod kit;
+pub(crate) mod live;
 pub(crate) mod wit;
 
-use super::{CapCall, CapError, check_text};
+use serde::Serialize;
+
+use super::{Call, CapError, CapReply, Effect, check_text, record_of};
 use crate::world::CallState;
+
+/// `certs.ca-public-key`: the CA's public key (public; always allowed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CaPublicKey;
+
+/// `certs.sign-ssh-user`, its validity clamped to the grant once authorized.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SignSshUser {
+    /// The requester's public key, OpenSSH format.
+    pub public_key: String,
+    /// Principals (account names) the certificate is valid for.
+    pub principals: Vec<String>,
+    /// End of validity, Unix seconds.
+    pub valid_before: u64,
+    /// Key id written into the certificate (the grant id).
+    pub key_id: String,
+}
+
+impl Call for CaPublicKey {
+    fn capability(&self) -> &'static str {
+        "certs.ca-public-key"
+    }
+    fn effect(&self) -> Effect {
+        Effect::Read
+    }
+    fn authorize(&mut self, _: &CallState) -> Result<(), CapError> {
+        Ok(())
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Text(String::new())
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for CaPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("certs.ca-public-key")
+    }
+}
+
+/// Signing is a change: a plan mints no credential.
+impl Call for SignSshUser {
+    fn capability(&self) -> &'static str {
+        "certs.sign-ssh-user"
+    }
+    fn effect(&self) -> Effect {
+        Effect::Change
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        authorize(state, self)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Text(String::new())
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for SignSshUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "certs.sign-ssh-user principals={} valid_before={} key_id={}",
+            self.principals.join(","),
+            self.valid_before,
+            self.key_id
+        )
+    }
+}
 
 /// Most principals one certificate may name.
 pub const MAX_PRINCIPALS: usize = 8;
@@ -34,18 +122,14 @@ pub(crate) fn check_account_name(what: &str, name: &str) -> Result<(), CapError>
     Ok(())
 }
 
-/// Check a `certs` call against the grant the guest call serves.
-pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
-    let CapCall::SignSshUser {
+/// Check a signing call against the grant the guest call serves; clamp its validity.
+fn authorize(state: &CallState, call: &mut SignSshUser) -> Result<(), CapError> {
+    let SignSshUser {
         public_key,
         principals,
         valid_before,
         key_id,
-    } = call
-    else {
-        // The CA's public key is public.
-        return Ok(());
-    };
+    } = call;
     let Some(grant) = &state.grant else {
         return Err(CapError::Denied(
             "certificates can be signed only while serving a grant".into(),
@@ -91,8 +175,8 @@ mod tests {
         )
     }
 
-    fn sign(principals: &[&str], valid_before: u64, key_id: &str) -> CapCall {
-        CapCall::SignSshUser {
+    fn sign(principals: &[&str], valid_before: u64, key_id: &str) -> SignSshUser {
+        SignSshUser {
             public_key: "ssh-ed25519 AAAA".into(),
             principals: principals.iter().map(|s| s.to_string()).collect(),
             valid_before,
@@ -116,23 +200,11 @@ mod tests {
         // Longer than the grant: narrowed to its expiry.
         let mut call = sign(&["alice"], 5_000, "g-1");
         authorize(&st, &mut call).unwrap();
-        assert!(matches!(
-            call,
-            CapCall::SignSshUser {
-                valid_before: 1_000,
-                ..
-            }
-        ));
+        assert_eq!(call.valid_before, 1_000);
         // Shorter is kept.
         let mut call = sign(&["alice"], 900, "g-1");
         authorize(&st, &mut call).unwrap();
-        assert!(matches!(
-            call,
-            CapCall::SignSshUser {
-                valid_before: 900,
-                ..
-            }
-        ));
+        assert_eq!(call.valid_before, 900);
         // Bad principals: invalid request.
         for bad in [
             &[][..],
@@ -146,7 +218,7 @@ mod tests {
             );
         }
         // The CA's public key is always available.
-        authorize(&state(None), &mut CapCall::CaPublicKey).unwrap();
+        Call::authorize(&mut CaPublicKey, &state(None)).unwrap();
     }
 
     #[test]

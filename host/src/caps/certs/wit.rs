@@ -2,6 +2,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::{CaPublicKey, SignSshUser};
 use crate::caps::{CapCall, CapError, CapReply, dispatch};
 use crate::world::{CallState, v0_1, v0_2};
 
@@ -21,17 +22,17 @@ async fn text(state: &mut CallState, call: CapCall) -> Result<String, v0_2::type
 }
 
 fn sign(public_key: String, principals: Vec<String>, valid_before: u64, key_id: String) -> CapCall {
-    CapCall::SignSshUser {
+    CapCall::new(SignSshUser {
         public_key,
         principals,
         valid_before,
         key_id,
-    }
+    })
 }
 
 impl v0_2::latch::connector::certs::Host for CallState {
     async fn ca_public_key(&mut self) -> Result<String, v0_2::types::Error> {
-        text(self, CapCall::CaPublicKey).await
+        text(self, CapCall::new(CaPublicKey)).await
     }
 
     async fn sign_ssh_user(
@@ -47,7 +48,9 @@ impl v0_2::latch::connector::certs::Host for CallState {
 
 impl v0_1::latch::connector::certs::Host for CallState {
     async fn ca_public_key(&mut self) -> Result<String, v0_1::types::Error> {
-        text(self, CapCall::CaPublicKey).await.map_err(Into::into)
+        text(self, CapCall::new(CaPublicKey))
+            .await
+            .map_err(Into::into)
     }
 
     async fn sign_ssh_user(

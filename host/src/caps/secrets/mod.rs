@@ -7,15 +7,59 @@
 //! `Debug` and `Display` print `[redacted]` and whose bytes are zeroed when dropped; a record
 //! of the call holds the name only.
 
+pub mod kit;
+pub(crate) mod live;
 mod store;
 pub(crate) mod wit;
 
 use std::fmt;
 
+use serde::Serialize;
 pub use store::SecretStore;
 
-use super::{CapCall, CapError};
+use super::{Call, CapError, CapReply, Effect, record_of};
 use crate::world::CallState;
+
+/// `secrets.get`: the value of secret `name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Get {
+    /// The secret's name (never its value).
+    pub name: String,
+}
+
+impl Call for Get {
+    fn capability(&self) -> &'static str {
+        "secrets.get"
+    }
+    fn effect(&self) -> Effect {
+        Effect::Read
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        check_name(&self.name).map_err(CapError::InvalidRequest)?;
+        state
+            .policy
+            .check_secret(&self.name)
+            .map_err(CapError::Denied)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Secret(Secret::new(Vec::new()))
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl fmt::Display for Get {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "secrets.get {}", self.name)
+    }
+}
 
 /// Most bytes of a secret name.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -65,15 +109,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Check a `secrets.get` call against the integration's `secrets` list.
-pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
-    let CapCall::SecretGet { name } = call else {
-        unreachable!("secrets::authorize called for {}", call.capability());
-    };
-    check_name(name).map_err(CapError::InvalidRequest)?;
-    state.policy.check_secret(name).map_err(CapError::Denied)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::Get;
 use crate::caps::{CapCall, CapError, CapReply, dispatch};
 use crate::world::{CallState, v0_1, v0_2};
 
@@ -12,7 +13,7 @@ pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 }
 
 async fn get(state: &mut CallState, name: String) -> Result<Vec<u8>, v0_2::types::Error> {
-    match dispatch(state, CapCall::SecretGet { name }).await? {
+    match dispatch(state, CapCall::new(Get { name })).await? {
         CapReply::Secret(secret) => {
             let value = secret.expose().to_vec();
             state.revealed.push(secret);

@@ -7,10 +7,79 @@
 //! The target must be covered by the integration's `allow` list.
 
 pub mod client;
+pub mod kit;
+pub(crate) mod live;
 pub(crate) mod wit;
 
-use super::{CapCall, CapError, check_text};
+use serde::Serialize;
+
+use super::{Call, CapError, CapReply, Effect, Output, Target, check_text, record_of};
 use crate::world::CallState;
+
+/// `ssh.read` / `ssh.exec`: `argv` on `target`, with `stdin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exec {
+    /// Where to run.
+    pub target: Target,
+    /// Program and arguments; quoted by the host.
+    pub argv: Vec<String>,
+    /// Bytes for the command's standard input (recorded by length only).
+    #[serde(rename = "stdin_bytes", serialize_with = "len_only")]
+    pub stdin: Vec<u8>,
+    /// `ssh.read` or `ssh.exec`.
+    pub effect: Effect,
+}
+
+fn len_only<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(bytes.len() as u64)
+}
+
+impl Call for Exec {
+    fn capability(&self) -> &'static str {
+        match self.effect {
+            Effect::Read => "ssh.read",
+            Effect::Change => "ssh.exec",
+        }
+    }
+    fn effect(&self) -> Effect {
+        self.effect
+    }
+    fn target(&self) -> Option<&Target> {
+        Some(&self.target)
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        authorize(state, self)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Output(Output::default())
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The exact command as it would run: `ssh.exec apono@10.0.0.5:22: sudo -n useradd alice`.
+impl std::fmt::Display for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.capability(),
+            self.target,
+            quote_argv(&self.argv)
+        )?;
+        if !self.stdin.is_empty() {
+            write!(f, " <stdin {} bytes>", self.stdin.len())?;
+        }
+        Ok(())
+    }
+}
 
 /// Most argv elements one call may pass.
 pub const MAX_ARGS: usize = 256;
@@ -19,17 +88,14 @@ pub const MAX_ARG_BYTES: usize = 8 * 1024;
 /// Most bytes of stdin one call may send.
 pub const MAX_STDIN_BYTES: usize = 1 << 20;
 
-/// Check an `ssh.exec` call's arguments and its target against the policy.
-pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
-    let CapCall::SshExec {
+/// Check an `ssh` call's arguments and its target against the policy.
+fn authorize(state: &CallState, call: &Exec) -> Result<(), CapError> {
+    let Exec {
         target,
         argv,
         stdin,
         ..
-    } = call
-    else {
-        unreachable!("ssh::authorize called for {}", call.capability());
-    };
+    } = call;
     let Some(program) = argv.first() else {
         return Err(CapError::InvalidRequest("argv is empty".into()));
     };

@@ -3,6 +3,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::Exec;
 use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch};
 use crate::world::{CallState, v0_1, v0_2};
 
@@ -19,12 +20,12 @@ async fn run(
     stdin: Vec<u8>,
     effect: Effect,
 ) -> Result<v0_2::types::Output, v0_2::types::Error> {
-    let call = CapCall::SshExec {
+    let call = CapCall::new(Exec {
         target: target.into(),
         argv,
         stdin,
         effect,
-    };
+    });
     match dispatch(state, call).await? {
         CapReply::Output(out) => Ok(out.into()),
         other => Err(CapError::Failed(format!("backend answered {other:?} to ssh")).into()),

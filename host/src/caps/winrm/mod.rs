@@ -17,10 +17,76 @@
 //! The target must be in the `allow` list. (The live transport is the WinRM issue's; until
 //! then a live call fails saying so.)
 
+pub mod kit;
+pub(crate) mod live;
 pub(crate) mod wit;
 
-use super::{CapCall, CapError, ParamValue, Secret, check_text};
+use serde::Serialize;
+
+use super::{
+    Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, check_text,
+    record_of,
+};
 use crate::world::{CallState, SecretRef};
+
+/// `winrm.read` / `winrm.invoke`: one cmdlet with typed parameters on `target`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Invoke {
+    /// Where to run.
+    pub target: Target,
+    /// The cmdlet, e.g. `Add-ADGroupMember`.
+    pub cmdlet: String,
+    /// Named, typed parameters (secrets as handles).
+    pub parameters: Vec<(String, ParamValue)>,
+    /// `winrm.read` or `winrm.invoke`.
+    pub effect: Effect,
+}
+
+impl Call for Invoke {
+    fn capability(&self) -> &'static str {
+        match self.effect {
+            Effect::Read => "winrm.read",
+            Effect::Change => "winrm.invoke",
+        }
+    }
+    fn effect(&self) -> Effect {
+        self.effect
+    }
+    fn target(&self) -> Option<&Target> {
+        Some(&self.target)
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        authorize(state, self)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Cmdlet(CmdletOutput {
+            objects: "[]".into(),
+            errors: Vec::new(),
+        })
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The command as records and plans show it (secrets by name).
+impl std::fmt::Display for Invoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.capability(),
+            self.target,
+            render_command(&self.cmdlet, &self.parameters)
+        )
+    }
+}
 
 /// Most parameters one call may pass.
 pub const MAX_PARAMETERS: usize = 64;
@@ -68,16 +134,13 @@ fn is_parameter_name(name: &str) -> bool {
 
 /// Check a `winrm` call's cmdlet, parameters and secret handles, then the allowlist and
 /// the target against the policy.
-pub(crate) fn authorize(state: &CallState, call: &mut CapCall) -> Result<(), CapError> {
-    let CapCall::WinrmInvoke {
+fn authorize(state: &CallState, call: &Invoke) -> Result<(), CapError> {
+    let Invoke {
         target,
         cmdlet,
         parameters,
         effect,
-    } = call
-    else {
-        unreachable!("winrm::authorize called for {}", call.capability());
-    };
+    } = call;
     if !is_cmdlet(cmdlet) {
         return Err(CapError::InvalidRequest(format!(
             "cmdlet {cmdlet:?} is not of the form Verb-Noun"
@@ -274,21 +337,21 @@ mod tests {
             script,
             "Set-LocalUser -Name 'alice' -Password (ConvertTo-SecureString 'Canary''1-\u{2019}\u{2019}x' -AsPlainText -Force)"
         );
+        let call = Invoke {
+            target: crate::caps::Target {
+                host: "h".into(),
+                port: 5985,
+                user: None,
+            },
+            cmdlet: "Set-LocalUser".into(),
+            parameters: params,
+            effect: crate::caps::Effect::Change,
+        };
+        assert!(!format!("{call:?} {call}").contains("Canary"));
         assert!(
-            !format!(
-                "{:?}",
-                CapCall::WinrmInvoke {
-                    target: crate::caps::Target {
-                        host: "h".into(),
-                        port: 5985,
-                        user: None
-                    },
-                    cmdlet: "Set-LocalUser".into(),
-                    parameters: params,
-                    effect: crate::caps::Effect::Change,
-                }
-            )
-            .contains("Canary")
+            !serde_json::to_string(&call.record())
+                .unwrap()
+                .contains("Canary")
         );
     }
 

@@ -3,6 +3,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::Invoke;
 use crate::caps::{CapCall, CapError, CapReply, CmdletOutput, Effect, ParamValue, dispatch};
 use crate::world::{CallState, v0_1, v0_2};
 
@@ -21,12 +22,12 @@ async fn run(
     parameters: Vec<(String, ParamValue)>,
     effect: Effect,
 ) -> Result<CmdletOutput, v0_2::types::Error> {
-    let call = CapCall::WinrmInvoke {
+    let call = CapCall::new(Invoke {
         target: target.into(),
         cmdlet,
         parameters,
         effect,
-    };
+    });
     match dispatch(state, call).await? {
         CapReply::Cmdlet(out) => Ok(out),
         other => Err(CapError::Failed(format!("backend answered {other:?} to winrm")).into()),

@@ -1,0 +1,45 @@
+//! The live part of `certs`: the user CA, its key read from the secret store at each call.
+
+use std::sync::Arc;
+
+use super::{CaPublicKey, SignSshUser, ca};
+use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
+
+/// Signs with the connector's user CA.
+pub(crate) struct Part {
+    secrets: Arc<SecretStore>,
+}
+
+impl Part {
+    pub(crate) fn new(ctx: &LiveContext) -> Self {
+        Part {
+            secrets: ctx.secrets.clone(),
+        }
+    }
+}
+
+impl LivePart for Part {
+    fn carry_out<'a>(
+        &'a self,
+        _ctx: CallContext<'a>,
+        call: &'a CapCall,
+    ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
+        if call.get::<CaPublicKey>().is_some() {
+            return Some(Box::pin(async move {
+                ca::public_key(&self.secrets).map(CapReply::Text)
+            }));
+        }
+        let sign = call.get::<SignSshUser>()?;
+        Some(Box::pin(async move {
+            ca::sign(
+                &self.secrets,
+                &sign.public_key,
+                &sign.principals,
+                sign.valid_before,
+                &sign.key_id,
+            )
+            .map(CapReply::Text)
+        }))
+    }
+}

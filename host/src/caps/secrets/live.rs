@@ -1,0 +1,40 @@
+//! The live part of `secrets`: the configured store, read at each call.
+
+use std::sync::Arc;
+
+use super::{Get, SecretStore};
+use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply};
+
+/// Reads secrets from the store.
+pub(crate) struct Part {
+    secrets: Arc<SecretStore>,
+}
+
+impl Part {
+    pub(crate) fn new(ctx: &LiveContext) -> Self {
+        Part {
+            secrets: ctx.secrets.clone(),
+        }
+    }
+}
+
+impl LivePart for Part {
+    fn carry_out<'a>(
+        &'a self,
+        _ctx: CallContext<'a>,
+        call: &'a CapCall,
+    ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
+        let get = call.get::<Get>()?;
+        Some(Box::pin(async move {
+            match self.secrets.get(&get.name) {
+                Ok(Some(secret)) => Ok(CapReply::Secret(secret)),
+                Ok(None) => Err(CapError::Failed(format!(
+                    "secret {:?} is not in the store",
+                    get.name
+                ))),
+                Err(e) => Err(CapError::Failed(e)),
+            }
+        }))
+    }
+}

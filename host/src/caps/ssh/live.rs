@@ -1,0 +1,54 @@
+//! The live part of `ssh`: the connection pool, with each integration's settings.
+
+use std::collections::HashMap;
+
+use super::Exec;
+use super::client::{SshPool, SshSettings};
+use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
+
+/// Runs `ssh` calls over pooled connections.
+pub(crate) struct Part {
+    settings: HashMap<String, SshSettings>,
+    secrets: std::sync::Arc<SecretStore>,
+    pool: SshPool,
+}
+
+impl Part {
+    pub(crate) fn new(ctx: &LiveContext) -> Self {
+        Part {
+            settings: ctx.ssh.clone(),
+            secrets: ctx.secrets.clone(),
+            pool: SshPool::default(),
+        }
+    }
+}
+
+impl LivePart for Part {
+    fn carry_out<'a>(
+        &'a self,
+        ctx: CallContext<'a>,
+        call: &'a CapCall,
+    ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
+        let exec = call.get::<Exec>()?;
+        let integration = ctx.integration;
+        Some(Box::pin(async move {
+            let settings = self.settings.get(integration).ok_or_else(|| {
+                CapError::Failed(format!(
+                    "integration {integration:?} has no [integration.ssh] settings in latch.toml"
+                ))
+            })?;
+            self.pool
+                .exec(
+                    integration,
+                    settings,
+                    &self.secrets,
+                    &exec.target,
+                    &exec.argv,
+                    &exec.stdin,
+                )
+                .await
+                .map(CapReply::Output)
+        }))
+    }
+}

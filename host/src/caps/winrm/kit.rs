@@ -1,0 +1,60 @@
+//! The test kit's half of `winrm`: an expected cmdlet.
+
+use super::Invoke;
+use crate::caps::kit::{Expectation, Implied, Names, Reply};
+use crate::caps::{CapCall, CmdletOutput, Effect, ParamValue, Target};
+
+/// An expected `winrm.read` or `winrm.invoke`.
+#[derive(Clone, Debug)]
+pub struct ExpectInvoke {
+    /// Where.
+    pub target: Target,
+    /// The cmdlet.
+    pub cmdlet: String,
+    /// Its parameters, exactly.
+    pub parameters: Vec<(String, ParamValue)>,
+    /// Read or change.
+    pub effect: Effect,
+}
+
+impl Expectation for ExpectInvoke {
+    fn matches(&self, actual: &CapCall, _: &mut Names) -> bool {
+        actual.get::<Invoke>().is_some_and(|a| {
+            a.target == self.target
+                && a.cmdlet == self.cmdlet
+                && a.parameters == self.parameters
+                && a.effect == self.effect
+        })
+    }
+    fn default_reply(&self) -> Reply {
+        Reply::Cmdlet(CmdletOutput {
+            objects: "[]".into(),
+            errors: Vec::new(),
+        })
+    }
+    fn implies(&self, policy: &mut Implied) {
+        policy.target(&self.target);
+        match self.effect {
+            Effect::Read => policy.cmdlets_read.push(self.cmdlet.clone()),
+            Effect::Change => policy.cmdlets_change.push(self.cmdlet.clone()),
+        }
+    }
+    fn clone_box(&self) -> Box<dyn Expectation> {
+        Box::new(self.clone())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for ExpectInvoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let call = Invoke {
+            target: self.target.clone(),
+            cmdlet: self.cmdlet.clone(),
+            parameters: self.parameters.clone(),
+            effect: self.effect,
+        };
+        write!(f, "{call}")
+    }
+}
