@@ -20,6 +20,7 @@
 pub mod kit;
 pub(crate) mod live;
 pub(crate) mod wit;
+pub mod wsman;
 
 use serde::Serialize;
 
