@@ -366,3 +366,115 @@ fn every_request_has_the_structure_windows_accepted() {
         assert!(ours.contains("<wsa:MessageID>uuid:"));
     }
 }
+
+/// Answers with the recorded responses, in order, and keeps what Latch sent.
+struct Replay {
+    answers: std::sync::Mutex<std::collections::VecDeque<String>>,
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+impl Replay {
+    fn of(name: &str) -> Replay {
+        Replay {
+            answers: std::sync::Mutex::new(
+                recording(name).into_iter().map(|m| m.response).collect(),
+            ),
+            sent: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    fn actions(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| action(r))
+            .collect()
+    }
+}
+
+impl latch::caps::winrm::shell::Exchange for Replay {
+    fn send<'a>(
+        &'a self,
+        envelope: String,
+    ) -> latch::caps::BoxFuture<'a, Result<String, latch::caps::winrm::shell::ExchangeError>> {
+        self.sent.lock().unwrap().push(envelope);
+        let answer = self.answers.lock().unwrap().pop_front();
+        Box::pin(async move {
+            answer.ok_or_else(|| {
+                latch::caps::winrm::shell::ExchangeError::Other("no more answers".into())
+            })
+        })
+    }
+}
+
+fn run_replay(
+    name: &str,
+) -> (
+    Replay,
+    Result<Received, latch::caps::winrm::shell::ShellError>,
+) {
+    let replay = Replay::of(name);
+    let ctx = Context {
+        to: "http://192.168.56.11:5985/wsman".into(),
+        max_envelope: 153_600,
+        operation_timeout: 20,
+    };
+    let result = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(latch::caps::winrm::shell::run(
+            &replay,
+            &ctx,
+            "cmd.exe",
+            &["/c".into(), "echo".into(), "hi".into()],
+            std::time::Duration::from_secs(60),
+        ));
+    (replay, result)
+}
+
+/// The whole protocol, against Windows' recorded answers: Latch sends the same sequence of
+/// actions Windows was sent, carries the shell and command ids it was given, receives again
+/// after OperationTimeout, and always terminates the command and deletes the shell.
+#[test]
+fn a_command_run_replays_against_recorded_windows_answers() {
+    let (replay, result) = run_replay("test_winrs_standard.yml");
+    let received = result.unwrap();
+    assert_eq!(received.stdout, b"hi\r\n");
+    assert_eq!(received.exit_code, Some(0));
+    let recorded: Vec<String> = recording("test_winrs_standard.yml")
+        .iter()
+        .map(|m| action(&m.request))
+        .collect();
+    assert_eq!(replay.actions(), recorded);
+    let sent = replay.sent.lock().unwrap().clone();
+    assert!(
+        sent[1..]
+            .iter()
+            .all(|r| r.contains("4283CBDC-3706-415B-88BD-B385F3E51A53"))
+    );
+    assert!(sent[2].contains("CF84C20A-0A35-43FA-AF78-0B4711DA5F30"));
+
+    // OperationTimeout faults: receive again, then the output.
+    let (replay, result) = run_replay("test_winrs_operation_timeout.yml");
+    assert!(result.unwrap().done);
+    let actions = replay.actions();
+    assert_eq!(
+        actions.iter().filter(|a| a.ends_with("/Receive")).count(),
+        4,
+        "{actions:?}"
+    );
+    assert!(actions.last().unwrap().ends_with("/Delete"));
+
+    // A fault that is not a timeout ends the run with it — and the shell is still deleted.
+    let (replay, result) = run_replay("test_winrs_bad_cmd_id.yml");
+    match result {
+        Err(latch::caps::winrm::shell::ShellError::Wsman(WsmanError::Fault { code, .. })) => {
+            assert_eq!(code, Some(2_150_858_843))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        replay.actions().last().unwrap().ends_with("/Delete"),
+        "{:?}",
+        replay.actions()
+    );
+}

@@ -19,6 +19,7 @@
 
 pub mod kit;
 pub(crate) mod live;
+pub mod shell;
 pub(crate) mod wit;
 pub mod wsman;
 
