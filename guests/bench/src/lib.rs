@@ -32,13 +32,7 @@ impl Integration for Bench {
         }
     }
     fn validate(_: String) -> Result<Lifecycle, Error> {
-        Ok(Lifecycle {
-            cleanup_after_days: None,
-            rotate_after_days: None,
-            service_key_secret: None,
-            service_user: None,
-            default_permission: "Default".into(),
-        })
+        Ok(latch_guest_sdk::plain_lifecycle("Default"))
     }
     fn discover(config: String, _: Option<String>) -> Result<Page, Error> {
         if field(&config, "probe").as_deref() == Some("state") {

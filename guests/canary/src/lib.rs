@@ -35,13 +35,7 @@ impl Integration for Canary {
     }
 
     fn validate(_: String) -> Result<Lifecycle, Error> {
-        Ok(Lifecycle {
-            cleanup_after_days: None,
-            rotate_after_days: None,
-            service_key_secret: None,
-            service_user: None,
-            default_permission: "Connect".into(),
-        })
+        Ok(latch_guest_sdk::plain_lifecycle("Connect"))
     }
 
     fn discover(_: String, _: Option<String>) -> Result<Page, Error> {

@@ -34,6 +34,18 @@ pub use bindings::latch::connector::types::{
 };
 pub use bindings::latch::connector::{certs, secrets, ssh, winrm};
 
+/// A lifecycle that asks the host for nothing (no cleanup, no rotation, the configured
+/// service credentials), with `default_permission` for requests that name none.
+pub fn plain_lifecycle(default_permission: &str) -> Lifecycle {
+    Lifecycle {
+        cleanup_after_days: None,
+        rotate_after_days: None,
+        service_key_secret: None,
+        service_user: None,
+        default_permission: default_permission.to_string(),
+    }
+}
+
 /// `Error::InvalidConfig` with `message`.
 pub fn invalid_config(message: impl Into<String>) -> Error {
     Error::InvalidConfig(message.into())

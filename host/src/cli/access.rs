@@ -339,24 +339,26 @@ async fn plan(via: &Via, requests: Vec<GrantArgs>, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// The API's grant request body for `args` (the actor is the token, not a field).
+fn grant_body(args: &GrantArgs) -> serde_json::Value {
+    serde_json::json!({
+        "integration": args.integration,
+        "resource": args.resource,
+        "permission": args.permission,
+        "user": args.email,
+        "username": args.username,
+        "duration": args.duration.as_secs(),
+        "public_key": args.public_key,
+    })
+}
+
 impl Via {
     async fn plan(&self, args: GrantArgs) -> anyhow::Result<serde_json::Value> {
         match self {
             Via::Local(connector, ledger) => Ok(serde_json::to_value(
                 service::plan_grant(connector, ledger, args).await?,
             )?),
-            Via::Remote(api) => {
-                let body = serde_json::json!({
-                    "integration": args.integration,
-                    "resource": args.resource,
-                    "permission": args.permission,
-                    "user": args.email,
-                    "username": args.username,
-                    "duration": args.duration.as_secs(),
-                    "public_key": args.public_key,
-                });
-                api.post("/v1/grants/plan", body).await
-            }
+            Via::Remote(api) => api.post("/v1/grants/plan", grant_body(&args)).await,
         }
     }
 
@@ -365,18 +367,7 @@ impl Via {
             Via::Local(connector, ledger) => Ok(serde_json::to_value(
                 service::grant(connector, ledger, args).await?,
             )?),
-            Via::Remote(api) => {
-                let body = serde_json::json!({
-                    "integration": args.integration,
-                    "resource": args.resource,
-                    "permission": args.permission,
-                    "user": args.email,
-                    "username": args.username,
-                    "duration": args.duration.as_secs(),
-                    "public_key": args.public_key,
-                });
-                api.post("/v1/grants", body).await
-            }
+            Via::Remote(api) => api.post("/v1/grants", grant_body(&args)).await,
         }
     }
 }

@@ -254,12 +254,8 @@ pub async fn grant(connector: &Connector, ledger: &Ledger, args: GrantArgs) -> R
     let _serial = connector
         .lock_resource(&record.integration, &record.resource_id)
         .await;
-    let mut report = run_grant(connector, integration, ic, &record, &issued).await;
+    let report = run_grant(connector, integration, ic, &record, &issued).await;
     audit_calls(ledger, &actor, &record, &report)?;
-    report.result = match report.result {
-        Ok(Returned::Granted(g)) => checked(g, &issued, &report.revealed).map(Returned::Granted),
-        other => other,
-    };
     // Did any command run on a server? (A connection refused, or a host key refused, runs
     // nothing.)
     let ran_a_command = report
@@ -291,10 +287,7 @@ pub async fn grant(connector: &Connector, ledger: &Ledger, args: GrantArgs) -> R
             Ok(Granted::new(record, access, issued))
         }
         other => {
-            let call_error = match other {
-                Err(e) => e,
-                Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
-            };
+            let call_error = not_granted(other);
             let error = call_error.to_string();
             let detail = serde_json::json!({ "error": error });
             if !touched_a_server {
@@ -515,12 +508,8 @@ pub async fn extend(
             .then(|| credentials::password(&ic.password)),
         ..Issued::default()
     };
-    let mut report = run_grant(connector, integration, ic, &record, &issued).await;
+    let report = run_grant(connector, integration, ic, &record, &issued).await;
     audit_calls(ledger, actor, &record, &report)?;
-    report.result = match report.result {
-        Ok(Returned::Granted(g)) => checked(g, &issued, &report.revealed).map(Returned::Granted),
-        other => other,
-    };
     record.state = State::Active;
     record.granting_since = None;
     match report.result {
@@ -539,10 +528,7 @@ pub async fn extend(
             Ok(Granted::new(record, access, issued))
         }
         other => {
-            let call_error = match other {
-                Err(e) => e,
-                Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
-            };
+            let call_error = not_granted(other);
             let error = call_error.to_string();
             record.expires_at = old_expiry;
             let detail = serde_json::json!({ "error": error });
@@ -634,8 +620,16 @@ fn integration_of<'c>(
     })
 }
 
+/// Why a guest's `grant` gave no access: its error, or an answer of the wrong kind.
+fn not_granted(result: std::result::Result<Returned, CallError>) -> CallError {
+    match result {
+        Err(e) => e,
+        Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
+    }
+}
+
 /// Run the guest's `grant` for `record`: a new grant, or an extension (the new expiry is in
-/// `record`).
+/// `record`). Its answer is [`checked`] before anyone sees it.
 async fn run_grant(
     connector: &Connector,
     integration: &Integration,
@@ -654,9 +648,14 @@ async fn run_grant(
         },
         plan: false,
     };
-    integration
+    let mut report = integration
         .call_with(connector.runtime(), export, options)
-        .await
+        .await;
+    report.result = match report.result {
+        Ok(Returned::Granted(g)) => checked(g, issued, &report.revealed).map(Returned::Granted),
+        other => other,
+    };
+    report
 }
 
 /// Run the guest's `revoke` for `record`: a revoke, or the rollback of a failed grant.

@@ -27,13 +27,7 @@ macro_rules! denial {
                 }
             }
             fn validate(_: String) -> Result<Lifecycle, Error> {
-                Ok(Lifecycle {
-                    cleanup_after_days: None,
-                    rotate_after_days: None,
-                    service_key_secret: None,
-                    service_user: None,
-                    default_permission: "Default".into(),
-                })
+                Ok($crate::latch_guest_sdk::plain_lifecycle("Default"))
             }
             #[allow(unreachable_code, clippy::diverging_sub_expression)] // it may never return
             fn discover(_: String, _: Option<String>) -> Result<Page, Error> {
