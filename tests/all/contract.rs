@@ -196,3 +196,93 @@ fn a_0_1_guest_is_held_to_the_same_policy() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The WinRM policy, through the real runtime (the canary guest's grant makes two WinRM
+/// calls, `Set-LocalUser` with the grant's password and `Set-Item` with a named secret):
+/// a cmdlet outside `[integration.winrm]` is refused before anything is sent, a read-listed
+/// cmdlet is not lent to changes' opposite, and the grant's password exists only where the
+/// host made one.
+#[test]
+fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
+    use latch::runtime::CallSecrets;
+    let kit = Kit::built("canary-guest");
+    let request = || {
+        let mut r = grant_request("g-1", "box", "Connect", "c@corp.example", 4_000_000_000);
+        r.state = None;
+        r
+    };
+    let grant = || Export::Grant {
+        config: "{}".into(),
+        request: request(),
+    };
+    let password = || CallSecrets {
+        grant_password: Some(latch::caps::Secret::new(b"Pw-1234567890ab!".to_vec())),
+        new_service_password: None,
+    };
+
+    // Set-Item is not lent: the script expects Set-LocalUser only and allows nothing else.
+    let mut s = Script::new();
+    s.on_secret("canary-secret").value(b"tok");
+    s.on_ssh("svc@127.0.0.2:22", &["chpasswd"]).stdin(b"tok");
+    s.on_winrm(
+        "svc@127.0.0.2:5985",
+        "Set-LocalUser",
+        &[
+            ("Name", ParamValue::Text("canary".into())),
+            (
+                "Password",
+                ParamValue::Secret(latch::world::SecretRef::GrantPassword),
+            ),
+        ],
+    );
+    s.allow("127.0.0.2:5985").allow_secret("canary-secret");
+    let run = kit.run_with_secrets(&s, grant(), password());
+    run.assert_script_done();
+    let last = run.report.records.last().unwrap();
+    assert_eq!(last.capability, "winrm.invoke");
+    match &last.outcome {
+        latch::caps::Outcome::Refused { error } => {
+            assert!(error.to_string().contains("allowlist"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(run.guest_error(), GuestError::Denied(_)));
+
+    // Without a grant password (an integration whose credential is not a password), the
+    // handle is refused before anything is sent.
+    let mut s = Script::new();
+    s.on_secret("canary-secret").value(b"tok");
+    s.on_ssh("svc@127.0.0.2:22", &["chpasswd"]).stdin(b"tok");
+    s.allow("127.0.0.2:5985")
+        .allow_cmdlets(&[], &["Set-LocalUser", "Set-Item"]);
+    let run = kit.run(&s, grant());
+    run.assert_script_done();
+    match &run.report.records.last().unwrap().outcome {
+        latch::caps::Outcome::Refused { error } => {
+            assert!(error.to_string().contains("no grant password"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A cmdlet listed only as a read is not lent to `winrm.invoke`'s opposite: the policy
+    // itself says so, whatever the guest.
+    let policy = latch::caps::Policy::parse(&["127.0.0.2".into()], &[])
+        .unwrap()
+        .with_cmdlets(&["Get-LocalUser".into()], &["Set-LocalUser".into()])
+        .unwrap();
+    assert!(policy.check_cmdlet("get-localuser", Effect::Read).is_ok());
+    assert!(policy.check_cmdlet("Get-LocalUser", Effect::Change).is_ok());
+    assert!(policy.check_cmdlet("Set-LocalUser", Effect::Read).is_err());
+    assert!(
+        policy
+            .check_cmdlet("Remove-LocalUser", Effect::Change)
+            .is_err()
+    );
+    // And code-running cmdlets cannot be lent at all.
+    for never in ["Invoke-Expression", "start-process", "Add-Type"] {
+        let err = latch::caps::Policy::default()
+            .with_cmdlets(&[], &[never.to_string()])
+            .unwrap_err();
+        assert!(err.contains("never lends"), "{err}");
+    }
+}
