@@ -29,7 +29,7 @@ pub struct Inspection {
 /// One import or export.
 #[derive(Clone, Debug, Serialize)]
 pub struct Item {
-    /// Its name, e.g. `latch:connector/ssh@0.1.0`.
+    /// Its name, e.g. `latch:connector/ssh@0.2.0`.
     pub name: String,
     /// The function names it holds (an interface), or itself (a function).
     pub functions: Vec<String>,

@@ -1,5 +1,5 @@
-//! The `ssh` interface of every contract version: each call becomes a [`CapCall::SshExec`]
-//! and goes through [`dispatch`].
+//! The `ssh` interface of every contract version: each call becomes an [`Exec`] (a
+//! [`CapCall`]) and goes through [`dispatch`].
 
 use wasmtime::component::{HasSelf, Linker};
 

@@ -1,5 +1,5 @@
-//! The `winrm` interface of every contract version: each call becomes a
-//! [`CapCall::WinrmInvoke`] with typed parameters and goes through [`dispatch`].
+//! The `winrm` interface of every contract version: each call becomes an [`Invoke`] (a
+//! [`CapCall`]) with typed parameters and goes through [`dispatch`].
 
 use wasmtime::component::{HasSelf, Linker};
 
