@@ -3,15 +3,16 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient
-NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest
+GUEST_CRATES := -p ssh-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p winrm-probe
+NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
 .PHONY: all setup guests build test lint bench bench-fleet demo clean
 
 all: build
 
-## setup: install what the build and the sshd test fleet need (idempotent; Debian, as root).
+## setup: install what the build, the sshd test fleet and the Windows stand-in need
+## (idempotent; Debian, as root). Python peers go into one venv, target/py, never system-wide.
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@missing=""; \
@@ -25,6 +26,7 @@ setup:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@bash tests/winrm/venv.sh target/py
 
 ## guests: build every guest as a WebAssembly component.
 guests: setup

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use crate::caps::Policy;
 use crate::caps::secrets;
 use crate::caps::ssh::client::SshSettings;
+use crate::caps::winrm::pool::WinrmSettings;
+use crate::caps::winrm::transport::AuthMethod;
 use crate::runtime::{CredentialKind, Lifecycle, Limits, RuntimeConfig};
 
 /// The parsed and checked configuration.
@@ -56,6 +58,8 @@ pub struct IntegrationConfig {
     pub config_json: String,
     /// How the host reaches its servers over SSH, if it does.
     pub ssh: Option<SshSettings>,
+    /// `[integration.winrm]`'s transport settings (defaults when the table has none).
+    pub winrm: WinrmSettings,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
     /// What the host does for this configuration, as the guest's `validate` said (filled in
@@ -116,6 +120,17 @@ impl IntegrationConfig {
             if let Some(user) = &lifecycle.service_user {
                 ssh.default_user = Some(user.clone());
             }
+        }
+        if self.winrm.default_user.is_none() {
+            self.winrm.default_user = lifecycle.service_user.clone();
+        }
+        if self.winrm.password_secret.is_none()
+            && let Some(name) = &lifecycle.service_key_secret
+        {
+            secrets::check_name(name)
+                .map_err(anyhow::Error::msg)
+                .context("the guest's service key secret")?;
+            self.winrm.password_secret = Some(name.clone());
         }
         if lifecycle.default_permission.is_empty() || lifecycle.default_permission.len() > 256 {
             bail!("the guest's default permission must be 1 to 256 bytes");
@@ -192,6 +207,16 @@ struct WinrmSection {
     read: Vec<String>,
     #[serde(default)]
     change: Vec<String>,
+    user: Option<String>,
+    password_secret: Option<String>,
+    auth: Option<String>,
+    ca_file: Option<PathBuf>,
+    https_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    allow_unencrypted: bool,
+    connect_timeout: Option<String>,
+    command_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -338,6 +363,7 @@ fn check_integration(
     let policy = Policy::parse(&s.allow, &s.secrets)
         .and_then(|p| p.with_cmdlets(&winrm.read, &winrm.change))
         .map_err(anyhow::Error::msg)?;
+    let winrm = check_winrm(winrm, data_dir).context("winrm")?;
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -374,6 +400,7 @@ fn check_integration(
         limits,
         config_json,
         ssh,
+        winrm,
         max_duration,
         lifecycle: no_lifecycle(),
         credential: CredentialKind::None,
@@ -434,6 +461,71 @@ fn check_ssh(s: SshSection, data_dir: &Path) -> anyhow::Result<SshSettings> {
         command_timeout: timeout(&s.command_timeout, 60, "command_timeout")?,
         idle_timeout: timeout(&s.idle_timeout, 60, "idle_timeout")?,
     })
+}
+
+/// The `[integration.winrm]` table's transport settings.
+fn check_winrm(s: WinrmSection, data_dir: &Path) -> anyhow::Result<WinrmSettings> {
+    let mut w = WinrmSettings::defaults().map_err(anyhow::Error::msg)?;
+    if let Some(user) = s.user {
+        check_windows_account(&user).context("user")?;
+        w.default_user = Some(user);
+    }
+    if let Some(name) = s.password_secret {
+        secrets::check_name(&name)
+            .map_err(anyhow::Error::msg)
+            .context("password_secret")?;
+        w.password_secret = Some(name);
+    }
+    w.transport.auth = match s.auth.as_deref() {
+        None | Some("ntlm") => AuthMethod::Ntlm,
+        Some("basic") => AuthMethod::Basic,
+        Some(other) => bail!("auth must be \"ntlm\" or \"basic\", not {other:?}"),
+    };
+    if let Some(ports) = s.https_ports {
+        if ports.contains(&0) {
+            bail!("https_ports: 0 is not a port");
+        }
+        w.https_ports = ports;
+    }
+    if let Some(ca) = s.ca_file {
+        let ca = data_dir.join(ca);
+        let tls = crate::caps::winrm::transport::tls_config(Some(&ca))
+            .map_err(anyhow::Error::msg)
+            .context("ca_file")?;
+        w.transport.tls = std::sync::Arc::new(tls);
+        w.ca_file = Some(ca);
+    }
+    w.transport.allow_unencrypted = s.allow_unencrypted;
+    if let Some(t) = &s.connect_timeout {
+        w.transport.connect_timeout = parse_duration(t).context("connect_timeout")?;
+    }
+    if let Some(t) = &s.command_timeout {
+        w.command_timeout = parse_duration(t).context("command_timeout")?;
+        w.transport.request_timeout = w.command_timeout;
+    }
+    if let Some(t) = &s.idle_timeout {
+        w.idle_timeout = parse_duration(t).context("idle_timeout")?;
+    }
+    Ok(w)
+}
+
+/// A Windows account as `user`, `DOMAIN\user` or `user@domain`: printable, no characters
+/// Windows forbids in account names, at most 256 bytes.
+pub fn check_windows_account(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name.chars().all(|c| !c.is_control())
+        && !name.chars().any(|c| {
+            matches!(
+                c,
+                '"' | '/' | '[' | ']' | ':' | ';' | '|' | '=' | ',' | '+' | '*' | '?' | '<' | '>'
+            )
+        })
+        && name.matches('\\').count() <= 1;
+    if !ok {
+        bail!("{name:?} is not a Windows account name (user, DOMAIN\\user or user@domain)");
+    }
+    Ok(())
 }
 
 /// Integration names are short, lower-case, and safe in logs, URLs and file names.

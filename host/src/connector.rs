@@ -136,7 +136,11 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
             .iter()
             .filter_map(|i| i.ssh.clone().map(|s| (i.name.clone(), s)))
             .collect();
-        Ok(Arc::new(Live::new(secrets, ssh)))
+        let winrm = integrations
+            .iter()
+            .map(|i| (i.name.clone(), i.winrm.clone()))
+            .collect();
+        Ok(Arc::new(Live::new(secrets, ssh, winrm)))
     })
 }
 

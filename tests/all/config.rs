@@ -86,3 +86,50 @@ fn a_missing_guest_file_is_named() {
     );
     assert!(err.contains("missing.wasm"), "{err}");
 }
+
+#[test]
+fn bad_winrm_settings_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    for (extra, want) in [
+        ("[integration.winrm]\nauth = \"kerberos\"\n", "auth"),
+        (
+            "[integration.winrm]\nca_file = \"missing.pem\"\n",
+            "ca_file",
+        ),
+        (
+            "[integration.winrm]\nca_file = \"empty.pem\"\n",
+            "no certificate",
+        ),
+        ("[integration.winrm]\nuser = \"alice;rm -rf /\"\n", "user"),
+        ("[integration.winrm]\nuser = \"a\\\\b\\\\c\"\n", "user"),
+        ("[integration.winrm]\nuser = \"x\\u0000\"\n", "user"),
+        (
+            "[integration.winrm]\npassword_secret = \"../etc/shadow\"\n",
+            "password_secret",
+        ),
+        ("[integration.winrm]\nhttps_ports = [0]\n", "https_ports"),
+        (
+            "[integration.winrm]\ncommand_timeout = \"soon\"\n",
+            "command_timeout",
+        ),
+        (
+            "[integration.winrm]\nallow_unencrypted = \"yes\"\n",
+            "allow_unencrypted",
+        ),
+        ("[integration.winrm]\nproxy = \"http://x\"\n", "proxy"),
+    ] {
+        let path = write_config(dir.path(), &pin(), extra);
+        let err = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    let path = write_config(
+        dir.path(),
+        &pin(),
+        "[integration.winrm]\nuser = 'LAB\\latch-svc'\npassword_secret = \"w\"\nhttps_ports = [5986, 443]\n",
+    );
+    let config = Config::load(&path).unwrap();
+    let w = &config.integrations[0].winrm;
+    assert_eq!(w.default_user.as_deref(), Some("LAB\\latch-svc"));
+    assert!(w.endpoint("h", 443).tls && !w.endpoint("h", 5985).tls);
+}

@@ -16,6 +16,7 @@ mod rotation;
 mod serve;
 mod ssh;
 mod testkit;
+mod winrm;
 mod wsman;
 
 use std::path::PathBuf;

@@ -394,7 +394,7 @@ impl Replay {
 
 impl latch::caps::winrm::shell::Exchange for Replay {
     fn send<'a>(
-        &'a self,
+        &'a mut self,
         envelope: String,
     ) -> latch::caps::BoxFuture<'a, Result<String, latch::caps::winrm::shell::ExchangeError>> {
         self.sent.lock().unwrap().push(envelope);
@@ -413,7 +413,7 @@ fn run_replay(
     Replay,
     Result<Received, latch::caps::winrm::shell::ShellError>,
 ) {
-    let replay = Replay::of(name);
+    let mut replay = Replay::of(name);
     let ctx = Context {
         to: "http://192.168.56.11:5985/wsman".into(),
         max_envelope: 153_600,
@@ -422,7 +422,7 @@ fn run_replay(
     let result = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(latch::caps::winrm::shell::run(
-            &replay,
+            &mut replay,
             &ctx,
             "cmd.exe",
             &["/c".into(), "echo".into(), "hi".into()],

@@ -148,12 +148,26 @@ impl Kit {
         self.block_on(self.run_with(script, export, options))
     }
 
-    fn block_on(&self, run: impl std::future::Future<Output = Run>) -> Run {
+    fn block_on<T>(&self, run: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("build a tokio runtime")
             .block_on(run)
+    }
+
+    /// Run `export` with `options` as integration `name` under `policy`, its capability
+    /// calls carried out by `backend` (e.g. the live one, against real servers).
+    pub fn run_on(
+        &self,
+        name: &str,
+        policy: latch::caps::Policy,
+        backend: Arc<dyn latch::caps::Backend>,
+        export: Export,
+        options: CallOptions,
+    ) -> CallReport {
+        let integration = Integration::new(name, self.guest.clone(), policy, backend, self.limits);
+        self.block_on(async move { integration.call_with(runtime(), export, options).await })
     }
 
     /// Run `export` against `script` with `options`.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::secrets::SecretStore;
 use super::ssh::client::SshSettings;
+use super::winrm::pool::WinrmSettings;
 use super::{Backend, BoxFuture, CallContext, CapCall, CapError, CapReply};
 
 /// What the live parts are built from.
@@ -14,6 +15,8 @@ pub struct LiveContext {
     pub secrets: Arc<SecretStore>,
     /// SSH settings per integration name.
     pub ssh: HashMap<String, SshSettings>,
+    /// WinRM settings per integration name.
+    pub winrm: HashMap<String, WinrmSettings>,
 }
 
 /// One capability's live part: carries out the calls of its own capability.
@@ -33,11 +36,16 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live backend over `secrets`, with SSH settings per integration name.
-    pub fn new(secrets: SecretStore, ssh: HashMap<String, SshSettings>) -> Self {
+    /// A live backend over `secrets`, with SSH and WinRM settings per integration name.
+    pub fn new(
+        secrets: SecretStore,
+        ssh: HashMap<String, SshSettings>,
+        winrm: HashMap<String, WinrmSettings>,
+    ) -> Self {
         let ctx = LiveContext {
             secrets: Arc::new(secrets),
             ssh,
+            winrm,
         };
         Live {
             parts: super::live_parts(&ctx),

@@ -408,7 +408,7 @@ pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmt
 pub(crate) fn live_parts(ctx: &live::LiveContext) -> Vec<Box<dyn live::LivePart>> {
     vec![
         Box::new(ssh::live::Part::new(ctx)),
-        Box::new(winrm::live::Part),
+        Box::new(winrm::live::Part::new(ctx)),
         Box::new(secrets::live::Part::new(ctx)),
         Box::new(certs::live::Part::new(ctx)),
     ]

@@ -1,25 +1,153 @@
-//! The live part of `winrm`: no transport in this build (the WinRM issue brings it); a call
-//! fails saying so. The script it would send, secrets substituted, is `powershell_script`.
+//! The live part of `winrm`: each call's script sent over a pooled, authenticated WinRM
+//! connection ([`super::pool`]), its JSON output and error records handed back.
 
-use super::Invoke;
-use crate::caps::live::LivePart;
-use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Answers every `winrm` call with "no live transport".
-pub(crate) struct Part;
+use super::pool::{WinrmPool, WinrmSettings, cap_error};
+use super::transport::Credentials;
+use super::{Invoke, wire_script, wsman};
+use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::{
+    BoxFuture, CallContext, CapCall, CapError, CapReply, CmdletOutput, Secret, SecretStore,
+};
+use crate::world::SecretRef;
+
+/// Runs `winrm` calls over pooled connections.
+pub(crate) struct Part {
+    settings: HashMap<String, WinrmSettings>,
+    secrets: Arc<SecretStore>,
+    pool: WinrmPool,
+}
+
+impl Part {
+    pub(crate) fn new(ctx: &LiveContext) -> Self {
+        Part {
+            settings: ctx.winrm.clone(),
+            secrets: ctx.secrets.clone(),
+            pool: WinrmPool::default(),
+        }
+    }
+
+    fn credentials(
+        &self,
+        integration: &str,
+        settings: &WinrmSettings,
+        invoke: &Invoke,
+    ) -> Result<Credentials, CapError> {
+        let user = match (&invoke.target.user, &settings.default_user) {
+            (Some(asked), Some(configured)) if !asked.eq_ignore_ascii_case(configured) => {
+                return Err(CapError::Denied(format!(
+                    "integration {integration:?} holds a WinRM password for {configured:?} \
+                     only, not for {asked:?}"
+                )));
+            }
+            (_, Some(configured)) => configured.clone(),
+            (Some(_), None) | (None, None) => {
+                return Err(CapError::Failed(format!(
+                    "integration {integration:?} names no WinRM account: set \
+                     [integration.winrm] user"
+                )));
+            }
+        };
+        let name = settings.password_secret.as_deref().ok_or_else(|| {
+            CapError::Failed(format!(
+                "integration {integration:?} names no secret with the WinRM password: set \
+                 [integration.winrm] password_secret"
+            ))
+        })?;
+        let password = self
+            .secrets
+            .get(name)
+            .map_err(CapError::Failed)?
+            .ok_or_else(|| {
+                CapError::Failed(format!(
+                    "the WinRM password secret {name:?} is not in the secret store"
+                ))
+            })?;
+        Ok(Credentials { user, password })
+    }
+
+    fn resolve(&self, ctx: &CallContext<'_>, r: &SecretRef) -> Result<Secret, CapError> {
+        let missing = || CapError::Failed(format!("{r} has no value here"));
+        match r {
+            SecretRef::GrantPassword => ctx.secrets.grant_password.clone().ok_or_else(missing),
+            SecretRef::NewServicePassword => {
+                ctx.secrets.new_service_password.clone().ok_or_else(missing)
+            }
+            SecretRef::Named(name) => self
+                .secrets
+                .get(name)
+                .map_err(CapError::Failed)?
+                .ok_or_else(missing),
+        }
+    }
+}
 
 impl LivePart for Part {
     fn carry_out<'a>(
         &'a self,
-        _ctx: CallContext<'a>,
+        ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
         let invoke = call.get::<Invoke>()?;
-        let capability = crate::caps::Call::capability(invoke);
+        let integration = ctx.integration;
         Some(Box::pin(async move {
-            Err(CapError::Failed(format!(
-                "{capability} has no live transport in this build of Latch"
-            )))
+            let settings = self.settings.get(integration).ok_or_else(|| {
+                CapError::Failed(format!(
+                    "integration {integration:?} has no [integration.winrm] settings"
+                ))
+            })?;
+            let credentials = self.credentials(integration, settings, invoke)?;
+            let script = wire_script(&invoke.cmdlet, &invoke.parameters, |r| {
+                self.resolve(&ctx, r)
+            })?;
+            let script = std::str::from_utf8(script.expose())
+                .map_err(|_| CapError::Failed("the script is not UTF-8".into()))?;
+            let arguments = wsman::powershell_arguments(script);
+            let endpoint = settings.endpoint(&invoke.target.host, invoke.target.port);
+            let received = self
+                .pool
+                .run(
+                    integration,
+                    settings,
+                    &endpoint,
+                    &credentials,
+                    "powershell.exe",
+                    &arguments,
+                )
+                .await
+                .map_err(|e| cap_error(&endpoint.url(), e))?;
+            output(&endpoint.url(), received).map(CapReply::Cmdlet)
         }))
+    }
+}
+
+/// The cmdlet's answer: its JSON objects and its error records, or — when PowerShell itself
+/// failed (a non-zero exit code) — one error with its messages.
+fn output(url: &str, received: wsman::Received) -> Result<CmdletOutput, CapError> {
+    let errors = wsman::error_messages(&received.stderr);
+    let code = received.exit_code.unwrap_or(-1);
+    if code != 0 {
+        return Err(CapError::Failed(format!(
+            "PowerShell on {url} failed (exit code {code}): {}",
+            if errors.is_empty() {
+                "no error record".to_string()
+            } else {
+                errors.join("; ")
+            }
+        )));
+    }
+    let text = String::from_utf8_lossy(&received.stdout);
+    let text = text.trim();
+    let objects = if text.is_empty() { "[]" } else { text };
+    match serde_json::from_str::<serde_json::Value>(objects) {
+        Ok(serde_json::Value::Array(_)) => Ok(CmdletOutput {
+            objects: objects.to_string(),
+            errors,
+        }),
+        _ => Err(CapError::Failed(format!(
+            "PowerShell on {url} did not answer with a JSON array"
+        ))),
     }
 }

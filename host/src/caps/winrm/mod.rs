@@ -19,7 +19,9 @@
 
 pub mod kit;
 pub(crate) mod live;
+pub mod pool;
 pub mod shell;
+pub mod transport;
 pub(crate) mod wit;
 pub mod wsman;
 
@@ -262,15 +264,38 @@ pub fn powershell_script(
 ) -> Result<Secret, CapError> {
     let script = render(cmdlet, parameters, |r| {
         let value = resolve(r)?;
-        let text = std::str::from_utf8(value.expose()).map_err(|_| {
-            CapError::Failed(format!("{r} is not text and cannot be a PowerShell string"))
-        })?;
+        let text = std::str::from_utf8(value.expose())
+            .ok()
+            .filter(|t| !t.contains('\0'))
+            .ok_or_else(|| {
+                CapError::Failed(format!(
+                    "{r} is not text without NUL and cannot be a PowerShell string"
+                ))
+            })?;
         Ok(format!(
             "(ConvertTo-SecureString {} -AsPlainText -Force)",
             powershell_literal(text)
         ))
     })?;
     Ok(Secret::new(script.into_bytes()))
+}
+
+/// The whole script sent to `powershell.exe` for one call: progress records off, the
+/// cmdlet's objects as one compressed JSON array (`[]` when there are none). The Windows
+/// stand-in (`tests/winrm/standin.py`) accepts exactly this form and nothing else.
+pub fn wire_script(
+    cmdlet: &str,
+    parameters: &[(String, ParamValue)],
+    resolve: impl FnMut(&SecretRef) -> Result<Secret, CapError>,
+) -> Result<Secret, CapError> {
+    let call = powershell_script(cmdlet, parameters, resolve)?;
+    let mut script = Vec::with_capacity(call.expose().len() + 96);
+    script.extend_from_slice(
+        b"$ProgressPreference = 'SilentlyContinue'\nConvertTo-Json -Compress -Depth 3 -InputObject @(",
+    );
+    script.extend_from_slice(call.expose());
+    script.push(b')');
+    Ok(Secret::new(script))
 }
 
 #[cfg(test)]

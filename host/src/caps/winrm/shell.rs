@@ -22,6 +22,9 @@ pub enum ExchangeError {
     /// The server refused the credentials.
     #[error("authentication failed: {0}")]
     Authentication(String),
+    /// The server's certificate was not accepted (names the certificate and the host).
+    #[error("{0}")]
+    Tls(String),
     /// Anything else (TLS, an HTTP status without a SOAP body).
     #[error("{0}")]
     Other(String),
@@ -31,7 +34,7 @@ pub enum ExchangeError {
 /// fault comes with HTTP 500; it is still a body, and the caller reads it).
 pub trait Exchange: Send + Sync {
     /// Send `envelope`; the answer's body.
-    fn send<'a>(&'a self, envelope: String) -> BoxFuture<'a, Result<String, ExchangeError>>;
+    fn send<'a>(&'a mut self, envelope: String) -> BoxFuture<'a, Result<String, ExchangeError>>;
 }
 
 /// Why a command could not be run to its end.
@@ -43,6 +46,10 @@ pub enum ShellError {
     /// The server answered with a fault, or something the protocol does not allow.
     #[error(transparent)]
     Wsman(#[from] WsmanError),
+    /// The Command request was refused because the shell no longer exists (fault
+    /// 2150858843): the command never started.
+    #[error("the shell is gone: {0}")]
+    ShellGone(WsmanError),
     /// The command did not finish within the deadline (it was terminated).
     #[error("the command did not finish within {0:?}")]
     Deadline(Duration),
@@ -50,7 +57,7 @@ pub enum ShellError {
 
 /// Run `program` with `arguments` through `exchange` and collect its output and exit code.
 pub async fn run(
-    exchange: &dyn Exchange,
+    exchange: &mut dyn Exchange,
     ctx: &Context,
     program: &str,
     arguments: &[String],
@@ -73,8 +80,10 @@ pub async fn run(
     result
 }
 
-async fn run_in_shell(
-    exchange: &dyn Exchange,
+/// Run `program` in the existing shell `shell` (terminating the command afterwards, leaving
+/// the shell open for the next one).
+pub async fn run_in_shell(
+    exchange: &mut dyn Exchange,
     ctx: &Context,
     shell: &str,
     program: &str,
@@ -85,7 +94,16 @@ async fn run_in_shell(
     let answer = exchange
         .send(wsman::command(ctx, shell, program, arguments))
         .await?;
-    let command = wsman::command_id(&answer)?;
+    let command = match wsman::command_id(&answer) {
+        Ok(c) => c,
+        Err(
+            e @ WsmanError::Fault {
+                code: Some(wsman::INVALID_SELECTORS),
+                ..
+            },
+        ) => return Err(ShellError::ShellGone(e)),
+        Err(e) => return Err(e.into()),
+    };
     let mut received = Received::default();
     let outcome = loop {
         if started.elapsed() >= deadline {

@@ -44,6 +44,9 @@ const STATE_DONE: &str =
 /// The fault code that means "nothing yet within OperationTimeout; receive again".
 pub const OPERATION_TIMEOUT: u64 = 2_150_858_793;
 
+/// The fault code of an unknown shell or command id (`w:InvalidSelectors`).
+pub const INVALID_SELECTORS: u64 = 2_150_858_843;
+
 /// Most bytes of stdout, and of stderr, kept from one command.
 pub const MAX_STREAM: usize = 4 << 20;
 

@@ -1,0 +1,625 @@
+//! WinRM, live, against the Windows stand-in (`tests/winrm/standin.py`): NTLM with message
+//! encryption over HTTP, HTTPS with a test CA (NTLM with channel binding, and Basic), the
+//! connection and shell reused, each failure one clear error, hostile values arriving as
+//! the exact literal or refused before anything is sent — and pywinrm and pypsrp, clients
+//! proven against real Windows, accepted by the same stand-in.
+//!
+//! The stand-in runs in the venv `make setup` makes (`target/py`); a test fails, rather
+//! than skips, when it is missing.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
+use latch::caps::winrm::shell::{ExchangeError, ShellError};
+use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint, tls_config};
+use latch::caps::winrm::{wire_script, wsman};
+use latch::caps::{Live, Outcome, ParamValue, Policy, Secret, SecretStore};
+use latch::runtime::{CallOptions, CallSecrets, Export};
+use latch_testkit::{Kit, grant_request};
+use serde_json::Value;
+
+/// The service account's password: every character class, shell and PowerShell metacharacters.
+const PASSWORD: &str = "S3cret!#%&(x)y$z`q\"w'‘";
+const USER: &str = "LAB\\latch-svc";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    let py = root().join("target/py/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run `make setup` (tests/winrm/venv.sh makes it)",
+        py.display()
+    );
+    py
+}
+
+/// A running stand-in with its own directory (users, TLS material, state, records).
+pub struct StandIn {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub http: u16,
+    pub https: u16,
+}
+
+impl StandIn {
+    pub fn start(args: &[&str]) -> StandIn {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("users"),
+            format!("LAB:latch-svc:{PASSWORD}\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(python())
+            .arg(root().join("tests/winrm/standin.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("standin.err")).unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = |key: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "the stand-in did not start ({line:?}): {}",
+                        std::fs::read_to_string(dir.path().join("standin.err")).unwrap_or_default()
+                    )
+                })
+        };
+        let (http, https) = (port("http="), port("https="));
+        StandIn {
+            dir,
+            child,
+            http,
+            https,
+        }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn lines(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The PowerShell calls the stand-in received, as it parsed them.
+    pub fn calls(&self) -> Vec<Value> {
+        self.lines("calls.jsonl")
+    }
+
+    /// Every HTTP request it received.
+    pub fn wire(&self) -> Vec<Value> {
+        self.lines("wire.jsonl")
+    }
+
+    /// Settings for this stand-in: HTTPS on its TLS port, verified against its CA.
+    pub fn settings(&self) -> WinrmSettings {
+        let mut s = WinrmSettings::defaults().unwrap();
+        s.https_ports = vec![self.https];
+        s.transport.tls = Arc::new(tls_config(Some(&self.ca())).unwrap());
+        s.ca_file = Some(self.ca());
+        s.default_user = Some(USER.into());
+        s.password_secret = Some("winrm-password".into());
+        s
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn credentials(password: &str) -> Credentials {
+    Credentials {
+        user: USER.into(),
+        password: Secret::new(password.as_bytes().to_vec()),
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn script(cmdlet: &str, params: &[(&str, ParamValue)]) -> Vec<String> {
+    let params: Vec<(String, ParamValue)> = params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    let s = wire_script(cmdlet, &params, |_| unreachable!()).unwrap();
+    wsman::powershell_arguments(std::str::from_utf8(s.expose()).unwrap())
+}
+
+fn get_admin() -> Vec<String> {
+    script(
+        "Get-LocalUser",
+        &[("Name", ParamValue::Text("Administrator".into()))],
+    )
+}
+
+fn objects(r: &wsman::Received) -> Value {
+    serde_json::from_slice(&r.stdout).unwrap()
+}
+
+#[test]
+fn ntlm_sealed_over_http_and_over_https_reusing_connection_and_shell() {
+    let s = StandIn::start(&[]);
+    let settings = s.settings();
+    let pool = WinrmPool::default();
+    let creds = credentials(PASSWORD);
+    block_on(async {
+        let http = settings.endpoint("localhost", s.http);
+        assert!(!http.tls);
+        let r = pool
+            .run(
+                "w",
+                &settings,
+                &http,
+                &creds,
+                "powershell.exe",
+                &get_admin(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(objects(&r)[0]["Name"], "Administrator");
+        let first = s.wire().len();
+        // NTLM's two messages, then Create, Command, Receive, Signal: all sealed.
+        assert_eq!(first, 6, "{:#?}", s.wire());
+        assert!(
+            s.wire()
+                .iter()
+                .skip(2)
+                .all(|w| w["transport"] == "http-encrypted"),
+            "{:#?}",
+            s.wire()
+        );
+        // Warm: the same connection (no login) and the same shell (no Create).
+        pool.run(
+            "w",
+            &settings,
+            &http,
+            &creds,
+            "powershell.exe",
+            &get_admin(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.wire().len(), first + 3, "{:#?}", &s.wire()[first..]);
+
+        let https = settings.endpoint("localhost", s.https);
+        assert!(https.tls);
+        let r = pool
+            .run(
+                "w",
+                &settings,
+                &https,
+                &creds,
+                "powershell.exe",
+                &get_admin(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(objects(&r)[0]["Name"], "Administrator");
+        let calls = s.calls();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[0]["transport"], "http-encrypted");
+        assert_eq!(calls[2]["transport"], "https");
+        assert!(calls.iter().all(|c| c["auth"] == "ntlm"));
+        assert!(
+            calls
+                .iter()
+                .all(|c| c["user"].as_str().unwrap().contains("latch-svc"))
+        );
+        assert_eq!(calls[0]["cmdlet"], "Get-LocalUser");
+    });
+}
+
+#[test]
+fn each_failure_is_one_clear_error_and_no_password_in_it() {
+    let s = StandIn::start(&[]);
+    let settings = s.settings();
+    block_on(async {
+        // The certificate names localhost; 127.0.0.1 is not it.
+        let by_ip = Endpoint {
+            host: "127.0.0.1".into(),
+            port: s.https,
+            tls: true,
+        };
+        let err = Connection::open(&by_ip, &settings.transport, &credentials(PASSWORD))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ExchangeError::Tls(_)), "{err:?}");
+        assert!(
+            text.contains("localhost") && text.contains("127.0.0.1"),
+            "{text}"
+        );
+
+        // Not signed by the configured CA: the system's roots do not know the test CA.
+        let mut system = settings.transport.clone();
+        system.tls = Arc::new(tls_config(None).unwrap());
+        let https = settings.endpoint("localhost", s.https);
+        let err = Connection::open(&https, &system, &credentials(PASSWORD))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExchangeError::Tls(_)), "{err:?}");
+
+        // A wrong password, over HTTP and HTTPS: authentication failed, naming the user.
+        for endpoint in [settings.endpoint("localhost", s.http), https.clone()] {
+            let wrong = "Wrong-Passw0rd!zz";
+            let err = Connection::open(&endpoint, &settings.transport, &credentials(wrong))
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, ExchangeError::Authentication(_)), "{err:?}");
+            assert!(
+                text.contains("latch-svc") && !text.contains(wrong),
+                "{text}"
+            );
+        }
+
+        // Nobody listening.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let err = Connection::open(
+            &settings.endpoint("127.0.0.1", port),
+            &settings.transport,
+            &credentials(PASSWORD),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ExchangeError::Unreachable(_)), "{err:?}");
+
+        // Basic on plain HTTP is refused before anything is sent.
+        let before = s.wire().len();
+        let mut basic = settings.transport.clone();
+        basic.auth = AuthMethod::Basic;
+        let err = Connection::open(
+            &settings.endpoint("localhost", s.http),
+            &basic,
+            &credentials(PASSWORD),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("in clear"), "{err}");
+        assert_eq!(s.wire().len(), before, "something was sent");
+
+        // Basic inside TLS works.
+        let mut conn = Connection::open(&https, &basic, &credentials(PASSWORD))
+            .await
+            .unwrap();
+        let ctx = wsman::Context {
+            to: https.url(),
+            max_envelope: 153_600,
+            operation_timeout: 20,
+        };
+        let r = latch::caps::winrm::shell::run(
+            &mut conn,
+            &ctx,
+            "powershell.exe",
+            &get_admin(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(objects(&r)[0]["Name"], "Administrator");
+        let last = s.calls().pop().unwrap();
+        assert_eq!(
+            (last["auth"].as_str(), last["transport"].as_str()),
+            (Some("basic"), Some("https"))
+        );
+    });
+}
+
+#[test]
+fn operation_timeouts_mean_receive_again_and_faults_are_errors() {
+    let s = StandIn::start(&["--receive-timeouts", "3"]);
+    let settings = s.settings();
+    let pool = WinrmPool::default();
+    block_on(async {
+        let http = settings.endpoint("localhost", s.http);
+        let r = pool
+            .run(
+                "w",
+                &settings,
+                &http,
+                &credentials(PASSWORD),
+                "powershell.exe",
+                &get_admin(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(objects(&r)[0]["Name"], "Administrator");
+        let receives = s
+            .wire()
+            .iter()
+            .filter(|w| {
+                w["action"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with("/Receive"))
+            })
+            .count();
+        assert_eq!(
+            receives, 4,
+            "three OperationTimeout faults, then the output"
+        );
+
+        // A program the server will not run: its exit code and error come back.
+        let r = pool
+            .run(
+                "w",
+                &settings,
+                &http,
+                &credentials(PASSWORD),
+                "cmd.exe",
+                &["/c".into(), "echo".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code, Some(1));
+        let err = match pool
+            .run(
+                "w",
+                &settings,
+                &http,
+                &credentials(PASSWORD),
+                "powershell.exe",
+                &["-EncodedCommand".into(), "bm90IGJhc2U2NA==!".into()],
+            )
+            .await
+        {
+            Ok(r) => r.exit_code,
+            Err(e) => panic!("{e}"),
+        };
+        assert_ne!(err, Some(0));
+    });
+    let _ = ShellError::Deadline(Duration::ZERO);
+}
+
+/// The hostile values the issue lists, and more: each must reach the stand-in as the exact
+/// literal, or be refused before anything is sent.
+fn hostile() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "'",
+        "‘",
+        "’",
+        "‚",
+        "‛",
+        "'‘’‚‛'",
+        "\"",
+        "$(id)",
+        "$(Remove-Item C:\\ -Recurse)",
+        "`whoami`",
+        "`",
+        ";",
+        "a; Remove-LocalUser x",
+        "|",
+        "a | Out-File x",
+        "line1\nline2",
+        "cr\r\nlf",
+        "alice;rm -rf /",
+        "-oProxyCommand=nc evil 22",
+        "*()\\",
+        "@(1)",
+        "${env:PATH}",
+        "#comment",
+        "<#",
+        "Ünïcødé 日本語 🎉",
+        "",
+        " ",
+        "x' + (whoami) + '",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push("'‘$(x)`\n".repeat(128)); // 1 KiB of the worst characters
+    v
+}
+
+fn probe_config(s: &StandIn, calls: Value) -> String {
+    serde_json::json!({"host": "localhost", "port": s.http, "calls": calls}).to_string()
+}
+
+fn live(s: &StandIn) -> Arc<Live> {
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("winrm-password"), PASSWORD).unwrap();
+    let store = SecretStore::new(Some(secrets.path()), None).unwrap();
+    std::mem::forget(secrets); // read at each call; removed with the process's temp files
+    let winrm = [("probe".to_string(), s.settings())].into_iter().collect();
+    Arc::new(Live::new(store, Default::default(), winrm))
+}
+
+fn policy(s: &StandIn) -> Policy {
+    Policy::parse(&[format!("localhost:{}", s.http)], &[])
+        .unwrap()
+        .with_cmdlets(
+            &["Get-LocalUser".into(), "Get-LocalGroupMember".into()],
+            &["New-LocalUser".into(), "Add-LocalGroupMember".into()],
+        )
+        .unwrap()
+}
+
+fn grant(config: String) -> Export {
+    Export::Grant {
+        config,
+        request: grant_request(
+            "g-1",
+            "localhost",
+            "Connect",
+            "c@corp.example",
+            4_000_000_000,
+        ),
+    }
+}
+
+#[test]
+fn hostile_values_arrive_as_the_exact_literal_or_are_refused_before_sending() {
+    let s = StandIn::start(&[]);
+    let mut values = hostile();
+    values.push("nul\0byte".into());
+    let calls: Vec<Value> = values
+        .iter()
+        .map(|v| {
+            serde_json::json!({"cmdlet": "Get-LocalUser", "read": true,
+                "parameters": [["Name", {"text": v}]]})
+        })
+        .chain([
+            serde_json::json!({"cmdlet": "Get-LocalGroupMember", "read": true,
+            "parameters": [["Group", {"list": hostile()}]]}),
+        ])
+        .collect();
+    let kit = Kit::built("winrm-probe");
+    let report = kit.run_on(
+        "probe",
+        policy(&s),
+        live(&s),
+        grant(probe_config(&s, Value::Array(calls))),
+        CallOptions::default(),
+    );
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    // The NUL value was refused by the host; every other value was carried out.
+    let refused: Vec<usize> = report
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.outcome, Outcome::Refused { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(refused, vec![values.len() - 1], "{:#?}", report.records);
+    let received = s.calls();
+    assert_eq!(received.len(), values.len(), "a refused value was sent");
+    for (got, want) in received
+        .iter()
+        .zip(values.iter().filter(|v| !v.contains('\0')))
+    {
+        assert_eq!(got["refused"], Value::Null, "{got}");
+        assert_eq!(got["parameters"][0][0], "Name");
+        assert_eq!(got["parameters"][0][1]["type"], "text");
+        assert_eq!(
+            got["parameters"][0][1]["value"].as_str(),
+            Some(want.as_str()),
+            "{got}"
+        );
+    }
+    let list = received.last().unwrap();
+    assert_eq!(list["parameters"][0][1]["type"], "text-list");
+    let want: Vec<Value> = hostile().into_iter().map(Value::String).collect();
+    assert_eq!(list["parameters"][0][1]["value"], Value::Array(want));
+
+    // A run whose only call is refused sends nothing at all: no connection, no login.
+    let before = s.wire().len();
+    let only_nul = serde_json::json!([{"cmdlet": "Get-LocalUser", "read": true,
+        "parameters": [["Name", {"text": "a\u{0}b"}]]}]);
+    let report = kit.run_on(
+        "probe",
+        policy(&s),
+        live(&s),
+        grant(probe_config(&s, only_nul)),
+        CallOptions::default(),
+    );
+    assert!(matches!(report.records[0].outcome, Outcome::Refused { .. }));
+    assert_eq!(s.wire().len(), before, "something reached the server");
+}
+
+#[test]
+fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
+    let s = StandIn::start(&[]);
+    let password = "Grant-Pw1'‘$(x)`;|\"";
+    let calls = serde_json::json!([
+        {"cmdlet": "New-LocalUser", "parameters": [["Name", {"text": "jit-alice"}], ["Password", {"grant-password": true}]]},
+        {"cmdlet": "Add-LocalGroupMember", "parameters": [["Group", {"text": "Remote Desktop Users"}], ["Member", {"list": ["jit-alice"]}]]},
+        {"cmdlet": "Get-LocalGroupMember", "read": true, "parameters": [["Group", {"text": "Remote Desktop Users"}]]},
+    ]);
+    let options = CallOptions {
+        secrets: CallSecrets {
+            grant_password: Some(Secret::new(password.as_bytes().to_vec())),
+            new_service_password: None,
+        },
+        plan: false,
+    };
+    let report = Kit::built("winrm-probe").run_on(
+        "probe",
+        policy(&s),
+        live(&s),
+        grant(probe_config(&s, calls)),
+        options,
+    );
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let state = match &report.result {
+        Ok(latch::runtime::Returned::Granted(g)) => g.state.clone(),
+        other => panic!("{other:?}"),
+    };
+    let results: Value = serde_json::from_str(&state).unwrap();
+    let members: Value = serde_json::from_str(results[2]["objects"].as_str().unwrap()).unwrap();
+    assert_eq!(members[0]["Name"], "WINSTANDIN\\jit-alice", "{results}");
+    // The stand-in got the password as a SecureString literal, exactly.
+    let created = &s.calls()[0];
+    assert_eq!(created["parameters"][1][1]["type"], "secure-string");
+    assert_eq!(created["parameters"][1][1]["value"], password);
+    // Latch's own records name it only.
+    let records = serde_json::to_string(&report.records).unwrap();
+    assert!(
+        !records.contains("Grant-Pw1") && records.contains("<secret:grant-password>"),
+        "{records}"
+    );
+    // And the new account can log in with it (the stand-in's NTLM acceptor checks it).
+    block_on(async {
+        let endpoint = s.settings().endpoint("localhost", s.http);
+        let creds = Credentials {
+            user: "jit-alice".into(),
+            password: Secret::new(password.as_bytes().to_vec()),
+        };
+        Connection::open(&endpoint, &s.settings().transport, &creds)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn pywinrm_and_pypsrp_accept_the_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("tests/winrm/run_check.sh"))
+        .arg(dir.path())
+        .env("LATCH_PY_VENV", root().join("target/py"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for client in ["pywinrm", "pypsrp"] {
+        assert!(text.contains(&format!("ok {client}")), "{text}");
+    }
+}
+
