@@ -623,3 +623,81 @@ fn pywinrm_and_pypsrp_accept_the_stand_in() {
     }
 }
 
+#[test]
+fn check_connect_logs_in_to_every_server_of_every_integration() {
+    let _fleet = crate::e2e::shared();
+    let s = StandIn::start(&[]);
+    let env = crate::fleet::Env::new();
+    std::fs::write(env.tmp.path().join("secrets/winrm-password"), PASSWORD).unwrap();
+    std::fs::copy(s.ca(), env.tmp.path().join("winrm-ca.pem")).unwrap();
+    let guest = crate::guest("winrm_probe");
+    let sha = latch::runtime::sha256_hex(&std::fs::read(&guest).unwrap());
+    let probe = |name: &str, host: &str, port: u16| {
+        format!(
+            r#"
+[[integration]]
+name = "{name}"
+guest = "{}"
+sha256 = "{sha}"
+allow = ["{host}:{port}"]
+[integration.winrm]
+read = ["Get-LocalUser"]
+user = 'LAB\latch-svc'
+password_secret = "winrm-password"
+ca_file = "winrm-ca.pem"
+https_ports = [{}]
+[integration.config]
+host = "{host}"
+port = {port}
+calls = [{{ cmdlet = "Get-LocalUser", read = true }}]
+"#,
+            guest.display(),
+            s.https
+        )
+    };
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&probe("windows", "localhost", s.http));
+    config.push_str(&probe("windows-tls", "localhost", s.https));
+    config.push_str(&probe("windows-by-ip", "127.0.0.1", s.https));
+    std::fs::write(&env.config, config).unwrap();
+    let before = s.calls().len();
+    let out = crate::fleet::latch(&[
+        "check",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--connect",
+        "--json",
+    ]);
+    let statuses: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let of = |integration: &str, target: &str| -> (String, String) {
+        let s = statuses
+            .iter()
+            .find(|s| {
+                s["integration"] == integration && s["target"].as_str().unwrap().contains(target)
+            })
+            .unwrap_or_else(|| panic!("{integration} {target} missing: {statuses:#?}"));
+        (
+            s["status"].as_str().unwrap().to_string(),
+            s["reason"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(of("linux", &env.fleet.addr(1)).0, "authenticated");
+    let (down, why) = of("linux", "127.0.10.99");
+    assert_eq!(down, "unreachable", "{why}");
+    assert_eq!(of("windows", "localhost").0, "authenticated");
+    assert_eq!(of("windows-tls", "localhost").0, "authenticated");
+    let (ip, why) = of("windows-by-ip", "127.0.0.1");
+    assert_eq!(ip, "refused");
+    assert!(why.contains("TLS") && why.contains("localhost"), "{why}");
+    assert!(!out.status.success(), "one server was not authenticated");
+    // It logged in and changed nothing: the plans ran the guests' reads only.
+    assert!(
+        s.calls()[before..]
+            .iter()
+            .all(|c| c["cmdlet"] == "Get-LocalUser"),
+        "{:#?}",
+        s.calls()
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
+}

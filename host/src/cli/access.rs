@@ -593,7 +593,7 @@ pub async fn grants(at: &Where, state: Option<&str>, json: bool) -> anyhow::Resu
 }
 
 /// Print `rows` under `head` as plain aligned columns (no borders: easy to read and to grep).
-fn print_table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
+pub(super) fn print_table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::NOTHING)

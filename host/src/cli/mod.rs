@@ -2,6 +2,7 @@
 
 mod access;
 mod actor;
+mod connect;
 mod guest;
 mod remote;
 
@@ -32,11 +33,18 @@ enum Command {
     /// Read and run guest components (integrations) outside a connector.
     #[command(subcommand)]
     Guest(guest::GuestCommand),
-    /// Check a configuration: its syntax, every guest's pin, every guest's `validate`.
+    /// Check a configuration: its syntax, every guest's pin, every guest's `validate`; with
+    /// `--connect`, also log in to every server of every integration (SSH and WinRM).
     Check {
         /// Path to latch.toml.
         #[arg(long)]
         config: PathBuf,
+        /// Log in to every server: authenticated / refused / unreachable, with the reason.
+        #[arg(long)]
+        connect: bool,
+        /// With `--connect`: the statuses as JSON.
+        #[arg(long, requires = "connect")]
+        json: bool,
     },
     /// Create the data directory, the user CA (mode 0600) and an example latch.toml.
     Init {
@@ -150,7 +158,17 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Guest(cmd) => cmd.run().await,
-            Command::Check { config } => check(&config).await,
+            Command::Check {
+                config,
+                connect,
+                json,
+            } => {
+                if !connect {
+                    return check(&config).await;
+                }
+                let loaded = Config::load(&config)?;
+                connect::run(&loaded, json).await
+            }
             Command::Init { dir } => access::init(&dir),
             Command::Resources {
                 at,

@@ -7,7 +7,7 @@
 //! (idempotent) `revoke`. When the requester brings no public key, the *host* generates the
 //! key pair, so private key material never enters a guest, and returns it once.
 
-mod credentials;
+pub(crate) mod credentials;
 mod error;
 mod plan;
 
