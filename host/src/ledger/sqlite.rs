@@ -247,6 +247,19 @@ impl Ledger {
     /// Move grant `r.grant_id` from state `from` to `r.state`, saving `r`'s other fields,
     /// with its audit event, atomically. Fails if the stored state is no longer `from`.
     pub fn update(&self, r: &GrantRecord, from: State, event: Event) -> Result<()> {
+        self.update_leased(r, from, event, None)
+    }
+
+    /// [`Ledger::update`], and — with `lease` — no retry of a `revoking` grant by the
+    /// scheduler before that time (the caller is carrying the revoke out itself), in the
+    /// same transaction.
+    pub fn update_leased(
+        &self,
+        r: &GrantRecord,
+        from: State,
+        event: Event,
+        lease: Option<u64>,
+    ) -> Result<()> {
         blocking(|| -> Result<()> {
             if !from.can_move_to(r.state) {
                 return Err(anyhow!(
@@ -262,7 +275,8 @@ impl Ledger {
             let n = tx.execute(
                 "UPDATE grants SET state = ?3, username = ?4, host = ?5, port = ?6, revoked_at = ?7,
                     attempts = attempts + ?8, last_error = ?9, expires_at = ?10,
-                    granting_since = ?11, cleanup_due_at = ?12, guest_state = ?13
+                    granting_since = ?11, cleanup_due_at = ?12, guest_state = ?13,
+                    next_attempt_at = COALESCE(?14, next_attempt_at)
                  WHERE grant_id = ?1 AND state = ?2",
                 params![
                     r.grant_id,
@@ -277,7 +291,8 @@ impl Ledger {
                     r.expires_at as i64,
                     r.granting_since.map(|t| t as i64),
                     r.cleanup_due_at.map(|t| t as i64),
-                    r.guest_state
+                    r.guest_state,
+                    lease.map(|t| t as i64)
                 ],
             )?;
             if n != 1 {

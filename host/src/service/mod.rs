@@ -377,10 +377,14 @@ pub async fn revoke(
         )));
     }
     // An unknown integration is an error before anything changes.
-    integration_of(connector, &record)?;
+    let (_, ic) = integration_of(connector, &record)?;
     let from = record.state;
     record.state = State::Revoking;
-    ledger.update(&record, from, revoke_requested(actor, &record))?;
+    // A lease: the scheduler takes up a `revoking` grant with no retry time at once (one a
+    // crashed process left). This one is being carried out here; the scheduler takes it
+    // only if this process dies (or fails, which sets the retry time itself).
+    let lease = unix_now() + ic.limits.deadline.as_secs() + crate::scheduler::GRACE_SECS;
+    ledger.update_leased(&record, from, revoke_requested(actor, &record), Some(lease))?;
     carry_out_revoke(connector, ledger, record, actor).await
 }
 
@@ -444,6 +448,8 @@ pub async fn carry_out_revoke(
                 &record,
                 event(actor, "revoke.failed", &record, "failed", detail),
             )?;
+            // Failed here: the scheduler's to retry now (the lease no longer holds).
+            ledger.retry_at(&record.grant_id, unix_now())?;
             Err(ServiceError::guest(
                 format!(
                     "revoke of {grant_id} failed (it stays `revoking`; `latch serve` retries \
