@@ -536,8 +536,13 @@ fn hostile_values_arrive_as_the_exact_literal_or_are_refused_before_sending() {
 
     // A run whose only call is refused sends nothing at all: no connection, no login.
     let before = s.wire().len();
+    // (And a call too long for a Windows command line: 8 values of 8 KiB.)
+    let big: Vec<Value> = (0..8)
+        .map(|i| serde_json::json!([format!("P{i}"), {"text": "x".repeat(8000)}]))
+        .collect();
     let only_nul = serde_json::json!([{"cmdlet": "Get-LocalUser", "read": true,
-        "parameters": [["Name", {"text": "a\u{0}b"}]]}]);
+        "parameters": [["Name", {"text": "a\u{0}b"}]]},
+        {"cmdlet": "Get-LocalUser", "read": true, "parameters": big}]);
     let report = kit.run_on(
         "probe",
         policy(&s),
@@ -546,6 +551,10 @@ fn hostile_values_arrive_as_the_exact_literal_or_are_refused_before_sending() {
         CallOptions::default(),
     );
     assert!(matches!(report.records[0].outcome, Outcome::Refused { .. }));
+    match &report.records[1].outcome {
+        Outcome::Failed { error } => assert!(error.to_string().contains("command line"), "{error}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(s.wire().len(), before, "something reached the server");
 }
 
@@ -660,7 +669,6 @@ calls = [{{ cmdlet = "Get-LocalUser", read = true }}]
     config.push_str(&probe("windows-tls", "localhost", s.https));
     config.push_str(&probe("windows-by-ip", "127.0.0.1", s.https));
     std::fs::write(&env.config, config).unwrap();
-    let before = s.calls().len();
     let out = crate::fleet::latch(&[
         "check",
         "--config",
@@ -693,11 +701,61 @@ calls = [{{ cmdlet = "Get-LocalUser", read = true }}]
     assert!(!out.status.success(), "one server was not authenticated");
     // It logged in and changed nothing: the plans ran the guests' reads only.
     assert!(
-        s.calls()[before..]
-            .iter()
-            .all(|c| c["cmdlet"] == "Get-LocalUser"),
+        s.calls().iter().all(|c| c["cmdlet"] == "Get-LocalUser"),
         "{:#?}",
         s.calls()
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
+
+    // With every log on (trace), a live grant through the CLI: the host-generated password
+    // reaches Windows and the requester, and no log line.
+    let grant_probe = probe("windows-grant", "localhost", s.http).replace(
+        r#"calls = [{ cmdlet = "Get-LocalUser", read = true }]"#,
+        r#"calls = [{ cmdlet = "New-LocalUser", parameters = [["Name", { text = "jit-bob" }], ["Password", { grant-password = true }]] }]"#,
+    ).replace(r#"read = ["Get-LocalUser"]"#, r#"change = ["New-LocalUser"]"#);
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&grant_probe);
+    std::fs::write(&env.config, config).unwrap();
+    let calls_before_grant = s.calls().len();
+    let out = crate::fleet::latch_env(
+        &[
+            "grant",
+            "--config",
+            env.config.to_str().unwrap(),
+            "--integration",
+            "windows-grant",
+            "--resource=localhost",
+            "--user=bob@corp.example",
+            "--for",
+            "10m",
+            "--json",
+        ],
+        // Everything at trace but the compiler (cranelift's trace output of compiling the
+        // guest is minutes of text and holds no secret).
+        &[(
+            "LATCH_LOG",
+            "trace,cranelift_codegen=warn,cranelift_frontend=warn,regalloc2=warn,\
+             wasmtime_cranelift=warn,wasmtime=warn,wasmparser=warn",
+        )],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let password = answer["password"].as_str().expect("a delivered password");
+    let created = &s.calls()[calls_before_grant];
+    assert_eq!(created["cmdlet"], "New-LocalUser");
+    assert_eq!(created["parameters"][1][1]["value"], password);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.len() > 1000, "trace logging was on: {logs}");
+    assert!(
+        !logs.contains(password),
+        "the grant password is in the trace log"
+    );
+    assert!(
+        !logs.contains(PASSWORD),
+        "the service password is in the trace log"
+    );
 }

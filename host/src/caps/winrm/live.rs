@@ -13,6 +13,10 @@ use crate::caps::{
 };
 use crate::world::SecretRef;
 
+/// Longest command line Windows starts (CreateProcess allows 32,767 characters; the
+/// program's name and a margin take the rest).
+const MAX_COMMAND_LINE: usize = 32_000;
+
 /// Runs `winrm` calls over pooled connections.
 pub(crate) struct Part {
     settings: HashMap<String, WinrmSettings>,
@@ -105,6 +109,13 @@ impl LivePart for Part {
             let script = std::str::from_utf8(script.expose())
                 .map_err(|_| CapError::Failed("the script is not UTF-8".into()))?;
             let arguments = wsman::powershell_arguments(script);
+            let length: usize = arguments.iter().map(|a| a.len() + 1).sum();
+            if length > MAX_COMMAND_LINE {
+                return Err(CapError::InvalidRequest(format!(
+                    "the call is {length} characters as a Windows command line, more than the \
+                     {MAX_COMMAND_LINE} Windows allows (CreateProcess): pass fewer or shorter values"
+                )));
+            }
             let endpoint = settings.endpoint(&invoke.target.host, invoke.target.port);
             let received = self
                 .pool
