@@ -49,9 +49,10 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy $(GUEST_FLAGS) $(GUEST_CRATES) -- -D warnings
 
-## bench: runtime and ledger benchmarks, and latch serve under a 100,000-grant ledger (release).
+## bench: runtime and ledger benchmarks, latch serve under a 100,000-grant ledger, and a WinRM
+## round trip vs pywinrm on the Windows stand-in (release).
 bench: guests
-	$(CARGO) bench -p latch --bench runtime --bench ledger --bench scheduler
+	$(CARGO) bench -p latch --bench runtime --bench ledger --bench scheduler --bench winrm
 
 ## bench-fleet: grant/revoke against 20 real sshd hosts vs OpenSSH ControlMaster (root).
 bench-fleet: guests
