@@ -340,6 +340,96 @@ fn each_failure_is_one_clear_error_and_no_password_in_it() {
 }
 
 #[test]
+fn large_unicode_output_comes_in_pieces_and_is_put_back_together() {
+    let s = StandIn::start(&[]);
+    let settings = s.settings();
+    let pool = WinrmPool::default();
+    let creds = credentials(PASSWORD);
+    // Windows keeps descriptions to 48 characters: many accounts make the output large.
+    let description = "Ünïcødé € 𝄞 日本語 — ‘quoted’ $(x)";
+    block_on(async {
+        let http = settings.endpoint("localhost", s.http);
+        for i in 0..400 {
+            let params = vec![
+                ("Name".to_string(), ParamValue::Text(format!("bulk-{i}"))),
+                (
+                    "Password".to_string(),
+                    ParamValue::Secret(latch::world::SecretRef::GrantPassword),
+                ),
+                (
+                    "Description".to_string(),
+                    ParamValue::Text(description.into()),
+                ),
+            ];
+            let script = wire_script("New-LocalUser", &params, |_| {
+                Ok(Secret::new(b"Bulk-Passw0rd!".to_vec()))
+            })
+            .unwrap();
+            let args = wsman::powershell_arguments(std::str::from_utf8(script.expose()).unwrap());
+            let r = pool
+                .run("w", &settings, &http, &creds, "powershell.exe", &args)
+                .await
+                .unwrap();
+            assert_eq!(
+                r.exit_code,
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+        let receives = |s: &StandIn| {
+            s.wire()
+                .iter()
+                .filter(|w| {
+                    w["action"]
+                        .as_str()
+                        .is_some_and(|a| a.ends_with("/Receive"))
+                })
+                .count()
+        };
+        let before = receives(&s);
+        let r = pool
+            .run(
+                "w",
+                &settings,
+                &http,
+                &creds,
+                "powershell.exe",
+                &script("Get-LocalUser", &[]),
+            )
+            .await
+            .unwrap();
+        assert!(r.stdout.len() > 64 * 1024, "{} bytes", r.stdout.len());
+        assert!(receives(&s) - before >= 2, "the output came in one piece");
+        let users: Value = serde_json::from_slice(&r.stdout).unwrap();
+        let bulk: Vec<&Value> = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["Name"].as_str().unwrap().starts_with("bulk-"))
+            .collect();
+        assert_eq!(bulk.len(), 400);
+        assert!(bulk.iter().all(|u| u["Description"] == description));
+    });
+}
+
+#[test]
+fn channel_binding_follows_the_certificates_signature_hash() {
+    // RFC 5929: a certificate signed with SHA-384 is bound with that hash; the stand-in
+    // (like Windows) refuses a login whose binding does not match. (ECDSA with SHA-512 is
+    // not a signature rustls accepts; RSA with SHA-512 would take the same path.)
+    let s = StandIn::start(&["--cert-hash", "sha384"]);
+    let settings = s.settings();
+    let https = settings.endpoint("localhost", s.https);
+    block_on(Connection::open(
+        &https,
+        &settings.transport,
+        &credentials(PASSWORD),
+    ))
+    .unwrap();
+}
+
+#[test]
 fn operation_timeouts_mean_receive_again_and_faults_are_errors() {
     let s = StandIn::start(&["--receive-timeouts", "3"]);
     let settings = s.settings();
@@ -566,6 +656,10 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
         {"cmdlet": "New-LocalUser", "parameters": [["Name", {"text": "jit-alice"}], ["Password", {"grant-password": true}]]},
         {"cmdlet": "Add-LocalGroupMember", "parameters": [["Group", {"text": "Remote Desktop Users"}], ["Member", {"list": ["jit-alice"]}]]},
         {"cmdlet": "Get-LocalGroupMember", "read": true, "parameters": [["Group", {"text": "Remote Desktop Users"}]]},
+        // Again: Windows' non-terminating error comes back beside the (empty) objects.
+        {"cmdlet": "Add-LocalGroupMember", "parameters": [["Group", {"text": "Remote Desktop Users"}], ["Member", {"list": ["jit-alice"]}]]},
+        // A required parameter missing: PowerShell itself fails (exit code 1), one error.
+        {"cmdlet": "New-LocalUser", "parameters": [["Description", {"text": "no name"}]]},
     ]);
     let options = CallOptions {
         secrets: CallSecrets {
@@ -589,6 +683,14 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
     let results: Value = serde_json::from_str(&state).unwrap();
     let members: Value = serde_json::from_str(results[2]["objects"].as_str().unwrap()).unwrap();
     assert_eq!(members[0]["Name"], "WINSTANDIN\\jit-alice", "{results}");
+    assert_eq!(results[3]["objects"], "[]", "{results}");
+    let again = results[3]["errors"][0].as_str().unwrap();
+    assert!(again.contains("already a member"), "{again}");
+    let failed = results[4]["error"].as_str().unwrap();
+    assert!(
+        failed.contains("PowerShell") && failed.contains("exit code 1"),
+        "{failed}"
+    );
     // The stand-in got the password as a SecureString literal, exactly.
     let created = &s.calls()[0];
     assert_eq!(created["parameters"][1][1]["type"], "secure-string");

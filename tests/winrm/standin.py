@@ -57,6 +57,9 @@ A_COMMAND = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command"
 A_RECEIVE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
 A_SIGNAL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal"
 STATE_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
+STATE_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
+# Most output bytes one Receive carries (base64 in an envelope under 150 KiB MaxEnvelopeSize).
+RECEIVE_CHUNK = 48 * 1024
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 ENC_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
@@ -189,7 +192,7 @@ def user_record(name, sid, password, now, description):
 # TLS material
 
 
-def ensure_tls(directory):
+def ensure_tls(directory, cert_hash="sha256"):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -222,7 +225,8 @@ def ensure_tls(directory):
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+                .sign(ca_key, {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                               "sha512": hashes.SHA512()}[cert_hash]))
         with open(key_pem + ".tmp", "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
@@ -237,7 +241,11 @@ def ensure_tls(directory):
     ctx.load_cert_chain(cert_pem, key_pem)
     with open(cert_pem, "rb") as f:
         der = ssl.PEM_cert_to_DER_cert(f.read().decode())
-    return ctx, hashlib.sha256(der).digest()
+    # RFC 5929 tls-server-end-point: the certificate hashed with its signature's hash
+    # (SHA-256 for MD5, SHA-1 and SHA-256).
+    signed_with = x509.load_der_x509_certificate(der).signature_hash_algorithm.name
+    digest = {"sha384": hashlib.sha384, "sha512": hashlib.sha512}.get(signed_with, hashlib.sha256)
+    return ctx, digest(der).digest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1089,12 +1097,24 @@ def handle_soap(server, conn, xml_bytes, user, auth, transport):
                 if cmd["timeouts"] > 0:
                     cmd["timeouts"] -= 1
                     raise timed_out()
-                cmd["delivered"] = True
-            parts = []
-            for name in ("stdout", "stderr"):
-                if cmd[name]:
-                    data = base64.b64encode(cmd[name]).decode()
-                    parts.append(f'<rsp:Stream Name="{name}" CommandId="{cid}">{data}</rsp:Stream>')
+                # Like Windows, large output comes in pieces: at most RECEIVE_CHUNK bytes per
+                # Receive (split anywhere, even inside a UTF-8 character), state Running until
+                # the last piece.
+                budget, parts = RECEIVE_CHUNK, []
+                for name in ("stdout", "stderr"):
+                    sent = cmd.setdefault(name + "_sent", 0)
+                    piece = cmd[name][sent:sent + budget]
+                    if piece:
+                        cmd[name + "_sent"] = sent + len(piece)
+                        budget -= len(piece)
+                        data = base64.b64encode(piece).decode()
+                        parts.append(f'<rsp:Stream Name="{name}" CommandId="{cid}">{data}</rsp:Stream>')
+                done = all(cmd[n + "_sent"] >= len(cmd[n]) for n in ("stdout", "stderr"))
+                cmd["delivered"] = done
+            if not done:
+                parts.append(f'<rsp:CommandState CommandId="{cid}" State="{STATE_RUNNING}"/>')
+                return 200, envelope("http://schemas.microsoft.com/wbem/wsman/1/windows/shell/ReceiveResponse",
+                                     relates, "<rsp:ReceiveResponse>" + "".join(parts) + "</rsp:ReceiveResponse>"), action
             parts.append(f'<rsp:Stream Name="stdout" CommandId="{cid}" End="true"></rsp:Stream>')
             parts.append(f'<rsp:Stream Name="stderr" CommandId="{cid}" End="true"></rsp:Stream>')
             parts.append(f'<rsp:CommandState CommandId="{cid}" State="{STATE_DONE}"><rsp:ExitCode>{cmd["exit"]}'
@@ -1366,6 +1386,8 @@ def main():
     ap.add_argument("--allow-unencrypted", action="store_true",
                     help="like AllowUnencrypted=true: Basic and plaintext SOAP over HTTP")
     ap.add_argument("--no-https", action="store_true")
+    ap.add_argument("--cert-hash", choices=["sha256", "sha384", "sha512"], default="sha256",
+                    help="the hash the test CA signs the server certificate with")
     ap.add_argument("--cbt-relaxed", action="store_true",
                     help="do not require the NTLM channel binding over HTTPS (default: required, like "
                          "CbtHardeningLevel=Strict)")
@@ -1381,7 +1403,7 @@ def main():
     app.ports["http"] = servers[0].server_address[1]
     https_port = 0
     if not args.no_https:
-        tls, cert_hash = ensure_tls(app.dir)
+        tls, cert_hash = ensure_tls(app.dir, args.cert_hash)
         cb = None if args.cbt_relaxed else spnego.channel_bindings.GssChannelBindings(
             application_data=b"tls-server-end-point:" + cert_hash)
         servers.append(Server(app, tls, cb))

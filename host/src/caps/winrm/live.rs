@@ -117,6 +117,7 @@ impl LivePart for Part {
                 )));
             }
             let endpoint = settings.endpoint(&invoke.target.host, invoke.target.port);
+            let mut arguments = arguments;
             let received = self
                 .pool
                 .run(
@@ -127,8 +128,10 @@ impl LivePart for Part {
                     "powershell.exe",
                     &arguments,
                 )
-                .await
-                .map_err(|e| cap_error(&endpoint.url(), e))?;
+                .await;
+            // The encoded script holds the call's secrets: wiped once sent.
+            zeroize::Zeroize::zeroize(&mut arguments);
+            let received = received.map_err(|e| cap_error(&endpoint.url(), e))?;
             output(&endpoint.url(), received).map(CapReply::Cmdlet)
         }))
     }

@@ -449,7 +449,8 @@ impl Connection {
     }
 
     /// Send one envelope; the answer's body (a SOAP answer or fault).
-    pub async fn send_envelope(&mut self, envelope: String) -> Result<String, ExchangeError> {
+    pub async fn send_envelope(&mut self, mut envelope: String) -> Result<String, ExchangeError> {
+        use zeroize::Zeroize as _;
         let (authorization, body, content_type) = match &mut self.mode {
             Mode::Basic(header) => (
                 Some(String::from_utf8_lossy(header.expose()).into_owned()),
@@ -457,7 +458,12 @@ impl Connection {
                 SOAP_TYPE,
             ),
             Mode::Ntlm(None) => (None, envelope.into_bytes(), SOAP_TYPE),
-            Mode::Ntlm(Some(ntlm)) => (None, seal(ntlm, envelope.as_bytes())?, ENCRYPTED_TYPE),
+            Mode::Ntlm(Some(ntlm)) => {
+                // The plaintext (a script's secret may be in it) is wiped once sealed.
+                let sealed = seal(ntlm, envelope.as_bytes());
+                envelope.zeroize();
+                (None, sealed?, ENCRYPTED_TYPE)
+            }
         };
         let answer = self.post(authorization, body, Some(content_type)).await?;
         if answer.status == 401 {
@@ -538,12 +544,73 @@ fn negotiate_header(token: &[u8]) -> String {
     )
 }
 
-/// RFC 5929 `tls-server-end-point` for `cert` (SHA-256, right for certificates signed with
-/// SHA-256 or weaker; see docs/DECISIONS.md), as NTLM's channel binding application data.
+/// RFC 5929 `tls-server-end-point` for `cert`, as NTLM's channel binding application data:
+/// the certificate hashed with its signature's hash — SHA-384 or SHA-512 when it is signed
+/// with those, SHA-256 otherwise (also for MD5 and SHA-1, as the RFC says).
 fn channel_binding(cert: &[u8]) -> Vec<u8> {
     let mut token = b"tls-server-end-point:".to_vec();
-    token.extend_from_slice(&sha2::Sha256::digest(cert));
+    match signature_hash(cert) {
+        SignatureHash::Sha384 => token.extend_from_slice(&sha2::Sha384::digest(cert)),
+        SignatureHash::Sha512 => token.extend_from_slice(&sha2::Sha512::digest(cert)),
+        SignatureHash::Sha256 => token.extend_from_slice(&sha2::Sha256::digest(cert)),
+    }
     token
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum SignatureHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// The hash of a DER certificate's outer `signatureAlgorithm` (Certificate ::= SEQUENCE {
+/// tbsCertificate, signatureAlgorithm, signatureValue }); SHA-256 when it cannot tell.
+fn signature_hash(cert: &[u8]) -> SignatureHash {
+    // One DER element at `at`: (tag, content start, content end).
+    fn element(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+        let tag = *der.get(at)?;
+        let first = *der.get(at + 1)? as usize;
+        let (len, start) = if first < 0x80 {
+            (first, at + 2)
+        } else {
+            let n = first & 0x7f;
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..n {
+                len = (len << 8) | *der.get(at + 2 + i)? as usize;
+            }
+            (len, at + 2 + n)
+        };
+        let end = start.checked_add(len).filter(|&e| e <= der.len())?;
+        Some((tag, start, end))
+    }
+    let oid = (|| {
+        let (0x30, body, _) = element(cert, 0)? else {
+            return None;
+        };
+        let (0x30, _, tbs_end) = element(cert, body)? else {
+            return None;
+        };
+        let (0x30, alg, _) = element(cert, tbs_end)? else {
+            return None;
+        };
+        let (0x06, oid_start, oid_end) = element(cert, alg)? else {
+            return None;
+        };
+        Some(&cert[oid_start..oid_end])
+    })();
+    const SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    const SHA384_ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const SHA512_ECDSA: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    match oid {
+        Some(SHA384_RSA | SHA384_ECDSA) => SignatureHash::Sha384,
+        Some(SHA512_RSA | SHA512_ECDSA) => SignatureHash::Sha512,
+        _ => SignatureHash::Sha256,
+    }
 }
 
 struct Answer {
@@ -743,5 +810,26 @@ mod tests {
         let b = channel_binding(b"cert");
         assert!(b.starts_with(b"tls-server-end-point:"));
         assert_eq!(b.len(), 21 + 32);
+        // Certificate = SEQUENCE { tbs SEQUENCE, AlgorithmIdentifier SEQUENCE { OID }, BIT STRING }
+        let cert = |oid: &[u8]| {
+            let mut alg = vec![0x30, oid.len() as u8 + 2, 0x06, oid.len() as u8];
+            alg.extend_from_slice(oid);
+            let mut body = vec![0x30, 0x02, 0x02, 0x00];
+            body.extend_from_slice(&alg);
+            body.extend_from_slice(&[0x03, 0x01, 0x00]);
+            let mut der = vec![0x30, body.len() as u8];
+            der.extend_from_slice(&body);
+            der
+        };
+        let ecdsa = |last: u8| cert(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, last]);
+        assert_eq!(signature_hash(&ecdsa(2)), SignatureHash::Sha256);
+        assert_eq!(signature_hash(&ecdsa(3)), SignatureHash::Sha384);
+        assert_eq!(signature_hash(&ecdsa(4)), SignatureHash::Sha512);
+        let rsa = |last: u8| cert(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, last]);
+        assert_eq!(signature_hash(&rsa(0x0b)), SignatureHash::Sha256);
+        assert_eq!(signature_hash(&rsa(0x0c)), SignatureHash::Sha384);
+        assert_eq!(signature_hash(&rsa(0x05)), SignatureHash::Sha256); // SHA-1: SHA-256
+        assert_eq!(channel_binding(&ecdsa(3)).len(), 21 + 48);
+        assert_eq!(signature_hash(b"\x30\x85garbage"), SignatureHash::Sha256);
     }
 }
