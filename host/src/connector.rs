@@ -121,16 +121,20 @@ impl Connector {
     }
 }
 
-/// Start a connector whose capabilities are carried out for real: SSH with each
-/// integration's `[integration.ssh]` settings (as its guest's lifecycle amended them),
-/// secrets from the configured store.
-pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
+/// The secret store `config` names: its directory (if it exists), then the environment.
+pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
     let dir = config
         .secrets_dir
         .exists()
         .then_some(config.secrets_dir.as_path());
-    let secrets =
-        SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)?;
+    SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)
+}
+
+/// Start a connector whose capabilities are carried out for real: SSH with each
+/// integration's `[integration.ssh]` settings (as its guest's lifecycle amended them),
+/// secrets from the configured store.
+pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
+    let secrets = secret_store(config)?;
     Connector::start_with(config, |integrations| {
         let ssh = integrations
             .iter()

@@ -35,12 +35,7 @@ struct Status {
 /// Run the check; exit 1 unless every server authenticated.
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let connector = crate::connector::live_connector(config)?;
-    let dir = config
-        .secrets_dir
-        .exists()
-        .then_some(config.secrets_dir.as_path());
-    let secrets =
-        SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)?;
+    let secrets = crate::connector::secret_store(config)?;
     let mut statuses = Vec::new();
     for (_, ic) in connector.integrations() {
         let targets = match targets(&connector, ic).await {
