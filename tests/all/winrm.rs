@@ -653,7 +653,7 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
     let s = StandIn::start(&[]);
     let password = "Grant-Pw1'‘$(x)`;|\"";
     let calls = serde_json::json!([
-        {"cmdlet": "New-LocalUser", "parameters": [["Name", {"text": "jit-alice"}], ["Password", {"grant-password": true}]]},
+        {"cmdlet": "New-LocalUser", "parameters": [["Name", {"text": "jit-alice"}], ["Password", {"grant-password": true}], ["Disabled", {"boolean": false}]]},
         {"cmdlet": "Add-LocalGroupMember", "parameters": [["Group", {"text": "Remote Desktop Users"}], ["Member", {"list": ["jit-alice"]}]]},
         {"cmdlet": "Get-LocalGroupMember", "read": true, "parameters": [["Group", {"text": "Remote Desktop Users"}]]},
         // Again: Windows' non-terminating error comes back beside the (empty) objects.
@@ -695,6 +695,17 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
     let created = &s.calls()[0];
     assert_eq!(created["parameters"][1][1]["type"], "secure-string");
     assert_eq!(created["parameters"][1][1]["value"], password);
+    // A boolean is bound with a colon, so a [switch] takes it too (-Disabled:$false).
+    assert_eq!(
+        created["parameters"][2],
+        serde_json::json!(["Disabled", {"type": "boolean", "value": false}])
+    );
+    assert!(
+        created["script"]
+            .as_str()
+            .unwrap()
+            .contains(" -Disabled:$false)")
+    );
     // Latch's own records name it only.
     let records = serde_json::to_string(&report.records).unwrap();
     assert!(

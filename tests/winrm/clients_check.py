@@ -38,7 +38,8 @@ def host_form(cmdlet, params=()):
         if value is None:
             continue
         if isinstance(value, bool):
-            line += " $true" if value else " $false"
+            line += ":$true" if value else ":$false"
+            continue
         elif isinstance(value, int):
             line += f" {value}"
         elif isinstance(value, list):

@@ -321,8 +321,10 @@ def _string(node, what):
     return unquote(_text(node.children[0]))
 
 
-def _elements(command):
-    """The command's elements without the single-space separators (anything else refused)."""
+def _elements(command, colons=None):
+    """The command's elements without the single-space separators (anything else refused).
+    With `colons` (a set), a `:` right after a parameter (`-Confirm:$false`) is allowed too,
+    and the index of the element after it is added to the set."""
     out = []
     for c in command.children:
         if c.type == "command_name":
@@ -331,7 +333,12 @@ def _elements(command):
             raise Refused(f"unexpected {c.type} in a command")
         for e in c.children:
             if e.type == "command_argument_sep":
-                if _text(e) != " ":
+                text = _text(e)
+                if text == ":" and colons is not None and out and out[-1].type == "command_parameter" \
+                        and e.start_byte == out[-1].end_byte:
+                    colons.add(len(out))
+                    continue
+                if text != " ":
                     raise Refused("arguments separated by something other than one space")
                 continue
             out.append(e)
@@ -489,7 +496,8 @@ def parse_script(script):
     if not CMDLET_RE.match(cmdlet):
         raise Refused(f"the cmdlet {cmdlet[:64]!r} is not of the form Verb-Noun")
     params = []
-    els = _elements(cmd)
+    colons = set()
+    els = _elements(cmd, colons)
     i = 0
     while i < len(els):
         e = els[i]
@@ -498,8 +506,17 @@ def parse_script(script):
         m = PARAM_RE.match(_text(e))
         if not m:
             raise Refused(f"a parameter name {_text(e)[:40]!r} that is not -Name")
-        if i + 1 < len(els) and els[i + 1].type != "command_parameter":
+        if i + 1 in colons:
+            # -Name:$true / -Name:$false: the form Latch writes booleans in (a [switch] takes it too)
             t, v = _value(els[i + 1])
+            if t != "boolean":
+                raise Refused(f"-{m.group(1)}: takes only $true or $false")
+            params.append([m.group(1), {"type": t, "value": v}])
+            i += 2
+        elif i + 1 < len(els) and els[i + 1].type != "command_parameter":
+            t, v = _value(els[i + 1])
+            if t == "boolean":
+                raise Refused(f"-{m.group(1)} $true/$false with a space (Latch writes -Name:$value)")
             params.append([m.group(1), {"type": t, "value": v}])
             i += 2
         else:
@@ -639,6 +656,9 @@ def bind(cmdlet, params):
                  "example, \"-parameter value1,value2,value3\".", "ParameterAlreadyBound", target=":)")
         kind, t, value = spec[key][0], v["type"], v["value"]
         if kind == "switch":
+            if t == "boolean":  # -Switch:$false is the switch not given; -Switch:$true, given
+                bound[key] = bool(value)
+                continue
             if t != "switch":
                 fail(f"A positional parameter cannot be found that accepts argument '{value}'.",
                      "PositionalParameterNotFound", target=":)")

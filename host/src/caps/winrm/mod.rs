@@ -7,8 +7,9 @@
 //!   (`Invoke-Expression`, `Start-Process`, …) cannot be listed at all;
 //! - parameter names must be identifiers; every value becomes an inert literal in
 //!   [`render_command`]: strings single-quoted (doubling `'` *and* the typographic quotes
-//!   U+2018–U+201B that PowerShell also accepts), integers as digits, booleans as
-//!   `$true`/`$false`, lists as `@(…)` of quoted strings;
+//!   U+2018–U+201B that PowerShell also accepts), integers as digits, booleans bound with a
+//!   colon (`-Confirm:$false`, right for [bool] and [switch] parameters alike), lists as
+//!   `@(…)` of quoted strings;
 //! - secrets are **handles** (`secret-ref`): the record shows `<secret:NAME>`, and only
 //!   [`powershell_script`], on the way to the wire, puts the value in (as a `SecureString`
 //!   built on the server). A `named` secret must be in the integration's `secrets` list; the
@@ -235,9 +236,15 @@ fn render(
         line.push_str(name);
         let rendered = match value {
             ParamValue::Switch => continue,
+            // `-Name:$false`, bound to the parameter: right for a [bool] parameter and for a
+            // [switch] (`-Confirm:$false`), where `-Confirm $false` would make `$false` a
+            // positional argument.
+            ParamValue::Boolean(b) => {
+                line.push_str(if *b { ":$true" } else { ":$false" });
+                continue;
+            }
             ParamValue::Text(v) => powershell_literal(v),
             ParamValue::Integer(n) => n.to_string(),
-            ParamValue::Boolean(b) => if *b { "$true" } else { "$false" }.to_string(),
             ParamValue::TextList(items) => {
                 let quoted: Vec<String> = items.iter().map(|v| powershell_literal(v)).collect();
                 format!("@({})", quoted.join(", "))
@@ -336,7 +343,7 @@ mod tests {
         );
         assert_eq!(
             typed,
-            "Set-LocalUser -Name 'alice' -Index -3 -Enabled $false -Member @('a', 'b''c')"
+            "Set-LocalUser -Name 'alice' -Index -3 -Enabled:$false -Member @('a', 'b''c')"
         );
     }
 
