@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::caps::Policy;
+use crate::caps::ldap::live::LdapSettings;
 use crate::caps::secrets;
 use crate::caps::ssh::client::SshSettings;
 use crate::caps::winrm::pool::WinrmSettings;
@@ -60,6 +61,8 @@ pub struct IntegrationConfig {
     pub ssh: Option<SshSettings>,
     /// `[integration.winrm]`'s transport settings (defaults when the table has none).
     pub winrm: WinrmSettings,
+    /// `[integration.ldap]`'s connection settings, if it has the table.
+    pub ldap: Option<LdapSettings>,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
     /// What the host does for this configuration, as the guest's `validate` said (filled in
@@ -132,6 +135,19 @@ impl IntegrationConfig {
                 .context("the guest's service key secret")?;
             self.winrm.password_secret = Some(name.clone());
         }
+        if let Some(ldap) = self.ldap.as_mut() {
+            if ldap.default_user.is_none() {
+                ldap.default_user = lifecycle.service_user.clone();
+            }
+            if ldap.password_secret.is_none()
+                && let Some(name) = &lifecycle.service_key_secret
+            {
+                secrets::check_name(name)
+                    .map_err(anyhow::Error::msg)
+                    .context("the guest's service key secret")?;
+                ldap.password_secret = Some(name.clone());
+            }
+        }
         if lifecycle.default_permission.is_empty() || lifecycle.default_permission.len() > 256 {
             bail!("the guest's default permission must be 1 to 256 bytes");
         }
@@ -202,6 +218,25 @@ struct PasswordSection {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct LdapSection {
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    change: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    user: Option<String>,
+    password_secret: Option<String>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    starttls: bool,
+    connect_timeout: Option<String>,
+    operation_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct WinrmSection {
     #[serde(default)]
     read: Vec<String>,
@@ -241,6 +276,7 @@ struct IntegrationSection {
     max_duration: Option<String>,
     ssh: Option<SshSection>,
     winrm: Option<WinrmSection>,
+    ldap: Option<LdapSection>,
     password: Option<PasswordSection>,
     #[serde(default)]
     config: toml::Table,
@@ -364,6 +400,16 @@ fn check_integration(
         .and_then(|p| p.with_cmdlets(&winrm.read, &winrm.change))
         .map_err(anyhow::Error::msg)?;
     let winrm = check_winrm(winrm, data_dir).context("winrm")?;
+    let (policy, ldap) = match s.ldap {
+        Some(section) => {
+            let bases =
+                crate::caps::ldap::Bases::parse(&section.read, &section.change, &section.groups)
+                    .map_err(anyhow::Error::msg)?;
+            let settings = check_ldap(section, data_dir).context("ldap")?;
+            (policy.with_ldap(bases), Some(settings))
+        }
+        None => (policy, None),
+    };
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -401,6 +447,7 @@ fn check_integration(
         config_json,
         ssh,
         winrm,
+        ldap,
         max_duration,
         lifecycle: no_lifecycle(),
         credential: CredentialKind::None,
@@ -461,6 +508,42 @@ fn check_ssh(s: SshSection, data_dir: &Path) -> anyhow::Result<SshSettings> {
         command_timeout: timeout(&s.command_timeout, 60, "command_timeout")?,
         idle_timeout: timeout(&s.idle_timeout, 60, "idle_timeout")?,
     })
+}
+
+/// The `[integration.ldap]` table's connection settings (its bases go to the policy).
+fn check_ldap(s: LdapSection, data_dir: &Path) -> anyhow::Result<LdapSettings> {
+    let tls = match &s.ca_file {
+        Some(ca) => crate::caps::winrm::transport::tls_config(Some(&data_dir.join(ca))),
+        None => crate::caps::winrm::transport::tls_config(None),
+    }
+    .map_err(anyhow::Error::msg)
+    .context("ca_file")?;
+    let mut l = LdapSettings::with_tls(std::sync::Arc::new(tls));
+    l.ca_file = s.ca_file.map(|ca| data_dir.join(ca));
+    if let Some(user) = s.user {
+        if crate::caps::ldap::dn::Dn::parse(&user).is_err() {
+            check_windows_account(&user)
+                .context("user (an account name, user@domain, DOMAIN\\user or a DN)")?;
+        }
+        l.default_user = Some(user);
+    }
+    if let Some(name) = s.password_secret {
+        secrets::check_name(&name)
+            .map_err(anyhow::Error::msg)
+            .context("password_secret")?;
+        l.password_secret = Some(name);
+    }
+    l.starttls = s.starttls;
+    if let Some(t) = &s.connect_timeout {
+        l.connect_timeout = parse_duration(t).context("connect_timeout")?;
+    }
+    if let Some(t) = &s.operation_timeout {
+        l.operation_timeout = parse_duration(t).context("operation_timeout")?;
+    }
+    if let Some(t) = &s.idle_timeout {
+        l.idle_timeout = parse_duration(t).context("idle_timeout")?;
+    }
+    Ok(l)
 }
 
 /// The `[integration.winrm]` table's transport settings.

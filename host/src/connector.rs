@@ -144,7 +144,11 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
             .iter()
             .map(|i| (i.name.clone(), i.winrm.clone()))
             .collect();
-        Ok(Arc::new(Live::new(secrets, ssh, winrm)))
+        let ldap = integrations
+            .iter()
+            .filter_map(|i| i.ldap.clone().map(|l| (i.name.clone(), l)))
+            .collect();
+        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap)))
     })
 }
 

@@ -233,13 +233,14 @@ impl Scheduler {
             Ok(None) => match self.connector.integration(&g.integration) {
                 Ok((integration, ic)) => {
                     let report = integration
-                        .call(
+                        .call_with(
                             self.connector.runtime(),
                             Export::Cleanup {
                                 config: ic.config_json.clone(),
                                 request: service::request_of(&g),
                                 username: username.clone(),
                             },
+                            service::lockout_options(ic),
                         )
                         .await;
                     if let Err(e) = service::audit_calls(&self.ledger, "scheduler", &g, &report) {

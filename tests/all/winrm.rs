@@ -544,7 +544,12 @@ fn live(s: &StandIn) -> Arc<Live> {
     let store = SecretStore::new(Some(secrets.path()), None).unwrap();
     std::mem::forget(secrets); // read at each call; removed with the process's temp files
     let winrm = [("probe".to_string(), s.settings())].into_iter().collect();
-    Arc::new(Live::new(store, Default::default(), winrm))
+    Arc::new(Live::new(
+        store,
+        Default::default(),
+        winrm,
+        Default::default(),
+    ))
 }
 
 fn policy(s: &StandIn) -> Policy {

@@ -3,6 +3,7 @@
 //! - [`bindings`]: the `latch:connector@0.2.0` world, generated once here; a guest exports
 //!   its integration with `latch_guest_sdk::export!(MyIntegration);`
 //! - [`names`]: POSIX account and group names, and deriving an account name from an e-mail;
+//! - [`ad`]: Windows account names, DN and filter escaping, AD times;
 //! - [`config`]: typed config parsing whose errors name the field;
 //! - [`read`] / [`exec`]: run a command over the `ssh` capability, as a read (carried out in
 //!   a plan too) or as a change (only recorded in a plan); [`run`] and [`read_ok`] treat a
@@ -11,6 +12,7 @@
 //! Everything that touches a server goes through the host's capabilities; this crate adds no
 //! authority, only checks and conveniences.
 
+pub mod ad;
 pub mod config;
 pub mod linux;
 pub mod names;
@@ -32,7 +34,7 @@ pub use bindings::latch::connector::types::{
     AccessDetails, CredentialKind, Error, GrantRequest, Granted, Identity, Lifecycle, Metadata,
     Output, Page, Resource, SecretRef, ServiceCredential, Target,
 };
-pub use bindings::latch::connector::{certs, secrets, ssh, winrm};
+pub use bindings::latch::connector::{certs, ldap, secrets, ssh, winrm};
 
 /// A lifecycle that asks the host for nothing (no cleanup, no rotation, the configured
 /// service credentials), with `default_permission` for requests that name none.

@@ -190,6 +190,9 @@ impl Kit {
     }
 }
 
+/// The attributes of a scripted directory entry: `[(name, [values])]`.
+pub type EntryAttributes<'a> = &'a [(&'a str, &'a [&'a str])];
+
 /// The expected capability calls of one run, in order, with their replies.
 #[derive(Clone, Debug, Default)]
 pub struct Script {
@@ -277,6 +280,15 @@ impl Script {
         self.winrm(target_text, cmdlet, parameters, Effect::Change)
     }
 
+    /// Expect an `ldap` call `op` on `target` (`host:port`), DNs as the host serializes
+    /// them; a search replies no entries, a change nothing.
+    pub fn on_ldap(&mut self, target_text: &str, op: latch::caps::ldap::Op) -> &mut Step {
+        self.on(latch::caps::ldap::kit::ExpectLdap {
+            target: target(target_text),
+            op,
+        })
+    }
+
     /// Expect `winrm.read` of `cmdlet` with `parameters` on `target`.
     pub fn on_winrm_read(
         &mut self,
@@ -350,13 +362,21 @@ impl Script {
             secrets: self.secrets.clone(),
             cmdlets_read: self.cmdlets_read.clone(),
             cmdlets_change: self.cmdlets_change.clone(),
+            ..Implied::default()
         };
         for step in &self.steps {
             step.expect.implies(&mut implied);
         }
+        let bases = latch::caps::ldap::Bases::parse(
+            &implied.ldap_read,
+            &implied.ldap_change,
+            &implied.ldap_groups,
+        )
+        .expect("script DNs are valid");
         Policy::parse(&implied.allow, &implied.secrets)
             .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
             .expect("script targets and cmdlets are valid")
+            .with_ldap(bases)
     }
 }
 
@@ -410,6 +430,23 @@ impl Step {
             objects: objects.to_string(),
             errors: errors.iter().map(|e| e.to_string()).collect(),
         });
+        self
+    }
+
+    /// Reply to an `ldap.search` with `entries`: `(dn, [(attribute, [values])])`.
+    pub fn entries(&mut self, entries: &[(&str, EntryAttributes<'_>)]) -> &mut Step {
+        self.reply = Reply::Entries(
+            entries
+                .iter()
+                .map(|(dn, attrs)| latch::caps::ldap::Entry {
+                    dn: dn.to_string(),
+                    attributes: attrs
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.iter().map(|x| x.to_string()).collect()))
+                        .collect(),
+                })
+                .collect(),
+        );
         self
     }
 
@@ -481,6 +518,8 @@ impl Backend for Scripted {
                         Reply::Cmdlet(c) => Ok(CapReply::Cmdlet(c)),
                         Reply::Secret(v) => Ok(CapReply::Secret(Secret::new(v))),
                         Reply::Text(t) => Ok(CapReply::Text(t)),
+                        Reply::Entries(e) => Ok(CapReply::Entries(e)),
+                        Reply::Done => Ok(CapReply::Done),
                         Reply::Error(e) => Err(e),
                     }
                 }

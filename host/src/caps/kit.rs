@@ -21,6 +21,10 @@ pub enum Reply {
     Secret(Vec<u8>),
     /// A certificate or a public key.
     Text(String),
+    /// Entries a directory search found.
+    Entries(Vec<super::ldap::Entry>),
+    /// Nothing (an LDAP add, modify or delete).
+    Done,
     /// An error instead.
     Error(CapError),
 }
@@ -37,6 +41,12 @@ pub struct Implied {
     pub cmdlets_read: Vec<String>,
     /// Cmdlets for `winrm.invoke`.
     pub cmdlets_change: Vec<String>,
+    /// `ldap.read` bases.
+    pub ldap_read: Vec<String>,
+    /// `ldap.change` bases.
+    pub ldap_change: Vec<String>,
+    /// `ldap.groups` bases.
+    pub ldap_groups: Vec<String>,
 }
 
 impl Implied {

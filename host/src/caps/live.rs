@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::ldap::live::LdapSettings;
 use super::secrets::SecretStore;
 use super::ssh::client::SshSettings;
 use super::winrm::pool::WinrmSettings;
@@ -17,6 +18,8 @@ pub struct LiveContext {
     pub ssh: HashMap<String, SshSettings>,
     /// WinRM settings per integration name.
     pub winrm: HashMap<String, WinrmSettings>,
+    /// LDAP settings per integration name (those with an `[integration.ldap]` table).
+    pub ldap: HashMap<String, LdapSettings>,
 }
 
 /// One capability's live part: carries out the calls of its own capability.
@@ -36,16 +39,18 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live backend over `secrets`, with SSH and WinRM settings per integration name.
+    /// A live backend over `secrets`, with SSH, WinRM and LDAP settings per integration.
     pub fn new(
         secrets: SecretStore,
         ssh: HashMap<String, SshSettings>,
         winrm: HashMap<String, WinrmSettings>,
+        ldap: HashMap<String, LdapSettings>,
     ) -> Self {
         let ctx = LiveContext {
             secrets: Arc::new(secrets),
             ssh,
             winrm,
+            ldap,
         };
         Live {
             parts: super::live_parts(&ctx),

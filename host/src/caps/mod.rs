@@ -14,13 +14,14 @@
 //! its outcome. Secret values are never part of a record: a record holds the secret's name
 //! (or a `secret-ref`'s name, `<secret:grant-password>`), and `stdin` is recorded by length.
 //!
-//! Each capability is one module of the same shape (`ssh`, `winrm`, `secrets`, `certs`,
-//! `log`): its call type and checks (`authorize`), its rendering and record, its `Host`
+//! Each capability is one module of the same shape (`ssh`, `winrm`, `ldap`, `secrets`,
+//! `certs`, `log`): its call type and checks (`authorize`), its rendering and record, its `Host`
 //! impls for every contract version (`wit.rs`), its live backend and its test-kit matching;
 //! see `docs/CAPABILITIES.md` for how to add one.
 
 pub mod certs;
 pub mod kit;
+pub mod ldap;
 pub mod live;
 pub mod log;
 pub mod policy;
@@ -225,6 +226,10 @@ pub enum CapReply {
     Secret(Secret),
     /// For the `certs` functions.
     Text(String),
+    /// For `ldap.search`.
+    Entries(Vec<ldap::Entry>),
+    /// For calls that answer nothing (`ldap.add`, `ldap.modify`, `ldap.delete`).
+    Done,
 }
 
 /// Why a capability call failed (mirrors `types.error`, less `invalid-config`, which only a
@@ -398,6 +403,7 @@ pub(crate) async fn dispatch(
 pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
     ssh::wit::link(linker)?;
     winrm::wit::link(linker)?;
+    ldap::wit::link(linker)?;
     secrets::wit::link(linker)?;
     certs::wit::link(linker)?;
     log::wit::link(linker)?;
@@ -409,6 +415,7 @@ pub(crate) fn live_parts(ctx: &live::LiveContext) -> Vec<Box<dyn live::LivePart>
     vec![
         Box::new(ssh::live::Part::new(ctx)),
         Box::new(winrm::live::Part::new(ctx)),
+        Box::new(ldap::live::Part::new(ctx)),
         Box::new(secrets::live::Part::new(ctx)),
         Box::new(certs::live::Part::new(ctx)),
     ]

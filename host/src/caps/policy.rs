@@ -181,6 +181,8 @@ pub struct Policy {
     cmdlets_read: BTreeSet<String>,
     /// Cmdlets only `winrm.invoke` may run.
     cmdlets_change: BTreeSet<String>,
+    /// What `ldap` calls may touch.
+    ldap: super::ldap::Bases,
 }
 
 impl Policy {
@@ -191,7 +193,19 @@ impl Policy {
             secrets: secrets.into_iter().collect(),
             cmdlets_read: BTreeSet::new(),
             cmdlets_change: BTreeSet::new(),
+            ldap: super::ldap::Bases::default(),
         }
+    }
+
+    /// Also lend the directory bases of `[integration.ldap]`.
+    pub fn with_ldap(mut self, bases: super::ldap::Bases) -> Self {
+        self.ldap = bases;
+        self
+    }
+
+    /// What `ldap` calls may touch.
+    pub fn ldap_bases(&self) -> &super::ldap::Bases {
+        &self.ldap
     }
 
     /// Also lend the cmdlets of `[integration.winrm]`: `read` ones to `winrm.read` and

@@ -675,7 +675,23 @@ async fn run_revoke(
         config: ic.config_json.clone(),
         request: request_of(record),
     };
-    integration.call(connector.runtime(), export).await
+    integration
+        .call_with(connector.runtime(), export, lockout_options(ic))
+        .await
+}
+
+/// The options of a revoke or cleanup: for an integration whose credential is a password,
+/// `grant-password` is a fresh random password nobody is given, to lock the account with.
+pub(crate) fn lockout_options(ic: &IntegrationConfig) -> CallOptions {
+    let grant_password =
+        (ic.credential == CredentialKind::Password).then(|| credentials::password(&ic.password));
+    CallOptions {
+        secrets: CallSecrets {
+            grant_password,
+            new_service_password: None,
+        },
+        plan: false,
+    }
 }
 
 /// An audit event about `record`.

@@ -1,0 +1,503 @@
+//! The live part of `ldap`: a TLS connection to the directory, bound as the service account,
+//! reused per (integration, server, account) while it stays open and idle less than
+//! `idle_timeout`.
+//!
+//! - Always TLS: `ldaps://` (the default), or `ldap://` with StartTLS when
+//!   `[integration.ldap] starttls = true`; the certificate is checked against `ca_file` (or
+//!   the system roots) and the target's name. No setting turns verification off.
+//! - The bind is a simple bind with the password from the secret store; an empty password
+//!   is refused here (RFC 4513 makes it an *unauthenticated* bind that "succeeds").
+//! - `unicodePwd` values are built from the secret only here, as AD takes them (UTF-16LE of
+//!   the password in double quotes), and wiped once sent.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, SearchEntry};
+use zeroize::Zeroizing;
+
+use super::{Attribute, Change, Entry, LdapCall, Op, Scope, Value};
+use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::{
+    BoxFuture, CallContext, CapCall, CapError, CapReply, Secret, SecretStore, Target,
+};
+use crate::world::SecretRef;
+
+/// `[integration.ldap]`'s connection settings.
+#[derive(Clone)]
+pub struct LdapSettings {
+    /// The account to bind as (`svc@corp.example`, `CORP\svc` or a DN).
+    pub default_user: Option<String>,
+    /// The secret holding its password.
+    pub password_secret: Option<String>,
+    /// TLS: the roots (`ca_file`, else the system's).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The CA file, if one was configured.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `ldap://` + StartTLS instead of `ldaps://`.
+    pub starttls: bool,
+    /// TCP connect and TLS handshake.
+    pub connect_timeout: Duration,
+    /// One operation.
+    pub operation_timeout: Duration,
+    /// How long an unused connection is kept.
+    pub idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for LdapSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapSettings")
+            .field("default_user", &self.default_user)
+            .field("password_secret", &self.password_secret)
+            .field("ca_file", &self.ca_file)
+            .field("starttls", &self.starttls)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl LdapSettings {
+    /// The defaults, verifying against `tls`.
+    pub fn with_tls(tls: Arc<rustls::ClientConfig>) -> Self {
+        LdapSettings {
+            default_user: None,
+            password_secret: None,
+            tls,
+            ca_file: None,
+            starttls: false,
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The URL for `target`.
+    pub fn url(&self, target: &Target) -> String {
+        let scheme = if self.starttls { "ldap" } else { "ldaps" };
+        if target.host.contains(':') {
+            format!("{scheme}://[{}]:{}", target.host, target.port)
+        } else {
+            format!("{scheme}://{}:{}", target.host, target.port)
+        }
+    }
+}
+
+type Key = (String, String, u16, String);
+
+/// Carries out `ldap` calls.
+pub(crate) struct Part {
+    settings: HashMap<String, LdapSettings>,
+    secrets: Arc<SecretStore>,
+    idle: Mutex<HashMap<Key, (Ldap, Instant)>>,
+}
+
+impl Part {
+    pub(crate) fn new(ctx: &LiveContext) -> Self {
+        Part {
+            settings: ctx.ldap.clone(),
+            secrets: ctx.secrets.clone(),
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn account(
+        &self,
+        integration: &str,
+        settings: &LdapSettings,
+        target: &Target,
+    ) -> Result<String, CapError> {
+        match (&target.user, &settings.default_user) {
+            (Some(asked), Some(configured)) if !asked.eq_ignore_ascii_case(configured) => {
+                Err(CapError::Denied(format!(
+                    "integration {integration:?} holds a directory password for {configured:?} \
+                     only, not for {asked:?}"
+                )))
+            }
+            (_, Some(configured)) => Ok(configured.clone()),
+            _ => Err(CapError::Failed(format!(
+                "integration {integration:?} names no directory account: set \
+                 [integration.ldap] user"
+            ))),
+        }
+    }
+
+    fn password(&self, integration: &str, settings: &LdapSettings) -> Result<Secret, CapError> {
+        let name = settings.password_secret.as_deref().ok_or_else(|| {
+            CapError::Failed(format!(
+                "integration {integration:?} names no secret with the directory password: set \
+                 [integration.ldap] password_secret"
+            ))
+        })?;
+        let secret = self
+            .secrets
+            .get(name)
+            .map_err(CapError::Failed)?
+            .ok_or_else(|| {
+                CapError::Failed(format!(
+                    "the directory password secret {name:?} is not in the secret store"
+                ))
+            })?;
+        if secret.expose().is_empty() {
+            return Err(CapError::Failed(format!(
+                "the directory password secret {name:?} is empty (an empty password would be \
+                 an unauthenticated bind)"
+            )));
+        }
+        Ok(secret)
+    }
+
+    async fn connection(
+        &self,
+        integration: &str,
+        settings: &LdapSettings,
+        target: &Target,
+    ) -> Result<(Key, Ldap), CapError> {
+        let user = self.account(integration, settings, target)?;
+        let key = (
+            integration.to_string(),
+            target.host.to_ascii_lowercase(),
+            target.port,
+            user.clone(),
+        );
+        let reused = {
+            let mut idle = self.idle.lock().expect("ldap pool");
+            idle.retain(|_, (_, used)| used.elapsed() < settings.idle_timeout);
+            idle.remove(&key)
+        };
+        if let Some((mut ldap, _)) = reused
+            && !ldap.is_closed()
+        {
+            return Ok((key, ldap));
+        }
+        let ldap = connect(
+            settings,
+            target,
+            &user,
+            &self.password(integration, settings)?,
+        )
+        .await?;
+        Ok((key, ldap))
+    }
+
+    fn put_back(&self, key: Key, ldap: Ldap) {
+        let mut idle = self.idle.lock().expect("ldap pool");
+        idle.insert(key, (ldap, Instant::now()));
+    }
+}
+
+/// Open a TLS connection to `target` and bind as `user`.
+pub async fn connect(
+    settings: &LdapSettings,
+    target: &Target,
+    user: &str,
+    password: &Secret,
+) -> Result<Ldap, CapError> {
+    let url = settings.url(target);
+    let conn = LdapConnSettings::new()
+        .set_config(settings.tls.clone())
+        .set_starttls(settings.starttls)
+        .set_conn_timeout(settings.connect_timeout);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(conn, &url)
+        .await
+        .map_err(|e| connect_error(&url, e))?;
+    ldap3::drive!(conn);
+    let password = std::str::from_utf8(password.expose())
+        .map_err(|_| CapError::Failed("the directory password is not UTF-8".to_string()))?;
+    let bound = ldap
+        .with_timeout(settings.operation_timeout)
+        .simple_bind(user, password)
+        .await
+        .map_err(|e| op_error(&url, "bind", e))?;
+    if bound.rc != 0 {
+        let reason = if bound.rc == 49 {
+            "invalid credentials"
+        } else {
+            result_name(bound.rc)
+        };
+        return Err(CapError::Denied(format!(
+            "{url} refused the bind as {user:?}: {reason} ({}){}",
+            bound.rc,
+            diagnostic(&bound.text)
+        )));
+    }
+    Ok(ldap)
+}
+
+fn diagnostic(text: &str) -> String {
+    let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", text.chars().take(300).collect::<String>())
+    }
+}
+
+fn connect_error(url: &str, e: LdapError) -> CapError {
+    match e {
+        LdapError::Rustls { source } => {
+            CapError::Unreachable(format!("{url}: TLS verification failed: {source}"))
+        }
+        LdapError::Io { source } if source.to_string().contains("certificate") => {
+            CapError::Unreachable(format!("{url}: TLS verification failed: {source}"))
+        }
+        other => CapError::Unreachable(format!("{url}: {other}")),
+    }
+}
+
+fn op_error(url: &str, what: &str, e: LdapError) -> CapError {
+    match e {
+        LdapError::LdapResult { result } => result_error(url, what, result.rc, &result.text),
+        LdapError::Timeout { .. } => {
+            CapError::Unreachable(format!("{url}: the {what} got no answer in time"))
+        }
+        other => CapError::Unreachable(format!("{url}: {what}: {other}")),
+    }
+}
+
+fn result_error(url: &str, what: &str, rc: u32, text: &str) -> CapError {
+    let message = format!(
+        "{url}: {what}: {} ({rc}){}",
+        result_name(rc),
+        diagnostic(text)
+    );
+    match rc {
+        8 | 13 | 48 | 49 | 50 | 53 => CapError::Denied(message),
+        51 | 52 => CapError::Unreachable(message),
+        _ => CapError::Failed(message),
+    }
+}
+
+/// RFC 4511's name of a result code.
+pub fn result_name(rc: u32) -> &'static str {
+    match rc {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        8 => "strongerAuthRequired",
+        10 => "referral",
+        11 => "adminLimitExceeded",
+        13 => "confidentialityRequired",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        80 => "other",
+        _ => "error",
+    }
+}
+
+/// A value as sent: text as UTF-8; a password as `"password"` in UTF-16LE.
+fn bytes(ctx: &CallContext<'_>, value: &Value) -> Result<Zeroizing<Vec<u8>>, CapError> {
+    match value {
+        Value::Text(t) => Ok(Zeroizing::new(t.as_bytes().to_vec())),
+        Value::Password(r) => {
+            let missing = || CapError::Failed(format!("{r} is not available here"));
+            let secret = match r {
+                SecretRef::GrantPassword => {
+                    ctx.secrets.grant_password.clone().ok_or_else(missing)?
+                }
+                SecretRef::NewServicePassword => ctx
+                    .secrets
+                    .new_service_password
+                    .clone()
+                    .ok_or_else(missing)?,
+                SecretRef::Named(_) => {
+                    return Err(CapError::Failed(
+                        "named secrets are resolved by the live part's caller".to_string(),
+                    ));
+                }
+            };
+            let text = Zeroizing::new(
+                String::from_utf8(secret.expose().to_vec())
+                    .map_err(|_| CapError::Failed(format!("{r} is not UTF-8")))?,
+            );
+            let mut out = Zeroizing::new(Vec::with_capacity(text.len() * 2 + 4));
+            for unit in std::iter::once('"')
+                .chain(text.chars())
+                .chain(std::iter::once('"'))
+                .collect::<String>()
+                .encode_utf16()
+            {
+                out.extend_from_slice(&unit.to_le_bytes());
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn values(
+    ctx: &CallContext<'_>,
+    secrets: &SecretStore,
+    a: &Attribute,
+) -> Result<HashSet<Vec<u8>>, CapError> {
+    let mut set = HashSet::new();
+    for v in &a.values {
+        let b = match v {
+            Value::Password(SecretRef::Named(name)) => {
+                let s = secrets
+                    .get(name)
+                    .map_err(CapError::Failed)?
+                    .ok_or_else(|| {
+                        CapError::Failed(format!("secret {name:?} is not in the store"))
+                    })?;
+                let text = String::from_utf8(s.expose().to_vec())
+                    .map_err(|_| CapError::Failed(format!("secret {name:?} is not UTF-8")))?;
+                let quoted: Vec<u8> = format!("\"{text}\"")
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes)
+                    .collect();
+                Zeroizing::new(quoted)
+            }
+            other => bytes(ctx, other)?,
+        };
+        set.insert(b.to_vec());
+    }
+    Ok(set)
+}
+
+fn entry(raw: ldap3::ResultEntry) -> Result<Entry, CapError> {
+    let parsed = std::panic::catch_unwind(|| SearchEntry::construct(raw))
+        .map_err(|_| CapError::Failed("the directory sent a malformed entry".to_string()))?;
+    let mut attributes: Vec<(String, Vec<String>)> = parsed.attrs.into_iter().collect();
+    for (name, vals) in parsed.bin_attrs {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        attributes.push((
+            format!("{name};binary"),
+            vals.iter().map(|v| b64.encode(v)).collect(),
+        ));
+    }
+    attributes.sort();
+    Ok(Entry {
+        dn: parsed.dn,
+        attributes,
+    })
+}
+
+async fn carry_out(
+    ctx: &CallContext<'_>,
+    secrets: &SecretStore,
+    settings: &LdapSettings,
+    ldap: &mut Ldap,
+    call: &LdapCall,
+) -> Result<CapReply, CapError> {
+    let url = settings.url(&call.target);
+    let check = |what: &str, r: Result<ldap3::LdapResult, LdapError>| -> Result<(), CapError> {
+        let r = r.map_err(|e| op_error(&url, what, e))?;
+        if r.rc != 0 {
+            return Err(result_error(&url, what, r.rc, &r.text));
+        }
+        Ok(())
+    };
+    let timeout = settings.operation_timeout;
+    match &call.op {
+        Op::Search {
+            base,
+            scope,
+            filter,
+            attributes,
+        } => {
+            let scope = match scope {
+                Scope::Base => ldap3::Scope::Base,
+                Scope::OneLevel => ldap3::Scope::OneLevel,
+                Scope::Subtree => ldap3::Scope::Subtree,
+            };
+            let text = super::filter_text(filter);
+            let attrs: Vec<&str> = if attributes.is_empty() {
+                vec!["1.1"]
+            } else {
+                attributes.iter().map(String::as_str).collect()
+            };
+            let result = ldap
+                .with_timeout(timeout)
+                .search(base, scope, &text, attrs)
+                .await
+                .map_err(|e| op_error(&url, "search", e))?;
+            let ldap3::SearchResult(found, res) = result;
+            // noSuchObject for the base is "nothing there", not a failure.
+            if res.rc == 32 {
+                return Ok(CapReply::Entries(Vec::new()));
+            }
+            if res.rc != 0 {
+                return Err(result_error(&url, "search", res.rc, &res.text));
+            }
+            let entries = found.into_iter().map(entry).collect::<Result<_, _>>()?;
+            Ok(CapReply::Entries(entries))
+        }
+        Op::Add { dn, attributes } => {
+            let mut attrs = Vec::new();
+            for a in attributes {
+                attrs.push((a.name.as_bytes().to_vec(), values(ctx, secrets, a)?));
+            }
+            check("add", ldap.with_timeout(timeout).add(dn, attrs).await)?;
+            Ok(CapReply::Done)
+        }
+        Op::Modify { dn, changes } => {
+            let mut mods = Vec::new();
+            for c in changes {
+                let a = c.attribute();
+                let name = a.name.as_bytes().to_vec();
+                let vals = values(ctx, secrets, a)?;
+                mods.push(match c {
+                    Change::Add(_) => Mod::Add(name, vals),
+                    Change::Delete(_) => Mod::Delete(name, vals),
+                    Change::Replace(_) => Mod::Replace(name, vals),
+                });
+            }
+            let result = ldap.with_timeout(timeout).modify(dn, mods).await;
+            check("modify", result)?;
+            Ok(CapReply::Done)
+        }
+        Op::Delete { dn } => {
+            check("delete", ldap.with_timeout(timeout).delete(dn).await)?;
+            Ok(CapReply::Done)
+        }
+    }
+}
+
+impl LivePart for Part {
+    fn carry_out<'a>(
+        &'a self,
+        ctx: CallContext<'a>,
+        call: &'a CapCall,
+    ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
+        let call = call.get::<LdapCall>()?;
+        Some(Box::pin(async move {
+            let Some(settings) = self.settings.get(ctx.integration) else {
+                return Err(CapError::Failed(format!(
+                    "integration {:?} has no [integration.ldap] settings",
+                    ctx.integration
+                )));
+            };
+            let (key, mut ldap) = self
+                .connection(ctx.integration, settings, &call.target)
+                .await?;
+            let result = carry_out(&ctx, &self.secrets, settings, &mut ldap, call).await;
+            // A connection that failed below LDAP (timeout, I/O) is not reused.
+            if !matches!(result, Err(CapError::Unreachable(_))) && !ldap.is_closed() {
+                self.put_back(key, ldap);
+            }
+            result
+        }))
+    }
+}

@@ -1,0 +1,574 @@
+//! `ldap.search` / `ldap.add` / `ldap.modify` / `ldap.delete`: a directory (Active
+//! Directory) over LDAPS, as the integration's service account.
+//!
+//! Defends against filter and DN injection, and against a guest changing more of the
+//! directory than it was lent:
+//! - a guest writes no filter syntax: a search's filter is a list of equality pairs that the
+//!   host assembles, each value escaped per RFC 4515 (`ldap3::ldap_escape`);
+//! - every DN is **parsed** ([`dn::Dn`], RFC 4514) and compared RDN by RDN with the bases of
+//!   `[integration.ldap]`: searches under `read`; entries added, changed and deleted only
+//!   strictly under `change`; groups at or under `groups` may only have `member` values added
+//!   or removed, and only DNs under `change` (a guest can put only its own accounts into
+//!   groups). What is sent is the host's re-serialization of the parsed DN;
+//! - what a guest may write is bounded: an added entry is a user (`objectClass` among `top`,
+//!   `person`, `organizationalPerson`, `user`), attributes from [`WRITABLE`] only,
+//!   `userAccountControl` only 512 (enabled) or 514 (disabled), `accountExpires` only digits;
+//! - passwords are **handles**: `unicodePwd` takes only a `secret-ref` (the host encodes it as
+//!   AD wants, UTF-16LE in quotes, on the way to the wire) and a `secret-ref` goes nowhere
+//!   else (it could otherwise be written into a readable attribute);
+//! - the connection is always TLS with the certificate verified (see [`live`]); plain LDAP
+//!   is never used, so `unicodePwd` never travels in clear.
+
+pub mod dn;
+pub mod kit;
+pub mod live;
+pub(crate) mod wit;
+
+use serde::Serialize;
+
+use self::dn::Dn;
+use super::{Call, CapError, CapReply, Effect, Target, check_text, record_of};
+use crate::world::{CallState, SecretRef};
+
+/// How far below the base a search looks (mirrors `ldap.scope`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// The base entry.
+    Base,
+    /// Its children.
+    OneLevel,
+    /// The whole subtree.
+    Subtree,
+}
+
+/// One attribute value (mirrors `ldap.value`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// A string.
+    Text(String),
+    /// A password by handle; recorded by name.
+    Password(#[serde(serialize_with = "super::display")] SecretRef),
+}
+
+/// An attribute with its values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attribute {
+    /// Its name.
+    pub name: String,
+    /// Its values.
+    pub values: Vec<Value>,
+}
+
+/// One change of a modify (mirrors `ldap.change`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum Change {
+    /// Add values.
+    Add(Attribute),
+    /// Remove values (none: the attribute).
+    Delete(Attribute),
+    /// Replace the values.
+    Replace(Attribute),
+}
+
+impl Change {
+    /// The attribute changed.
+    pub fn attribute(&self) -> &Attribute {
+        match self {
+            Change::Add(a) | Change::Delete(a) | Change::Replace(a) => a,
+        }
+    }
+}
+
+/// An entry a search found (mirrors `ldap.entry`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Its DN.
+    pub dn: String,
+    /// Attribute name → values.
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
+/// The operation of an `ldap` call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "operation")]
+pub enum Op {
+    /// `ldap.search`.
+    Search {
+        /// Where to start.
+        base: String,
+        /// How deep.
+        scope: Scope,
+        /// Equality pairs, all of which must hold.
+        filter: Vec<(String, String)>,
+        /// Attributes to return.
+        attributes: Vec<String>,
+    },
+    /// `ldap.add`.
+    Add {
+        /// The new entry.
+        dn: String,
+        /// Its attributes.
+        attributes: Vec<Attribute>,
+    },
+    /// `ldap.modify`.
+    Modify {
+        /// The entry.
+        dn: String,
+        /// The changes, applied together.
+        changes: Vec<Change>,
+    },
+    /// `ldap.delete`.
+    Delete {
+        /// The entry.
+        dn: String,
+    },
+}
+
+/// One `ldap` call on `target`. After [`Call::authorize`], every DN in it is the host's own
+/// serialization of the parsed name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LdapCall {
+    /// The directory server.
+    pub target: Target,
+    /// What to do.
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// What an integration's `ldap` calls may touch (`[integration.ldap]`'s bases, parsed).
+#[derive(Clone, Debug, Default)]
+pub struct Bases {
+    /// Searches start at or under one of these.
+    pub read: Vec<Dn>,
+    /// Entries strictly under one of these may be added, changed and deleted.
+    pub change: Vec<Dn>,
+    /// Groups at or under one of these may gain or lose `member`s (DNs under `change`).
+    pub groups: Vec<Dn>,
+}
+
+impl Bases {
+    /// Parse the three lists of `[integration.ldap]`; an error names the list and the DN.
+    pub fn parse(read: &[String], change: &[String], groups: &[String]) -> Result<Bases, String> {
+        let list = |name: &str, dns: &[String]| -> Result<Vec<Dn>, String> {
+            dns.iter()
+                .map(|d| Dn::parse(d).map_err(|e| format!("ldap.{name}: {e}")))
+                .collect()
+        };
+        Ok(Bases {
+            read: list("read", read)?,
+            change: list("change", change)?,
+            groups: list("groups", groups)?,
+        })
+    }
+
+    fn change_covers(&self, dn: &Dn) -> bool {
+        self.change.iter().any(|b| dn.is_under(b))
+    }
+
+    fn groups_cover(&self, dn: &Dn) -> bool {
+        self.groups.iter().any(|b| dn.is_at_or_under(b))
+    }
+
+    fn listed(dns: &[Dn]) -> String {
+        let all: Vec<String> = dns.iter().map(|d| format!("{:?}", d.to_string())).collect();
+        format!("[{}]", all.join(", "))
+    }
+}
+
+/// Attributes an `ldap.add` or `ldap.modify` may write on an entry under `change`.
+pub const WRITABLE: &[&str] = &[
+    "objectClass",
+    "cn",
+    "sAMAccountName",
+    "userPrincipalName",
+    "displayName",
+    "givenName",
+    "sn",
+    "mail",
+    "description",
+    "userAccountControl",
+    "accountExpires",
+    "unicodePwd",
+];
+
+/// The object classes an added entry may have.
+pub const OBJECT_CLASSES: &[&str] = &["top", "person", "organizationalPerson", "user"];
+
+/// Most filter pairs, attributes, changes or values in one call.
+pub const MAX_ITEMS: usize = 64;
+/// Most bytes of one value.
+pub const MAX_VALUE: usize = 4096;
+
+impl Call for LdapCall {
+    fn capability(&self) -> &'static str {
+        match self.op {
+            Op::Search { .. } => "ldap.search",
+            Op::Add { .. } => "ldap.add",
+            Op::Modify { .. } => "ldap.modify",
+            Op::Delete { .. } => "ldap.delete",
+        }
+    }
+    fn effect(&self) -> Effect {
+        match self.op {
+            Op::Search { .. } => Effect::Read,
+            _ => Effect::Change,
+        }
+    }
+    fn target(&self) -> Option<&Target> {
+        Some(&self.target)
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        authorize(state, self)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        match self.op {
+            Op::Search { .. } => CapReply::Entries(Vec::new()),
+            _ => CapReply::Done,
+        }
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The call as records and plans show it (passwords by name).
+impl std::fmt::Display for LdapCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: ", self.capability(), self.target)?;
+        let values = |a: &Attribute| {
+            a.values
+                .iter()
+                .map(|v| match v {
+                    Value::Text(t) => format!("{t:?}"),
+                    Value::Password(r) => r.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.op {
+            Op::Search {
+                base,
+                scope,
+                filter,
+                attributes,
+            } => write!(
+                f,
+                "base {base:?} scope {scope:?} filter {} attributes [{}]",
+                filter_text(filter),
+                attributes.join(", ")
+            ),
+            Op::Add { dn, attributes } => {
+                write!(f, "{dn:?}")?;
+                for a in attributes {
+                    write!(f, "; {}: {}", a.name, values(a))?;
+                }
+                Ok(())
+            }
+            Op::Modify { dn, changes } => {
+                write!(f, "{dn:?}")?;
+                for c in changes {
+                    let (op, a) = match c {
+                        Change::Add(a) => ("add", a),
+                        Change::Delete(a) => ("delete", a),
+                        Change::Replace(a) => ("replace", a),
+                    };
+                    write!(f, "; {op} {}: {}", a.name, values(a))?;
+                }
+                Ok(())
+            }
+            Op::Delete { dn } => write!(f, "{dn:?}"),
+        }
+    }
+}
+
+/// The RFC 4515 filter for equality `pairs`, every value escaped; `(objectClass=*)` for none.
+pub fn filter_text(pairs: &[(String, String)]) -> String {
+    let one = |(name, value): &(String, String)| format!("({name}={})", ldap3::ldap_escape(value));
+    match pairs {
+        [] => "(objectClass=*)".to_string(),
+        [single] => one(single),
+        many => format!("(&{})", many.iter().map(one).collect::<String>()),
+    }
+}
+
+/// An attribute name: a letter, then letters, digits and `-`; at most 64. (`;binary` and
+/// other options are not accepted.)
+pub fn is_attribute_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn invalid(message: String) -> CapError {
+    CapError::InvalidRequest(message)
+}
+
+fn parsed(what: &str, text: &str) -> Result<Dn, CapError> {
+    Dn::parse(text).map_err(|e| invalid(format!("{what}: {e}")))
+}
+
+fn count(what: &str, n: usize) -> Result<(), CapError> {
+    if n > MAX_ITEMS {
+        return Err(invalid(format!(
+            "{n} {what}, more than the {MAX_ITEMS} allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Argument checks, then the bases, the secrets and the target against the policy. Every
+/// DN is replaced by the host's serialization of it.
+fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
+    let bases = state.policy.ldap_bases();
+    match &mut call.op {
+        Op::Search {
+            base,
+            filter,
+            attributes,
+            ..
+        } => {
+            let dn = parsed("search base", base)?;
+            count("filter pairs", filter.len())?;
+            count("attributes", attributes.len())?;
+            for (name, value) in filter.iter() {
+                if !is_attribute_name(name) {
+                    return Err(invalid(format!("filter attribute {name:?} is not a name")));
+                }
+                check_text(&format!("filter value of {name}"), value, MAX_VALUE)?;
+            }
+            for name in attributes.iter() {
+                if !is_attribute_name(name) {
+                    return Err(invalid(format!("attribute {name:?} is not a name")));
+                }
+            }
+            if !bases.read.iter().any(|b| dn.is_at_or_under(b)) {
+                return Err(CapError::Denied(format!(
+                    "search base {:?} is not at or under the integration's ldap.read bases {}",
+                    dn.to_string(),
+                    Bases::listed(&bases.read)
+                )));
+            }
+            *base = dn.to_string();
+        }
+        Op::Add { dn, attributes } => {
+            let parsed_dn = parsed("entry", dn)?;
+            if !bases.change_covers(&parsed_dn) {
+                return Err(denied_change("add", &parsed_dn, bases));
+            }
+            count("attributes", attributes.len())?;
+            let mut classes = Vec::new();
+            for a in attributes.iter() {
+                check_attribute(state, a, true)?;
+                if a.name.eq_ignore_ascii_case("objectClass") {
+                    classes.extend(a.values.iter().filter_map(|v| match v {
+                        Value::Text(t) => Some(t.to_ascii_lowercase()),
+                        Value::Password(_) => None,
+                    }));
+                }
+            }
+            if !classes.iter().any(|c| c == "user") {
+                return Err(invalid(
+                    "an added entry must be a user (objectClass user)".to_string(),
+                ));
+            }
+            *dn = parsed_dn.to_string();
+        }
+        Op::Modify { dn, changes } => {
+            let parsed_dn = parsed("entry", dn)?;
+            count("changes", changes.len())?;
+            if changes.is_empty() {
+                return Err(invalid("a modify with no changes".to_string()));
+            }
+            if bases.change_covers(&parsed_dn) {
+                for c in changes.iter() {
+                    let a = c.attribute();
+                    if a.name.eq_ignore_ascii_case("objectClass") {
+                        return Err(CapError::Denied(
+                            "an entry's objectClass is not changed through Latch".to_string(),
+                        ));
+                    }
+                    check_attribute(state, a, false)?;
+                }
+            } else if bases.groups_cover(&parsed_dn) {
+                for c in changes.iter_mut() {
+                    let a = match c {
+                        Change::Add(a) | Change::Delete(a) => a,
+                        Change::Replace(_) => {
+                            return Err(CapError::Denied(
+                                "a group's members are added or removed one by one, never \
+                                 replaced"
+                                    .to_string(),
+                            ));
+                        }
+                    };
+                    if !a.name.eq_ignore_ascii_case("member") {
+                        return Err(CapError::Denied(format!(
+                            "only `member` of a group under ldap.groups may change, not {:?}",
+                            a.name
+                        )));
+                    }
+                    if a.values.is_empty() {
+                        return Err(invalid(
+                            "name the members to add or remove (removing all is not lent)"
+                                .to_string(),
+                        ));
+                    }
+                    count("values", a.values.len())?;
+                    for v in a.values.iter_mut() {
+                        let Value::Text(member) = v else {
+                            return Err(invalid("a member is a DN, not a secret".to_string()));
+                        };
+                        let m = parsed("member", member)?;
+                        if !bases.change_covers(&m) {
+                            return Err(CapError::Denied(format!(
+                                "member {:?} is not under the integration's ldap.change bases \
+                                 {}: a guest puts only its own accounts into groups",
+                                m.to_string(),
+                                Bases::listed(&bases.change)
+                            )));
+                        }
+                        *member = m.to_string();
+                    }
+                }
+            } else {
+                return Err(denied_change("modify", &parsed_dn, bases));
+            }
+            *dn = parsed_dn.to_string();
+        }
+        Op::Delete { dn } => {
+            let parsed_dn = parsed("entry", dn)?;
+            if !bases.change_covers(&parsed_dn) {
+                return Err(denied_change("delete", &parsed_dn, bases));
+            }
+            *dn = parsed_dn.to_string();
+        }
+    }
+    state
+        .policy
+        .check_target(&call.target)
+        .map_err(CapError::Denied)
+}
+
+fn denied_change(what: &str, dn: &Dn, bases: &Bases) -> CapError {
+    CapError::Denied(format!(
+        "cannot {what} {:?}: entries change only strictly under the integration's ldap.change \
+         bases {} (and groups' members under ldap.groups {})",
+        dn.to_string(),
+        Bases::listed(&bases.change),
+        Bases::listed(&bases.groups)
+    ))
+}
+
+/// An attribute written on an entry under `change`.
+fn check_attribute(state: &CallState, a: &Attribute, adding: bool) -> Result<(), CapError> {
+    let Some(name) = WRITABLE.iter().find(|w| w.eq_ignore_ascii_case(&a.name)) else {
+        return Err(CapError::Denied(format!(
+            "attribute {:?} is not one Latch writes ({})",
+            a.name,
+            WRITABLE.join(", ")
+        )));
+    };
+    count("values", a.values.len())?;
+    if adding && a.values.is_empty() {
+        return Err(invalid(format!("attribute {name} has no values")));
+    }
+    for v in &a.values {
+        match (v, *name) {
+            (Value::Password(r), "unicodePwd") => check_secret(state, r)?,
+            (Value::Password(_), _) => {
+                return Err(CapError::Denied(format!(
+                    "a password goes only into unicodePwd, not {name} (which can be read back)"
+                )));
+            }
+            (Value::Text(_), "unicodePwd") => {
+                return Err(CapError::Denied(
+                    "unicodePwd takes a secret-ref only: a guest never holds a password"
+                        .to_string(),
+                ));
+            }
+            (Value::Text(t), _) => {
+                check_text(&format!("value of {name}"), t, MAX_VALUE)?;
+                match *name {
+                    "userAccountControl" if t != "512" && t != "514" => {
+                        return Err(CapError::Denied(format!(
+                            "userAccountControl {t:?}: Latch sets only 512 (enabled) or 514 \
+                             (disabled)"
+                        )));
+                    }
+                    "accountExpires" if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err(invalid(format!(
+                            "accountExpires {t:?} must be a number (100 ns since 1601)"
+                        )));
+                    }
+                    "objectClass" if !OBJECT_CLASSES.iter().any(|c| c.eq_ignore_ascii_case(t)) => {
+                        return Err(CapError::Denied(format!(
+                            "objectClass {t:?}: Latch adds users only ({})",
+                            OBJECT_CLASSES.join(", ")
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_secret(state: &CallState, r: &SecretRef) -> Result<(), CapError> {
+    match r {
+        SecretRef::Named(name) => {
+            super::secrets::check_name(name).map_err(CapError::InvalidRequest)?;
+            state.policy.check_secret(name).map_err(CapError::Denied)
+        }
+        SecretRef::GrantPassword if state.secrets.grant_password.is_none() => {
+            Err(CapError::Denied(
+                "there is no grant password here (only a grant of an integration whose \
+                 credential is a password has one)"
+                    .to_string(),
+            ))
+        }
+        SecretRef::NewServicePassword if state.secrets.new_service_password.is_none() => {
+            Err(CapError::Denied(
+                "there is no new service password here (only a rotation has one)".to_string(),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_escape_every_value() {
+        let f = filter_text(&[
+            ("objectClass".into(), "user".into()),
+            ("sAMAccountName".into(), "*)(|(cn=*".into()),
+            ("cn".into(), "a\\b\0".into()),
+        ]);
+        assert_eq!(
+            f,
+            "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28|\\28cn=\\2a)(cn=a\\5cb\\00))"
+        );
+        assert_eq!(filter_text(&[]), "(objectClass=*)");
+    }
+
+    #[test]
+    fn attribute_names_are_plain() {
+        assert!(is_attribute_name("sAMAccountName"));
+        assert!(is_attribute_name("msDS-UserPasswordExpiryTimeComputed"));
+        for bad in ["", "1cn", "cn;binary", "cn)", "a b", "*"] {
+            assert!(!is_attribute_name(bad), "{bad}");
+        }
+    }
+}
