@@ -16,6 +16,7 @@ mod rotation;
 mod serve;
 mod ssh;
 mod testkit;
+mod windows_dc;
 mod winrm;
 mod wsman;
 

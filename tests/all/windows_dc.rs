@@ -1,0 +1,380 @@
+//! The `windows-dc` guest against a real Active Directory: a Samba AD DC
+//! (`tests/samba/dc.sh`, started once per test binary on 127.0.0.10 and stopped by
+//! `make test`), reached through the live `ldap` capability over LDAPS with the DC's test CA.
+//!
+//! Whether a granted account works is asked of the DC itself, with independent clients:
+//! OpenLDAP's `ldapsearch` (an LDAPS simple bind) and MIT `kinit` (a Kerberos ticket from
+//! Samba's KDC).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use latch::runtime::sha256_hex;
+use serde_json::Value;
+
+const ADDR: &str = "127.0.0.10";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared DC.
+pub struct Dc {
+    dir: PathBuf,
+    env: HashMap<String, String>,
+}
+
+impl Dc {
+    pub fn shared() -> &'static Dc {
+        static DC: OnceLock<Dc> = OnceLock::new();
+        DC.get_or_init(|| {
+            let dir = repo().join("target/samba-tests");
+            let out = Command::new("bash")
+                .arg(repo().join("tests/samba/dc.sh"))
+                .args(["up", dir.to_str().unwrap(), ADDR])
+                .output()
+                .expect("run dc.sh");
+            assert!(
+                out.status.success(),
+                "the Samba AD DC did not start (needs root and `make setup`): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // DIR/env, as a shell would read it.
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg("set -a; . \"$1\"; env -0")
+                .arg("-")
+                .arg(dir.join("env"))
+                .env_clear()
+                .output()
+                .expect("read env");
+            let env = out
+                .stdout
+                .split(|b| *b == 0)
+                .filter_map(|kv| {
+                    let kv = String::from_utf8_lossy(kv);
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+            Dc { dir, env }
+        })
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from dc env"))
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new("bash")
+            .arg(repo().join("tests/samba/dc.sh"))
+            .args(args)
+            .output()
+            .expect("run dc.sh")
+    }
+
+    /// `OK`, or the DC's refusal (`49 … data 533 …`).
+    pub fn bind(&self, user: &str, password: &str) -> String {
+        let out = self.script(&["bind", self.dir.to_str().unwrap(), user, password]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `OK`, or kinit's message.
+    pub fn kinit(&self, user: &str, password: &str) -> String {
+        let out = self.script(&["kinit", self.dir.to_str().unwrap(), user, password]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// An `ldapsearch` as Administrator: the LDIF of what it finds (attributes unwrapped).
+    pub fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        let mut args = vec![
+            "ldap",
+            self.dir.to_str().unwrap(),
+            "ldapsearch",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-b",
+            base,
+            filter,
+        ];
+        args.extend_from_slice(attrs);
+        let out = self.script(&args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Everything under `OU=Latch` (DNs and the attributes Latch writes) but the `jit_`
+    /// accounts of the tests running beside, to compare before and after.
+    pub fn snapshot(&self) -> String {
+        self.search(
+            self.get("USERS_OU"),
+            "(!(sAMAccountName=jit_*))",
+            &[
+                "description",
+                "userAccountControl",
+                "accountExpires",
+                "memberOf",
+                "pwdLastSet",
+            ],
+        )
+    }
+}
+
+/// A Latch data dir with one `windows-dc` integration on the shared DC.
+pub struct DcEnv {
+    pub dc: &'static Dc,
+    /// The data dir, removed with the value.
+    pub _tmp: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl DcEnv {
+    /// `transport`: `ldap`; `prefix`: the integration's `username_prefix`.
+    pub fn new(transport: &str, prefix: &str) -> DcEnv {
+        let dc = Dc::shared();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = crate::fleet::latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        std::fs::write(tmp.path().join("secrets/dc-password"), dc.get("SVC_PW")).unwrap();
+        std::fs::copy(dc.get("CA"), tmp.path().join("dc-ca.pem")).unwrap();
+        let guest = crate::guest("windows_dc");
+        let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+        let config = tmp.path().join("latch.toml");
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+listen = "127.0.0.1:0"
+[[integration]]
+name = "dc"
+guest = {guest}
+sha256 = "{sha}"
+allow = ["{ADDR}:636"]
+[integration.ldap]
+ca_file = "dc-ca.pem"
+read = [{base}]
+change = [{users}]
+groups = [{groups}]
+[integration.config]
+host = "{ADDR}"
+domain = "latch.test"
+netbios = "LATCH"
+base_dn = {base}
+users_ou = {users}
+connect_group = {connect}
+groups_ou = {groups}
+transport = "{transport}"
+username_prefix = "{prefix}"
+user = {svc}
+password_secret = "dc-password"
+"#,
+                guest = q(guest.to_str().unwrap()),
+                base = q(dc.get("BASE_DN")),
+                users = q(dc.get("USERS_OU")),
+                groups = q(dc.get("GROUPS_OU")),
+                connect = q(dc.get("GROUP_ADMINS_DN")),
+                svc = q(dc.get("SVC_USER")),
+            ),
+        )
+        .unwrap();
+        DcEnv {
+            dc,
+            _tmp: tmp,
+            config,
+        }
+    }
+
+    /// `latch grant` on the domain; the parsed JSON, or stderr.
+    pub fn grant(&self, username: &str, extra: &[&str]) -> Result<Value, String> {
+        let username = format!("--username={username}");
+        let mut args = vec![
+            "grant",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--integration",
+            "dc",
+            "--resource=latch.test",
+            "--user=requester@corp.example",
+            &username,
+            "--json",
+        ];
+        if !extra.iter().any(|a| a.starts_with("--for")) {
+            args.extend(["--for", "10m"]);
+        }
+        args.extend_from_slice(extra);
+        let out = crate::fleet::latch(&args);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn revoke(&self, grant_id: &str) -> Output {
+        crate::fleet::latch(&[
+            "revoke",
+            "--config",
+            self.config.to_str().unwrap(),
+            grant_id,
+        ])
+    }
+}
+
+fn password(granted: &Value) -> &str {
+    granted["password"].as_str().expect("a delivered password")
+}
+
+#[test]
+fn ldaps_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
+    let env = DcEnv::new("ldap", "jit_");
+    let dc = env.dc;
+    let granted = env.grant("lgrant", &[]).unwrap();
+    let pw = password(&granted);
+    assert_eq!(granted["username"], "LATCH\\jit_lgrant");
+    let upn = "jit_lgrant@latch.test";
+    assert_eq!(dc.bind(upn, pw), "OK");
+    assert_eq!(dc.kinit(upn, pw), "OK");
+    let entry = dc.search(
+        dc.get("BASE_DN"),
+        "(sAMAccountName=jit_lgrant)",
+        &["memberOf", "description", "accountExpires"],
+    );
+    assert!(
+        entry.contains(&format!("memberOf: {}", dc.get("GROUP_ADMINS_DN"))),
+        "{entry}"
+    );
+    assert!(entry.contains("latch-managed"), "{entry}");
+    // The account expires when the grant does (AD's own clock enforces it).
+    let expires: u64 = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("accountExpires: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let unix = expires / 10_000_000 - 11_644_473_600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 540..=now + 600).contains(&unix), "{unix} vs {now}");
+
+    let out = env.revoke(granted["grant_id"].as_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    let bind = dc.bind(upn, pw);
+    // Disabled (533: Samba still takes the old password for an LDAP bind for an hour after a
+    // reset, so the bind shows the account's state); Kerberos has only the new random
+    // password, so it says the password is wrong.
+    assert!(bind.contains("data 533"), "disabled: {bind}");
+    let kinit = dc.kinit(upn, pw);
+    assert!(kinit.contains("Password incorrect"), "{kinit}");
+    let entry = dc.search(
+        dc.get("BASE_DN"),
+        "(sAMAccountName=jit_lgrant)",
+        &["memberOf"],
+    );
+    assert!(!entry.contains("memberOf"), "still a member: {entry}");
+
+    // Granting again re-opens the same account with a new password; the old one is refused
+    // by Kerberos at once (Samba keeps an old password valid for LDAP binds for an hour).
+    let again = env.grant("lgrant", &[]).unwrap();
+    let pw2 = password(&again);
+    assert_ne!(pw, pw2);
+    assert_eq!(dc.bind(upn, pw2), "OK");
+    assert_eq!(dc.kinit(upn, pw2), "OK");
+    assert!(!dc.kinit(upn, pw).contains("OK"));
+    assert!(
+        env.revoke(again["grant_id"].as_str().unwrap())
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn ad_itself_ends_access_at_expiry_with_the_connector_down() {
+    let env = DcEnv::new("ldap", "jit_");
+    let dc = env.dc;
+    let granted = env.grant("lexpire", &["--for", "6s"]).unwrap();
+    let pw = password(&granted);
+    let upn = "jit_lexpire@latch.test";
+    assert_eq!(dc.bind(upn, pw), "OK");
+    // No Latch process runs from here on: nothing can revoke.
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let bind = dc.bind(upn, pw);
+    assert!(bind.contains("data 701"), "expired: {bind}");
+    assert!(dc.kinit(upn, pw).contains("revoked"));
+}
+
+#[test]
+fn a_group_with_a_hostile_name_is_granted_by_its_exact_name() {
+    let env = DcEnv::new("ldap", "jit_");
+    let dc = env.dc;
+    let cn = dc.get("GROUP_HOSTILE_CN");
+    let permission = format!("--permission={cn}");
+    let granted = env.grant("lhostile", &[&permission]).unwrap();
+    let upn = "jit_lhostile@latch.test";
+    assert_eq!(dc.bind(upn, password(&granted)), "OK");
+    let members = dc.search(
+        dc.get("GROUP_HOSTILE_DN"),
+        "(objectClass=group)",
+        &["member"],
+    );
+    assert!(
+        members.contains("CN=jit_lhostile,OU=Latch"),
+        "not a member: {members}"
+    );
+    assert!(
+        env.revoke(granted["grant_id"].as_str().unwrap())
+            .status
+            .success()
+    );
+    let members = dc.search(
+        dc.get("GROUP_HOSTILE_DN"),
+        "(objectClass=group)",
+        &["member"],
+    );
+    assert!(!members.contains("jit_lhostile"), "{members}");
+}
+
+#[test]
+fn hostile_or_foreign_requests_change_nothing_in_the_directory() {
+    let env = DcEnv::new("ldap", "");
+    let dc = env.dc;
+    let before = dc.snapshot();
+    assert!(before.contains("alice_existing"), "{before}");
+    assert!(!before.contains("jit_"), "{before}");
+    for name in [
+        "alice;rm -rf /",
+        "$(id)",
+        "'",
+        "\u{2018}",
+        "-oProxyCommand=x",
+        "*",
+        "a*)(cn=*",
+        "a\\b",
+        "a,b",
+        "a=b",
+        "ünïcødé",
+        "abcdefghijklmnopqrstu",
+        &"x".repeat(300),
+    ] {
+        let err = env.grant(name, &[]).unwrap_err();
+        assert!(
+            err.contains("invalid") || err.contains("not a valid"),
+            "{name}: {err}"
+        );
+    }
+    for permission in ["*", "*)(|(cn=*", "Domain Admins", "JIT-Admins*"] {
+        let p = format!("--permission={permission}");
+        let err = env.grant("lhostile2", &[&p]).unwrap_err();
+        assert!(!err.is_empty(), "{permission}");
+    }
+    // An account Latch did not create, in Latch's own OU: refused, untouched.
+    let err = env.grant("alice_existing", &[]).unwrap_err();
+    assert!(err.contains("not created by Latch"), "{err}");
+    assert_eq!(dc.snapshot(), before, "the directory changed");
+}
