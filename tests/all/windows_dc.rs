@@ -124,16 +124,33 @@ impl Dc {
     }
 }
 
-/// A Latch data dir with one `windows-dc` integration on the shared DC.
+/// The AD cmdlets the guest runs over WinRM: reads, then changes.
+const AD_READS: &[&str] = &["Get-ADUser", "Get-ADGroup"];
+const AD_CHANGES: &[&str] = &[
+    "New-ADUser",
+    "Set-ADAccountPassword",
+    "Set-ADAccountExpiration",
+    "Enable-ADAccount",
+    "Disable-ADAccount",
+    "Add-ADGroupMember",
+    "Remove-ADGroupMember",
+    "Remove-ADUser",
+];
+
+/// A Latch data dir with one `windows-dc` integration on the shared DC: over LDAPS, or over
+/// WinRM to the Windows stand-in, which carries the AD cmdlets out on the same DC over LDAPS
+/// as the WinRM user (so the directory's own rights apply).
 pub struct DcEnv {
     pub dc: &'static Dc,
     /// The data dir, removed with the value.
     pub _tmp: tempfile::TempDir,
     pub config: PathBuf,
+    /// The stand-in, for `winrm`.
+    pub standin: Option<crate::winrm::StandIn>,
 }
 
 impl DcEnv {
-    /// `transport`: `ldap`; `prefix`: the integration's `username_prefix`.
+    /// `transport`: `ldap` or `winrm`; `prefix`: the integration's `username_prefix`.
     pub fn new(transport: &str, prefix: &str) -> DcEnv {
         let dc = Dc::shared();
         let tmp = tempfile::tempdir().unwrap();
@@ -143,8 +160,53 @@ impl DcEnv {
         std::fs::copy(dc.get("CA"), tmp.path().join("dc-ca.pem")).unwrap();
         let guest = crate::guest("windows_dc");
         let sha = sha256_hex(&std::fs::read(&guest).unwrap());
-        let config = tmp.path().join("latch.toml");
         let q = |s: &str| serde_json::to_string(s).unwrap();
+        let list = |v: &[&str]| v.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+        let (standin, host, port, user, table) = if transport == "winrm" {
+            let s = crate::winrm::StandIn::start_with_users(
+                &format!("LATCH:svc_latch:{}\n", dc.get("SVC_PW")),
+                &[
+                    "--ad-url",
+                    dc.get("LDAP_URL"),
+                    "--ad-ca",
+                    dc.get("CA"),
+                    "--ad-base-dn",
+                    dc.get("BASE_DN"),
+                ],
+            );
+            std::fs::copy(s.ca(), tmp.path().join("standin-ca.pem")).unwrap();
+            let table = format!(
+                "[integration.winrm]\nca_file = \"standin-ca.pem\"\nhttps_ports = [{}]\n\
+                 read = [{}]\nchange = [{}]\n",
+                s.https,
+                list(AD_READS),
+                list(AD_CHANGES)
+            );
+            let port = s.https;
+            (
+                Some(s),
+                "localhost".to_string(),
+                port,
+                "LATCH\\svc_latch".to_string(),
+                table,
+            )
+        } else {
+            let table = format!(
+                "[integration.ldap]\nca_file = \"dc-ca.pem\"\nread = [{}]\nchange = [{}]\n\
+                 groups = [{}]\n",
+                q(dc.get("BASE_DN")),
+                q(dc.get("USERS_OU")),
+                q(dc.get("GROUPS_OU"))
+            );
+            (
+                None,
+                ADDR.to_string(),
+                636,
+                dc.get("SVC_USER").to_string(),
+                table,
+            )
+        };
+        let config = tmp.path().join("latch.toml");
         std::fs::write(
             &config,
             format!(
@@ -154,14 +216,10 @@ listen = "127.0.0.1:0"
 name = "dc"
 guest = {guest}
 sha256 = "{sha}"
-allow = ["{ADDR}:636"]
-[integration.ldap]
-ca_file = "dc-ca.pem"
-read = [{base}]
-change = [{users}]
-groups = [{groups}]
+allow = ["{host}:{port}"]
+{table}
 [integration.config]
-host = "{ADDR}"
+host = "{host}"
 domain = "latch.test"
 netbios = "LATCH"
 base_dn = {base}
@@ -169,6 +227,8 @@ users_ou = {users}
 connect_group = {connect}
 groups_ou = {groups}
 transport = "{transport}"
+winrm_port = {port}
+ldap_port = {port}
 username_prefix = "{prefix}"
 user = {svc}
 password_secret = "dc-password"
@@ -178,7 +238,7 @@ password_secret = "dc-password"
                 users = q(dc.get("USERS_OU")),
                 groups = q(dc.get("GROUPS_OU")),
                 connect = q(dc.get("GROUP_ADMINS_DN")),
-                svc = q(dc.get("SVC_USER")),
+                svc = q(&user),
             ),
         )
         .unwrap();
@@ -186,6 +246,7 @@ password_secret = "dc-password"
             dc,
             _tmp: tmp,
             config,
+            standin,
         }
     }
 
@@ -231,17 +292,28 @@ fn password(granted: &Value) -> &str {
 
 #[test]
 fn ldaps_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
-    let env = DcEnv::new("ldap", "jit_");
+    grant_then_revoke("ldap", "lgrant");
+}
+
+#[test]
+fn winrm_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
+    grant_then_revoke("winrm", "wgrant");
+}
+
+fn grant_then_revoke(transport: &str, name: &str) {
+    let env = DcEnv::new(transport, "jit_");
     let dc = env.dc;
-    let granted = env.grant("lgrant", &[]).unwrap();
+    let granted = env.grant(name, &[]).unwrap();
     let pw = password(&granted);
-    assert_eq!(granted["username"], "LATCH\\jit_lgrant");
-    let upn = "jit_lgrant@latch.test";
+    assert_eq!(granted["username"], format!("LATCH\\jit_{name}"));
+    let upn = format!("jit_{name}@latch.test");
+    let upn = upn.as_str();
+    let filter = format!("(sAMAccountName=jit_{name})");
     assert_eq!(dc.bind(upn, pw), "OK");
     assert_eq!(dc.kinit(upn, pw), "OK");
     let entry = dc.search(
         dc.get("BASE_DN"),
-        "(sAMAccountName=jit_lgrant)",
+        &filter,
         &["memberOf", "description", "accountExpires"],
     );
     assert!(
@@ -281,7 +353,7 @@ fn ldaps_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
 
     // Granting again re-opens the same account with a new password; the old one is refused
     // by Kerberos at once (Samba keeps an old password valid for LDAP binds for an hour).
-    let again = env.grant("lgrant", &[]).unwrap();
+    let again = env.grant(name, &[]).unwrap();
     let pw2 = password(&again);
     assert_ne!(pw, pw2);
     assert_eq!(dc.bind(upn, pw2), "OK");
@@ -296,11 +368,21 @@ fn ldaps_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
 
 #[test]
 fn ad_itself_ends_access_at_expiry_with_the_connector_down() {
-    let env = DcEnv::new("ldap", "jit_");
+    expiry("ldap", "lexpire");
+}
+
+#[test]
+fn ad_itself_ends_access_at_expiry_with_the_connector_down_winrm() {
+    expiry("winrm", "wexpire");
+}
+
+fn expiry(transport: &str, name: &str) {
+    let env = DcEnv::new(transport, "jit_");
     let dc = env.dc;
-    let granted = env.grant("lexpire", &["--for", "6s"]).unwrap();
+    let granted = env.grant(name, &["--for", "6s"]).unwrap();
     let pw = password(&granted);
-    let upn = "jit_lexpire@latch.test";
+    let upn = format!("jit_{name}@latch.test");
+    let upn = upn.as_str();
     assert_eq!(dc.bind(upn, pw), "OK");
     // No Latch process runs from here on: nothing can revoke.
     std::thread::sleep(std::time::Duration::from_secs(9));
@@ -311,38 +393,52 @@ fn ad_itself_ends_access_at_expiry_with_the_connector_down() {
 
 #[test]
 fn a_group_with_a_hostile_name_is_granted_by_its_exact_name() {
-    let env = DcEnv::new("ldap", "jit_");
+    hostile_group("ldap", "lhostile");
+}
+
+#[test]
+fn a_group_with_a_hostile_name_is_granted_by_its_exact_name_winrm() {
+    hostile_group("winrm", "whostile");
+}
+
+fn hostile_group(transport: &str, name: &str) {
+    let env = DcEnv::new(transport, "jit_");
     let dc = env.dc;
     let cn = dc.get("GROUP_HOSTILE_CN");
     let permission = format!("--permission={cn}");
-    let granted = env.grant("lhostile", &[&permission]).unwrap();
-    let upn = "jit_lhostile@latch.test";
-    assert_eq!(dc.bind(upn, password(&granted)), "OK");
-    let members = dc.search(
-        dc.get("GROUP_HOSTILE_DN"),
-        "(objectClass=group)",
-        &["member"],
-    );
+    let granted = env.grant(name, &[&permission]).unwrap();
+    let upn = format!("jit_{name}@latch.test");
+    assert_eq!(dc.bind(&upn, password(&granted)), "OK");
+    let members = || {
+        dc.search(
+            dc.get("GROUP_HOSTILE_DN"),
+            "(objectClass=group)",
+            &["member"],
+        )
+    };
+    let m = members();
     assert!(
-        members.contains("CN=jit_lhostile,OU=Latch"),
-        "not a member: {members}"
+        m.contains(&format!("CN=jit_{name},OU=Latch")),
+        "not a member: {m}"
     );
-    assert!(
-        env.revoke(granted["grant_id"].as_str().unwrap())
-            .status
-            .success()
-    );
-    let members = dc.search(
-        dc.get("GROUP_HOSTILE_DN"),
-        "(objectClass=group)",
-        &["member"],
-    );
-    assert!(!members.contains("jit_lhostile"), "{members}");
+    let out = env.revoke(granted["grant_id"].as_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    let m = members();
+    assert!(!m.contains(&format!("jit_{name}")), "{m}");
 }
 
 #[test]
 fn hostile_or_foreign_requests_change_nothing_in_the_directory() {
-    let env = DcEnv::new("ldap", "");
+    hostile_requests("ldap");
+}
+
+#[test]
+fn hostile_or_foreign_requests_change_nothing_in_the_directory_winrm() {
+    hostile_requests("winrm");
+}
+
+fn hostile_requests(transport: &str) {
+    let env = DcEnv::new(transport, "");
     let dc = env.dc;
     let before = dc.snapshot();
     assert!(before.contains("alice_existing"), "{before}");
@@ -377,4 +473,13 @@ fn hostile_or_foreign_requests_change_nothing_in_the_directory() {
     let err = env.grant("alice_existing", &[]).unwrap_err();
     assert!(err.contains("not created by Latch"), "{err}");
     assert_eq!(dc.snapshot(), before, "the directory changed");
+    // Over WinRM, the stand-in's record shows that only reads arrived.
+    if let Some(s) = &env.standin {
+        let cmdlets: Vec<String> = s
+            .calls()
+            .iter()
+            .map(|c| c["cmdlet"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(cmdlets.iter().all(|c| c.starts_with("Get-")), "{cmdlets:?}");
+    }
 }

@@ -50,12 +50,13 @@ pub struct StandIn {
 
 impl StandIn {
     pub fn start(args: &[&str]) -> StandIn {
+        StandIn::start_with_users(&format!("LAB:latch-svc:{PASSWORD}\n"), args)
+    }
+
+    /// A stand-in whose users file (`DOMAIN:USER:PASSWORD` lines) is `users`.
+    pub fn start_with_users(users: &str, args: &[&str]) -> StandIn {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("users"),
-            format!("LAB:latch-svc:{PASSWORD}\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("users"), users).unwrap();
         let mut child = Command::new(python())
             .arg(root().join("tests/winrm/standin.py"))
             .arg("--dir")

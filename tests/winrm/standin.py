@@ -3,6 +3,8 @@
 
     python standin.py --dir DIR [--allow-unencrypted] [--no-https] [--cbt-relaxed]
                       [--receive-timeouts N] [--progress-noise]
+                      [--rdp-sam PATH [--rdp-groups 'Remote Desktop Users,Other Group']]
+                      [--ad-url ldaps://HOST:636 --ad-ca PEM --ad-base-dn DN [--ad-realm REALM]]
 
 DIR/users holds `DOMAIN:USER:PASSWORD` lines. Prints `READY http=PORT https=PORT` when listening
 on 127.0.0.1. Authentication (NTLM through pyspnego, Basic), NTLM message encryption, TLS with a
@@ -12,6 +14,12 @@ against a small local-accounts state (see shared/recipes/winrm-stand-in.md).
 
 Records: DIR/calls.jsonl (one line per PowerShell call), DIR/wire.jsonl (one per HTTP request),
 state in DIR/state.json. This is a test server: it keeps passwords in clear.
+
+With --rdp-sam, PATH is kept as the FreeRDP SAM file of the users allowed to log on over RDP
+(see RdpSam), for a `freerdp-shadow-cli /sec:nla /sam-file:PATH` (tests/rdp/rdp.sh).
+
+With --ad-url, the Active Directory cmdlets Latch's windows-dc guest sends (Get-ADUser, New-ADUser,
+...) are carried out against a real DC over LDAPS, bound as the WinRM user: see standin_ad.py.
 """
 
 import argparse
@@ -29,6 +37,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape as xml_escape
@@ -85,6 +94,7 @@ class State:
         self.path = os.path.join(directory, "state.json")
         self.ntlm_path = os.path.join(directory, "ntlm-users")
         self.lock = threading.RLock()
+        self.save_hooks = []  # called (under the lock) after every save, e.g. RdpSam.write
         self.file_users = read_users_file(os.path.join(directory, "users"))
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
@@ -122,6 +132,8 @@ class State:
                 json.dump(self.data, f, indent=1, ensure_ascii=False)
             os.replace(tmp, self.path)
             self.write_ntlm_file()
+            for hook in self.save_hooks:
+                hook()
 
     def write_ntlm_file(self):
         """The NTLM_USER_FILE pyspnego reads at every authentication: each enabled user with a
@@ -186,6 +198,68 @@ def user_record(name, sid, password, now, description):
     return {"Name": name, "SID": sid, "Enabled": True, "Description": description, "FullName": "",
             "AccountExpires": None, "PasswordLastSet": now, "PasswordNeverExpires": False,
             "UserMayChangePassword": True, "Password": password, "LoginDomain": None}
+
+
+# --------------------------------------------------------------------------------------------
+# --rdp-sam: the FreeRDP SAM file a freerdp-shadow-cli /sec:nla checks RDP logins against
+
+
+class RdpSam:
+    """Keeps PATH a FreeRDP SAM file listing exactly the local users Windows would let log on over
+    RDP: enabled, not expired (AccountExpires unset or in the future), with a password, and a
+    member of one of `groups` (compared ignoring case, like Windows). Lines as `winpr-hash -u U -p P
+    -f sam` writes them, `USER:::NTHASH:::` (USER:DOMAIN:LMHASH:NTHASH: no domain, so any client
+    domain is accepted; no LM hash), USER as stored (FreeRDP compares names case-sensitively).
+    Rewritten atomically (temp + rename, mode 0600, only when the content changes) after every
+    state change and every second, so an expiry takes effect without any WinRM call: Windows
+    enforces it itself. Holds NT hashes only, never passwords."""
+
+    def __init__(self, state, path, groups):
+        from spnego._ntlm_raw.crypto import ntowfv1  # MD4(UTF-16LE); hashlib has no MD4 on OpenSSL 3
+        self.ntowf = ntowfv1
+        self.state, self.path = state, os.path.abspath(path)
+        self.groups = {g.strip().lower() for g in groups.split(",") if g.strip()}
+        self.last = None
+        state.save_hooks.append(self.write)
+
+    def text(self):
+        now = ms_now()
+        data = self.state.data
+        allowed = {m.lower() for g in data["groups"] if g["Name"].lower() in self.groups for m in g["Members"]}
+        lines = []
+        for u in data["users"]:
+            name, password, expires = u["Name"], u.get("Password"), u.get("AccountExpires")
+            if not u["Enabled"] or not password or (expires is not None and expires <= now):
+                continue
+            if name.lower() not in allowed or any(c in name for c in ":\r\n") or name.startswith("#"):
+                continue  # not allowed, or a name the format cannot hold (`#` starts a comment)
+            lines.append(f"{name}:::{self.ntowf(password).hex()}:::\n")
+        return "".join(lines)
+
+    def write(self):
+        with self.state.lock:  # one writer at a time, and never an older view after a newer one
+            text = self.text()
+            if text == self.last and os.path.exists(self.path):
+                return
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+            self.last = text
+
+    def start(self):
+        self.write()
+
+        def tick():
+            while True:
+                time.sleep(1)
+                try:
+                    self.write()
+                except Exception as e:  # keep ticking (e.g. the directory is briefly gone)
+                    log(f"rdp-sam: {type(e).__name__}: {e}")
+
+        threading.Thread(target=tick, name="rdp-sam", daemon=True).start()
 
 
 # --------------------------------------------------------------------------------------------
@@ -953,7 +1027,11 @@ def run_command_line(server, user, auth, transport, program, arguments):
                     ":)", "ParseException")
         return "", clixml([e]), 1
     record["cmdlet"], record["parameters"] = cmdlet, params
-    objects, errors, code = run_cmdlet(server.state, cmdlet, params)
+    if server.ad is not None and cmdlet in server.ad.cmdlets:  # --ad-url: standin_ad.py
+        record["script"], record["parameters"] = server.ad.redact(script, params)
+        objects, errors, code = server.ad.run(user, cmdlet, params)
+    else:
+        objects, errors, code = run_cmdlet(server.state, cmdlet, params)
     record["exit_code"] = code
     server.record_call(record)
     stdout = "" if code else ps_json(objects) + "\r\n"
@@ -1378,6 +1456,14 @@ class App:
         self.progress_noise = args.progress_noise
         self.state = State(self.dir)
         os.environ["NTLM_USER_FILE"] = self.state.ntlm_path
+        self.rdp_sam = RdpSam(self.state, args.rdp_sam, args.rdp_groups) if args.rdp_sam else None
+        self.ad = None
+        if args.ad_url:
+            import standin_ad  # needs ldap3: only with --ad-url
+            if not (args.ad_ca and args.ad_base_dn):
+                raise SystemExit("standin: --ad-url needs --ad-ca and --ad-base-dn")
+            self.ad = standin_ad.Ad(sys.modules[__name__], args.ad_url, args.ad_ca, args.ad_base_dn, args.ad_realm,
+                                    self.state.file_users)
         self.shells = Shells()
         self.files_lock = threading.Lock()
         self.ports = {}
@@ -1415,6 +1501,17 @@ def main():
                     help="answer the first N Receives of each command with the w:TimedOut fault")
     ap.add_argument("--progress-noise", action="store_true",
                     help="write the 'Preparing modules for first use.' CLIXML progress record to stderr")
+    ap.add_argument("--rdp-sam", metavar="PATH",
+                    help="keep PATH the FreeRDP SAM file of the users allowed to log on over RDP (enabled, "
+                         "unexpired members of an --rdp-groups group), rewritten on every change and every second")
+    ap.add_argument("--rdp-groups", default="Remote Desktop Users", metavar="'GROUP,GROUP'",
+                    help="comma-separated local groups whose members may log on over RDP (default: %(default)s)")
+    ap.add_argument("--ad-url", metavar="ldaps://HOST:636",
+                    help="carry out the AD cmdlets against this DC, bound as the WinRM user (standin_ad.py)")
+    ap.add_argument("--ad-ca", metavar="PEM", help="the CA that the DC's LDAPS certificate must chain to")
+    ap.add_argument("--ad-base-dn", metavar="DN", help="the domain's naming context, e.g. DC=latch,DC=test")
+    ap.add_argument("--ad-realm", metavar="REALM",
+                    help="the bind is USER@REALM (default: from --ad-base-dn, DC=latch,DC=test -> latch.test)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
@@ -1430,6 +1527,8 @@ def main():
         https_port = app.ports["https"] = servers[1].server_address[1]
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
+    if app.rdp_sam is not None:
+        app.rdp_sam.start()
     print(f"READY http={app.ports['http']} https={https_port}", flush=True)
     try:
         threading.Event().wait()

@@ -42,6 +42,58 @@ pub fn dn_value(value: &str) -> String {
     out
 }
 
+/// The RDNs of `dn` with escapes undone and case folded, to compare DNs as names: Active
+/// Directory and Samba write the same DN with different escapes (`\;` or `\3B`). `None` if
+/// it does not parse.
+pub fn dn_key(dn: &str) -> Option<Vec<(String, String)>> {
+    let mut rdns = Vec::new();
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    loop {
+        let eq = dn[i..].find('=')? + i;
+        let kind = dn[i..eq].trim().to_ascii_lowercase();
+        if kind.is_empty() {
+            return None;
+        }
+        i = eq + 1;
+        let mut value = Vec::new();
+        while i < bytes.len() && bytes[i] != b',' {
+            if bytes[i] == b'\\' {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        value.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        value.push(*bytes.get(i + 1)?);
+                        i += 2;
+                    }
+                }
+            } else {
+                value.push(bytes[i]);
+                i += 1;
+            }
+        }
+        rdns.push((kind, String::from_utf8(value).ok()?.to_lowercase()));
+        if i >= bytes.len() {
+            return Some(rdns);
+        }
+        i += 1;
+    }
+}
+
+/// Do `a` and `b` name the same entry (parsed, escapes and case aside)?
+pub fn same_dn(a: &str, b: &str) -> bool {
+    match (dn_key(a), dn_key(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
 /// A value escaped for an LDAP filter (RFC 4515): `*()\` and NUL as `\hh`.
 pub fn filter_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 8);
@@ -122,6 +174,19 @@ mod tests {
         assert_eq!(dn_value("#a"), "\\#a");
         assert_eq!(filter_value("*)(|(cn=*"), "\\2a\\29\\28|\\28cn=\\2a");
         assert_eq!(filter_value("a\\b"), "a\\5cb");
+    }
+
+    #[test]
+    fn dns_compare_as_names() {
+        let samba =
+            "CN=JIT (ops)\\, R&D \\+ \\\"east\\\"\\3B x\\3Dy,OU=JIT Groups,DC=latch,DC=test";
+        let latch = format!(
+            "CN={},ou=jit groups,dc=LATCH,dc=test",
+            dn_value("JIT (ops), R&D + \"east\"; x=y")
+        );
+        assert!(same_dn(samba, &latch), "{samba} vs {latch}");
+        assert!(!same_dn("CN=a\\,OU=b,DC=c", "CN=a,OU=b,DC=c"));
+        assert!(!same_dn("garbage", "garbage"));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn user_dn(config: &Config, sam: &str) -> String {
 
 /// Is `user` Latch's: directly in `users_ou` under its own name, and marked?
 pub fn is_managed(config: &Config, sam: &str, user: &User) -> bool {
-    user.dn.eq_ignore_ascii_case(&user_dn(config, sam)) && user.description == MARKER
+    latch_guest_sdk::ad::same_dn(&user.dn, &user_dn(config, sam)) && user.description == MARKER
 }
 
 /// The directory for `config`'s transport.

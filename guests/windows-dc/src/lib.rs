@@ -224,9 +224,9 @@ impl Integration for WindowsDc {
     }
 }
 
-/// Is `group` among `member_of` (DNs compare case-insensitively)?
+/// Is `group` among `member_of` (DNs compared as names: escapes and case aside)?
 fn member(member_of: &[String], group: &str) -> bool {
-    member_of.iter().any(|g| g.eq_ignore_ascii_case(group))
+    member_of.iter().any(|g| ad::same_dn(g, group))
 }
 
 /// The group `permission` grants: `Connect`'s, or a group of that name under `groups_ou`.
