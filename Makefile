@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p windows-dc -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p winrm-probe
+GUEST_CRATES := -p ssh-servers -p windows-dc -p rdp-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p winrm-probe
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
@@ -11,8 +11,8 @@ GUEST_DIR := target/wasm32-wasip2/guest
 
 all: build
 
-## setup: install what the build, the sshd test fleet, the Samba AD DC and the Windows
-## stand-in need
+## setup: install what the build, the sshd test fleet, the Samba AD DC, the RDP (FreeRDP)
+## login check and the Windows stand-in need
 ## (idempotent; Debian, as root). Python peers go into one venv, target/py, never system-wide.
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -23,7 +23,8 @@ setup:
 	command -v pkill >/dev/null || missing="$$missing procps"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	command -v tcsh >/dev/null || missing="$$missing tcsh"; \
-	for p in samba samba-ad-dc samba-ad-provision winbind krb5-user ldap-utils openssl; do \
+	for p in samba samba-ad-dc samba-ad-provision winbind krb5-user ldap-utils openssl \
+	  freerdp2-shadow-x11 freerdp2-x11 winpr-utils xvfb iproute2; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -12,6 +12,7 @@ mod denials;
 mod e2e;
 mod fleet;
 mod ledger;
+mod rdp;
 mod rotation;
 mod serve;
 mod ssh;

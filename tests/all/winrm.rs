@@ -23,7 +23,7 @@ use latch_testkit::{Kit, grant_request};
 use serde_json::Value;
 
 /// The service account's password: every character class, shell and PowerShell metacharacters.
-const PASSWORD: &str = "S3cret!#%&(x)y$z`q\"w'‘";
+pub const PASSWORD: &str = "S3cret!#%&(x)y$z`q\"w'‘";
 const USER: &str = "LAB\\latch-svc";
 
 fn root() -> PathBuf {
