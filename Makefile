@@ -7,7 +7,7 @@ GUEST_CRATES := -p ssh-servers -p windows-dc -p rdp-servers -p compat-v0-1 -p ca
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
-.PHONY: all setup guests build test lint bench bench-fleet demo clean
+.PHONY: all setup guests build test lint bench bench-fleet demo demo-windows clean
 
 all: build
 
@@ -55,10 +55,11 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy $(GUEST_FLAGS) $(GUEST_CRATES) -- -D warnings
 
-## bench: runtime and ledger benchmarks, latch serve under a 100,000-grant ledger, and a WinRM
-## round trip vs pywinrm on the Windows stand-in (release).
+## bench: runtime and ledger benchmarks, latch serve under a 100,000-grant ledger, a WinRM
+## round trip vs pywinrm on the Windows stand-in, and a grant + revoke on a real Samba AD DC
+## (LDAPS and WinRM) vs ldapadd/ldapmodify (release; the last needs root).
 bench: guests
-	$(CARGO) bench -p latch --bench runtime --bench ledger --bench scheduler --bench winrm
+	$(CARGO) bench -p latch --bench runtime --bench ledger --bench scheduler --bench winrm --bench directory
 
 ## bench-fleet: grant/revoke against 20 real sshd hosts vs OpenSSH ControlMaster (root).
 bench-fleet: guests
@@ -67,6 +68,11 @@ bench-fleet: guests
 ## demo: what Latch does today, on the built guests (see README).
 demo: build
 	./examples/demo.sh
+
+## demo-windows: the second demo: a real Samba AD DC (127.0.0.20), windows-dc over LDAPS and
+## over WinRM (the Windows stand-in); grant, bind + kinit with the password, revoke, refused.
+demo-windows: build
+	./examples/demo-windows.sh
 
 clean:
 	$(CARGO) clean
