@@ -1,4 +1,5 @@
-//! Credential rotation (`credential_rotation_days`): the service account's SSH key pair.
+//! Credential rotation (`credential_rotation_days`): the service account's SSH key pair, or
+//! its password (integrations that log in over WinRM or LDAP; see [`run_password`]).
 //!
 //! What rotates, for SSH: the one long-lived credential Latch holds — the private key it logs
 //! in to every server with (`[integration.ssh] key_secret`). User certificates need no
@@ -28,21 +29,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::caps::SecretStore;
+use crate::caps::Target;
 use crate::caps::certs::ca::generate_key_pair;
 use crate::caps::ssh::client::{check_login, service_public_key};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, Ledger};
-use crate::runtime::{CallReport, Export, ServiceCredential};
+use crate::runtime::{CallOptions, CallReport, CallSecrets, Export, ServiceCredential};
 use crate::service;
 
 /// What a rotation did.
 #[derive(Debug, serde::Serialize)]
 pub struct Rotated {
     pub integration: String,
-    /// SHA256 fingerprints (public).
-    pub old_fingerprint: String,
-    pub new_fingerprint: String,
+    /// `ssh-key` or `password`.
+    pub credential: &'static str,
+    /// SHA256 fingerprints of the keys (public); none for a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_fingerprint: Option<String>,
     pub resources: usize,
     pub servers_checked: usize,
 }
@@ -57,11 +63,15 @@ struct KeyFiles {
 
 impl KeyFiles {
     fn of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<KeyFiles> {
-        let ssh = ic
-            .ssh
-            .as_ref()
-            .with_context(|| format!("integration {:?} has no [integration.ssh]", ic.name))?;
-        let name = ssh.key_secret.clone();
+        let name = match (&ic.ssh, service_password(ic)) {
+            (Some(ssh), _) => ssh.key_secret.clone(),
+            (None, Some(name)) => name,
+            (None, None) => bail!(
+                "integration {:?} has no service credential to rotate (no [integration.ssh], \
+                 no WinRM or LDAP password secret)",
+                ic.name
+            ),
+        };
         Ok(KeyFiles {
             current: secrets_dir.join(&name),
             next: secrets_dir.join(format!("{name}.next")),
@@ -69,6 +79,17 @@ impl KeyFiles {
             name,
         })
     }
+}
+
+/// The secret holding the service password of an integration that logs in with one.
+fn service_password(ic: &IntegrationConfig) -> Option<String> {
+    if ic.ssh.is_some() {
+        return None;
+    }
+    ic.winrm
+        .password_secret
+        .clone()
+        .or_else(|| ic.ldap.as_ref().and_then(|l| l.password_secret.clone()))
 }
 
 /// Is a rotation of `ic` due now (or one to finish)?
@@ -130,15 +151,25 @@ async fn run(
 ) -> anyhow::Result<Rotated> {
     let (integration, ic) = connector.integration(integration_name)?;
     let files = KeyFiles::of(ic, secrets_dir)?;
-    let settings = ic.ssh.as_ref().expect("checked by KeyFiles::of");
     if !files.current.is_file() {
         bail!(
-            "the service key {:?} is not a file in {} (an environment variable cannot be \
-             rotated); store it as a file to rotate it",
+            "the service credential {:?} is not a file in {} (an environment variable cannot \
+             be rotated); store it as a file to rotate it",
             files.name,
             secrets_dir.display()
         );
     }
+    let Some(settings) = ic.ssh.as_ref() else {
+        return run_password(
+            connector,
+            ledger,
+            secrets_dir,
+            integration_name,
+            actor,
+            &files,
+        )
+        .await;
+    };
     let store = SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?;
     let public = |name: &str| service_public_key(&store, name).map_err(|e| anyhow::anyhow!("{e}"));
     let resources: Vec<String> = service::resources(connector, integration_name)
@@ -235,11 +266,184 @@ async fn run(
     };
     Ok(Rotated {
         integration: ic.name.clone(),
-        old_fingerprint: fingerprint(&old_public),
-        new_fingerprint: fingerprint(&new_public),
+        credential: "ssh-key",
+        old_fingerprint: Some(fingerprint(&old_public)),
+        new_fingerprint: Some(fingerprint(&new_public)),
         resources: resources.len(),
         servers_checked: checked,
     })
+}
+
+/// Rotate (or finish rotating) a service **password**. One password has no "beside the
+/// current one" as keys have, so each step is checked against the servers themselves:
+/// 1. a new password (`[integration.password]` rules) is generated and written as
+///    `NAME.next` (0600); a resumed rotation keeps the one it finds;
+/// 2. for each resource, a **plan** of the guest's `add-service-credential` names the servers
+///    it would act on without changing anything; a server that already accepts `NAME.next`
+///    (a rotation interrupted after setting it) is skipped; otherwise the guest sets the
+///    password (`secret-ref::new-service-password`) logged in with the current one;
+/// 3. the host logs in with `NAME.next` on fresh connections to every server (WinRM:
+///    authenticated and a shell opened; LDAP: a bind); if one refuses, rotation stops and
+///    `NAME.next` stays for the next attempt;
+/// 4. `NAME.next` is renamed over `NAME` (atomically, synced): later logins use it. The old
+///    password is gone; it was never logged or recorded.
+async fn run_password(
+    connector: &Connector,
+    ledger: &Ledger,
+    secrets_dir: &Path,
+    integration_name: &str,
+    actor: &str,
+    files: &KeyFiles,
+) -> anyhow::Result<Rotated> {
+    let (integration, ic) = connector.integration(integration_name)?;
+    if !files.next.exists() {
+        let password = service::credentials::password(&ic.password);
+        write_private(&files.next, password.expose())?;
+    }
+    let store = SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?;
+    let next = store
+        .get(&format!("{}.next", files.name))
+        .map_err(anyhow::Error::msg)?
+        .context("the new password file vanished")?;
+    let resources: Vec<String> = service::resources(connector, integration_name)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let base = Event {
+        actor: actor.into(),
+        event: "capability".into(),
+        integration: Some(ic.name.clone()),
+        guest_sha256: Some(integration.guest().sha256().to_string()),
+        ..Event::default()
+    };
+    let (base, next_ref) = (&base, &next);
+    let call = |export: Export, plan: bool| {
+        let next = next_ref;
+        let options = CallOptions {
+            secrets: CallSecrets {
+                grant_password: None,
+                new_service_password: Some(next.clone()),
+            },
+            plan,
+        };
+        async move {
+            let report: CallReport = integration
+                .call_with(connector.runtime(), export, options)
+                .await;
+            service::audit_report(ledger, base, &report)?;
+            report.result.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::Ok(report)
+        }
+    };
+    let mut checked = BTreeSet::new();
+    for id in &resources {
+        let export = || Export::AddServiceCredential {
+            config: ic.config_json.clone(),
+            resource_id: id.clone(),
+            credential: ServiceCredential::Password,
+        };
+        let plan = call(export(), true)
+            .await
+            .with_context(|| format!("planning the new password on {id}"))?;
+        let servers = logins_of(&plan);
+        if servers.is_empty() {
+            bail!("the guest's add-service-credential for {id} acts on no server");
+        }
+        let mut done = true;
+        for server in &servers {
+            done &= prove_password(ic, server, &next).await.is_ok();
+        }
+        if !done {
+            call(export(), false)
+                .await
+                .with_context(|| format!("setting the new password on {id}"))?;
+            for server in &servers {
+                prove_password(ic, server, &next)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| {
+                        format!(
+                            "{} does not accept the new password; the current one stays in use \
+                             and the new one is kept for the next attempt",
+                            server.1
+                        )
+                    })?;
+            }
+        }
+        checked.extend(servers);
+    }
+    std::fs::rename(&files.next, &files.current)
+        .with_context(|| format!("cannot move {} into place", files.next.display()))?;
+    let current = std::fs::File::options().write(true).open(&files.current)?;
+    current.set_modified(std::time::SystemTime::now())?;
+    current.sync_all()?;
+    sync_dir(&files.current)?;
+    Ok(Rotated {
+        integration: ic.name.clone(),
+        credential: "password",
+        old_fingerprint: None,
+        new_fingerprint: None,
+        resources: resources.len(),
+        servers_checked: checked.len(),
+    })
+}
+
+/// The servers (and how each is logged in to) that a guest call acted on.
+fn logins_of(report: &CallReport) -> BTreeSet<(&'static str, Target)> {
+    report
+        .records
+        .iter()
+        .filter_map(|r| {
+            if let Some(w) = r.call.get::<crate::caps::winrm::Invoke>() {
+                Some(("winrm", w.target.clone()))
+            } else {
+                r.call
+                    .get::<crate::caps::ldap::LdapCall>()
+                    .map(|l| ("ldap", l.target.clone()))
+            }
+        })
+        .collect()
+}
+
+/// Log in to `server` as the integration's service account with `password`, on a fresh
+/// connection, running nothing.
+async fn prove_password(
+    ic: &IntegrationConfig,
+    server: &(&'static str, Target),
+    password: &crate::caps::Secret,
+) -> Result<(), String> {
+    let (how, target) = server;
+    match *how {
+        "winrm" => {
+            use crate::caps::winrm::transport::{Connection, Credentials};
+            let settings = &ic.winrm;
+            let user = settings
+                .default_user
+                .clone()
+                .ok_or("no WinRM account: set [integration.winrm] user")?;
+            let endpoint = settings.endpoint(&target.host, target.port);
+            let credentials = Credentials {
+                user,
+                password: password.clone(),
+            };
+            let mut conn = Connection::open(&endpoint, &settings.transport, &credentials)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.prove_login().await.map_err(|e| e.to_string())
+        }
+        _ => {
+            let settings = ic.ldap.as_ref().ok_or("no [integration.ldap]")?;
+            let user = settings
+                .default_user
+                .clone()
+                .ok_or("no directory account: set [integration.ldap] user")?;
+            crate::caps::ldap::live::connect(settings, target, &user, password)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// Make `path` hold `bytes`, mode 0600 from its creation, atomically and durably: written to

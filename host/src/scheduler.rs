@@ -94,7 +94,7 @@ impl Scheduler {
                 let mut busy = rotations.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
                     Ok(r) => {
-                        tracing::info!(integration = %name, new = %r.new_fingerprint, "service key rotated");
+                        tracing::info!(integration = %name, credential = r.credential, new = ?r.new_fingerprint, "service credential rotated");
                         busy.remove(&name);
                     }
                     Err(e) => {

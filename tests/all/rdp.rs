@@ -217,3 +217,81 @@ fn windows_itself_ends_rdp_access_at_expiry_with_the_connector_down() {
     std::thread::sleep(std::time::Duration::from_secs(9));
     assert_eq!(rdp.login_user("jit_bob", pw), "REFUSED");
 }
+
+#[test]
+fn the_service_password_rotates_proven_before_the_switch_and_resumes_after_a_crash() {
+    let s = StandIn::start(&[]);
+    let (tmp, config) = setup(&s, 3389);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("credential_rotation_days = 30\n");
+    std::fs::write(&config, text).unwrap();
+    let secret = tmp.path().join("secrets/winrm-password");
+    let next = tmp.path().join("secrets/winrm-password.next");
+    let rotate = || {
+        crate::fleet::latch_env(
+            &[
+                "rotate",
+                "--config",
+                config.to_str().unwrap(),
+                "--integration",
+                "rdp",
+                "--json",
+            ],
+            &[(
+                "LATCH_LOG",
+                "trace,cranelift_codegen=warn,cranelift_frontend=warn,regalloc2=warn,\
+                 wasmtime_cranelift=warn,wasmtime=warn,wasmparser=warn",
+            )],
+        )
+    };
+    let out = rotate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["credential"], "password");
+    assert_eq!(r["servers_checked"], 1, "{r}");
+    let new = std::fs::read_to_string(&secret).unwrap();
+    assert_ne!(new, crate::winrm::PASSWORD);
+    assert!(!next.exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.len() > 1000, "trace logging was on");
+    assert!(!logs.contains(&new) && !logs.contains(crate::winrm::PASSWORD));
+    // The server took it (the stand-in sets it as Windows would); Latch now logs in with it.
+    let set = s
+        .calls()
+        .into_iter()
+        .filter(|c| c["cmdlet"] == "Set-LocalUser")
+        .count();
+    assert_eq!(set, 1);
+    grant(&config, "carol", "10m").unwrap();
+
+    // A crash after the server took a new password and before the switch: the store still
+    // holds the old one, `.next` the one the server has. Resuming proves `.next` works,
+    // does not set it again, and switches.
+    std::fs::write(&next, &new).unwrap();
+    std::fs::write(&secret, "Stale-Passw0rd!").unwrap();
+    let before = s.calls().len();
+    let out = rotate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), new);
+    assert!(!next.exists());
+    assert!(
+        s.calls()[before..]
+            .iter()
+            .all(|c| c["cmdlet"] != "Set-LocalUser"),
+        "{:?}",
+        &s.calls()[before..]
+    );
+}

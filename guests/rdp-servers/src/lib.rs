@@ -59,14 +59,11 @@ impl Integration for RdpServers {
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
         if config.credential_rotation_days.is_some() {
-            return Err(invalid_config(
-                "credential_rotation_days: rotating the service account's password is not built \
-                 yet; leave it out and rotate the password by hand",
-            ));
+            service_account(&config)?;
         }
         Ok(Lifecycle {
             cleanup_after_days: config.user_cleanup_days,
-            rotate_after_days: None,
+            rotate_after_days: config.credential_rotation_days,
             service_key_secret: config.password_secret.clone(),
             service_user: config.user.clone(),
             default_permission: CONNECT.into(),
@@ -241,24 +238,72 @@ impl Integration for RdpServers {
     }
 
     fn add_service_credential(
-        _config: String,
-        _resource_id: String,
-        _credential: ServiceCredential,
+        config: String,
+        resource_id: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
-        Err(invalid_request(
-            "rdp-servers does not rotate its service password yet",
-        ))
+        let config = Config::parse(&config)?;
+        let server = config.server(&resource_id)?;
+        let ServiceCredential::Password = credential else {
+            return Err(invalid_request(
+                "rdp-servers logs in with a password; it has no SSH key to rotate",
+            ));
+        };
+        let account = service_account(&config)?;
+        invoke(
+            &server.target(),
+            "Set-LocalUser",
+            &[
+                param("Name", text(&account)),
+                param("Password", P::Secret(SecretRef::NewServicePassword)),
+            ],
+        )?;
+        log(
+            Level::Info,
+            &format!("service password of {account} set on {}", server.name),
+        );
+        Ok(())
     }
 
     fn remove_service_credential(
-        _config: String,
-        _resource_id: String,
-        _credential: ServiceCredential,
+        config: String,
+        resource_id: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
-        Err(invalid_request(
-            "rdp-servers does not rotate its service password yet",
-        ))
+        let config = Config::parse(&config)?;
+        config.server(&resource_id)?;
+        match credential {
+            // Setting the new password replaced the old one: nothing is left to remove.
+            ServiceCredential::Password => Ok(()),
+            ServiceCredential::SshKey(_) => Err(invalid_request(
+                "rdp-servers logs in with a password; it has no SSH key to remove",
+            )),
+        }
     }
+}
+
+/// The local account whose password rotation sets: `user`, as a local account (`NAME` or
+/// `.\NAME` or `COMPUTER\NAME`). A domain account's password belongs to the domain and is
+/// not set server by server.
+fn service_account(config: &Config) -> Result<String, Error> {
+    let Some(user) = &config.user else {
+        return Err(invalid_config(
+            "credential_rotation_days needs `user`: the local account whose password is rotated",
+        ));
+    };
+    if user.contains('@') {
+        return Err(invalid_config(format!(
+            "user {user:?} is a domain account; its password is rotated on the domain, not on \
+             each server"
+        )));
+    }
+    let name = user.rsplit('\\').next().unwrap_or(user);
+    if name.is_empty() || name.chars().count() > 20 || !config::is_group_name(name) {
+        return Err(invalid_config(format!(
+            "user {user:?} is not a local account name"
+        )));
+    }
+    Ok(name.to_string())
 }
 
 fn param(name: &str, value: P) -> Parameter {

@@ -198,18 +198,48 @@ fn hostile_names_servers_and_permissions_are_refused_before_anything_is_sent() {
 }
 
 #[test]
-fn rotation_is_refused_as_not_built_rather_than_ignored() {
+fn rotation_sets_the_local_service_account_password_from_the_hosts_handle() {
     let mut c: serde_json::Value = serde_json::from_str(&config()).unwrap();
     c["credential_rotation_days"] = 30.into();
+    c["user"] = "WS1\\latch-svc".into();
     let run = kit().run(
         &Script::new(),
         Export::Validate {
             config: c.to_string(),
         },
     );
-    assert!(
-        matches!(run.guest_error(), GuestError::InvalidConfig(m) if m.contains("not built yet"))
+    assert_eq!(run.lifecycle().rotate_after_days, Some(30));
+    let mut s = Script::new();
+    s.on_winrm(
+        T,
+        "Set-LocalUser",
+        &[
+            ("Name", t("latch-svc")),
+            (
+                "Password",
+                ParamValue::Secret(SecretRef::NewServicePassword),
+            ),
+        ],
     );
-    let run = kit().run(&Script::new(), Export::Validate { config: config() });
-    assert_eq!(run.lifecycle().service_user.as_deref(), Some("latch-svc"));
+    let export = Export::AddServiceCredential {
+        config: c.to_string(),
+        resource_id: "ws-1".into(),
+        credential: latch::runtime::ServiceCredential::Password,
+    };
+    let secrets = CallSecrets {
+        grant_password: None,
+        new_service_password: Some(Secret::new(b"New-Service-Pw-1!".to_vec())),
+    };
+    let run = kit().run_with_secrets(&s, export, secrets);
+    run.assert_script_done();
+    run.assert_ok();
+    // A domain account's password is the domain's: refused, not set server by server.
+    c["user"] = "svc@corp.example".into();
+    let run = kit().run(
+        &Script::new(),
+        Export::Validate {
+            config: c.to_string(),
+        },
+    );
+    assert!(matches!(run.guest_error(), GuestError::InvalidConfig(m) if m.contains("domain")));
 }

@@ -725,7 +725,7 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `latch rotate`: rotate an integration's service key now (see `rotation`).
+/// `latch rotate`: rotate an integration's service key or password now (see `rotation`).
 pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let connector = live_connector(&config)?;
@@ -741,10 +741,17 @@ pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Res
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!(
-            "rotated the service key of {}: {} -> {} ({} resources, {} servers accepted the new key)",
-            r.integration, r.old_fingerprint, r.new_fingerprint, r.resources, r.servers_checked
-        );
+        match (&r.old_fingerprint, &r.new_fingerprint) {
+            (Some(old), Some(new)) => println!(
+                "rotated the service key of {}: {old} -> {new} ({} resources, {} servers \
+                 accepted the new key)",
+                r.integration, r.resources, r.servers_checked
+            ),
+            _ => println!(
+                "rotated the service {} of {} ({} resources, {} servers accepted the new one)",
+                r.credential, r.integration, r.resources, r.servers_checked
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

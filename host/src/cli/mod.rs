@@ -91,8 +91,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Rotate an integration's service key now: a new key pair authorized on every server,
-    /// checked, switched to, and the old one removed.
+    /// Rotate an integration's service credential now: a new SSH key pair (authorized on
+    /// every server, checked, switched to, the old one removed) or a new password (set on
+    /// every server, logged in with, switched to).
     Rotate {
         /// Path to latch.toml.
         #[arg(long)]
