@@ -27,13 +27,20 @@ pub struct Dc {
 }
 
 impl Dc {
+    /// The DC the tests share (they use distinct account names).
     pub fn shared() -> &'static Dc {
         static DC: OnceLock<Dc> = OnceLock::new();
-        DC.get_or_init(|| {
-            let dir = repo().join("target/samba-tests");
+        DC.get_or_init(|| Dc::start(&repo().join("target/samba-tests"), ADDR))
+    }
+
+    /// A DC of one's own on `addr` (for a test that changes the service account); stop it
+    /// with [`Dc::stop`].
+    pub fn start(dir: &Path, addr: &str) -> Dc {
+        {
+            let dir = dir.to_path_buf();
             let out = Command::new("bash")
                 .arg(repo().join("tests/samba/dc.sh"))
-                .args(["up", dir.to_str().unwrap(), ADDR])
+                .args(["up", dir.to_str().unwrap(), addr])
                 .output()
                 .expect("run dc.sh");
             assert!(
@@ -60,7 +67,11 @@ impl Dc {
                 })
                 .collect();
             Dc { dir, env }
-        })
+        }
+    }
+
+    pub fn stop(&self) {
+        let _ = self.script(&["down", self.dir.to_str().unwrap()]);
     }
 
     pub fn get(&self, key: &str) -> &str {
@@ -152,7 +163,11 @@ pub struct DcEnv {
 impl DcEnv {
     /// `transport`: `ldap` or `winrm`; `prefix`: the integration's `username_prefix`.
     pub fn new(transport: &str, prefix: &str) -> DcEnv {
-        let dc = Dc::shared();
+        DcEnv::on(Dc::shared(), transport, prefix)
+    }
+
+    /// The same on `dc`.
+    pub fn on(dc: &'static Dc, transport: &str, prefix: &str) -> DcEnv {
         let tmp = tempfile::tempdir().unwrap();
         let out = crate::fleet::latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
         assert!(out.status.success(), "{out:?}");
@@ -200,7 +215,7 @@ impl DcEnv {
             );
             (
                 None,
-                ADDR.to_string(),
+                dc.get("ADDR").to_string(),
                 636,
                 dc.get("SVC_USER").to_string(),
                 table,
@@ -482,4 +497,115 @@ fn hostile_requests(transport: &str) {
             .collect();
         assert!(cmdlets.iter().all(|c| c.starts_with("Get-")), "{cmdlets:?}");
     }
+}
+
+#[test]
+fn the_service_password_rotates_on_the_dc_over_ldaps_and_only_on_its_own_entry() {
+    // A DC of its own: the shared one's service account is used by the other tests.
+    let dir = repo().join("target/samba-rotation");
+    let dc: &'static Dc = Box::leak(Box::new(Dc::start(&dir, "127.0.0.11")));
+    let env = DcEnv::on(dc, "ldap", "jit_");
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("credential_rotation_days = 30\n");
+    std::fs::write(&env.config, text).unwrap();
+    let secret = env.config.parent().unwrap().join("secrets/dc-password");
+    let out = crate::fleet::latch(&[
+        "rotate",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--integration",
+        "dc",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let new = std::fs::read_to_string(&secret).unwrap();
+    let svc = dc.get("SVC_USER");
+    let result = || {
+        assert!(out.status.success(), "{stderr}");
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["credential"], "password", "{r}");
+        assert_ne!(new, dc.get("SVC_PW"));
+        // The DC itself takes the new password; Kerberos refuses the old one.
+        assert_eq!(dc.bind(svc, &new), "OK");
+        assert_eq!(dc.kinit(svc, &new), "OK");
+        assert!(
+            dc.kinit(svc, dc.get("SVC_PW"))
+                .contains("Password incorrect")
+        );
+        // And Latch works with it.
+        let granted = env.grant("rot", &[]).unwrap();
+        assert_eq!(dc.bind("jit_rot@latch.test", password(&granted)), "OK");
+        // A guest naming another account as "the service account" cannot reset that one's
+        // password with the host's new password: the host checks the entry is its own.
+        let admin_before = dc.search(dc.get("ADMIN_DN"), "(objectClass=*)", &["pwdLastSet"]);
+        let report = rotate_as(dc, &new, "Administrator@latch.test");
+        match &report.result {
+            Err(e) => assert!(e.to_string().contains("own entry"), "{e}"),
+            Ok(r) => panic!("the reset was carried out: {r:?}"),
+        }
+        let admin_after = dc.search(dc.get("ADMIN_DN"), "(objectClass=*)", &["pwdLastSet"]);
+        assert_eq!(admin_before, admin_after);
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(result));
+    dc.stop();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// `add-service-credential` of the windows-dc guest whose config names `user` as the service
+/// account, carried out live, bound as the real service account with `password`.
+fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport {
+    use latch::caps::ldap::Bases;
+    use latch::caps::ldap::live::LdapSettings;
+    use latch::caps::winrm::transport::tls_config;
+    use latch::caps::{Live, Policy, Secret, SecretStore};
+    use latch::runtime::{CallOptions, CallSecrets, Export, ServiceCredential};
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("dc-password"), password).unwrap();
+    let store = SecretStore::new(Some(secrets.path()), None).unwrap();
+    let mut ldap = LdapSettings::with_tls(std::sync::Arc::new(
+        tls_config(Some(Path::new(dc.get("CA")))).unwrap(),
+    ));
+    ldap.default_user = Some(dc.get("SVC_USER").into());
+    ldap.password_secret = Some("dc-password".into());
+    let live = std::sync::Arc::new(Live::new(
+        store,
+        HashMap::new(),
+        HashMap::new(),
+        [("dc".to_string(), ldap)].into_iter().collect(),
+    ));
+    let bases = Bases::parse(
+        &[dc.get("BASE_DN").into()],
+        &[dc.get("USERS_OU").into()],
+        &[dc.get("GROUPS_OU").into()],
+    )
+    .unwrap();
+    let policy = Policy::parse(&[format!("{}:636", dc.get("ADDR"))], &[])
+        .unwrap()
+        .with_ldap(bases);
+    let config = serde_json::json!({
+        "host": dc.get("ADDR"), "domain": "latch.test", "netbios": "LATCH",
+        "base_dn": dc.get("BASE_DN"), "users_ou": dc.get("USERS_OU"),
+        "connect_group": dc.get("GROUP_ADMINS_DN"), "transport": "ldap", "user": user,
+    })
+    .to_string();
+    let kit = latch_testkit::Kit::built("windows_dc");
+    kit.run_on(
+        "dc",
+        policy,
+        live,
+        Export::AddServiceCredential {
+            config,
+            resource_id: "latch.test".into(),
+            credential: ServiceCredential::Password,
+        },
+        CallOptions {
+            secrets: CallSecrets {
+                grant_password: None,
+                new_service_password: Some(Secret::new(b"Taken-Over-Pw-99!".to_vec())),
+            },
+            plan: false,
+        },
+    )
 }

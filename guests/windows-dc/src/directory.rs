@@ -50,6 +50,8 @@ pub trait Directory {
     fn delete_user(&self, dn: &str) -> Result<(), Error>;
     /// The groups under `base`; with `name`, only the one whose CN is `name`.
     fn groups(&self, base: &str, name: Option<&str>) -> Result<Vec<Group>, Error>;
+    /// Reset the service account `sam`'s own password to the host's new service password.
+    fn set_service_password(&self, sam: &str) -> Result<(), Error>;
 }
 
 /// The DN an account `sam` has in `users_ou`.
@@ -212,6 +214,19 @@ impl Directory for Ldap<'_> {
 
     fn delete_user(&self, dn: &str) -> Result<(), Error> {
         ldap::delete(&self.target, dn)
+    }
+
+    fn set_service_password(&self, sam: &str) -> Result<(), Error> {
+        let user = self.find_user(sam)?.ok_or_else(|| {
+            Error::Failed(format!(
+                "the service account {sam:?} is not in the directory"
+            ))
+        })?;
+        let new = Attribute {
+            name: "unicodePwd".into(),
+            values: vec![Value::Password(SecretRef::NewServicePassword)],
+        };
+        self.modify(&user.dn, vec![Change::Replace(new)])
     }
 
     fn groups(&self, base: &str, name: Option<&str>) -> Result<Vec<Group>, Error> {
@@ -391,6 +406,17 @@ impl Directory for Winrm<'_> {
             &[
                 param("Identity", t(dn)),
                 param("Confirm", P::Boolean(false)),
+            ],
+        )
+    }
+
+    fn set_service_password(&self, sam: &str) -> Result<(), Error> {
+        self.invoke(
+            "Set-ADAccountPassword",
+            &[
+                param("Identity", t(sam)),
+                param("Reset", P::Switch),
+                param("NewPassword", P::Secret(SecretRef::NewServicePassword)),
             ],
         )
     }

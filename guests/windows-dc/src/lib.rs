@@ -11,7 +11,10 @@
 //!   the same with the new expiry and a new password;
 //! - **revoke**: out of the group, disabled, its password set to a fresh random one nobody
 //!   holds (the host's `grant-password` in a revoke);
-//! - **cleanup**: delete the account, only if it is Latch's.
+//! - **cleanup**: delete the account, only if it is Latch's;
+//! - **add-service-credential** (rotation): reset the service account's own password to the
+//!   host's new one (LDAP: `unicodePwd` on its own entry, which the host checks; WinRM:
+//!   `Set-ADAccountPassword -Reset`).
 //!
 //! A grant leaves the account's DN and the group's DN as its state, so revoke and cleanup act
 //! on exactly what the grant touched.
@@ -54,14 +57,11 @@ impl Integration for WindowsDc {
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
         if config.credential_rotation_days.is_some() {
-            return Err(invalid_config(
-                "credential_rotation_days: rotating the DC service account's password is not \
-                 built yet; leave it out and rotate the password by hand",
-            ));
+            service_account(&config)?;
         }
         Ok(Lifecycle {
             cleanup_after_days: config.user_cleanup_days,
-            rotate_after_days: None,
+            rotate_after_days: config.credential_rotation_days,
             service_key_secret: config.password_secret.clone(),
             service_user: config.user.clone(),
             default_permission: CONNECT.into(),
@@ -204,24 +204,63 @@ impl Integration for WindowsDc {
     }
 
     fn add_service_credential(
-        _config: String,
-        _resource_id: String,
-        _credential: ServiceCredential,
+        config: String,
+        resource_id: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
-        Err(invalid_request(
-            "windows-dc does not rotate its service password yet",
-        ))
+        let config = Config::parse(&config)?;
+        config.check_resource(&resource_id)?;
+        let ServiceCredential::Password = credential else {
+            return Err(invalid_request(
+                "windows-dc logs in with a password; it has no SSH key to rotate",
+            ));
+        };
+        let sam = service_account(&config)?;
+        directory::open(&config).set_service_password(&sam)?;
+        log(
+            Level::Info,
+            &format!("service password of {sam} reset in {}", config.domain),
+        );
+        Ok(())
     }
 
     fn remove_service_credential(
-        _config: String,
-        _resource_id: String,
-        _credential: ServiceCredential,
+        config: String,
+        resource_id: String,
+        credential: ServiceCredential,
     ) -> Result<(), Error> {
-        Err(invalid_request(
-            "windows-dc does not rotate its service password yet",
-        ))
+        let config = Config::parse(&config)?;
+        config.check_resource(&resource_id)?;
+        match credential {
+            // The reset replaced the old password: nothing is left to remove.
+            ServiceCredential::Password => Ok(()),
+            ServiceCredential::SshKey(_) => Err(invalid_request(
+                "windows-dc logs in with a password; it has no SSH key to remove",
+            )),
+        }
     }
+}
+
+/// The service account's sAMAccountName, from `user` (`svc@corp.example`, `CORP\svc`, `svc`).
+fn service_account(config: &Config) -> Result<String, Error> {
+    let Some(user) = &config.user else {
+        return Err(invalid_config(
+            "credential_rotation_days needs `user`: the account whose password is rotated",
+        ));
+    };
+    let name = user.rsplit('\\').next().unwrap_or(user);
+    let name = name.split('@').next().unwrap_or(name);
+    let ok = !name.is_empty()
+        && name.chars().count() <= 20
+        && !name
+            .chars()
+            .any(|c| c.is_control() || "\"/\\[]:;|=,+*?<>".contains(c));
+    if !ok {
+        return Err(invalid_config(format!(
+            "user {user:?} does not name an account (svc@domain, DOMAIN\\svc or svc)"
+        )));
+    }
+    Ok(name.to_string())
 }
 
 /// Is `group` among `member_of` (DNs compared as names: escapes and case aside)?

@@ -126,10 +126,31 @@ fn validate_says_what_the_host_does() {
             config: c.to_string(),
         },
     );
-    match run.guest_error() {
-        GuestError::InvalidConfig(m) => assert!(m.contains("not built yet"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(run.lifecycle().rotate_after_days, Some(30));
+}
+
+#[test]
+#[rustfmt::skip]
+fn rotation_resets_the_service_accounts_own_password_from_the_hosts_handle() {
+    const SVC: &str = "CN=svc_latch,CN=Users,DC=latch,DC=test";
+    let mut s = Script::new();
+    s.on_ldap(LDAP, find_user("svc_latch")).entries(&[(SVC, &[("userAccountControl", &["512"])])]);
+    s.on_ldap(LDAP, modify(SVC, vec![Change::Replace(Attribute {
+        name: "unicodePwd".into(),
+        values: vec![Value::Password(SecretRef::NewServicePassword)],
+    })]));
+    let export = Export::AddServiceCredential {
+        config: config("ldap"),
+        resource_id: "latch.test".into(),
+        credential: latch::runtime::ServiceCredential::Password,
+    };
+    let secrets = CallSecrets {
+        grant_password: None,
+        new_service_password: Some(Secret::new(b"New-Service-Pw-1!".to_vec())),
+    };
+    let run = kit().run_with_secrets(&s, export, secrets);
+    run.assert_script_done();
+    run.assert_ok();
 }
 
 #[test]

@@ -73,6 +73,7 @@ impl std::fmt::Display for ExpectLdap {
         let call = LdapCall {
             target: self.target.clone(),
             op: self.op.clone(),
+            own_entry_only: false,
         };
         write!(f, "{call}")
     }

@@ -472,6 +472,9 @@ async fn carry_out(
             Ok(CapReply::Done)
         }
         Op::Modify { dn, changes } => {
+            if call.own_entry_only {
+                check_own_entry(ldap, settings, &url, dn).await?;
+            }
             let mut mods = Vec::new();
             for c in changes {
                 let a = c.attribute();
@@ -491,6 +494,52 @@ async fn carry_out(
             check("delete", ldap.with_timeout(timeout).delete(dn).await)?;
             Ok(CapReply::Done)
         }
+    }
+}
+
+/// Is `dn` the entry of the account this connection is bound as? (Searched on the entry
+/// itself: its `userPrincipalName` or `sAMAccountName` must be the configured account's.)
+async fn check_own_entry(
+    ldap: &mut Ldap,
+    settings: &LdapSettings,
+    url: &str,
+    dn: &str,
+) -> Result<(), CapError> {
+    let user = settings.default_user.as_deref().unwrap_or_default();
+    let refused = || {
+        CapError::Denied(format!(
+            "the new service password may be set only on the service account's own entry, \
+             and {dn:?} is not {user:?}'s"
+        ))
+    };
+    if let Ok(own) = super::dn::Dn::parse(user) {
+        let target = super::dn::Dn::parse(dn).map_err(|_| refused())?;
+        return if own.same_as(&target) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
+    let sam = user
+        .rsplit('\\')
+        .next()
+        .unwrap_or(user)
+        .split('@')
+        .next()
+        .unwrap_or(user);
+    let filter = format!(
+        "(|(userPrincipalName={})(sAMAccountName={}))",
+        ldap3::ldap_escape(user),
+        ldap3::ldap_escape(sam)
+    );
+    let result = ldap
+        .with_timeout(settings.operation_timeout)
+        .search(dn, ldap3::Scope::Base, &filter, vec!["1.1"])
+        .await
+        .map_err(|e| op_error(url, "search", e))?;
+    match result.0.len() {
+        1 => Ok(()),
+        _ => Err(refused()),
     }
 }
 

@@ -136,6 +136,10 @@ pub struct LdapCall {
     /// What to do.
     #[serde(flatten)]
     pub op: Op,
+    /// Set by the checks for a rotation's own-password change outside the `change` bases:
+    /// the live part carries it out only on the bound account's own entry.
+    #[serde(skip)]
+    pub own_entry_only: bool,
 }
 
 /// What an integration's `ldap` calls may touch (`[integration.ldap]`'s bases, parsed).
@@ -439,6 +443,8 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
                         *member = m.to_string();
                     }
                 }
+            } else if is_own_password_change(state, changes) {
+                call.own_entry_only = true;
             } else {
                 return Err(denied_change("modify", &parsed_dn, bases));
             }
@@ -456,6 +462,16 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
         .policy
         .check_target(&call.target)
         .map_err(CapError::Denied)
+}
+
+/// A rotation setting the service account's password: one replace of `unicodePwd` with the
+/// new service password, and nothing else. Allowed on the bound account's own entry only,
+/// which the live part checks against the directory before sending it.
+fn is_own_password_change(state: &CallState, changes: &[Change]) -> bool {
+    state.secrets.new_service_password.is_some()
+        && matches!(changes, [Change::Replace(a)]
+            if a.name.eq_ignore_ascii_case("unicodePwd")
+                && a.values == [Value::Password(SecretRef::NewServicePassword)])
 }
 
 fn denied_change(what: &str, dn: &Dn, bases: &Bases) -> CapError {

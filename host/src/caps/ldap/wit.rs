@@ -22,6 +22,7 @@ async fn run(
     let call = CapCall::new(LdapCall {
         target: target.into(),
         op,
+        own_entry_only: false,
     });
     Ok(dispatch(state, call).await?)
 }
