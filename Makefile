@@ -47,7 +47,9 @@ test: guests
 	@rc=0; $(CARGO) test $(NATIVE) || rc=$$?; \
 	bash tests/fleet/fleet.sh down target/fleet-tests; \
 	bash tests/fleet/fleet.sh down target/fleet-rotation; \
-	bash tests/samba/dc.sh down target/samba-tests; exit $$rc
+	bash tests/samba/dc.sh down target/samba-tests; \
+	bash tests/samba/dc.sh down target/samba-rotation; \
+	bash tests/samba/dc.sh down target/samba-rotation-winrm; exit $$rc
 
 ## lint: formatting and clippy, for the host and for the guests' real target.
 lint: setup

@@ -553,6 +553,65 @@ fn the_service_password_rotates_on_the_dc_over_ldaps_and_only_on_its_own_entry()
     }
 }
 
+#[test]
+fn the_service_password_rotates_on_the_dc_over_winrm() {
+    let dir = repo().join("target/samba-rotation-winrm");
+    let dc: &'static Dc = Box::leak(Box::new(Dc::start(&dir, "127.0.0.12")));
+    let env = DcEnv::on(dc, "winrm", "jit_");
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("credential_rotation_days = 30\n");
+    std::fs::write(&env.config, text).unwrap();
+    let secret = env.config.parent().unwrap().join("secrets/dc-password");
+    let result = || {
+        let out = crate::fleet::latch(&[
+            "rotate",
+            "--config",
+            env.config.to_str().unwrap(),
+            "--integration",
+            "dc",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = std::fs::read_to_string(&secret).unwrap();
+        assert_ne!(new, dc.get("SVC_PW"));
+        let svc = dc.get("SVC_USER");
+        assert_eq!(dc.kinit(svc, &new), "OK");
+        assert!(
+            dc.kinit(svc, dc.get("SVC_PW"))
+                .contains("Password incorrect")
+        );
+        // The stand-in, like a Windows server asking its DC, takes the new password for
+        // WinRM logins; Latch goes on granting with it.
+        let granted = env.grant("wrot", &[]).unwrap();
+        assert_eq!(dc.bind("jit_wrot@latch.test", password(&granted)), "OK");
+        let resets: Vec<Value> = env
+            .standin
+            .as_ref()
+            .unwrap()
+            .calls()
+            .into_iter()
+            .filter(|c| c["cmdlet"] == "Set-ADAccountPassword")
+            .collect();
+        // One reset: the rotation's, of the service account itself, with the value now in
+        // the secret store (the stand-in records its hash, never the value).
+        assert_eq!(resets.len(), 1, "{resets:?}");
+        assert_eq!(resets[0]["parameters"][0][1]["value"], "svc_latch");
+        assert_eq!(
+            resets[0]["parameters"][2][1]["sha256"],
+            latch::runtime::sha256_hex(new.as_bytes())
+        );
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(result));
+    dc.stop();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
 /// `add-service-credential` of the windows-dc guest whose config names `user` as the service
 /// account, carried out live, bound as the real service account with `password`.
 fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport {

@@ -24,6 +24,7 @@ import warnings
 warnings.filterwarnings("ignore")
 
 import winrm  # noqa: E402
+import winrm.exceptions  # noqa: E402
 
 from clients_check import Checks, expect, host_form  # noqa: E402
 
@@ -88,6 +89,7 @@ def main():
                             message_encryption="always")
     timings = {}
     secrets_used = [password]
+    rotated = {}  # the sha256 of svc_latch's rotated password (calls.jsonl records it so)
     c = Checks()
 
     def ps(cmdlet, params, who=None):
@@ -349,6 +351,69 @@ def main():
 
     c.run("identity-as-sam-guid-sid", other_identities)
 
+    def stand_in_password(name):
+        """The password the stand-in holds for `name` (state.json), and the modes of its two files."""
+        modes = {f: os.stat(os.path.join(args.dir, f)).st_mode & 0o777 for f in ("state.json", "ntlm-users")}
+        with open(os.path.join(args.dir, "state.json"), encoding="utf-8") as f:
+            rec = next(u for u in json.load(f)["users"] if u["Name"].lower() == name.lower())
+        return rec["Password"], modes
+
+    def login_refused(who):
+        try:
+            ps("Get-ADUser", [("LDAPFilter", "(cn=x)")], who=who)
+        except winrm.exceptions.InvalidCredentialsError:
+            return
+        raise AssertionError(f"a WinRM login as {who[0]} with that password was accepted")
+
+    def rotate_own_password():
+        # Latch's service-password rotation for windows-dc over WinRM: svc_latch resets its own
+        # password, logs in again with the new one on a fresh connection, then uses it. A `:` in
+        # the new password, as Latch's generated ones may have (the NTLM users file holds hashes).
+        me, svc_upn = f"{domain}\\{user}", env["SVC_USER"]
+        new = "Rot:" + secrets.token_urlsafe(12) + "5c!"
+        secrets_used.append(new)
+        rotated["sha256"] = hashlib.sha256(new.encode()).hexdigest()
+        held, modes = stand_in_password(user)
+        expect(held == password, "the stand-in's record of svc_latch changed before the rotation")
+        expect(modes == {"state.json": 0o600, "ntlm-users": 0o600}, f"modes {modes}")
+        # The reset, -Identity as the sAMAccountName.
+        got = ok("Set-ADAccountPassword", [("Identity", user), ("Reset", None), ("NewPassword", ("secure", new))])
+        expect(got == [], f"Set-ADAccountPassword printed {got}")
+        # Fresh NTLM connections: the old password is refused (401), the new one works (and the
+        # stand-in binds to the DC with it).
+        login_refused((me, password))
+        code, out, err = ps("Get-ADUser", [("LDAPFilter", f"(sAMAccountName={filter_value(user)})"),
+                                           ("SearchBase", base)], who=(me, new))
+        expect(code == 0 and [u["DistinguishedName"] for u in json.loads(out)] == [env["SVC_DN"]],
+               f"Get-ADUser with the new password: {code} {out[:200]!r} {err[:300]!r}")
+        expect(dc("bind", svc_upn, new) == "OK", "bind with the new password")
+        expect(dc("kinit", svc_upn, new) == "OK", "kinit with the new password")
+        expect("incorrect" in dc("kinit", svc_upn, password), "kinit with the old password")
+        # Samba still takes the old password for an LDAP simple bind for 60 minutes (`old password
+        # allowed period`, tests/samba/README.md): shown, not asserted.
+        print(f"note: Samba: an LDAP bind with svc_latch's old password right after the reset: "
+              f"{dc('bind', svc_upn, password)}", flush=True)
+        held, modes = stand_in_password(user)
+        expect(held == new, "the stand-in's record of svc_latch is not the new password")
+        expect(modes == {"state.json": 0o600, "ntlm-users": 0o600}, f"modes after the reset {modes}")
+        with open(os.path.join(args.dir, "ntlm-users"), encoding="utf-8") as f:
+            ntlm_users = f.read()
+        expect(new not in ntlm_users and password not in ntlm_users, "a password in clear in ntlm-users")
+        # Back to the original, -Identity as the DN, logged in with the new password: later checks
+        # (and the main session, should it reconnect) use the users file's password again.
+        code, out, err = ps("Set-ADAccountPassword", [("Identity", env["SVC_DN"]), ("Reset", None),
+                                                      ("NewPassword", ("secure", password))], who=(me, new))
+        expect(code == 0 and not err.strip(), f"setting it back: {code} {err[:300]!r}")
+        login_refused((me, new))
+        code, out, err = ps("Get-ADUser", [("LDAPFilter", "(sAMAccountName=alice_existing)"), ("SearchBase", base)],
+                            who=(me, password))
+        expect(code == 0 and len(json.loads(out)) == 1, f"the original password again: {code} {err[:300]!r}")
+        expect(dc("bind", svc_upn, password) == "OK", "bind with the original password")
+        expect(dc("kinit", svc_upn, password) == "OK", "kinit with the original password")
+        expect(stand_in_password(user)[0] == password, "the stand-in's record is not the original password")
+
+    c.run("set-adaccountpassword-own-rotation-winrm-login-follows", rotate_own_password)
+
     def ghost():
         # A WinRM user the DC does not know (the users file's 2nd line): the DC refuses the bind.
         with open(os.path.join(args.dir, "users"), encoding="utf-8") as f:
@@ -359,6 +424,11 @@ def main():
     c.run("unknown-domain-user-rejected-by-dc", ghost)
 
     def records():
+        for name in ("wire.jsonl", "standin.err", "standin.out"):
+            with open(os.path.join(args.dir, name), encoding="utf-8", errors="replace") as f:
+                other = f.read()
+            leaked = [hashlib.sha256(s.encode()).hexdigest()[:8] for s in secrets_used if s in other]
+            expect(not leaked, f"a password is in {name} (sha256 prefixes {leaked})")
         with open(os.path.join(args.dir, "calls.jsonl"), encoding="utf-8") as f:
             text = f.read()
         leaked = [hashlib.sha256(s.encode()).hexdigest()[:8] for s in secrets_used if s in text]
@@ -369,6 +439,11 @@ def main():
         expect(p == {"type": "secure-string", "value": "<redacted>", "sha256": hashlib.sha256(pw.encode()).hexdigest()},
                f"{p}")
         expect("(ConvertTo-SecureString '<redacted>' -AsPlainText -Force)" in made["script"], made["script"])
+        rot = [x for x in calls if x["cmdlet"] == "Set-ADAccountPassword" and x["exit_code"] == 0
+               and dict((n, v) for n, v in x["parameters"])["Identity"]["value"] == user]
+        want = rotated.get("sha256")
+        expect(want and [dict((n, v) for n, v in x["parameters"])["NewPassword"] for x in rot]
+               == [{"type": "secure-string", "value": "<redacted>", "sha256": want}], f"{rot}")
 
     c.run("calls-jsonl-holds-no-password", records)
 

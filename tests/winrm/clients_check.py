@@ -252,6 +252,29 @@ def main():
 
     c.run("weak-password-refused-by-policy", weak_password)
 
+    def colon_password_and_private_files():
+        # A password with `:` (Latch's generated passwords may have one) logs in over NTLM: the
+        # NTLM users file holds hashes, not `DOMAIN:USER:PASSWORD`. The stand-in's files that hold
+        # passwords are mode 0600 whatever the umask, and ntlm-users holds none in clear.
+        s = pywinrm(http_url, "ntlm", message_encryption="always")
+        name = "colon" + secrets.token_hex(3)
+        pw = "Co:l:on-" + secrets.token_hex(4) + "!"
+        r = s.run_ps(host_form("New-LocalUser", [("Name", name), ("Password", ("secure", pw))]))
+        expect(r.status_code == 0 and not r.std_err, f"New-LocalUser: {r.status_code} {r.std_err[:300]!r}")
+        get_admin(pywinrm(http_url, "ntlm", who=name, pw=pw, message_encryption="always"))
+        refused(lambda: get_admin(pywinrm(http_url, "ntlm", who=name, pw=pw + "x", message_encryption="always")),
+                "a wrong password")
+        for f in ("state.json", "ntlm-users"):
+            mode = os.stat(os.path.join(args.dir, f)).st_mode & 0o777
+            expect(mode == 0o600, f"{f} has mode {mode:o}")
+        with open(os.path.join(args.dir, "ntlm-users"), encoding="utf-8") as f:
+            text = f.read()
+        expect(pw not in text and password not in text, "a password in clear in ntlm-users")
+        r = s.run_ps(host_form("Remove-LocalUser", [("Name", [name])]))
+        expect(r.status_code == 0 and not r.std_err, f"Remove-LocalUser: {r.status_code} {r.std_err[:300]!r}")
+
+    c.run("ntlm-password-with-colon-and-private-files", colon_password_and_private_files)
+
     print(f"{c.passed} passed, {c.failed} failed", flush=True)
     sys.exit(0 if c.failed == 0 else 1)
 

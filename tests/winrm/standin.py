@@ -4,7 +4,8 @@
     python standin.py --dir DIR [--allow-unencrypted] [--no-https] [--cbt-relaxed]
                       [--receive-timeouts N] [--progress-noise]
                       [--rdp-sam PATH [--rdp-groups 'Remote Desktop Users,Other Group']]
-                      [--ad-url ldaps://HOST:636 --ad-ca PEM --ad-base-dn DN [--ad-realm REALM]]
+                      [--ad-url ldaps://HOST:636 --ad-ca PEM --ad-base-dn DN [--ad-realm REALM]
+                       [--ad-netbios DOMAIN]]
 
 DIR/users holds `DOMAIN:USER:PASSWORD` lines. Prints `READY http=PORT https=PORT` when listening
 on 127.0.0.1. Authentication (NTLM through pyspnego, Basic), NTLM message encryption, TLS with a
@@ -13,13 +14,18 @@ one form of PowerShell script (Latch's), parsed with tree-sitter-powershell and 
 against a small local-accounts state (see shared/recipes/winrm-stand-in.md).
 
 Records: DIR/calls.jsonl (one line per PowerShell call), DIR/wire.jsonl (one per HTTP request),
-state in DIR/state.json. This is a test server: it keeps passwords in clear.
+state in DIR/state.json. This is a test server: state.json keeps passwords in clear, and
+DIR/ntlm-users (the file pyspnego checks NTLM logins against) their NT and LM hashes: both mode
+0600, replaced atomically.
 
 With --rdp-sam, PATH is kept as the FreeRDP SAM file of the users allowed to log on over RDP
 (see RdpSam), for a `freerdp-shadow-cli /sec:nla /sam-file:PATH` (tests/rdp/rdp.sh).
 
 With --ad-url, the Active Directory cmdlets Latch's windows-dc guest sends (Get-ADUser, New-ADUser,
-...) are carried out against a real DC over LDAPS, bound as the WinRM user: see standin_ad.py.
+...) are carried out against a real DC over LDAPS, bound as the WinRM user: see standin_ad.py. A
+password the DC accepts there for one of the users file's domain accounts becomes the stand-in's
+record of that user's password too (the next NTLM login needs the new one, as on a member
+server, where the DC checks it).
 """
 
 import argparse
@@ -127,29 +133,41 @@ class State:
 
     def save(self):
         with self.lock:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.data, f, indent=1, ensure_ascii=False)
-            os.replace(tmp, self.path)
+            write_private(self.path, json.dumps(self.data, indent=1, ensure_ascii=False))
             self.write_ntlm_file()
             for hook in self.save_hooks:
                 hook()
 
     def write_ntlm_file(self):
-        """The NTLM_USER_FILE pyspnego reads at every authentication: each enabled user with a
-        password, under its users-file domain, the computer name, '.' and no domain."""
+        """The NTLM_USER_FILE pyspnego reads at every authentication: each user with a password
+        (login_ok checks Enabled), under its users-file domain, the computer name, '.' and no
+        domain. In pyspnego's hash form, `[DOMAIN\\]USER:UID:LMHASH:NTHASH:FLAGS:LCT` (smbpasswd's
+        layout), not `DOMAIN:USER:PASSWORD`: it holds any password, `:` and line breaks included
+        (Latch's generated passwords may contain `:`), and no password in clear."""
         lines = []
         for u in self.data["users"]:
-            pw = u.get("Password")
-            if pw is None or any(c in pw for c in ":\r\n") or any(c in u["Name"] for c in ":\r\n"):
-                continue  # the file format cannot hold it (Basic still works)
-            domains = [u.get("LoginDomain") or "", COMPUTER, ".", ""]
-            for d in dict.fromkeys(domains):
-                lines.append(f"{d}:{u['Name']}:{pw}")
-        tmp = self.ntlm_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, self.ntlm_path)
+            pw, name = u.get("Password"), u["Name"]
+            if pw is None or any(c in name for c in ":\\\r\n"):
+                continue  # the file format cannot hold the name (Basic still works)
+            lm, nt = ntlm_hashes(pw)
+            for d in dict.fromkeys([u.get("LoginDomain") or "", COMPUTER, ".", ""]):
+                if any(c in d for c in "\\\r\n"):
+                    continue
+                user = f"{d}\\{name}" if d else name
+                lines.append(f"{user}:0:{lm.hex().upper()}:{nt.hex().upper()}:[U]:LCT-00000000")
+        write_private(self.ntlm_path, "\n".join(lines) + "\n")
+
+    def set_password(self, name, password):
+        """Record `password` as local user `name`'s (found ignoring case), saved at once: NTLM and
+        Basic logins then take it and no longer the previous one. False if there is no such user."""
+        with self.lock:
+            u = self.user(name)
+            if u is None:
+                return False
+            u["Password"] = password
+            u["PasswordLastSet"] = ms_now()
+            self.save()
+            return True
 
     def user(self, name):
         for u in self.data["users"]:
@@ -175,6 +193,32 @@ class State:
             if password is not None:
                 return u.get("Password") is not None and u["Password"] == password
             return True
+
+
+def ntlm_hashes(password):
+    """(LM, NT) one-way hashes of `password` (LMOWFv1, NTOWFv1), as pyspnego computes them from a
+    password in its users file; directly, since its own functions would take a password that
+    looks like `LMHASH:NTHASH` for the hashes themselves."""
+    from spnego._ntlm_raw.crypto import des
+    from spnego._ntlm_raw.md4 import md4
+    nt = md4(password.encode("utf-16-le", errors="surrogatepass"))
+    b = password.upper().encode("utf-8", errors="surrogatepass").ljust(14, b"\0")[:14]
+    return des(b[:7], b"KGS!@#$%") + des(b[7:], b"KGS!@#$%"), nt
+
+
+def write_private(path, text):
+    """Replace `path` atomically (a temp file in the same directory, then rename) with `text`,
+    mode 0600 whatever the umask (state.json holds passwords in clear, ntlm-users their hashes).
+    The temp file is made afresh (O_EXCL): a leftover one cannot lend it another mode or owner."""
+    tmp = path + ".tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def read_users_file(path):
@@ -1463,7 +1507,7 @@ class App:
             if not (args.ad_ca and args.ad_base_dn):
                 raise SystemExit("standin: --ad-url needs --ad-ca and --ad-base-dn")
             self.ad = standin_ad.Ad(sys.modules[__name__], args.ad_url, args.ad_ca, args.ad_base_dn, args.ad_realm,
-                                    self.state.file_users)
+                                    args.ad_netbios, self.state)
         self.shells = Shells()
         self.files_lock = threading.Lock()
         self.ports = {}
@@ -1512,6 +1556,9 @@ def main():
     ap.add_argument("--ad-base-dn", metavar="DN", help="the domain's naming context, e.g. DC=latch,DC=test")
     ap.add_argument("--ad-realm", metavar="REALM",
                     help="the bind is USER@REALM (default: from --ad-base-dn, DC=latch,DC=test -> latch.test)")
+    ap.add_argument("--ad-netbios", metavar="DOMAIN",
+                    help="the domain's NetBIOS name: users-file accounts under it (or under REALM, or no domain) are "
+                         "the domain's accounts (default: REALM's first label upper-cased, latch.test -> LATCH)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))

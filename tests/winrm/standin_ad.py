@@ -7,9 +7,23 @@ parameters Latch's `windows-dc` guest sends, translated to LDAP, against a real 
 password policy, uniqueness).
 
 - Each call opens its own LDAPS connection (as each powershell.exe would) and binds as the
-  WinRM user (`USER@REALM`, with that user's password from the stand-in's users file), so AD's
-  permission checks apply to what that user was delegated. TLS is verified against --ad-ca
-  (certificate chain and host name or IP address); there is no plaintext mode.
+  WinRM user (`USER@REALM`, with the password the stand-in holds for that user: the users
+  file's, or the last one set through the AD cmdlets), so AD's permission checks apply to what
+  that user was delegated. TLS is verified against --ad-ca (certificate chain and host name or
+  IP address); there is no plaintext mode.
+- The domain's accounts are the users file's lines whose DOMAIN is the domain's NetBIOS name
+  (--ad-netbios, default REALM's first label upper-cased: `LATCH` for latch.test), REALM itself
+  (`LATCH.TEST`), or empty; compared ignoring case. Only these bind to the DC (another line is
+  a local account: the DC refuses it, "The server has rejected the client credentials."), and
+  only these follow a password set on the DC: once the DC has accepted a password
+  (Set-ADAccountPassword -Reset, New-ADUser -AccountPassword) for an account whose
+  sAMAccountName is such a line's USER (ignoring case), the stand-in records it as that user's
+  password (state.json, ntlm-users), so NTLM logins take the new password and refuse the old
+  one, and the next bind uses it. On Windows the DC checks a domain account's NTLM login; here
+  the stand-in checks its own record, so a password set on the DC by any other path (plain
+  LDAP, samba-tool) goes unnoticed. Note: a real DC (KB906305, OldPasswordAllowedPeriod) and
+  Samba (`old password allowed period`) both still accept the previous password for NTLM-style
+  network logons for 60 minutes after a change; the stand-in refuses it at once.
 - Parameters are bound by name, PowerShell style; anything else is refused with the errors
   PowerShell would give. Every error is terminating (exit code 1), as the AD cmdlets' are.
 - Objects are rendered as Windows PowerShell 5.1's ConvertTo-Json renders ADUser / ADGroup
@@ -286,8 +300,9 @@ class AdError(Exception):
 
 
 class Ad:
-    def __init__(self, ps, url, ca, base_dn, realm, users):
-        """`ps`: the standin module (PsError, Terminating, ps_date, the parser helpers)."""
+    def __init__(self, ps, url, ca, base_dn, realm, netbios, state):
+        """`ps`: the standin module (PsError, Terminating, ps_date, the parser helpers); `state`: its
+        State (the users file's accounts, and the passwords the stand-in holds for them)."""
         self.ps = ps
         u = urllib.parse.urlsplit(url)
         if u.scheme.lower() != "ldaps" or not u.hostname:
@@ -303,7 +318,9 @@ class Ad:
                 raise SystemExit("standin: --ad-base-dn has no DC= parts: give --ad-realm")
             realm = ".".join(d.strip() for d in dcs)
         self.realm = realm.lower()
-        self.users = users  # [(domain, user, password)] of the users file
+        self.netbios = (netbios or self.realm.split(".")[0]).upper()
+        self.state = state
+        self.users = state.file_users  # [(domain, user, password)] of the users file
         self.cmdlets = CMDLETS
 
     # ---- records ---------------------------------------------------------------------------
@@ -454,14 +471,36 @@ class Ad:
 
     # ---- LDAP ------------------------------------------------------------------------------
 
+    def domain_account(self, d):
+        """Is a users-file line with DOMAIN `d` one of the domain's accounts (see the module's doc)?"""
+        return d.upper() in ("", self.netbios, self.realm.upper())
+
     def password_of(self, user):
-        """(bind name, password) of WinRM user `user` (`DOMAIN\\name` or `name`) from the users file."""
+        """(bind name, password) of WinRM user `user` (`DOMAIN\\name` or `name`): a domain account of
+        the users file, with the password the stand-in holds for it now."""
         domain, _, name = user.rpartition("\\")
-        for d, n, pw in self.users:
+        for d, n, _ in self.users:
             if n.lower() == name.lower() and (not domain or not d or domain.lower() == d.lower()
                                               or domain.upper() in (self.ps.COMPUTER, ".")):
-                return f"{n}@{self.realm}", pw
+                if not self.domain_account(d):
+                    return None, None
+                with self.state.lock:
+                    u = self.state.user(n)
+                    return f"{n}@{self.realm}", (u.get("Password") if u is not None else None)
         return None, None
+
+    def password_set(self, sam, password):
+        """The DC has just accepted `password` for the account `sam` (its sAMAccountName): if that is
+        one of the users file's domain accounts, it is that user's password for the stand-in from
+        now on (NTLM and Basic logins, the next bind). Logged without the password."""
+        if not sam:
+            return
+        for d, n, _ in self.users:
+            if n.lower() == sam.lower() and self.domain_account(d):
+                if self.state.set_password(n, password):
+                    self.ps.log(f"AD: the DC took a new password for {d or '(no domain)'}\\{n}: the stand-in's "
+                                "record follows (the old one no longer logs in)")
+                return
 
     def connect(self, user):
         name, password = self.password_of(user)
@@ -697,14 +736,22 @@ class Ad:
         # As the real cmdlet: the password and the enabling are later steps; if one fails, the
         # account stays, disabled (nothing is cleaned up).
         if "AccountPassword" in bound:
-            self.set_password(conn, dn, bound["AccountPassword"], target)
+            self.set_password(conn, dn, bound["AccountPassword"], target, bound.get("SamAccountName"))
         if bound.get("Enabled"):
             self.set_flag(conn, dn, 2, False, target)
         return []
 
-    def set_password(self, conn, dn, password, target):
+    def set_password(self, conn, dn, password, target, sam=None):
+        """Reset the password of `dn` (sAMAccountName `sam`; read from the DC when not given); once
+        the DC has taken it, the stand-in's own record follows (password_set)."""
         value = f'"{password}"'.encode("utf-16-le")
         self.modify(conn, dn, {"unicodePwd": [(ldap3.MODIFY_REPLACE, [value])]}, "password", target)
+        if sam is None:
+            found = self.search(conn, dn, ldap3.BASE, "(objectClass=*)", ["sAMAccountName"])
+            sam = self._text(found[0][1], "sAMAccountName") if isinstance(found, list) and found else None
+            if sam is None:
+                self.ps.log(f"AD: cannot read the sAMAccountName of {dn} after setting its password")
+        self.password_set(sam, password)
 
     def set_flag(self, conn, dn, bit, on, target, uac=None):
         """Read-modify-write userAccountControl: only `bit` changes."""
@@ -721,8 +768,8 @@ class Ad:
         if not bound.get("Reset") or "NewPassword" not in bound:
             # Without -Reset it prompts for the old password; without -NewPassword, for the new one.
             raise AdError(NONINTERACTIVE, "InvalidOperation", "InvalidOperation", ":", "PSInvalidOperationException")
-        dn, _ = self.resolve(conn, identity, "ADAccount")
-        self.set_password(conn, dn, bound["NewPassword"], f"{identity}:ADAccount")
+        dn, a = self.resolve(conn, identity, "ADAccount", attrs=("sAMAccountName",))
+        self.set_password(conn, dn, bound["NewPassword"], f"{identity}:ADAccount", self._text(a, "sAMAccountName"))
         return []
 
     def do_Set_ADAccountExpiration(self, conn, bound):
