@@ -178,7 +178,7 @@ cfg=$data/latch.toml
 sed -e 's/^/    /' "$cfg"
 show "$latch" check --config "$cfg"
 show "$latch" check --config "$cfg" --connect
-echo "(--connect logs in over SSH and WinRM; the LDAPS integration's bind is proven by what follows)"
+echo "(--connect logs in to each server a grant would touch: the DC over LDAPS, the stand-in over WinRM)"
 
 say "What can be granted? (discovery: Connect = $GROUP_ADMINS_DN, plus the groups found)"
 show "$latch" resources --config "$cfg" --integration windows-dc

@@ -484,6 +484,26 @@ fn hostile_requests(transport: &str) {
         let err = env.grant("lhostile2", &[&p]).unwrap_err();
         assert!(!err.is_empty(), "{permission}");
     }
+    // `check --connect` logs in over the integration's transport (a plan: reads only).
+    let out = crate::fleet::latch(&[
+        "check",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--connect",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let statuses: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = statuses.to_string();
+    assert!(text.contains("authenticated"), "{text}");
+    assert!(
+        text.contains(if transport == "ldap" {
+            "\"ldap\""
+        } else {
+            "\"winrm\""
+        }),
+        "{text}"
+    );
     // An account Latch did not create, in Latch's own OU: refused, untouched.
     let err = env.grant("alice_existing", &[]).unwrap_err();
     assert!(err.contains("not created by Latch"), "{err}");

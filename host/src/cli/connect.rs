@@ -54,6 +54,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         for ((transport, _), target) in targets {
             let outcome = match transport {
                 "ssh" => check_ssh(ic, &secrets, &target).await,
+                "ldap" => check_ldap(ic, &secrets, &target).await,
                 _ => check_winrm(ic, &secrets, &target).await,
             };
             let (status, reason) = match outcome {
@@ -161,6 +162,8 @@ async fn targets(
                 "ssh"
             } else if record.capability.starts_with("winrm.") {
                 "winrm"
+            } else if record.capability.starts_with("ldap.") {
+                "ldap"
             } else {
                 continue;
             };
@@ -196,6 +199,36 @@ async fn check_ssh(
         .await
         .map_err(|e| match e {
             CapError::Unreachable(m) => ("unreachable", m),
+            other => ("refused", other.to_string()),
+        })
+}
+
+async fn check_ldap(
+    ic: &IntegrationConfig,
+    secrets: &SecretStore,
+    target: &Target,
+) -> Result<(), (&'static str, String)> {
+    let settings = ic.ldap.as_ref().ok_or((
+        "refused",
+        "the integration has no [integration.ldap] settings".to_string(),
+    ))?;
+    let user = settings.default_user.clone().ok_or((
+        "refused",
+        "no directory account: set [integration.ldap] user".to_string(),
+    ))?;
+    let secret = settings.password_secret.as_deref().ok_or((
+        "refused",
+        "no directory password: set [integration.ldap] password_secret".to_string(),
+    ))?;
+    let password = secrets
+        .get(secret)
+        .map_err(|e| ("refused", e))?
+        .ok_or(("refused", format!("secret {secret:?} is not in the store")))?;
+    crate::caps::ldap::live::connect(settings, target, &user, &password)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            CapError::Unreachable(m) if !m.contains("TLS verification") => ("unreachable", m),
             other => ("refused", other.to_string()),
         })
 }
