@@ -126,12 +126,13 @@ allow = ["localhost:{https}"]
 ca_file = "standin-ca.pem"
 https_ports = [{https}]
 read = ["Get-LocalUser", "Get-LocalGroupMember", "Get-LocalGroup"]
-change = ["New-LocalUser", "Set-LocalUser", "Enable-LocalUser", "Disable-LocalUser", "Add-LocalGroupMember", "Remove-LocalGroupMember", "Remove-LocalUser"]
+change = ["New-LocalUser", "Set-LocalUser", "Enable-LocalUser", "Disable-LocalUser", "Add-LocalGroupMember", "Remove-LocalGroupMember", "Remove-LocalUser", "Disconnect-LatchSession"]
 [integration.config]
 servers = [{{ name = "ws-1", host = "localhost", computer_name = "WS1", winrm_port = {https}, rdp_port = {rdp_port} }}]
 user = "LAB\\latch-svc"
 password_secret = "winrm-password"
 username_prefix = "jit_"
+session_logoff_cmdlet = "Disconnect-LatchSession"
 "#,
             guest = guest.to_str().unwrap(),
             https = s.https,
@@ -166,7 +167,8 @@ fn grant(config: &Path, username: &str, duration: &str) -> Result<Value, String>
 fn start() -> (StandIn, Rdp) {
     let sam_dir = tempfile::tempdir().unwrap().keep();
     let sam = sam_dir.join("users.sam");
-    let s = StandIn::start(&["--rdp-sam", sam.to_str().unwrap()]);
+    // As if the administrator installed docs/windows/LatchSessions.psm1.
+    let s = StandIn::start(&["--rdp-sam", sam.to_str().unwrap(), "--logoff-module"]);
     let rdp = Rdp::up(&sam);
     (s, rdp)
 }
@@ -194,6 +196,14 @@ fn a_granted_account_logs_in_over_rdp_with_nla_and_revoke_ends_it() {
     ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(rdp.login_user("jit_alice", pw), "REFUSED");
+    // The installed logoff cmdlet was asked to end the account's sessions, by exact name.
+    let logoffs: Vec<Value> = s
+        .calls()
+        .into_iter()
+        .filter(|c| c["cmdlet"] == "Disconnect-LatchSession")
+        .collect();
+    assert_eq!(logoffs.len(), 1, "{logoffs:?}");
+    assert_eq!(logoffs[0]["parameters"][0][1]["value"], "jit_alice");
     // Still listening: the refusal is the login's, not a dead server's.
     assert_ne!(rdp.login_user("jit_alice", pw), "UNREACHABLE");
 

@@ -100,6 +100,7 @@ class State:
         self.path = os.path.join(directory, "state.json")
         self.ntlm_path = os.path.join(directory, "ntlm-users")
         self.lock = threading.RLock()
+        self.logoff_module = False  # --logoff-module
         self.save_hooks = []  # called (under the lock) after every save, e.g. RdpSam.write
         self.file_users = read_users_file(os.path.join(directory, "users"))
         if os.path.exists(self.path):
@@ -751,6 +752,8 @@ CMDLETS = {
     "Get-LocalGroupMember": {"Group": ("text", False), "Name": ("text", False), "Member": ("text", False)},
     "Add-LocalGroupMember": {"Group": ("text", False), "Name": ("text", False), "Member": ("texts", True)},
     "Remove-LocalGroupMember": {"Group": ("text", False), "Name": ("text", False), "Member": ("texts", True)},
+    # An admin-installed wrapper (docs/windows/LatchSessions.psm1), only with --logoff-module.
+    "Disconnect-LatchSession": {"UserName": ("text", True)},
 }
 TYPE_NAMES = {"text": "System.String", "texts": "System.String[]", "secure": "System.Security.SecureString",
               "bool": "System.Boolean", "date": "System.DateTime"}
@@ -873,7 +876,7 @@ PASSWORD_POLICY = ("The password does not meet the password policy requirements.
 
 def run_cmdlet(state, cmdlet, params):
     """(objects, errors, exit_code)."""
-    if cmdlet not in CMDLETS:
+    if cmdlet not in CMDLETS or (cmdlet == "Disconnect-LatchSession" and not state.logoff_module):
         e = PsError(cmdlet, f"The term '{cmdlet}' is not recognized as the name of a cmdlet, function, script "
                             "file, or operable program. Check the spelling of the name, or if a path was included, "
                             "verify that the path is correct and try again.", "CommandNotFoundException",
@@ -984,6 +987,10 @@ def run_cmdlet(state, cmdlet, params):
                 else:
                     u["Enabled"] = cmdlet == "Enable-LocalUser"
                     changed = True
+        elif cmdlet == "Disconnect-LatchSession":
+            # The stand-in has no interactive sessions to end (the RDP check's shadow server
+            # has none per user): the call is recorded and answers none logged off.
+            pass
         elif cmdlet.endswith("LocalGroupMember"):
             g = state.group(bound["Group"])
             if g is None:
@@ -1501,6 +1508,7 @@ class App:
         self.state = State(self.dir)
         os.environ["NTLM_USER_FILE"] = self.state.ntlm_path
         self.rdp_sam = RdpSam(self.state, args.rdp_sam, args.rdp_groups) if args.rdp_sam else None
+        self.state.logoff_module = args.logoff_module
         self.ad = None
         if args.ad_url:
             import standin_ad  # needs ldap3: only with --ad-url
@@ -1550,6 +1558,9 @@ def main():
                          "unexpired members of an --rdp-groups group), rewritten on every change and every second")
     ap.add_argument("--rdp-groups", default="Remote Desktop Users", metavar="'GROUP,GROUP'",
                     help="comma-separated local groups whose members may log on over RDP (default: %(default)s)")
+    ap.add_argument("--logoff-module", action="store_true",
+                    help="as if docs/windows/LatchSessions.psm1 were installed: Disconnect-LatchSession -UserName "
+                         "is a known cmdlet (recorded; the stand-in has no interactive sessions to end)")
     ap.add_argument("--ad-url", metavar="ldaps://HOST:636",
                     help="carry out the AD cmdlets against this DC, bound as the WinRM user (standin_ad.py)")
     ap.add_argument("--ad-ca", metavar="PEM", help="the CA that the DC's LDAPS certificate must chain to")

@@ -33,6 +33,11 @@ pub struct Config {
     pub user_cleanup_days: Option<u32>,
     #[serde(default)]
     pub custom_access_details: Option<String>,
+    /// A cmdlet the administrator installed to log a user's sessions off
+    /// (`Disconnect-LatchSession` from `docs/windows/LatchSessions.psm1`), called at revoke
+    /// with `-UserName`. None: sessions already open are left to end by themselves.
+    #[serde(default)]
+    pub session_logoff_cmdlet: Option<String>,
 }
 
 /// One server of the `servers` list.
@@ -198,6 +203,20 @@ impl Config {
             return Err(invalid_config(format!(
                 "user_cleanup_days must be 0 to 3650, not {days}"
             )));
+        }
+        if let Some(cmdlet) = &c.session_logoff_cmdlet {
+            let ok = cmdlet.len() <= 64
+                && cmdlet.split_once('-').is_some_and(|(verb, noun)| {
+                    !verb.is_empty()
+                        && !noun.is_empty()
+                        && verb.bytes().all(|b| b.is_ascii_alphabetic())
+                        && noun.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+            if !ok {
+                return Err(invalid_config(format!(
+                    "session_logoff_cmdlet {cmdlet:?} must be a cmdlet name (Verb-Noun)"
+                )));
+            }
         }
         if let Some(d) = &c.custom_access_details
             && d.chars().count() > MAX_CUSTOM_DETAILS

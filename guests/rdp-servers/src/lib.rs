@@ -10,9 +10,10 @@
 //!   added to the group. Answers `SERVER\user`, the password once, `host:rdp_port`, an
 //!   `xfreerdp` command line and an `.rdp` file (no password in it);
 //! - **revoke**: out of the group, disabled, its password set to a fresh random one nobody
-//!   holds. Sessions already open are not logged off: Windows has no LocalAccounts cmdlet for
-//!   it, and Latch lends no program runner (`logoff`, `Invoke-CimMethod` would run anything);
-//!   a disabled account cannot reconnect or open a new session;
+//!   holds (a disabled account cannot reconnect or open a new session); then, if the
+//!   administrator installed one, `session_logoff_cmdlet -UserName` ends its open sessions.
+//!   Without it they are left to end: no built-in cmdlet logs another user off, and Latch
+//!   lends no program runner (`logoff`, `Invoke-CimMethod` would run anything);
 //! - **cleanup**: delete the account, only if it is Latch's.
 
 mod config;
@@ -205,6 +206,9 @@ impl Integration for RdpServers {
                 param("Password", P::Secret(SecretRef::GrantPassword)),
             ],
         )?;
+        if let Some(cmdlet) = &config.session_logoff_cmdlet {
+            invoke(&t, cmdlet, &[param("UserName", text(&sam))])?;
+        }
         log(Level::Info, &format!("revoked {sam} on {name}"));
         Ok(())
     }

@@ -143,6 +143,31 @@ fn revoke_removes_the_member_disables_and_scrambles() {
 }
 
 #[test]
+#[rustfmt::skip]
+fn revoke_calls_the_installed_logoff_cmdlet_last() {
+    let mut c: serde_json::Value = serde_json::from_str(&config()).unwrap();
+    c["session_logoff_cmdlet"] = "Disconnect-LatchSession".into();
+    let mut request = grant_request("g-1", "ws-1", "Connect", "alice@corp.example", EXPIRES);
+    request.state = Some(serde_json::json!({"server": "ws-1", "host": "10.0.0.5", "port": 5986,
+        "account": "jit_alice", "group": "Remote Desktop Users"}).to_string());
+    let mut s = Script::new();
+    s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS).objects(
+        &format!(r#"[{{"Name":"jit_alice","Enabled":false,"Description":"{MARKER}"}}]"#), &[]);
+    s.on_winrm_read(T, "Get-LocalGroupMember", &[("Group", t("Remote Desktop Users"))]).objects("[]", &[]);
+    s.on_winrm(T, "Set-LocalUser", &[
+        ("Name", t("jit_alice")),
+        ("Password", ParamValue::Secret(SecretRef::GrantPassword)),
+    ]);
+    s.on_winrm(T, "Disconnect-LatchSession", &[("UserName", t("jit_alice"))]);
+    let run = kit().run_with_secrets(&s, Export::Revoke { config: c.to_string(), request }, password());
+    run.assert_script_done();
+    run.assert_ok();
+    c["session_logoff_cmdlet"] = "logoff.exe 2".into();
+    let run = kit().run(&Script::new(), Export::Validate { config: c.to_string() });
+    assert!(matches!(run.guest_error(), GuestError::InvalidConfig(_)));
+}
+
+#[test]
 fn hostile_names_servers_and_permissions_are_refused_before_anything_is_sent() {
     for name in [
         "alice;rm -rf /",
