@@ -267,6 +267,16 @@ password_secret = "dc-password"
 
     /// `latch grant` on the domain; the parsed JSON, or stderr.
     pub fn grant(&self, username: &str, extra: &[&str]) -> Result<Value, String> {
+        self.grant_logged(username, extra, "error").map(|(v, _)| v)
+    }
+
+    /// [`DcEnv::grant`] under the log filter `log`; also returns the logs.
+    pub fn grant_logged(
+        &self,
+        username: &str,
+        extra: &[&str],
+        log: &str,
+    ) -> Result<(Value, String), String> {
         let username = format!("--username={username}");
         let mut args = vec![
             "grant",
@@ -283,9 +293,12 @@ password_secret = "dc-password"
             args.extend(["--for", "10m"]);
         }
         args.extend_from_slice(extra);
-        let out = crate::fleet::latch(&args);
+        let out = crate::fleet::latch_env(&args, &[("LATCH_LOG", log)]);
         if out.status.success() {
-            Ok(serde_json::from_slice(&out.stdout).unwrap())
+            Ok((
+                serde_json::from_slice(&out.stdout).unwrap(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
@@ -318,8 +331,32 @@ fn winrm_grant_gives_an_account_the_dc_accepts_and_revoke_takes_it_away() {
 fn grant_then_revoke(transport: &str, name: &str) {
     let env = DcEnv::new(transport, "jit_");
     let dc = env.dc;
-    let granted = env.grant(name, &[]).unwrap();
+    // Every log on (trace, but the compiler's): the issued password and the service
+    // password reach the DC and the requester, and no log line, record or file.
+    let (granted, logs) = env
+        .grant_logged(
+            name,
+            &[],
+            "trace,cranelift_codegen=warn,cranelift_frontend=warn,regalloc2=warn,\
+             wasmtime_cranelift=warn,wasmtime=warn,wasmparser=warn",
+        )
+        .unwrap();
     let pw = password(&granted);
+    assert!(logs.len() > 1000, "trace logging was on");
+    for secret in [pw, dc.get("SVC_PW")] {
+        assert!(!logs.contains(secret), "a password is in the trace log");
+        for entry in std::fs::read_dir(env.config.parent().unwrap()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && !path.ends_with("latch.toml") {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "a password is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
     assert_eq!(granted["username"], format!("LATCH\\jit_{name}"));
     let upn = format!("jit_{name}@latch.test");
     let upn = upn.as_str();
@@ -359,11 +396,8 @@ fn grant_then_revoke(transport: &str, name: &str) {
     assert!(bind.contains("data 533"), "disabled: {bind}");
     let kinit = dc.kinit(upn, pw);
     assert!(kinit.contains("Password incorrect"), "{kinit}");
-    let entry = dc.search(
-        dc.get("BASE_DN"),
-        "(sAMAccountName=jit_lgrant)",
-        &["memberOf"],
-    );
+    let entry = dc.search(dc.get("BASE_DN"), &filter, &["memberOf"]);
+    assert!(entry.contains(&format!("jit_{name}")), "{entry}");
     assert!(!entry.contains("memberOf"), "still a member: {entry}");
 
     // Granting again re-opens the same account with a new password; the old one is refused
