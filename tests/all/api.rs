@@ -485,16 +485,20 @@ fn revoked_accounts_are_deleted_after_user_cleanup_days() {
         eventually(20, || !exists()),
         "the scheduler deleted the account of the revoked grant"
     );
-    let out = latch(&["grants", "--config", env.config.to_str().unwrap(), "--json"]);
-    let grants: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        grants
+    // The account is gone from the server a moment before the scheduler records the
+    // cleanup (it records when the guest's call returns): wait for the ledger too.
+    let grants = || -> Value {
+        let out = latch(&["grants", "--config", env.config.to_str().unwrap(), "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let all_cleaned = || {
+        grants()
             .as_array()
             .unwrap()
             .iter()
-            .all(|g| g["cleaned_up_at"].is_u64()),
-        "{grants}"
-    );
+            .all(|g| g["cleaned_up_at"].is_u64())
+    };
+    assert!(eventually(20, all_cleaned), "{}", grants());
     let out = latch(&["audit", "verify", "--config", env.config.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
 }
