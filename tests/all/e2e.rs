@@ -209,8 +209,9 @@ fn granting_the_same_grant_twice_changes_nothing_on_the_server() {
     let writes: Vec<String> = second
         .records
         .iter()
+        .filter(|r| r.call.effect() == latch::caps::Effect::Change)
+        .filter(|r| r.call.capability() == "ssh.exec")
         .map(|r| r.call.to_string())
-        .filter(|c| c.contains("useradd") || c.contains(" tee ") || c.contains("pkill -HUP"))
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
 }
@@ -649,7 +650,8 @@ fn a_plan_lists_the_changes_on_a_real_server_and_makes_none() {
     let plan = &plans[0];
     assert_eq!(plan["outcome"], "would grant", "{plan}");
     assert_eq!(plan["username"], "e2e-plan");
-    assert!(plan["reads"].as_u64().unwrap() >= 3, "{plan}");
+    // One probe reads everything the grant decides on.
+    assert!(plan["reads"].as_u64().unwrap() >= 1, "{plan}");
     let changes: Vec<&str> = plan["changes"]
         .as_array()
         .unwrap()
@@ -663,7 +665,7 @@ fn a_plan_lists_the_changes_on_a_real_server_and_makes_none() {
         "{changes:#?}"
     );
     assert!(
-        changes.iter().any(|c| c.contains("-a -G adm")),
+        changes.iter().any(|c| c.contains("-G latch-managed,adm")),
         "{changes:#?}"
     );
     assert!(changes.last().unwrap().starts_with("certs.sign-ssh-user"));

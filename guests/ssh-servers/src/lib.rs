@@ -98,18 +98,31 @@ impl Integration for SshServers {
             .ok_or_else(|| invalid_request("a grant needs the requester's public key"))?;
         let t = server.target();
 
-        linux::ensure_ca_trust(&t, &certs::ca_public_key()?)?;
-        if linux::user_exists(&t, &user)? {
-            if !linux::is_managed(&t, &user)? {
-                return Err(Error::Denied(format!(
-                    "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
-                    server.name
-                )));
-            }
-        } else {
-            linux::create_user(&t, &user, &config.login_shell)?;
+        // Everything is learned, and every refusal made, before anything changes.
+        let on = linux::probe(&t, &user, group.as_slice())?;
+        if let Some(account) = &on.account
+            && !account.is_managed()
+        {
+            return Err(Error::Denied(format!(
+                "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
+                server.name
+            )));
         }
-        linux::open_account(&t, &user, &config.login_shell, group)?;
+        if let Some(group) = group
+            && !on.has_group(group)
+        {
+            return Err(invalid_request(format!(
+                "group {group:?} does not exist on {}",
+                server.name
+            )));
+        }
+        on.user_tools()?;
+        let trust = on.trust_plan(&certs::ca_public_key()?)?;
+
+        if let Some(plan) = &trust {
+            linux::apply_trust(&on, plan)?;
+        }
+        linux::open_account(&on, &user, &config.login_shell, group)?;
         let certificate = certs::sign_ssh_user(
             public_key,
             std::slice::from_ref(&user),
@@ -141,11 +154,12 @@ impl Integration for SshServers {
         let config = Config::parse(&config)?;
         let (t, name, user, group) = revoke_target(&config, &request)?;
 
-        linux::revoke_key_id(&t, &request.grant_id)?;
-        if !linux::user_exists(&t, &user)? {
+        let on = linux::probe(&t, &user, &[])?;
+        linux::revoke_key_id(&on, &request.grant_id)?;
+        let Some(account) = &on.account else {
             return Ok(());
-        }
-        if !linux::is_managed(&t, &user)? {
+        };
+        if !account.is_managed() {
             log(
                 Level::Warn,
                 &format!("{user} on {} is not Latch's; left untouched", name),
@@ -153,10 +167,10 @@ impl Integration for SshServers {
             return Ok(());
         }
         if let Some(group) = group {
-            linux::remove_from_group(&t, &user, &group)?;
+            linux::remove_from_group(&on, &user, &group)?;
         }
-        linux::lock_account(&t, &user)?;
-        linux::kill_sessions(&t, &user)?;
+        linux::lock_account(&on, &user)?;
+        linux::kill_sessions(&on, &user)?;
         log(Level::Info, &format!("revoked {user} on {}", name));
         Ok(())
     }
@@ -172,17 +186,18 @@ impl Integration for SshServers {
             }
         };
 
-        if !linux::user_exists(&t, user)? {
+        let on = linux::probe(&t, user, &[])?;
+        let Some(account) = &on.account else {
             return Ok(());
-        }
-        if !linux::is_managed(&t, user)? {
+        };
+        if !account.is_managed() {
             return Err(Error::Denied(format!(
                 "account {user:?} on {} was not created by Latch; refusing to delete it",
                 name
             )));
         }
-        linux::kill_sessions(&t, user)?;
-        linux::delete_user(&t, user)
+        linux::kill_sessions(&on, user)?;
+        linux::delete_user(&on, user)
     }
 
     fn add_service_credential(

@@ -42,60 +42,190 @@ fn dropin() -> String {
         .to_string()
 }
 
-/// The commands that make a fresh server trust the CA.
-#[rustfmt::skip]
-fn expect_fresh_trust(s: &mut Script) {
-    s.on_ca_public_key().text(CA);
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
-    s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/latch"]);
-    expect_atomic_write(s, "/etc/ssh/latch", "a", "0644", "/etc/ssh/latch/user_ca.pub", format!("{CA}\n").as_bytes());
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-f", "/etc/ssh/latch/.latch.{b}"]);
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.{b}"]);
-    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.{b}", "/etc/ssh/latch/revoked_keys"]);
-    expect_dropin_written(s);
-    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"])
-        .ok("port 22\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n");
-    s.on_ssh(T, &["sudo", "-n", "pkill", "-HUP", "-F", "/run/sshd.pid"]);
+/// A script as the guest sends it (the SDK's `linux::compact`: no comments, no indentation).
+fn compact(script: &str) -> String {
+    script
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-/// The commands that find the sshd drop-in missing and write it.
-#[rustfmt::skip]
-fn expect_dropin_written(s: &mut Script) {
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
-    s.on_ssh(T, &["sudo", "-n", "install", "-d", "-m", "0755", "--", "/etc/ssh/sshd_config.d"]);
-    expect_atomic_write(s, "/etc/ssh/sshd_config.d", "c", "0644", "/etc/ssh/sshd_config.d/latch.conf", dropin().as_bytes());
+fn probe_script() -> String {
+    compact(include_str!("../../sdk/src/linux/probe.sh"))
+}
+fn trust_script() -> String {
+    compact(include_str!("../../sdk/src/linux/trust.sh"))
+}
+fn revoke_script() -> String {
+    compact(include_str!("../../sdk/src/linux/revoke.sh"))
 }
 
-/// A file written atomically: a temporary file beside it (`.latch.` and 16 random hex
-/// digits, chosen by the guest and bound to the name `suffix`), filled, given its mode,
-/// moved over the file.
-#[rustfmt::skip]
-fn expect_atomic_write(s: &mut Script, dir: &str, suffix: &str, mode: &str, path: &str, content: &[u8]) {
-    let tmp = format!("{dir}/.latch.{{{suffix}}}");
-    s.on_ssh(T, &["sudo", "-n", "tee", "--", &tmp]).stdin(content);
-    s.on_ssh(T, &["sudo", "-n", "chmod", mode, "--", &tmp]);
-    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", &tmp, path]);
+/// What the probe finds on a server; [`Probe::answer`] prints it as `probe.sh` would.
+#[derive(Clone)]
+struct Probe {
+    busybox: bool,
+    /// No account tools at all.
+    no_tools: bool,
+    ca: bool,
+    krl: bool,
+    dropin: bool,
+    include: bool,
+    /// `sshd -T`'s trustedusercakeys / revokedkeys values.
+    effective: (&'static str, &'static str),
+    /// systemd's MainPID for ssh.service, if systemd runs.
+    systemd: Option<u32>,
+    /// The listener's command line (pid 100; this session's sshd processes are 300 and 200).
+    listener: &'static str,
+    /// The account's `id -nG`, shell and shadow facts.
+    account: Option<(&'static str, &'static str, &'static str)>,
+    groups: &'static [&'static str],
 }
 
-/// The commands that find a server already trusting the CA.
-#[rustfmt::skip]
-fn expect_warm_trust(s: &mut Script) {
-    s.on_ca_public_key().text(CA);
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).ok(&dropin());
+const SHADOW_TOOLS: &[&str] = &[
+    "useradd",
+    "usermod",
+    "userdel",
+    "groupadd",
+    "gpasswd",
+    "passwd",
+    "chpasswd",
+    "sshd",
+    "ssh-keygen",
+    "pkill",
+    "kill",
+];
+
+impl Probe {
+    fn fresh() -> Probe {
+        Probe {
+            busybox: false,
+            no_tools: false,
+            ca: false,
+            krl: false,
+            dropin: false,
+            include: true,
+            effective: ("none", "none"),
+            systemd: None,
+            listener: "/usr/sbin/sshd -D",
+            account: None,
+            groups: &["dev"],
+        }
+    }
+    fn warm() -> Probe {
+        Probe {
+            ca: true,
+            krl: true,
+            dropin: true,
+            effective: ("/etc/ssh/latch/user_ca.pub", "/etc/ssh/latch/revoked_keys"),
+            groups: &["latch-managed", "dev"],
+            ..Probe::fresh()
+        }
+    }
+    fn with_account(mut self, groups: &'static str) -> Probe {
+        self.account = Some((groups, "/bin/bash", "password=star expire=none"));
+        self
+    }
+    fn answer(&self) -> String {
+        let mut o = String::from("\u{1e}probe\n\u{1e}tools\n");
+        if self.no_tools {
+            o += "sshd /usr/sbin/sshd /usr/sbin/sshd\n";
+        } else if self.busybox {
+            for t in [
+                "adduser", "addgroup", "deluser", "delgroup", "passwd", "chpasswd",
+            ] {
+                o += &format!("{t} /usr/sbin/{t} /bin/busybox\n");
+            }
+            for t in ["sshd", "ssh-keygen", "pkill", "kill"] {
+                o += &format!("{t} /usr/sbin/{t} /usr/sbin/{t}\n");
+            }
+        } else {
+            for t in SHADOW_TOOLS {
+                o += &format!("{t} /usr/sbin/{t} /usr/sbin/{t}\n");
+            }
+        }
+        if self.systemd.is_some() {
+            o += "systemctl /usr/bin/systemctl /usr/bin/systemctl\n";
+        }
+        if self.ca {
+            o += &format!("\u{1e}ca\n{CA}\n");
+        }
+        if self.krl {
+            o += "\u{1e}krl\n";
+        }
+        if self.dropin {
+            o += &format!("\u{1e}dropin\n{}", dropin());
+        }
+        o += "\u{1e}include\n";
+        if self.include {
+            o += "Include /etc/ssh/sshd_config.d/*.conf\n";
+        }
+        o += &format!(
+            "\u{1e}sshd\ntrustedusercakeys {}\nrevokedkeys {}\npidfile /run/sshd.pid\n",
+            self.effective.0, self.effective.1
+        );
+        if let Some(pid) = self.systemd {
+            o += &format!("\u{1e}systemd\nssh.service {pid}\nsshd.service 0\n");
+        }
+        o += "\u{1e}procs\n400 310 sh\t/bin/sh -c ...\n310 305 sudo\tsudo -n /bin/sh -c ...\n305 300 bash\tbash -c ...\n300 200 sshd\tsshd: apono@notty\n200 100 sshd\tsshd: apono [priv]\n";
+        o += &format!("100 1 sshd\t{}\n1 0 systemd\t/sbin/init\n", self.listener);
+        if let Some((groups, shell, facts)) = self.account {
+            let user = groups.split(' ').next().unwrap();
+            o += &format!(
+                "\u{1e}account\n{user}:x:1002:1002::/home/{user}:{shell}\n{groups}\n{facts}\n"
+            );
+        }
+        o += "\u{1e}groups\n";
+        for g in self.groups {
+            o += &format!("{g}\n");
+        }
+        o
+    }
 }
+
+/// The probe, asked about `user` and `groups`, finding `p`.
+fn expect_probe(s: &mut Script, user: &str, groups: &[&str], p: &Probe) {
+    let script = probe_script();
+    let mut argv = vec!["sudo", "-n", "/bin/sh", "-c", &script, "latch-probe", user];
+    argv.extend_from_slice(groups);
+    s.on_read(T, &argv).ok(&p.answer());
+}
+
+/// The trust script with these arguments, answering `sshd -T`'s lines when the drop-in changed.
+fn expect_trust(s: &mut Script, ca: bool, krl: bool, dropin_too: bool, answer: &str) {
+    let script = trust_script();
+    let ca_line = if ca { format!("{CA}\n") } else { String::new() };
+    let d = if dropin_too { dropin() } else { String::new() };
+    s.on_ssh(
+        T,
+        &[
+            "sudo",
+            "-n",
+            "/bin/sh",
+            "-c",
+            &script,
+            "latch-trust",
+            &ca_line,
+            if krl { "new" } else { "" },
+            &d,
+        ],
+    )
+    .ok(answer);
+}
+
+const APPLIED: &str = "\u{1e}sshd\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n";
 
 #[test]
 #[rustfmt::skip]
 fn first_grant_on_a_fresh_server_runs_exactly_this() {
     let mut s = Script::new();
-    expect_fresh_trust(&mut s);
-    s.on_read(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
-    s.on_ssh(T, &["sudo", "-n", "groupadd", "-f", "latch-managed"]);
-    s.on_ssh(T, &["sudo", "-n", "useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "--", "alice_smith"]);
-    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-a", "-G", "dev", "-p", "*", "-e", "", "--", "alice_smith"]);
+    expect_probe(&mut s, "alice_smith", &["dev"], &Probe::fresh());
+    s.on_ca_public_key().text(CA);
+    expect_trust(&mut s, true, true, true, APPLIED);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/kill", "-HUP", "100"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed,dev", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice_smith"]);
     s.on_sign(&["alice_smith"], "g-1").valid_before(EXPIRES).text("ssh-ed25519-cert-v01@openssh.com AAAA");
     let run = kit().run(&s, grant("dev", "Alice.Smith@corp.example"));
     run.assert_script_done();
@@ -107,30 +237,155 @@ fn first_grant_on_a_fresh_server_runs_exactly_this() {
     assert!(access.instructions.ends_with("Ask #ops if in doubt."));
 }
 
+/// A second grant finds everything in place: one read, no change, a certificate.
 #[test]
 #[rustfmt::skip]
 fn granting_again_changes_nothing_on_the_server() {
     let mut s = Script::new();
-    expect_warm_trust(&mut s);
-    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
-    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-p", "*", "-e", "", "--", "alice"]);
+    expect_probe(&mut s, "alice", &[], &Probe::warm().with_account("alice latch-managed"));
+    s.on_ca_public_key().text(CA);
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    run.access();
+    let changes = run.changes();
+    assert!(changes.len() == 1 && changes[0].starts_with("certs.sign-ssh-user"), "{changes:?}");
+}
+
+/// A locked, expired Latch account (an earlier grant's revoke) is opened in one `usermod`.
+#[test]
+#[rustfmt::skip]
+fn granting_a_revoked_account_again_reopens_it() {
+    let mut s = Script::new();
+    let mut p = Probe::warm();
+    p.account = Some(("alice latch-managed", "/bin/bash", "password=locked expire=set"));
+    expect_probe(&mut s, "alice", &["dev"], &p);
+    s.on_ca_public_key().text(CA);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/usermod", "-s", "/bin/bash", "-a", "-G", "dev", "-p", "*", "-e", "", "--", "alice"]);
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("dev", "alice@corp.example"));
+    run.assert_script_done();
+    run.access();
+}
+
+/// How sshd is reloaded follows how it runs: systemd's unit, or nothing per connection.
+#[test]
+#[rustfmt::skip]
+fn sshd_is_reloaded_the_way_it_runs() {
+    let mut p = Probe::fresh();
+    p.systemd = Some(100);
+    let mut s = Script::new();
+    expect_probe(&mut s, "alice", &[], &p);
+    s.on_ca_public_key().text(CA);
+    expect_trust(&mut s, true, true, true, APPLIED);
+    s.on_ssh(T, &["sudo", "-n", "/usr/bin/systemctl", "reload", "ssh.service"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice"]);
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("Default", "alice@corp.example"));
+    run.assert_script_done();
+    run.access();
+
+    // inetd style: the topmost sshd is this connection's own monitor.
+    let mut p = Probe::fresh();
+    p.listener = "sshd: apono [priv]";
+    let mut s = Script::new();
+    expect_probe(&mut s, "alice", &[], &p);
+    s.on_ca_public_key().text(CA);
+    expect_trust(&mut s, true, true, true, APPLIED);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice"]);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
     run.access();
 }
 
+/// On BusyBox (Alpine) the account is made with adduser/addgroup and opened with chpasswd.
+#[test]
+#[rustfmt::skip]
+fn busybox_servers_get_busybox_commands() {
+    let mut p = Probe::warm();
+    p.busybox = true;
+    let mut s = Script::new();
+    expect_probe(&mut s, "alice", &["dev"], &p);
+    s.on_ca_public_key().text(CA);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/adduser", "-D", "-s", "/bin/bash", "-g", "Latch just-in-time user", "alice"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/addgroup", "alice", "latch-managed"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/addgroup", "alice", "dev"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/chpasswd", "-e"]).stdin(b"alice:*\n");
+    s.on_sign(&["alice"], "g-1").text("cert");
+    let run = kit().run(&s, grant("dev", "alice@corp.example"));
+    run.assert_script_done();
+    run.access();
+
+    let mut p = Probe::warm().with_account("alice latch-managed dev");
+    p.busybox = true;
+    let mut s = Script::new();
+    expect_probe(&mut s, "alice", &[], &p);
+    s.on_ssh(T, &["sudo", "-n", "/bin/sh", "-c", &revoke_script(), "latch-revoke"]).stdin(b"id: g-1\n");
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/delgroup", "alice", "dev"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/passwd", "-l", "alice"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/pkill", "-KILL", "-u", "alice"]).exit(1, "");
+    let request = grant_request("g-1", "web-1", "dev", "alice@corp.example", EXPIRES);
+    let run = kit().run(&s, Export::Revoke { config: config(), request });
+    run.assert_script_done();
+    run.assert_ok();
+}
+
+/// What cannot work is refused after the probe, before any change, saying what to do.
+#[test]
+#[rustfmt::skip]
+fn servers_latch_cannot_set_up_are_refused_before_any_change() {
+    let cases: Vec<(Probe, &str)> = vec![
+        (Probe { include: false, ..Probe::fresh() }, "Include /etc/ssh/sshd_config.d/*.conf"),
+        (Probe { effective: ("/etc/ssh/other_ca.pub", "none"), ..Probe::fresh() }, "trustedusercakeys /etc/ssh/other_ca.pub"),
+        (Probe { no_tools: true, ..Probe::fresh() }, "found neither shadow-utils"),
+    ];
+    for (p, says) in cases {
+        let mut s = Script::new();
+        expect_probe(&mut s, "alice", &[], &p);
+        if !p.no_tools {
+            s.on_ca_public_key().text(CA);
+        }
+        let run = kit().run(&s, grant("Default", "alice@corp.example"));
+        run.assert_script_done();
+        assert_eq!(run.changes(), Vec::<String>::new());
+        match run.guest_error() {
+            GuestError::Failed(m) => assert!(m.contains(says) && m.contains("nothing was changed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // sudo that needs a password or a terminal: the probe itself is refused.
+    for (stderr, says) in [
+        ("sudo: a password is required\n", "NOPASSWD"),
+        ("sudo: sorry, you must have a tty to run sudo\n", "!requiretty"),
+    ] {
+        let mut s = Script::new();
+        let script = probe_script();
+        s.on_read(T, &["sudo", "-n", "/bin/sh", "-c", &script, "latch-probe", "alice"]).exit(1, stderr);
+        let run = kit().run(&s, grant("Default", "alice@corp.example"));
+        run.assert_script_done();
+        match run.guest_error() {
+            GuestError::Failed(m) => assert!(m.contains(says) && m.contains("nothing was changed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn an_existing_account_latch_did_not_create_is_refused_untouched() {
     let mut s = Script::new();
-    expect_warm_trust(&mut s);
-    s.on_read(T, &["getent", "passwd", "--", "alice"])
-        .ok("alice:x:1000:1000::/home/alice:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "alice"])
-        .ok("alice sudo\n");
+    expect_probe(
+        &mut s,
+        "alice",
+        &[],
+        &Probe::fresh().with_account("alice sudo"),
+    );
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
+    assert_eq!(run.changes(), Vec::<String>::new());
     match run.guest_error() {
         GuestError::Denied(m) => assert!(m.contains("not created by Latch"), "{m}"),
         other => panic!("{other:?}"),
@@ -141,11 +396,9 @@ fn an_existing_account_latch_did_not_create_is_refused_untouched() {
 #[rustfmt::skip]
 fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
     let mut s = Script::new();
+    expect_probe(&mut s, "alice", &[], &Probe { ca: true, krl: true, ..Probe::fresh() });
     s.on_ca_public_key().text(CA);
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).ok(&format!("{CA}\n"));
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    expect_dropin_written(&mut s);
-    s.on_ssh(T, &["sudo", "-n", "sshd", "-T"]).ok("port 22\n");
+    expect_trust(&mut s, false, false, true, "\u{1e}sshd\ntrustedusercakeys none\nrevokedkeys none\n");
     s.on_ssh(T, &["sudo", "-n", "rm", "-f", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
@@ -159,17 +412,11 @@ fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
 #[rustfmt::skip]
 fn revoke_runs_exactly_this() {
     let mut s = Script::new();
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]);
-    s.on_ssh(T, &["sudo", "-n", "cp", "--", "/etc/ssh/latch/revoked_keys", "/etc/ssh/latch/.latch.{d}"]);
-    s.on_ssh(T, &["sudo", "-n", "ssh-keygen", "-q", "-k", "-u", "-f", "/etc/ssh/latch/.latch.{d}", "-s", "/etc/ssh/latch/user_ca.pub", "/dev/stdin"])
-        .stdin(b"id: g-1\n");
-    s.on_ssh(T, &["sudo", "-n", "chmod", "0644", "--", "/etc/ssh/latch/.latch.{d}"]);
-    s.on_ssh(T, &["sudo", "-n", "mv", "-f", "--", "/etc/ssh/latch/.latch.{d}", "/etc/ssh/latch/revoked_keys"]);
-    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed dev\n");
-    s.on_ssh(T, &["sudo", "-n", "gpasswd", "-d", "alice", "dev"]);
-    s.on_ssh(T, &["sudo", "-n", "usermod", "-L", "-e", "1", "--", "alice"]);
-    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"]).exit(1, "");
+    expect_probe(&mut s, "alice", &[], &Probe::warm().with_account("alice latch-managed dev"));
+    s.on_ssh(T, &["sudo", "-n", "/bin/sh", "-c", &revoke_script(), "latch-revoke"]).stdin(b"id: g-1\n");
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/gpasswd", "-d", "alice", "dev"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/usermod", "-L", "-e", "1", "--", "alice"]);
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/pkill", "-KILL", "-u", "alice"]).exit(1, "");
     let mut request = grant_request("g-1", "web-1", "dev", "alice@corp.example", EXPIRES);
     request.public_key = Some(KEY.into());
     let run = kit().run(&s, Export::Revoke { config: config(), request });
@@ -180,13 +427,7 @@ fn revoke_runs_exactly_this() {
 #[test]
 fn revoking_what_is_gone_succeeds() {
     let mut s = Script::new();
-    s.on_read(
-        T,
-        &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"],
-    )
-    .exit(1, "");
-    s.on_read(T, &["getent", "passwd", "--", "alice"])
-        .exit(2, "");
+    expect_probe(&mut s, "alice", &[], &Probe::fresh());
     let request = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
     let run = kit().run(
         &s,
@@ -197,9 +438,11 @@ fn revoking_what_is_gone_succeeds() {
     );
     run.assert_script_done();
     run.assert_ok();
+    assert_eq!(run.changes(), Vec::<String>::new());
 }
 
 #[test]
+#[rustfmt::skip]
 fn cleanup_deletes_only_latch_accounts() {
     let cleanup = |user: &str| Export::Cleanup {
         config: config(),
@@ -207,23 +450,18 @@ fn cleanup_deletes_only_latch_accounts() {
         username: user.into(),
     };
     let mut s = Script::new();
-    s.on_read(T, &["getent", "passwd", "--", "alice"])
-        .ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "alice"])
-        .ok("alice latch-managed\n");
-    s.on_ssh(T, &["sudo", "-n", "pkill", "-KILL", "-u", "alice"])
-        .exit(1, "");
-    s.on_ssh(T, &["sudo", "-n", "userdel", "-r", "--", "alice"]);
+    expect_probe(&mut s, "alice", &[], &Probe::warm().with_account("alice latch-managed"));
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/pkill", "-KILL", "-u", "alice"]).exit(1, "");
+    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/userdel", "-r", "--", "alice"]);
     let run = kit().run(&s, cleanup("alice"));
     run.assert_script_done();
     run.assert_ok();
 
     let mut s = Script::new();
-    s.on_read(T, &["getent", "passwd", "--", "bob"])
-        .ok("bob:x:1000:1000::/home/bob:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "bob"]).ok("bob sudo\n");
+    expect_probe(&mut s, "bob", &[], &Probe::warm().with_account("bob sudo"));
     let run = kit().run(&s, cleanup("bob"));
     run.assert_script_done();
+    assert_eq!(run.changes(), Vec::<String>::new());
     assert!(matches!(run.guest_error(), GuestError::Denied(_)));
 }
 
@@ -398,31 +636,6 @@ fn bad_configs_name_the_field() {
             },
         )
         .assert_ok();
-}
-
-#[test]
-fn temporary_names_are_random_and_never_reused() {
-    let names = || {
-        let mut s = Script::new();
-        expect_fresh_trust(&mut s);
-        s.on_read(T, &["getent", "passwd", "--", "alice"])
-            .exit(2, "");
-        let run = kit().run(&s, grant("Default", "alice@corp.example"));
-        run.report
-            .records
-            .iter()
-            .flat_map(|r| match r.call.get::<latch::caps::ssh::Exec>() {
-                Some(exec) => exec.argv.clone(),
-                None => Vec::new(),
-            })
-            .filter(|a| a.contains("/.latch."))
-            .collect::<std::collections::BTreeSet<_>>()
-    };
-    // Each run: the CA file's, the KRL's and the drop-in's temporary names.
-    let (first, second) = (names(), names());
-    assert_eq!(first.len(), 3, "{first:?}");
-    assert_eq!(second.len(), 3, "{second:?}");
-    assert!(first.is_disjoint(&second), "{first:?} {second:?}");
 }
 
 const NEW: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINewNewNewNewNewNewNewNewNewNewNewNewNewNewNe latch-service-linux";
@@ -614,10 +827,8 @@ fn discovery_comes_in_pages() {
 #[rustfmt::skip]
 fn revoke_reaches_where_the_grant_acted_even_when_the_config_forgot_it() {
     let mut s = Script::new();
-    expect_warm_trust(&mut s);
-    s.on_read(T, &["getent", "passwd", "--", "alice"]).ok("alice:x:1002:1002::/home/alice:/bin/bash\n");
-    s.on_read(T, &["id", "-nG", "--", "alice"]).ok("alice latch-managed\n");
-    s.on_ssh(T, &["sudo", "-n", "usermod", "-s", "/bin/bash", "-p", "*", "-e", "", "--", "alice"]);
+    expect_probe(&mut s, "alice", &[], &Probe::warm().with_account("alice latch-managed"));
+    s.on_ca_public_key().text(CA);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
@@ -629,8 +840,7 @@ fn revoke_reaches_where_the_grant_acted_even_when_the_config_forgot_it() {
     let mut request = grant_request("g-1", "web-1", "Default", "alice@corp.example", EXPIRES);
     request.state = Some(state);
     let mut s = Script::new();
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
-    s.on_read(T, &["getent", "passwd", "--", "alice"]).exit(2, "");
+    expect_probe(&mut s, "alice", &[], &Probe::fresh());
     let run = kit().run(&s, Export::Revoke { config: config.clone(), request: request.clone() });
     run.assert_script_done();
     run.assert_ok();
@@ -648,36 +858,22 @@ fn revoke_reaches_where_the_grant_acted_even_when_the_config_forgot_it() {
 #[rustfmt::skip]
 fn a_plan_lists_every_change_of_a_first_grant() {
     let mut s = Script::new();
+    expect_probe(&mut s, "alice_smith", &["dev"], &Probe::fresh());
     s.on_ca_public_key().text(CA);
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/latch/user_ca.pub"]).exit(1, "No such file");
-    s.on_read(T, &["sudo", "-n", "test", "-f", "/etc/ssh/latch/revoked_keys"]).exit(1, "");
-    s.on_read(T, &["sudo", "-n", "cat", "--", "/etc/ssh/sshd_config.d/latch.conf"]).exit(1, "");
-    s.on_read(T, &["getent", "passwd", "--", "alice_smith"]).exit(2, "");
     let run = kit().plan(&s, grant("dev", "Alice.Smith@corp.example"));
     run.assert_script_done();
     assert_eq!(run.access().username, "alice_smith");
     let planned = run.planned();
     let expected_prefixes = [
-        "ssh.exec apono@127.0.0.2:22: sudo -n install -d -m 0755 -- /etc/ssh/latch",
-        "ssh.exec apono@127.0.0.2:22: sudo -n tee -- /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n ssh-keygen -q -k -f /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/latch/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n install -d -m 0755 -- /etc/ssh/sshd_config.d",
-        "ssh.exec apono@127.0.0.2:22: sudo -n tee -- /etc/ssh/sshd_config.d/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n chmod 0644 -- /etc/ssh/sshd_config.d/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n mv -f -- /etc/ssh/sshd_config.d/.latch.",
-        "ssh.exec apono@127.0.0.2:22: sudo -n sshd -T",
-        "ssh.exec apono@127.0.0.2:22: sudo -n pkill -HUP -F /run/sshd.pid",
-        "ssh.exec apono@127.0.0.2:22: sudo -n groupadd -f latch-managed",
-        "ssh.exec apono@127.0.0.2:22: sudo -n useradd -m -s /bin/bash -G latch-managed -c 'Latch just-in-time user' -- alice_smith",
-        "ssh.exec apono@127.0.0.2:22: sudo -n usermod -s /bin/bash -a -G dev -p '*' -e '' -- alice_smith",
+        "ssh.exec apono@127.0.0.2:22: sudo -n /bin/sh -c 'set -eu\nPATH=",
+        "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/kill -HUP 100",
+        "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/groupadd -f latch-managed",
+        "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/useradd -m -s /bin/bash -G latch-managed,dev -c 'Latch just-in-time user' -p '*' -e '' -- alice_smith",
         "certs.sign-ssh-user principals=alice_smith",
     ];
     assert_eq!(planned.len(), expected_prefixes.len(), "{planned:#?}");
     for (got, want) in planned.iter().zip(expected_prefixes) {
         assert!(got.starts_with(want), "{got}\n  expected {want}…");
     }
+    assert!(planned[0].contains("latch-trust"), "{}", planned[0]);
 }

@@ -629,6 +629,17 @@ impl Run {
         }
     }
 
+    /// The changes carried out (not refused, not only planned), as they ran.
+    pub fn changes(&self) -> Vec<String> {
+        self.report
+            .records
+            .iter()
+            .filter(|r| r.call.effect() == latch::caps::Effect::Change)
+            .filter(|r| !matches!(r.outcome, Outcome::Refused { .. } | Outcome::Planned))
+            .map(|r| r.call.to_string())
+            .collect()
+    }
+
     /// The changes a plan recorded without carrying them out, as they would run.
     pub fn planned(&self) -> Vec<String> {
         self.report

@@ -81,12 +81,19 @@ impl Clone for Box<dyn Expectation> {
 }
 
 /// Does `actual` match the argv element `pattern`? A `{name}` in the pattern stands for 16
-/// lower-case hex digits (a guest's temporary name), bound on first use in `names`.
+/// lower-case hex digits (a guest's temporary name), bound on first use in `names`; braces
+/// around anything but a short lower-case name (a shell script's) are compared as they are.
 fn element_matches(pattern: &str, actual: &str, names: &mut Names) -> bool {
     let (Some(open), Some(close)) = (pattern.find('{'), pattern.find('}')) else {
         return pattern == actual;
     };
-    if close < open {
+    let name_like = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 16
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    if close < open || !name_like(&pattern[open + 1..close]) {
         return pattern == actual;
     }
     let (prefix, name, suffix) = (
