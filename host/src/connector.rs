@@ -44,7 +44,8 @@ impl Connector {
         let mut loaded = Vec::new();
         for ic in &config.integrations {
             let guest = Arc::new(
-                load_pinned(&runtime, ic).with_context(|| format!("integration {:?}", ic.name))?,
+                load_pinned(&runtime, ic, Some(&config.data_dir.join("cache")))
+                    .with_context(|| format!("integration {:?}", ic.name))?,
             );
             let mut ic = ic.clone();
             let (metadata, lifecycle) = ask_guest(&runtime, &guest, &ic)
@@ -193,8 +194,13 @@ fn ask_guest(
     })
 }
 
-/// Read the guest file of `ic`, refuse it unless its sha256 is the pinned one, compile it.
-pub fn load_pinned(runtime: &Runtime, ic: &IntegrationConfig) -> anyhow::Result<Guest> {
+/// Read the guest file of `ic`, refuse it unless its sha256 is the pinned one, compile it
+/// (or take its compiled code from `cache`, see [`crate::runtime::cache`]).
+pub fn load_pinned(
+    runtime: &Runtime,
+    ic: &IntegrationConfig,
+    cache: Option<&std::path::Path>,
+) -> anyhow::Result<Guest> {
     let bytes = std::fs::read(&ic.guest)
         .with_context(|| format!("cannot read guest {}", ic.guest.display()))?;
     // Hash before compiling: bytes nobody pinned never reach the compiler.
@@ -207,7 +213,9 @@ pub fn load_pinned(runtime: &Runtime, ic: &IntegrationConfig) -> anyhow::Result<
             ic.sha256
         );
     }
-    runtime
-        .load(&bytes)
-        .with_context(|| format!("cannot load guest {}", ic.guest.display()))
+    match cache {
+        Some(dir) => runtime.load_cached(&bytes, dir),
+        None => runtime.load(&bytes),
+    }
+    .with_context(|| format!("cannot load guest {}", ic.guest.display()))
 }

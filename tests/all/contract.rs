@@ -286,3 +286,69 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
         assert!(err.contains("never lends"), "{err}");
     }
 }
+
+/// A compiled guest is kept between runs, and used only while it is intact and private:
+/// a damaged, foreign-writable or differently named file is not loaded (the guest is
+/// compiled afresh and works the same).
+#[test]
+fn compiled_guests_are_cached_and_checked_before_use() {
+    use latch::runtime::cache::CompileCache;
+    use latch::runtime::{Runtime, RuntimeConfig, sha256_hex};
+    use std::os::unix::fs::PermissionsExt;
+
+    let bytes = std::fs::read(crate::guest("ssh-servers")).unwrap();
+    let sha = sha256_hex(&bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_calls: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let entry = CompileCache::new(&cache, &sha, runtime.engine());
+    assert!(entry.get(runtime.engine()).is_none(), "nothing cached yet");
+
+    let first = runtime.load_cached(&bytes, &cache).unwrap();
+    assert_eq!(first.sha256(), sha);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(entry.path()), 0o600);
+    assert!(
+        entry.get(runtime.engine()).is_some(),
+        "the compiled guest was kept"
+    );
+    assert!(runtime.load_cached(&bytes, &cache).is_ok());
+
+    // One flipped byte in the code: refused by the checksum, then replaced by a good copy.
+    let mut damaged = std::fs::read(entry.path()).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    std::fs::write(entry.path(), &damaged).unwrap();
+    assert!(
+        entry.get(runtime.engine()).is_none(),
+        "a damaged file was used"
+    );
+    assert!(runtime.load_cached(&bytes, &cache).is_ok());
+    assert!(
+        entry.get(runtime.engine()).is_some(),
+        "the damaged file was not replaced"
+    );
+
+    // Writable by others: not used.
+    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(
+        entry.get(runtime.engine()).is_none(),
+        "a world-writable file was used"
+    );
+    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(
+        entry.get(runtime.engine()).is_none(),
+        "a world-writable directory was used"
+    );
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // Another guest's name never finds this code.
+    let other = CompileCache::new(&cache, &"0".repeat(64), runtime.engine());
+    assert!(other.get(runtime.engine()).is_none());
+}

@@ -14,6 +14,7 @@
 //! A guest that traps, loops or exhausts its memory fails *that call* with a [`CallError`]
 //! saying which; the runtime and every other guest keep serving.
 
+pub mod cache;
 mod inspect;
 
 use std::sync::Arc;
@@ -184,8 +185,25 @@ impl Runtime {
 
     /// Compile `bytes` and link it against the capabilities, once; calls reuse the result.
     pub fn load(&self, bytes: &[u8]) -> Result<Guest, LoadError> {
-        let sha256 = sha256_hex(bytes);
         let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        self.link(sha256_hex(bytes), component)
+    }
+
+    /// [`Runtime::load`], keeping the compiled code in `dir` between runs (a CLI start would
+    /// otherwise compile the guest each time). See [`cache`] for what is checked before a
+    /// cached file is used; any doubt means compiling afresh.
+    pub fn load_cached(&self, bytes: &[u8], dir: &std::path::Path) -> Result<Guest, LoadError> {
+        let sha256 = sha256_hex(bytes);
+        let cache = cache::CompileCache::new(dir, &sha256, &self.engine);
+        if let Some(component) = cache.get(&self.engine) {
+            return self.link(sha256, component);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(LoadError::Compile)?;
+        cache.put(&component);
+        self.link(sha256, component)
+    }
+
+    fn link(&self, sha256: String, component: Component) -> Result<Guest, LoadError> {
         let pre = self
             .linker
             .instantiate_pre(&component)
