@@ -11,8 +11,9 @@ GUEST_DIR := target/wasm32-wasip2/guest
 
 all: build
 
-## setup: install what the build, the sshd test fleet, the Samba AD DC, the RDP (FreeRDP)
-## login check and the Windows stand-in need
+## setup: install what the build, the sshd test fleet (and its variants' BusyBox, built from
+## Debian's source package), the Samba AD DC, the RDP (FreeRDP) login check and the Windows
+## stand-in need
 ## (idempotent; Debian, as root). Python peers go into one venv, target/py, never system-wide.
 setup:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -23,8 +24,10 @@ setup:
 	command -v pkill >/dev/null || missing="$$missing procps"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	command -v tcsh >/dev/null || missing="$$missing tcsh"; \
+	command -v zsh >/dev/null || missing="$$missing zsh"; \
 	for p in samba samba-ad-dc samba-ad-provision winbind krb5-user ldap-utils openssl \
-	  freerdp2-shadow-x11 freerdp2-x11 winpr-utils xvfb iproute2; do \
+	  freerdp2-shadow-x11 freerdp2-x11 winpr-utils xvfb iproute2 \
+	  build-essential bzip2 python3 busybox; do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -32,6 +35,7 @@ setup:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@bash tests/winrm/venv.sh target/py
+	@bash tests/fleet/busybox.sh target/busybox
 
 ## guests: build every guest as a WebAssembly component.
 guests: setup
@@ -47,6 +51,7 @@ test: guests
 	@rc=0; $(CARGO) test $(NATIVE) || rc=$$?; \
 	bash tests/fleet/fleet.sh down target/fleet-tests; \
 	bash tests/fleet/fleet.sh down target/fleet-rotation; \
+	bash tests/fleet/fleet.sh down target/fleet-distros; \
 	bash tests/samba/dc.sh down target/samba-tests; \
 	bash tests/samba/dc.sh down target/samba-rotation; \
 	bash tests/samba/dc.sh down target/samba-rotation-winrm; exit $$rc

@@ -9,6 +9,7 @@ mod config;
 mod contract;
 mod crash;
 mod denials;
+mod distros;
 mod e2e;
 mod fleet;
 mod ledger;

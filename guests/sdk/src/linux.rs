@@ -203,6 +203,8 @@ pub struct Account {
     pub groups: Vec<String>,
     /// Is its password field exactly `*` (no password, not locked)?
     pub password_star: bool,
+    /// Is its password locked (the field starts with `!`)?
+    pub password_locked: bool,
     /// Does it have an expiry date?
     pub expires: bool,
 }
@@ -357,6 +359,7 @@ fn parse_probe(t: &Target, text: &str) -> Result<Server, Error> {
                 shell: passwd.rsplit(':').next().unwrap_or("").to_string(),
                 groups: groups.split_whitespace().map(str::to_string).collect(),
                 password_star: facts.contains("password=star"),
+                password_locked: facts.contains("password=locked"),
                 expires: facts.contains("expire=set"),
             })
         }
@@ -770,6 +773,10 @@ pub fn lock_account(s: &Server, user: &str) -> Result<(), Error> {
                 user,
             ],
         ),
+        // BusyBox's `passwd -l` fails on a password that is locked already.
+        UserTools::BusyBox if s.account.as_ref().is_some_and(|a| a.password_locked) => {
+            return Ok(());
+        }
         UserTools::BusyBox => run(t, &["sudo", "-n", s.tool("passwd")?, "-l", user]),
     }
     .map(|_| ())
