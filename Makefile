@@ -7,7 +7,7 @@ GUEST_CRATES := -p ssh-servers -p windows-dc -p rdp-servers -p compat-v0-1 -p ca
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
-.PHONY: all setup guests build test lint bench bench-fleet demo demo-windows clean
+.PHONY: all setup guests build test lint bench bench-fleet bench-first-grant demo demo-windows clean
 
 all: build
 
@@ -71,6 +71,12 @@ bench: guests
 ## bench-fleet: grant/revoke against 20 real sshd hosts vs OpenSSH ControlMaster (root).
 bench-fleet: guests
 	$(CARGO) bench -p latch --bench fleet
+
+## bench-first-grant: the first grant on 20 fresh sshd hosts — one cold `latch grant` vs a
+## plain OpenSSH fan-out vs ansible-playbook -f 20 (root; ~3 min a round; RUNS=5 default).
+bench-first-grant: guests
+	$(CARGO) build --release -p latch
+	bash benches/first-grant.sh
 
 ## demo: what Latch does today, on the built guests (see README).
 demo: build
