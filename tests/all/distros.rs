@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::fleet::{latch, ssh_opts};
+use crate::fleet::{cert_login, cli_grant, data_dir_for, latch};
 use latch::runtime::sha256_hex;
 
 /// Host i (1-based) of the variants fleet, on 127.0.12.(i+1).
@@ -113,7 +113,7 @@ impl Distros {
 
 /// A data dir and latch.toml naming the one host of `variant`.
 struct Env {
-    tmp: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
     config: PathBuf,
     variant: &'static str,
 }
@@ -121,21 +121,7 @@ struct Env {
 impl Env {
     fn new(variant: &'static str) -> Env {
         let d = distros();
-        let tmp = tempfile::tempdir().unwrap();
-        let out = latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
-        assert!(out.status.success(), "{out:?}");
-        std::fs::copy(
-            d.dir.join("latch-user-ca"),
-            tmp.path().join("secrets/latch-user-ca"),
-        )
-        .unwrap();
-        let key = std::fs::read(d.dir.join("service_key")).unwrap();
-        use base64::Engine;
-        std::fs::write(
-            tmp.path().join("secrets/fleet-key"),
-            base64::engine::general_purpose::STANDARD.encode(key),
-        )
-        .unwrap();
+        let tmp = data_dir_for(&d.dir);
         let guest = crate::guest("ssh_servers");
         let sha = sha256_hex(&std::fs::read(&guest).unwrap());
         let config = tmp.path().join("latch.toml");
@@ -164,63 +150,19 @@ user_groups = ["Default", "sudo", "wheel"]
         )
         .unwrap();
         Env {
-            tmp,
+            _tmp: tmp,
             config,
             variant,
         }
     }
 
     fn grant(&self, user: &str, extra: &[&str]) -> Result<serde_json::Value, String> {
-        let out_dir = self.tmp.path().join("out");
         let resource = self.variant.replace('+', "-");
-        let mut args = vec![
-            "grant",
-            "--config",
-            self.config.to_str().unwrap(),
-            "--integration",
-            "linux",
-            "--resource",
-            &resource,
-            "--user",
-            user,
-            "--for",
-            "10m",
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let out = latch(&args);
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            Ok(v.as_array().map_or(v.clone(), |a| a[0].clone()))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        cli_grant(&self.config, "linux", &resource, user, extra)
     }
 
     fn login(&self, granted: &serde_json::Value, command: &str) -> std::process::Output {
-        Command::new("ssh")
-            .args(ssh_opts(&distros().dir.join("known_hosts")))
-            .arg("-i")
-            .arg(
-                granted["private_key_file"]
-                    .as_str()
-                    .expect("a generated key"),
-            )
-            .arg("-o")
-            .arg(format!(
-                "CertificateFile={}",
-                granted["certificate_file"].as_str().unwrap()
-            ))
-            .arg(format!(
-                "{}@{}",
-                granted["username"].as_str().unwrap(),
-                granted["host"].as_str().unwrap()
-            ))
-            .arg(command)
-            .output()
-            .expect("run ssh")
+        cert_login(&distros().dir.join("known_hosts"), granted, command)
     }
 
     fn revoke(&self, granted: &serde_json::Value) {

@@ -113,23 +113,7 @@ impl Env {
 
     pub fn with_known_hosts(known_hosts: Option<&str>) -> Env {
         let fleet = Fleet::shared();
-        let tmp = tempfile::tempdir().unwrap();
-        let out = latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
-        assert!(out.status.success(), "{out:?}");
-        // One CA for the whole fleet, as one connector (or one HA group) would have: a grant
-        // installs its CA on the server, so per-test CAs would displace each other.
-        std::fs::copy(
-            fleet.dir.join("latch-user-ca"),
-            tmp.path().join("secrets/latch-user-ca"),
-        )
-        .unwrap();
-        let key = std::fs::read(fleet.dir.join("service_key")).unwrap();
-        use base64::Engine;
-        std::fs::write(
-            tmp.path().join("secrets/fleet-key"),
-            base64::engine::general_purpose::STANDARD.encode(key),
-        )
-        .unwrap();
+        let tmp = data_dir_for(&fleet.dir);
         let known = match known_hosts {
             Some(text) => {
                 let p = tmp.path().join("known_hosts");
@@ -180,32 +164,7 @@ user_groups = ["Default", "adm"]
         email: &str,
         extra: &[&str],
     ) -> Result<serde_json::Value, String> {
-        let out_dir = self.tmp.path().join("out");
-        // `--flag=value`, so a hostile value such as `-oProxyCommand=x` stays a value.
-        let resource = format!("--resource={resource}");
-        let email = format!("--user={email}");
-        let mut args = vec![
-            "grant",
-            "--config",
-            self.config.to_str().unwrap(),
-            "--integration",
-            "linux",
-            &resource,
-            &email,
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ];
-        if !extra.iter().any(|a| a.starts_with("--for")) {
-            args.extend(["--for", "10m"]);
-        }
-        args.extend_from_slice(extra);
-        let out = latch(&args);
-        if out.status.success() {
-            Ok(serde_json::from_slice(&out.stdout).unwrap())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        cli_grant(&self.config, "linux", resource, email, extra)
     }
 
     pub fn revoke(&self, grant_id: &str) -> Output {
@@ -219,28 +178,93 @@ user_groups = ["Default", "adm"]
 
     /// Log in with the real ssh client, the generated key and its certificate.
     pub fn login(&self, granted: &serde_json::Value, command: &str) -> Output {
-        Command::new("ssh")
-            .args(ssh_opts(&self.fleet.known_hosts()))
-            .arg("-i")
-            .arg(
-                granted["private_key_file"]
-                    .as_str()
-                    .expect("a generated key"),
-            )
-            .arg("-o")
-            .arg(format!(
-                "CertificateFile={}",
-                granted["certificate_file"].as_str().unwrap()
-            ))
-            .arg(format!(
-                "{}@{}",
-                granted["username"].as_str().unwrap(),
-                granted["host"].as_str().unwrap()
-            ))
-            .arg(command)
-            .output()
-            .expect("run ssh")
+        cert_login(&self.fleet.known_hosts(), granted, command)
     }
+}
+
+/// A fresh Latch data dir (`latch init`) holding the user CA and the service key (as secret
+/// `fleet-key`) of the fleet in `fleet_dir`: one CA for a whole fleet, as one connector (or
+/// one HA group) would have — a grant installs its CA on the server, so per-test CAs would
+/// displace each other.
+pub fn data_dir_for(fleet_dir: &Path) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = latch(&["init", "--dir", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::copy(
+        fleet_dir.join("latch-user-ca"),
+        tmp.path().join("secrets/latch-user-ca"),
+    )
+    .unwrap();
+    let key = std::fs::read(fleet_dir.join("service_key")).unwrap();
+    use base64::Engine;
+    std::fs::write(
+        tmp.path().join("secrets/fleet-key"),
+        base64::engine::general_purpose::STANDARD.encode(key),
+    )
+    .unwrap();
+    tmp
+}
+
+/// `latch grant` of one resource with the CLI (output files beside `config`, in `out/`);
+/// the parsed JSON, or stderr. `--flag=value`, so a hostile value such as
+/// `-oProxyCommand=x` stays a value.
+pub fn cli_grant(
+    config: &Path,
+    integration: &str,
+    resource: &str,
+    email: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let out_dir = config.parent().unwrap().join("out");
+    let resource = format!("--resource={resource}");
+    let email = format!("--user={email}");
+    let integration = format!("--integration={integration}");
+    let mut args = vec![
+        "grant",
+        "--config",
+        config.to_str().unwrap(),
+        &integration,
+        &resource,
+        &email,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ];
+    if !extra.iter().any(|a| a.starts_with("--for")) {
+        args.extend(["--for", "10m"]);
+    }
+    args.extend_from_slice(extra);
+    let out = latch(&args);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Log in with the real ssh client, a grant's generated key and its certificate.
+pub fn cert_login(known_hosts: &Path, granted: &serde_json::Value, command: &str) -> Output {
+    Command::new("ssh")
+        .args(ssh_opts(known_hosts))
+        .arg("-i")
+        .arg(
+            granted["private_key_file"]
+                .as_str()
+                .expect("a generated key"),
+        )
+        .arg("-o")
+        .arg(format!(
+            "CertificateFile={}",
+            granted["certificate_file"].as_str().unwrap()
+        ))
+        .arg(format!(
+            "{}@{}",
+            granted["username"].as_str().unwrap(),
+            granted["host"].as_str().unwrap()
+        ))
+        .arg(command)
+        .output()
+        .expect("run ssh")
 }
 
 /// A running `latch serve`, stopped when dropped.

@@ -555,22 +555,37 @@ impl Server {
         }
         let in_effect =
             effective("trustedusercakeys") == CA_PATH && effective("revokedkeys") == KRL_PATH;
-        if ca_ok && self.krl && dropin_ok && in_effect {
+        let group_tool = if self.has_group(MANAGED_GROUP) {
+            None
+        } else {
+            Some(match self.user_tools()? {
+                UserTools::Shadow => self.tool("groupadd")?,
+                UserTools::BusyBox => self.tool("addgroup")?,
+            })
+        };
+        if ca_ok && self.krl && dropin_ok && in_effect && group_tool.is_none() {
             return Ok(None);
         }
-        if !dropin_ok && !self.includes.iter().any(|l| includes_dropin(l)) {
-            return Err(Error::Failed(format!(
-                "{at}: /etc/ssh/sshd_config does not include {DROPIN_PATH}; add \
-                 `Include /etc/ssh/sshd_config.d/*.conf` as its first line (or set \
-                 `TrustedUserCAKeys {CA_PATH}` and `RevokedKeys {KRL_PATH}` there yourself) — \
-                 nothing was changed"
-            )));
-        }
+        // sshd reads the CA file and the KRL at each login; only a new drop-in needs a reload.
+        let reload = if dropin_ok && in_effect {
+            None
+        } else {
+            if !self.includes.iter().any(|l| includes_dropin(l)) {
+                return Err(Error::Failed(format!(
+                    "{at}: /etc/ssh/sshd_config does not include {DROPIN_PATH}; add \
+                     `Include /etc/ssh/sshd_config.d/*.conf` as its first line (or set \
+                     `TrustedUserCAKeys {CA_PATH}` and `RevokedKeys {KRL_PATH}` there \
+                     yourself) — nothing was changed"
+                )));
+            }
+            Some(self.reload()?)
+        };
         Ok(Some(TrustPlan {
             ca: (!ca_ok).then_some(ca_line),
             krl: !self.krl,
-            dropin: (!dropin_ok).then_some(dropin),
-            reload: self.reload()?,
+            dropin: reload.is_some().then_some(dropin),
+            group_tool: group_tool.map(str::to_string),
+            reload,
         }))
     }
 }
@@ -580,16 +595,29 @@ impl Server {
 pub struct TrustPlan {
     ca: Option<String>,
     krl: bool,
+    /// The drop-in, when it must be (re)written and sshd reloaded.
     dropin: Option<String>,
-    reload: Reload,
+    /// `groupadd` or `addgroup`, when [`MANAGED_GROUP`] does not exist yet.
+    group_tool: Option<String>,
+    reload: Option<Reload>,
 }
 
-/// Carry out a [`TrustPlan`] in one command as root ([`TRUST_SCRIPT`]); when the drop-in
-/// changed, check that sshd applies it (else remove it again), then reload sshd.
+/// Carry out a [`TrustPlan`] in one command as root ([`TRUST_SCRIPT`]): the CA key, a new
+/// KRL, the drop-in, [`MANAGED_GROUP`]; when the drop-in changed, the script checks that sshd
+/// applies it (else removes it again and exits 3) and reloads sshd the way it runs.
 pub fn apply_trust(server: &Server, plan: &TrustPlan) -> Result<(), Error> {
     let t = &server.target;
     let script = compact(TRUST_SCRIPT);
     let krl = if plan.krl { "new" } else { "" };
+    let pid;
+    let (reload, target) = match &plan.reload {
+        None | Some(Reload::PerConnection) => ("", ""),
+        Some(Reload::Systemd(unit)) => ("systemd", unit.as_str()),
+        Some(Reload::Signal(p)) => {
+            pid = p.to_string();
+            ("signal", pid.as_str())
+        }
+    };
     let out = exec(
         t,
         &[
@@ -602,43 +630,27 @@ pub fn apply_trust(server: &Server, plan: &TrustPlan) -> Result<(), Error> {
             plan.ca.as_deref().unwrap_or(""),
             krl,
             plan.dropin.as_deref().unwrap_or(""),
+            plan.group_tool.as_deref().unwrap_or(""),
+            reload,
+            target,
         ],
     )?;
-    if out.status != 0 {
-        return Err(failed("installing the CA, KRL and drop-in", t, &out));
-    }
-    // In a plan the script did not run and printed nothing: there is nothing to verify.
-    let text = String::from_utf8_lossy(&out.stdout);
-    if let Some(lines) = sections(&text).get("sshd") {
-        let effective = keywords(lines);
-        for (keyword, ours) in [("trustedusercakeys", CA_PATH), ("revokedkeys", KRL_PATH)] {
-            if effective.get(keyword).map(String::as_str) != Some(ours) {
-                exec(t, &["sudo", "-n", "rm", "-f", "--", DROPIN_PATH])?;
-                return Err(Error::Failed(format!(
-                    "{}:{}: sshd does not apply {DROPIN_PATH} (`sshd -T` lacks `{keyword} \
-                     {ours}`; an earlier setting wins); the drop-in was removed again — make \
-                     sshd_config `Include /etc/ssh/sshd_config.d/*.conf` before its own settings",
-                    t.host, t.port
-                )));
-            }
+    match out.status {
+        0 => Ok(()),
+        3 => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let said = sections(&text)
+                .get("sshd")
+                .map_or("", |l| l.trim())
+                .replace('\n', "; ");
+            Err(Error::Failed(format!(
+                "{}:{}: sshd does not apply {DROPIN_PATH} (`sshd -T` says `{said}`: an earlier \
+                 setting wins); the drop-in was removed again — make sshd_config `Include \
+                 /etc/ssh/sshd_config.d/*.conf` before its own settings",
+                t.host, t.port
+            )))
         }
-    }
-    reload_sshd(server, &plan.reload)
-}
-
-/// Ask sshd to re-read its configuration, the way it runs.
-pub fn reload_sshd(server: &Server, how: &Reload) -> Result<(), Error> {
-    let t = &server.target;
-    match how {
-        Reload::PerConnection => Ok(()),
-        Reload::Systemd(unit) => {
-            let systemctl = server.tool("systemctl")?;
-            run(t, &["sudo", "-n", systemctl, "reload", unit]).map(|_| ())
-        }
-        Reload::Signal(pid) => {
-            let pid = pid.to_string();
-            run(t, &["sudo", "-n", server.tool("kill")?, "-HUP", &pid]).map(|_| ())
-        }
+        _ => Err(failed("setting up the CA, KRL, drop-in and group", t, &out)),
     }
 }
 
@@ -652,17 +664,14 @@ pub fn group_exists(t: &Target, group: &str) -> Result<bool, Error> {
     }
 }
 
-/// Create `user` with a home and `shell`, marked as Latch's own, member of `group` too (if
-/// any), with the password field `*` (no password, not locked: certificate logins work with
+/// Create `user` with a home and `shell`, marked as Latch's own (the group exists: see
+/// [`apply_trust`]), member of `group` too (if any), with the password field `*` (no password, not locked: certificate logins work with
 /// or without PAM) and no expiry.
 #[rustfmt::skip]
 pub fn create_user(s: &Server, user: &str, shell: &str, group: Option<&str>) -> Result<(), Error> {
     let t = &s.target;
     match s.user_tools()? {
         UserTools::Shadow => {
-            if !s.has_group(MANAGED_GROUP) {
-                run(t, &["sudo", "-n", s.tool("groupadd")?, "-f", MANAGED_GROUP])?;
-            }
             let groups = match group {
                 Some(g) => format!("{MANAGED_GROUP},{g}"),
                 None => MANAGED_GROUP.to_string(),
@@ -670,9 +679,6 @@ pub fn create_user(s: &Server, user: &str, shell: &str, group: Option<&str>) -> 
             run(t, &["sudo", "-n", s.tool("useradd")?, "-m", "-s", shell, "-G", &groups, "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", user])?;
         }
         UserTools::BusyBox => {
-            if !s.has_group(MANAGED_GROUP) {
-                run(t, &["sudo", "-n", s.tool("addgroup")?, MANAGED_GROUP])?;
-            }
             run(t, &["sudo", "-n", s.tool("adduser")?, "-D", "-s", shell, "-g", "Latch just-in-time user", user])?;
             run(t, &["sudo", "-n", s.tool("addgroup")?, user, MANAGED_GROUP])?;
             if let Some(g) = group {

@@ -3,6 +3,7 @@
 
 use latch::caps::CapError;
 use latch::runtime::{Export, GuestError, ServiceCredential};
+use latch_guest_sdk::linux;
 use latch_testkit::{Kit, Script, grant_request};
 
 const T: &str = "apono@127.0.0.2:22";
@@ -36,30 +37,14 @@ fn grant(permission: &str, email: &str) -> Export {
     }
 }
 
-fn dropin() -> String {
-    "# Managed by Latch: trust the connector's user CA, honour its revocations.\n\
-     TrustedUserCAKeys /etc/ssh/latch/user_ca.pub\nRevokedKeys /etc/ssh/latch/revoked_keys\n"
-        .to_string()
-}
-
-/// A script as the guest sends it (the SDK's `linux::compact`: no comments, no indentation).
-fn compact(script: &str) -> String {
-    script
-        .lines()
-        .map(str::trim_start)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn probe_script() -> String {
-    compact(include_str!("../../sdk/src/linux/probe.sh"))
+    linux::compact(linux::PROBE_SCRIPT)
 }
 fn trust_script() -> String {
-    compact(include_str!("../../sdk/src/linux/trust.sh"))
+    linux::compact(linux::TRUST_SCRIPT)
 }
 fn revoke_script() -> String {
-    compact(include_str!("../../sdk/src/linux/revoke.sh"))
+    linux::compact(linux::REVOKE_SCRIPT)
 }
 
 /// What the probe finds on a server; [`Probe::answer`] prints it as `probe.sh` would.
@@ -155,7 +140,7 @@ impl Probe {
             o += "\u{1e}krl\n";
         }
         if self.dropin {
-            o += &format!("\u{1e}dropin\n{}", dropin());
+            o += &format!("\u{1e}dropin\n{}", linux::dropin());
         }
         o += "\u{1e}include\n";
         if self.include {
@@ -192,11 +177,26 @@ fn expect_probe(s: &mut Script, user: &str, groups: &[&str], p: &Probe) {
     s.on_read(T, &argv).ok(&p.answer());
 }
 
-/// The trust script with these arguments, answering `sshd -T`'s lines when the drop-in changed.
-fn expect_trust(s: &mut Script, ca: bool, krl: bool, dropin_too: bool, answer: &str) {
+/// The trust script with these arguments (`reload`: `systemd UNIT`, `signal PID` or empty),
+/// answering `answer`.
+#[allow(clippy::too_many_arguments)]
+fn expect_trust<'a>(
+    s: &'a mut Script,
+    ca: bool,
+    krl: bool,
+    dropin_too: bool,
+    group_tool: &str,
+    reload: &str,
+    answer: &str,
+) -> &'a mut latch_testkit::Step {
     let script = trust_script();
     let ca_line = if ca { format!("{CA}\n") } else { String::new() };
-    let d = if dropin_too { dropin() } else { String::new() };
+    let d = if dropin_too {
+        linux::dropin()
+    } else {
+        String::new()
+    };
+    let (how, target) = reload.split_once(' ').unwrap_or(("", ""));
     s.on_ssh(
         T,
         &[
@@ -209,9 +209,12 @@ fn expect_trust(s: &mut Script, ca: bool, krl: bool, dropin_too: bool, answer: &
             &ca_line,
             if krl { "new" } else { "" },
             &d,
+            group_tool,
+            how,
+            target,
         ],
     )
-    .ok(answer);
+    .ok(answer)
 }
 
 const APPLIED: &str = "\u{1e}sshd\ntrustedusercakeys /etc/ssh/latch/user_ca.pub\nrevokedkeys /etc/ssh/latch/revoked_keys\n";
@@ -222,9 +225,7 @@ fn first_grant_on_a_fresh_server_runs_exactly_this() {
     let mut s = Script::new();
     expect_probe(&mut s, "alice_smith", &["dev"], &Probe::fresh());
     s.on_ca_public_key().text(CA);
-    expect_trust(&mut s, true, true, true, APPLIED);
-    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/kill", "-HUP", "100"]);
-    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    expect_trust(&mut s, true, true, true, "/usr/sbin/groupadd", "signal 100", APPLIED);
     s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed,dev", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice_smith"]);
     s.on_sign(&["alice_smith"], "g-1").valid_before(EXPIRES).text("ssh-ed25519-cert-v01@openssh.com AAAA");
     let run = kit().run(&s, grant("dev", "Alice.Smith@corp.example"));
@@ -277,9 +278,7 @@ fn sshd_is_reloaded_the_way_it_runs() {
     let mut s = Script::new();
     expect_probe(&mut s, "alice", &[], &p);
     s.on_ca_public_key().text(CA);
-    expect_trust(&mut s, true, true, true, APPLIED);
-    s.on_ssh(T, &["sudo", "-n", "/usr/bin/systemctl", "reload", "ssh.service"]);
-    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    expect_trust(&mut s, true, true, true, "/usr/sbin/groupadd", "systemd ssh.service", APPLIED);
     s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice"]);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
@@ -292,8 +291,7 @@ fn sshd_is_reloaded_the_way_it_runs() {
     let mut s = Script::new();
     expect_probe(&mut s, "alice", &[], &p);
     s.on_ca_public_key().text(CA);
-    expect_trust(&mut s, true, true, true, APPLIED);
-    s.on_ssh(T, &["sudo", "-n", "/usr/sbin/groupadd", "-f", "latch-managed"]);
+    expect_trust(&mut s, true, true, true, "/usr/sbin/groupadd", "", APPLIED);
     s.on_ssh(T, &["sudo", "-n", "/usr/sbin/useradd", "-m", "-s", "/bin/bash", "-G", "latch-managed", "-c", "Latch just-in-time user", "-p", "*", "-e", "", "--", "alice"]);
     s.on_sign(&["alice"], "g-1").text("cert");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
@@ -398,8 +396,8 @@ fn a_server_that_ignores_the_dropin_is_an_error_and_the_dropin_is_removed() {
     let mut s = Script::new();
     expect_probe(&mut s, "alice", &[], &Probe { ca: true, krl: true, ..Probe::fresh() });
     s.on_ca_public_key().text(CA);
-    expect_trust(&mut s, false, false, true, "\u{1e}sshd\ntrustedusercakeys none\nrevokedkeys none\n");
-    s.on_ssh(T, &["sudo", "-n", "rm", "-f", "--", "/etc/ssh/sshd_config.d/latch.conf"]);
+    expect_trust(&mut s, false, false, true, "/usr/sbin/groupadd", "signal 100", "\u{1e}sshd\ntrustedusercakeys none\nrevokedkeys none\n")
+        .exit(3, "");
     let run = kit().run(&s, grant("Default", "alice@corp.example"));
     run.assert_script_done();
     match run.guest_error() {
@@ -866,8 +864,6 @@ fn a_plan_lists_every_change_of_a_first_grant() {
     let planned = run.planned();
     let expected_prefixes = [
         "ssh.exec apono@127.0.0.2:22: sudo -n /bin/sh -c 'set -eu\nPATH=",
-        "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/kill -HUP 100",
-        "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/groupadd -f latch-managed",
         "ssh.exec apono@127.0.0.2:22: sudo -n /usr/sbin/useradd -m -s /bin/bash -G latch-managed,dev -c 'Latch just-in-time user' -p '*' -e '' -- alice_smith",
         "certs.sign-ssh-user principals=alice_smith",
     ];
