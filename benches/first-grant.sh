@@ -167,6 +167,8 @@ now() { date +%s%N; }
 fleet_up() {
   bash tests/fleet/fleet.sh up "$fleet" "$HOSTS" "$BASE" >"$run_dir/fleet.log" 2>&1 ||
     { cat "$run_dir/fleet.log" >&2; die "fleet.sh up (see above)"; }
+  # The fleet's own writes (20 copies of /etc) are flushed before the clock starts.
+  sync
 }
 fleet_down() { bash tests/fleet/fleet.sh down "$fleet" >/dev/null 2>&1 || true; }
 

@@ -8,11 +8,17 @@ export PATH
 m() { printf '\036%s\n' "$1"; }
 m probe
 m tools
+# Name, path, and (for adduser: BusyBox's or not) the file it resolves to. Builtins only,
+# but for that one readlink: this probe runs on every grant.
 for t in useradd usermod userdel groupadd gpasswd adduser addgroup deluser delgroup \
     passwd chpasswd sshd ssh-keygen pkill kill systemctl restorecon; do
     for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
         if [ -x "$d/$t" ]; then
-            printf '%s %s %s\n' "$t" "$d/$t" "$(readlink -f "$d/$t")"
+            if [ "$t" = adduser ]; then
+                printf '%s %s %s\n' "$t" "$d/$t" "$(readlink -f "$d/$t")"
+            else
+                printf '%s %s %s\n' "$t" "$d/$t" "$d/$t"
+            fi
             break
         fi
     done
@@ -35,7 +41,8 @@ if [ -d /run/systemd/system ]; then
         printf '%s %s\n' "$u" "$(systemctl show -p MainPID --value "$u" 2>/dev/null)"
     done
 fi
-# This session's ancestors: pid, parent, name and command line (tells which sshd serves it).
+# This session's ancestors: pid, parent, name and, for sshd's, the command line (tells which
+# sshd serves this session, and whether it runs per connection).
 m procs
 pid=$$
 while [ -r "/proc/$pid/status" ]; do
@@ -43,8 +50,10 @@ while [ -r "/proc/$pid/status" ]; do
     while read -r k v; do
         if [ "$k" = PPid: ]; then ppid=$v; fi
     done < "/proc/$pid/status"
-    printf '%s %s %s\t%s\n' "$pid" "$ppid" "$(cat "/proc/$pid/comm")" \
-        "$(tr '\000\n\t' '   ' < "/proc/$pid/cmdline")"
+    read -r comm < "/proc/$pid/comm"
+    cmdline=
+    case $comm in sshd*) cmdline=$(tr '\000\n\t' '   ' < "/proc/$pid/cmdline") ;; esac
+    printf '%s %s %s\t%s\n' "$pid" "$ppid" "$comm" "$cmdline"
     [ "$ppid" -gt 0 ] || break
     pid=$ppid
 done
