@@ -553,6 +553,19 @@ impl Server {
                 )));
             }
         }
+        // Certificates are then accepted only for principals that file or command lists,
+        // which Latch does not maintain: its grants would "succeed" and never log in.
+        for keyword in ["authorizedprincipalsfile", "authorizedprincipalscommand"] {
+            let now = effective(keyword);
+            if now != "none" {
+                return Err(Error::Failed(format!(
+                    "{at}: sshd uses `{keyword} {now}`, so it accepts a certificate only for \
+                     principals listed there, which Latch does not manage; remove it (or \
+                     scope it with a Match block that excludes Latch's users) — nothing was \
+                     changed"
+                )));
+            }
+        }
         let in_effect =
             effective("trustedusercakeys") == CA_PATH && effective("revokedkeys") == KRL_PATH;
         let group_tool = if self.has_group(MANAGED_GROUP) {

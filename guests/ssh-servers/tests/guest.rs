@@ -61,6 +61,8 @@ struct Probe {
     effective: (&'static str, &'static str),
     /// systemd's MainPID for ssh.service, if systemd runs.
     systemd: Option<u32>,
+    /// `sshd -T`'s authorizedprincipalsfile, if set.
+    principals: Option<&'static str>,
     /// The listener's command line (pid 100; this session's sshd processes are 300 and 200).
     listener: &'static str,
     /// The account's `id -nG`, shell and shadow facts.
@@ -93,6 +95,7 @@ impl Probe {
             include: true,
             effective: ("none", "none"),
             systemd: None,
+            principals: None,
             listener: "/usr/sbin/sshd -D",
             account: None,
             groups: &["dev"],
@@ -147,8 +150,10 @@ impl Probe {
             o += "Include /etc/ssh/sshd_config.d/*.conf\n";
         }
         o += &format!(
-            "\u{1e}sshd\ntrustedusercakeys {}\nrevokedkeys {}\npidfile /run/sshd.pid\n",
-            self.effective.0, self.effective.1
+            "\u{1e}sshd\ntrustedusercakeys {}\nrevokedkeys {}\npidfile /run/sshd.pid\nauthorizedprincipalsfile {}\n",
+            self.effective.0,
+            self.effective.1,
+            self.principals.unwrap_or("none")
         );
         if let Some(pid) = self.systemd {
             o += &format!("\u{1e}systemd\nssh.service {pid}\nsshd.service 0\n");
@@ -338,6 +343,7 @@ fn servers_latch_cannot_set_up_are_refused_before_any_change() {
     let cases: Vec<(Probe, &str)> = vec![
         (Probe { include: false, ..Probe::fresh() }, "Include /etc/ssh/sshd_config.d/*.conf"),
         (Probe { effective: ("/etc/ssh/other_ca.pub", "none"), ..Probe::fresh() }, "trustedusercakeys /etc/ssh/other_ca.pub"),
+        (Probe { principals: Some("/etc/ssh/principals/%u"), ..Probe::fresh() }, "authorizedprincipalsfile /etc/ssh/principals/%u"),
         (Probe { no_tools: true, ..Probe::fresh() }, "found neither shadow-utils"),
     ];
     for (p, says) in cases {

@@ -30,7 +30,8 @@ m include
 grep -i '^[[:space:]]*include[[:space:]]' /etc/ssh/sshd_config 2>/dev/null
 if out=$(sshd -T 2>&1); then
     m sshd
-    printf '%s\n' "$out" | grep -iE '^(trustedusercakeys|revokedkeys|pidfile) '
+    printf '%s\n' "$out" |
+        grep -iE '^(trustedusercakeys|revokedkeys|pidfile|authorizedprincipals(file|command)) '
 else
     m sshd-failed
     printf '%s\n' "$out" | head -n 5
