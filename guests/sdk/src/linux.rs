@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod access;
+
 use crate::{Error, Output, Target, exec, exec_with_stdin, read, read_ok, run};
 
 /// The group that marks an account as created by Latch; nothing else is ever deleted.

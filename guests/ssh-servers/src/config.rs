@@ -5,10 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use latch_guest_sdk::{Error, Target, invalid_config, invalid_request, names};
 use serde::Deserialize;
 
-/// The permission that means "the user's own group", i.e. no extra group.
-pub const DEFAULT_GROUP: &str = "Default";
-/// Longest `custom_access_details`.
-pub const MAX_CUSTOM_DETAILS: usize = 400;
+use latch_guest_sdk::linux::access;
+pub use latch_guest_sdk::linux::access::DEFAULT_GROUP;
 
 /// `config` of an `ssh-servers` integration.
 ///
@@ -88,14 +86,6 @@ fn is_host(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
 }
 
-fn is_shell(s: &str) -> bool {
-    s.starts_with('/')
-        && s.len() <= 64
-        && !s.contains("..")
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
-}
-
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
@@ -135,55 +125,7 @@ impl Config {
                 )));
             }
         }
-        for (i, g) in c.user_groups.iter().enumerate() {
-            if g != DEFAULT_GROUP && !names::is_valid(g) {
-                return Err(invalid_config(format!(
-                    "user_groups[{i}] {g:?} is not a valid group name (or \"Default\")"
-                )));
-            }
-        }
-        if !is_shell(&c.login_shell) {
-            return Err(invalid_config(format!(
-                "login_shell {:?} must be an absolute path of [A-Za-z0-9/._-]",
-                c.login_shell
-            )));
-        }
-        if let Some(days) = c.credential_rotation_days
-            && !(1..=3650).contains(&days)
-        {
-            return Err(invalid_config(format!(
-                "credential_rotation_days must be 1 to 3650, not {days}"
-            )));
-        }
-        if let Some(days) = c.user_cleanup_days
-            && days > 3650
-        {
-            return Err(invalid_config(format!(
-                "user_cleanup_days must be 0 to 3650, not {days}"
-            )));
-        }
-        if let Some(name) = &c.user_key_name {
-            let plain = !name.is_empty()
-                && name.len() <= 128
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !plain {
-                return Err(invalid_config(format!(
-                    "user_key_name {name:?} must be a plain secret name ([A-Za-z0-9._-], not \
-                     starting with '.')"
-                )));
-            }
-        }
-        if let Some(d) = &c.custom_access_details
-            && d.chars().count() > MAX_CUSTOM_DETAILS
-        {
-            return Err(invalid_config(format!(
-                "custom_access_details is {} characters, more than {MAX_CUSTOM_DETAILS}",
-                d.chars().count()
-            )));
-        }
+        c.settings().check()?;
         Ok(c)
     }
 
@@ -199,17 +141,20 @@ impl Config {
         })
     }
 
+    /// The account settings every Linux integration shares.
+    pub fn settings(&self) -> access::Settings<'_> {
+        access::Settings {
+            user_groups: &self.user_groups,
+            login_shell: &self.login_shell,
+            user_key_name: self.user_key_name.as_deref(),
+            credential_rotation_days: self.credential_rotation_days,
+            user_cleanup_days: self.user_cleanup_days,
+            custom_access_details: self.custom_access_details.as_deref(),
+        }
+    }
+
     /// Check that `permission` is one this integration grants.
     pub fn permission<'a>(&self, permission: &'a str) -> Result<&'a str, Error> {
-        if self.user_groups.iter().any(|g| g == permission)
-            || (permission == DEFAULT_GROUP && self.user_groups.is_empty())
-        {
-            return Ok(permission);
-        }
-        let shown: String = permission.chars().take(64).collect();
-        Err(invalid_request(format!(
-            "permission {shown:?} is not one of user_groups [{}]",
-            self.user_groups.join(", ")
-        )))
+        self.settings().permission(permission)
     }
 }

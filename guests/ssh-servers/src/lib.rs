@@ -17,30 +17,15 @@
 
 mod config;
 
-use config::{Config, DEFAULT_GROUP, Server};
-use latch_guest_sdk::linux;
+use config::{Config, Server};
+use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place, State};
 use latch_guest_sdk::{
-    AccessDetails, CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle,
-    Metadata, Page, Resource, ServiceCredential, Target, certs, invalid_request, log, names,
+    CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
+    Resource, ServiceCredential, invalid_request, linux, log, names,
 };
-use serde::{Deserialize, Serialize};
 
 /// Servers per page of `discover` (each server costs a read per configured group).
 const PAGE: usize = 50;
-
-/// What a grant leaves for its revoke and cleanup: where it acted, and on which account.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct State {
-    server: String,
-    host: String,
-    port: u16,
-    service_user: String,
-    account: String,
-    /// The group the grant added the account to (none for `Default`).
-    #[serde(default)]
-    group: Option<String>,
-}
 
 struct SshServers;
 
@@ -92,112 +77,43 @@ impl Integration for SshServers {
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
         let (server, user, group) = check_request(&config, &request)?;
-        let public_key = request
-            .public_key
-            .as_deref()
-            .ok_or_else(|| invalid_request("a grant needs the requester's public key"))?;
-        let t = server.target();
-
-        // Everything is learned, and every refusal made, before anything changes.
-        let on = linux::probe(&t, &user, group.as_slice())?;
-        if let Some(account) = &on.account
-            && !account.is_managed()
-        {
-            return Err(Error::Denied(format!(
-                "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
-                server.name
-            )));
-        }
-        if let Some(group) = group
-            && !on.has_group(group)
-        {
-            return Err(invalid_request(format!(
-                "group {group:?} does not exist on {}",
-                server.name
-            )));
-        }
-        on.user_tools()?;
-        let trust = on.trust_plan(&certs::ca_public_key()?)?;
-
-        if let Some(plan) = &trust {
-            linux::apply_trust(&on, plan)?;
-        }
-        linux::open_account(&on, &user, &config.login_shell, group)?;
-        let certificate = certs::sign_ssh_user(
-            public_key,
-            std::slice::from_ref(&user),
-            request.expires_at,
-            &request.grant_id,
-        )?;
-        log(
-            Level::Info,
-            &format!(
-                "granted {user} on {} until {}",
-                server.name, request.expires_at
-            ),
-        );
-        let state = State {
-            server: server.name.clone(),
-            host: t.host.clone(),
-            port: t.port,
-            service_user: server.user.clone(),
-            account: user.clone(),
-            group: group.map(str::to_string),
-        };
+        let (certificate, state) =
+            access::grant(&place(server), &user, group, &config.login_shell, &request)?;
         Ok(Granted {
-            access: access_details(&config, server, &user, certificate),
+            access: access::access_details(
+                &server.host,
+                server.port,
+                &user,
+                certificate,
+                config.custom_access_details.as_deref(),
+            ),
             state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let (t, name, user, group) = revoke_target(&config, &request)?;
-
-        let on = linux::probe(&t, &user, &[])?;
-        linux::revoke_key_id(&on, &request.grant_id)?;
-        let Some(account) = &on.account else {
-            return Ok(());
+        access::check_grant_id(&request.grant_id)?;
+        // Where the grant acted (its state), or, for a grant that left none, the server the
+        // config names.
+        let (at, user, group) = match State::stored(&request)? {
+            Some(state) => (state.place()?, state.account, state.group),
+            None => {
+                let (server, user, group) = check_request(&config, &request)?;
+                (place(server), user, group.map(str::to_string))
+            }
         };
-        if !account.is_managed() {
-            log(
-                Level::Warn,
-                &format!("{user} on {} is not Latch's; left untouched", name),
-            );
-            return Ok(());
-        }
-        if let Some(group) = group {
-            linux::remove_from_group(&on, &user, &group)?;
-        }
-        linux::lock_account(&on, &user)?;
-        linux::kill_sessions(&on, &user)?;
-        log(Level::Info, &format!("revoked {user} on {}", name));
-        Ok(())
+        access::revoke(&at, &user, group.as_deref(), &request.grant_id)
     }
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
         let user = names::check("username", &username)?;
-        let (t, name) = match stored(&request)? {
-            Some(state) => (state_target(&state)?, state.server),
-            None => {
-                let server = config.server(&request.resource_id)?;
-                (server.target(), server.name.clone())
-            }
+        let at = match State::stored(&request)? {
+            Some(state) => state.place()?,
+            None => place(config.server(&request.resource_id)?),
         };
-
-        let on = linux::probe(&t, user, &[])?;
-        let Some(account) = &on.account else {
-            return Ok(());
-        };
-        if !account.is_managed() {
-            return Err(Error::Denied(format!(
-                "account {user:?} on {} was not created by Latch; refusing to delete it",
-                name
-            )));
-        }
-        linux::kill_sessions(&on, user)?;
-        linux::delete_user(&on, user)
+        access::cleanup(&at, user)
     }
 
     fn add_service_credential(
@@ -206,18 +122,7 @@ impl Integration for SshServers {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let server = config.server(&resource_id)?;
-        let key = ssh_key_of(&credential)?;
-        let key = check_service_key(&key)?;
-        let (t, path, current) = service_keys(server)?;
-        if let Some(content) = linux::with_key(&current, key) {
-            linux::write_service_keys(&t, &path, &content)?;
-            log(
-                Level::Info,
-                &format!("service key added on {}", server.name),
-            );
-        }
-        Ok(())
+        access::add_service_key(&place(config.server(&resource_id)?), &credential)
     }
 
     fn remove_service_credential(
@@ -226,106 +131,16 @@ impl Integration for SshServers {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let server = config.server(&resource_id)?;
-        let key = ssh_key_of(&credential)?;
-        let key = check_service_key(&key)?;
-        let (t, path, current) = service_keys(server)?;
-        match linux::without_key(&current, key) {
-            None => Ok(()),
-            Some((_, 0)) => Err(Error::Denied(format!(
-                "{path} on {} has no other key; refusing to remove the last one",
-                server.name
-            ))),
-            Some((content, _)) => {
-                linux::write_service_keys(&t, &path, &content)?;
-                log(
-                    Level::Info,
-                    &format!("old service key removed on {}", server.name),
-                );
-                Ok(())
-            }
-        }
+        access::remove_service_key(&place(config.server(&resource_id)?), &credential)
     }
 }
 
-/// The state a grant left, if any (a grant that failed before it answered left none).
-fn stored(request: &GrantRequest) -> Result<Option<State>, Error> {
-    match request.state.as_deref() {
-        None | Some("") => Ok(None),
-        Some(text) => serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| invalid_request(format!("the grant's state is not this guest's: {e}"))),
+/// Where a configured server is reached.
+fn place(server: &Server) -> Place {
+    Place {
+        name: server.name.clone(),
+        target: server.target(),
     }
-}
-
-/// The target a grant's state names, checked like the config's.
-fn state_target(state: &State) -> Result<Target, Error> {
-    names::check("service user", &state.service_user)?;
-    Ok(Target {
-        host: state.host.clone(),
-        port: state.port,
-        user: Some(state.service_user.clone()),
-    })
-}
-
-/// Where and on which account a revoke acts: where the grant acted (its state), or, for a
-/// grant that left none, the server the config names.
-fn revoke_target(
-    config: &Config,
-    request: &GrantRequest,
-) -> Result<(Target, String, String, Option<String>), Error> {
-    check_grant_id(&request.grant_id)?;
-    match stored(request)? {
-        Some(state) => {
-            let user = names::check("username", &state.account)?.to_string();
-            if let Some(group) = &state.group {
-                names::check("group", group)?;
-            }
-            Ok((state_target(&state)?, state.server, user, state.group))
-        }
-        None => {
-            let (server, user, group) = check_request(config, request)?;
-            Ok((
-                server.target(),
-                server.name.clone(),
-                user,
-                group.map(str::to_string),
-            ))
-        }
-    }
-}
-
-/// The SSH key of a service credential; this integration rotates no password.
-fn ssh_key_of(credential: &ServiceCredential) -> Result<String, Error> {
-    match credential {
-        ServiceCredential::SshKey(key) => Ok(key.clone()),
-        ServiceCredential::Password => Err(invalid_request(
-            "ssh-servers logs in with an SSH key; it has no service password to rotate",
-        )),
-    }
-}
-
-/// The service account's target on `server`, its `authorized_keys` path and content.
-fn service_keys(server: &Server) -> Result<(latch_guest_sdk::Target, String, String), Error> {
-    let t = server.target();
-    let path = linux::service_keys_path(&t)?;
-    let current = linux::read_service_keys(&t, &path)?;
-    Ok((t, path, current))
-}
-
-/// A service key for `authorized_keys`: one plain OpenSSH public key line, no options.
-fn check_service_key(line: &str) -> Result<&str, Error> {
-    let line = line.trim();
-    let plain = line.len() <= 8192
-        && !line.contains(['\n', '\r'])
-        && line.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-        && linux::key_blob(line).is_some_and(|(kind, _)| line.starts_with(kind));
-    if !plain {
-        return Err(invalid_request(
-            "the service key must be one OpenSSH public key line (type, base64, comment)",
-        ));
-    }
-    Ok(line)
 }
 
 /// Check everything in a request before any command runs: the server, the account name,
@@ -335,28 +150,10 @@ fn check_request<'c>(
     request: &'c GrantRequest,
 ) -> Result<(&'c Server, String, Option<&'c str>), Error> {
     let server = config.server(&request.resource_id)?;
-    let user = match &request.identity.username {
-        Some(name) => names::check("username", name)?.to_string(),
-        None => names::username_from_email(&request.identity.email)?,
-    };
-    let permission = config.permission(&request.permission)?;
-    let group = (permission != DEFAULT_GROUP)
-        .then(|| names::check("group", permission))
-        .transpose()?;
-    check_grant_id(&request.grant_id)?;
+    let user = access::account_of(request)?;
+    let group = access::group_of(config.permission(&request.permission)?)?;
+    access::check_grant_id(&request.grant_id)?;
     Ok((server, user, group))
-}
-
-fn check_grant_id(id: &str) -> Result<(), Error> {
-    let id_ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !id_ok {
-        return Err(invalid_request("grant id must be 1 to 64 of [A-Za-z0-9_-]"));
-    }
-    Ok(())
 }
 
 /// One resource per server: the Default permission plus each configured group that exists
@@ -387,36 +184,6 @@ fn resource(config: &Config, server: &Server) -> Resource {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         permissions,
-    }
-}
-
-fn access_details(
-    config: &Config,
-    server: &Server,
-    user: &str,
-    certificate: String,
-) -> AccessDetails {
-    let port = if server.port == 22 {
-        String::new()
-    } else {
-        format!(" -p {}", server.port)
-    };
-    let mut instructions = format!(
-        "ssh -i KEY -o CertificateFile=CERT{port} {user}@{}\n(KEY is your private key, CERT this certificate saved to a file)",
-        server.host
-    );
-    if let Some(extra) = &config.custom_access_details {
-        instructions.push('\n');
-        instructions.push_str(extra);
-    }
-    AccessDetails {
-        username: user.to_string(),
-        host: server.host.clone(),
-        port: server.port,
-        certificate: Some(certificate),
-        deliver_password: false,
-        instructions,
-        extras: Vec::new(),
     }
 }
 

@@ -1,0 +1,410 @@
+//! The whole of a Linux grant, revoke and cleanup, written once for every integration that
+//! reaches Linux servers over SSH (`ssh-servers`, `ec2-ssh`): they differ only in how they
+//! find a server; what happens on it is this module.
+//!
+//! - **grant**: probe; refuse a foreign account or a missing group before any change; trust
+//!   the connector's user CA (CA key, KRL, sshd drop-in, reload if changed); create or open
+//!   the account (shell, group, no expiry); sign the requester's key for it;
+//! - **revoke**: the grant's certificates onto the KRL; group removed; account locked and
+//!   expired; its sessions ended;
+//! - **cleanup**: delete a `latch-managed` account and its home — never any other;
+//! - **service keys** (rotation): the service account's own `authorized_keys`, never the
+//!   last key.
+//!
+//! A grant leaves a [`State`]: the address and account it used, so its revoke and cleanup
+//! reach the same server after it was renamed, removed from the config, no longer
+//! discovered, or given another address.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    apply_trust, delete_user, key_blob, kill_sessions, lock_account, open_account, probe,
+    read_service_keys, remove_from_group, revoke_key_id, service_keys_path, with_key, without_key,
+    write_service_keys,
+};
+use crate::{
+    AccessDetails, Error, GrantRequest, Level, ServiceCredential, Target, certs, invalid_request,
+    log, names,
+};
+
+/// The permission that means "the user's own group", i.e. no extra group.
+pub const DEFAULT_GROUP: &str = "Default";
+
+/// A server as an integration found it: a name for messages, and where to reach it.
+pub struct Place {
+    /// The resource's name (server name, instance id).
+    pub name: String,
+    /// Where the capability calls go, as the service account.
+    pub target: Target,
+}
+
+/// What a grant leaves for its revoke and cleanup: where it acted, and on which account.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// The resource's name.
+    pub server: String,
+    /// The address used.
+    pub host: String,
+    /// The port used.
+    pub port: u16,
+    /// The service account used.
+    pub service_user: String,
+    /// The requester's account.
+    pub account: String,
+    /// The group the grant added the account to (none for `Default`).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+impl State {
+    /// The state a grant left, if any (a grant that failed before it answered left none).
+    pub fn stored(request: &GrantRequest) -> Result<Option<State>, Error> {
+        match request.state.as_deref() {
+            None | Some("") => Ok(None),
+            Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+                invalid_request(format!("the grant's state is not this guest's: {e}"))
+            }),
+        }
+    }
+
+    /// Where it acted, checked like a config's server: the account names are checked again.
+    pub fn place(&self) -> Result<Place, Error> {
+        names::check("service user", &self.service_user)?;
+        names::check("username", &self.account)?;
+        if let Some(group) = &self.group {
+            names::check("group", group)?;
+        }
+        Ok(Place {
+            name: self.server.clone(),
+            target: Target {
+                host: self.host.clone(),
+                port: self.port,
+                user: Some(self.service_user.clone()),
+            },
+        })
+    }
+}
+
+/// The account a request is for: its explicit username, else one derived from the e-mail.
+pub fn account_of(request: &GrantRequest) -> Result<String, Error> {
+    match &request.identity.username {
+        Some(name) => Ok(names::check("username", name)?.to_string()),
+        None => names::username_from_email(&request.identity.email),
+    }
+}
+
+/// The group a permission names (`None` for [`DEFAULT_GROUP`]), checked.
+pub fn group_of(permission: &str) -> Result<Option<&str>, Error> {
+    (permission != DEFAULT_GROUP)
+        .then(|| names::check("group", permission))
+        .transpose()
+}
+
+/// A grant id: 1 to 64 of `[A-Za-z0-9_-]` (it becomes a certificate's key id).
+pub fn check_grant_id(id: &str) -> Result<(), Error> {
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err(invalid_request("grant id must be 1 to 64 of [A-Za-z0-9_-]"));
+    }
+    Ok(())
+}
+
+/// Give `user` access to `at` (creating or opening the account, in `group`), and sign the
+/// requester's key for it until the grant expires. Every refusal comes before any change.
+/// Returns the certificate and the state to keep.
+pub fn grant(
+    at: &Place,
+    user: &str,
+    group: Option<&str>,
+    shell: &str,
+    request: &GrantRequest,
+) -> Result<(String, State), Error> {
+    check_grant_id(&request.grant_id)?;
+    let public_key = request
+        .public_key
+        .as_deref()
+        .ok_or_else(|| invalid_request("a grant needs the requester's public key"))?;
+    let t = &at.target;
+
+    let on = probe(t, user, group.as_slice())?;
+    if let Some(account) = &on.account
+        && !account.is_managed()
+    {
+        return Err(Error::Denied(format!(
+            "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
+            at.name
+        )));
+    }
+    if let Some(group) = group
+        && !on.has_group(group)
+    {
+        return Err(invalid_request(format!(
+            "group {group:?} does not exist on {}",
+            at.name
+        )));
+    }
+    on.user_tools()?;
+    let trust = on.trust_plan(&certs::ca_public_key()?)?;
+
+    if let Some(plan) = &trust {
+        apply_trust(&on, plan)?;
+    }
+    open_account(&on, user, shell, group)?;
+    let certificate = certs::sign_ssh_user(
+        public_key,
+        &[user.to_string()],
+        request.expires_at,
+        &request.grant_id,
+    )?;
+    log(
+        Level::Info,
+        &format!("granted {user} on {} until {}", at.name, request.expires_at),
+    );
+    let state = State {
+        server: at.name.clone(),
+        host: t.host.clone(),
+        port: t.port,
+        service_user: t.user.clone().unwrap_or_default(),
+        account: user.to_string(),
+        group: group.map(str::to_string),
+    };
+    Ok((certificate, state))
+}
+
+/// Take `user`'s access on `at` away; what is already gone is fine. An account Latch did not
+/// create is left untouched (with a warning).
+pub fn revoke(at: &Place, user: &str, group: Option<&str>, grant_id: &str) -> Result<(), Error> {
+    check_grant_id(grant_id)?;
+    let on = probe(&at.target, user, &[])?;
+    revoke_key_id(&on, grant_id)?;
+    let Some(account) = &on.account else {
+        return Ok(());
+    };
+    if !account.is_managed() {
+        log(
+            Level::Warn,
+            &format!("{user} on {} is not Latch's; left untouched", at.name),
+        );
+        return Ok(());
+    }
+    if let Some(group) = group {
+        remove_from_group(&on, user, group)?;
+    }
+    lock_account(&on, user)?;
+    kill_sessions(&on, user)?;
+    log(Level::Info, &format!("revoked {user} on {}", at.name));
+    Ok(())
+}
+
+/// Delete `user` on `at` if Latch created it; refuse any other account.
+pub fn cleanup(at: &Place, user: &str) -> Result<(), Error> {
+    let on = probe(&at.target, user, &[])?;
+    let Some(account) = &on.account else {
+        return Ok(());
+    };
+    if !account.is_managed() {
+        return Err(Error::Denied(format!(
+            "account {user:?} on {} was not created by Latch; refusing to delete it",
+            at.name
+        )));
+    }
+    kill_sessions(&on, user)?;
+    delete_user(&on, user)
+}
+
+/// The SSH key of a service credential; these integrations rotate no password.
+fn ssh_key_of(credential: &ServiceCredential) -> Result<String, Error> {
+    match credential {
+        ServiceCredential::SshKey(key) => Ok(key.clone()),
+        ServiceCredential::Password => Err(invalid_request(
+            "this integration logs in with an SSH key; it has no service password to rotate",
+        )),
+    }
+}
+
+/// A service key for `authorized_keys`: one plain OpenSSH public key line, no options.
+pub fn check_service_key(line: &str) -> Result<&str, Error> {
+    let line = line.trim();
+    let plain = line.len() <= 8192
+        && !line.contains(['\n', '\r'])
+        && line.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        && key_blob(line).is_some_and(|(kind, _)| line.starts_with(kind));
+    if !plain {
+        return Err(invalid_request(
+            "the service key must be one OpenSSH public key line (type, base64, comment)",
+        ));
+    }
+    Ok(line)
+}
+
+/// Authorize `credential` for the service account on `at` (idempotent).
+pub fn add_service_key(at: &Place, credential: &ServiceCredential) -> Result<(), Error> {
+    let key = ssh_key_of(credential)?;
+    let key = check_service_key(&key)?;
+    let t = &at.target;
+    let path = service_keys_path(t)?;
+    let current = read_service_keys(t, &path)?;
+    if let Some(content) = with_key(&current, key) {
+        write_service_keys(t, &path, &content)?;
+        log(Level::Info, &format!("service key added on {}", at.name));
+    }
+    Ok(())
+}
+
+/// Remove `credential` from the service account on `at` (idempotent); never the last key.
+pub fn remove_service_key(at: &Place, credential: &ServiceCredential) -> Result<(), Error> {
+    let key = ssh_key_of(credential)?;
+    let key = check_service_key(&key)?;
+    let t = &at.target;
+    let path = service_keys_path(t)?;
+    let current = read_service_keys(t, &path)?;
+    match without_key(&current, key) {
+        None => Ok(()),
+        Some((_, 0)) => Err(Error::Denied(format!(
+            "{path} on {} has no other key; refusing to remove the last one",
+            at.name
+        ))),
+        Some((content, _)) => {
+            write_service_keys(t, &path, &content)?;
+            log(
+                Level::Info,
+                &format!("old service key removed on {}", at.name),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// What the requester gets: the account, where to connect, the certificate, how to use it.
+pub fn access_details(
+    host: &str,
+    port: u16,
+    user: &str,
+    certificate: String,
+    custom: Option<&str>,
+) -> AccessDetails {
+    let port_flag = if port == 22 {
+        String::new()
+    } else {
+        format!(" -p {port}")
+    };
+    let mut instructions = format!(
+        "ssh -i KEY -o CertificateFile=CERT{port_flag} {user}@{host}\n(KEY is your private key, CERT this certificate saved to a file)"
+    );
+    if let Some(extra) = custom {
+        instructions.push('\n');
+        instructions.push_str(extra);
+    }
+    AccessDetails {
+        username: user.to_string(),
+        host: host.to_string(),
+        port,
+        certificate: Some(certificate),
+        deliver_password: false,
+        instructions,
+        extras: Vec::new(),
+    }
+}
+
+/// Longest `custom_access_details`.
+pub const MAX_CUSTOM_DETAILS: usize = 400;
+
+/// The account settings every Linux integration has, as the product we mirror names them.
+pub struct Settings<'a> {
+    /// `user_groups`: the permissions offered (`Default` = no extra group).
+    pub user_groups: &'a [String],
+    /// `login_shell`.
+    pub login_shell: &'a str,
+    /// `user_key_name`: the secret holding the service key.
+    pub user_key_name: Option<&'a str>,
+    /// `credential_rotation_days`.
+    pub credential_rotation_days: Option<u32>,
+    /// `user_cleanup_days`.
+    pub user_cleanup_days: Option<u32>,
+    /// `custom_access_details`.
+    pub custom_access_details: Option<&'a str>,
+}
+
+fn is_shell(s: &str) -> bool {
+    s.starts_with('/')
+        && s.len() <= 64
+        && !s.contains("..")
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+}
+
+impl Settings<'_> {
+    /// Check them; every error names the field.
+    pub fn check(&self) -> Result<(), Error> {
+        use crate::invalid_config;
+        for (i, g) in self.user_groups.iter().enumerate() {
+            if g != DEFAULT_GROUP && !names::is_valid(g) {
+                return Err(invalid_config(format!(
+                    "user_groups[{i}] {g:?} is not a valid group name (or \"Default\")"
+                )));
+            }
+        }
+        if !is_shell(self.login_shell) {
+            return Err(invalid_config(format!(
+                "login_shell {:?} must be an absolute path of [A-Za-z0-9/._-]",
+                self.login_shell
+            )));
+        }
+        if let Some(days) = self.credential_rotation_days
+            && !(1..=3650).contains(&days)
+        {
+            return Err(invalid_config(format!(
+                "credential_rotation_days must be 1 to 3650, not {days}"
+            )));
+        }
+        if let Some(days) = self.user_cleanup_days
+            && days > 3650
+        {
+            return Err(invalid_config(format!(
+                "user_cleanup_days must be 0 to 3650, not {days}"
+            )));
+        }
+        if let Some(name) = self.user_key_name {
+            let plain = !name.is_empty()
+                && name.len() <= 128
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(invalid_config(format!(
+                    "user_key_name {name:?} must be a plain secret name ([A-Za-z0-9._-], not \
+                     starting with '.')"
+                )));
+            }
+        }
+        if let Some(d) = self.custom_access_details
+            && d.chars().count() > MAX_CUSTOM_DETAILS
+        {
+            return Err(invalid_config(format!(
+                "custom_access_details is {} characters, more than {MAX_CUSTOM_DETAILS}",
+                d.chars().count()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Check that `permission` is one of `user_groups`.
+    pub fn permission<'p>(&self, permission: &'p str) -> Result<&'p str, Error> {
+        if self.user_groups.iter().any(|g| g == permission)
+            || (permission == DEFAULT_GROUP && self.user_groups.is_empty())
+        {
+            return Ok(permission);
+        }
+        let shown: String = permission.chars().take(64).collect();
+        Err(invalid_request(format!(
+            "permission {shown:?} is not one of user_groups [{}]",
+            self.user_groups.join(", ")
+        )))
+    }
+}
