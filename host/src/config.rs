@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::caps::Policy;
+use crate::caps::cloud::AwsPolicy;
+use crate::caps::cloud::live::AwsSettings;
 use crate::caps::ldap::live::LdapSettings;
 use crate::caps::secrets;
 use crate::caps::ssh::client::SshSettings;
@@ -32,6 +34,8 @@ pub struct Config {
     pub secrets_dir: PathBuf,
     /// Environment variables `{prefix}{NAME}` are a secret source too (default `LATCH_SECRET_`).
     pub secrets_env_prefix: Option<String>,
+    /// `[secrets.stores.NAME]`: secret managers, named by secrets `NAME:PATH`.
+    pub secret_stores: std::collections::BTreeMap<String, secrets::RemoteStore>,
     /// Where `latch serve` listens for the HTTP API (default 127.0.0.1:8700).
     pub listen: std::net::SocketAddr,
     /// `[audit] forward_file`: `latch serve` appends every audit record there as JSON lines.
@@ -63,6 +67,8 @@ pub struct IntegrationConfig {
     pub winrm: WinrmSettings,
     /// `[integration.ldap]`'s connection settings, if it has the table.
     pub ldap: Option<LdapSettings>,
+    /// `[integration.aws]`'s connection settings, if it has the table.
+    pub aws: Option<AwsSettings>,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
     /// What the host does for this configuration, as the guest's `validate` said (filled in
@@ -194,6 +200,95 @@ struct AuditSection {
 struct SecretsSection {
     dir: Option<PathBuf>,
     env_prefix: Option<String>,
+    #[serde(default)]
+    stores: std::collections::BTreeMap<String, StoreSection>,
+}
+
+/// `[secrets.stores.NAME]`: one secret manager.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    /// `vault-kv2` or `aws-secrets-manager`.
+    kind: String,
+    address: Option<String>,
+    mount: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    profile: Option<String>,
+}
+
+fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secrets::RemoteStore> {
+    let ok_name = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok_name {
+        bail!("store name {name:?}: use 1 to 32 of [A-Za-z0-9_-]");
+    }
+    let unused = |fields: &[(&str, bool)]| -> anyhow::Result<()> {
+        for (field, set) in fields {
+            if *set {
+                bail!("{field} is not a setting of a {} store", s.kind);
+            }
+        }
+        Ok(())
+    };
+    match s.kind.as_str() {
+        "vault-kv2" => {
+            unused(&[
+                ("region", s.region.is_some()),
+                ("endpoint", s.endpoint.is_some()),
+                ("profile", s.profile.is_some()),
+            ])?;
+            let address = s.address.as_deref().context("address is required")?;
+            let address = AwsSettings::parse_endpoint(address)
+                .map_err(anyhow::Error::msg)
+                .context("address")?;
+            let mount = s.mount.unwrap_or_else(|| "secret".into());
+            secrets::remote::check_path(&mount)
+                .map_err(anyhow::Error::msg)
+                .context("mount")?;
+            if s.token_env.is_some() && s.token_file.is_some() {
+                bail!("set token_env or token_file, not both");
+            }
+            Ok(secrets::RemoteStore::VaultKv2 {
+                address,
+                mount,
+                token_env: s.token_env,
+                token_file: s.token_file.map(|f| base.join(f)),
+            })
+        }
+        "aws-secrets-manager" => {
+            unused(&[
+                ("address", s.address.is_some()),
+                ("mount", s.mount.is_some()),
+                ("token_env", s.token_env.is_some()),
+                ("token_file", s.token_file.is_some()),
+            ])?;
+            let region = s.region.context("region is required")?;
+            if !crate::caps::cloud::is_region(&region) {
+                bail!("region {region:?} is not a region name");
+            }
+            let endpoint = s
+                .endpoint
+                .as_deref()
+                .map(AwsSettings::parse_endpoint)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("endpoint")?;
+            Ok(secrets::RemoteStore::AwsSecretsManager {
+                region,
+                settings: AwsSettings {
+                    endpoint,
+                    profile: s.profile,
+                },
+            })
+        }
+        other => bail!("kind {other:?}: use vault-kv2 or aws-secrets-manager"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -214,6 +309,20 @@ struct SshSection {
 struct PasswordSection {
     length: Option<usize>,
     symbols: Option<String>,
+}
+
+/// `[integration.aws]`: what `cloud.aws` may call, and how the host reaches AWS.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AwsSection {
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    change: Vec<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    endpoint: Option<String>,
+    profile: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,6 +386,7 @@ struct IntegrationSection {
     ssh: Option<SshSection>,
     winrm: Option<WinrmSection>,
     ldap: Option<LdapSection>,
+    aws: Option<AwsSection>,
     password: Option<PasswordSection>,
     #[serde(default)]
     config: toml::Table,
@@ -324,6 +434,12 @@ impl Config {
             Some(p) => Some(p),
             None => Some("LATCH_SECRET_".to_string()),
         };
+        let mut secret_stores = std::collections::BTreeMap::new();
+        for (name, section) in file.secrets.stores {
+            let store = check_store(&name, section, base)
+                .with_context(|| format!("secrets.stores.{name}"))?;
+            secret_stores.insert(name, store);
+        }
         let listen = match &file.listen {
             Some(l) => l
                 .parse()
@@ -353,6 +469,7 @@ impl Config {
             data_dir,
             secrets_dir,
             secrets_env_prefix,
+            secret_stores,
             listen,
             audit_forward_file,
             runtime,
@@ -410,6 +527,34 @@ fn check_integration(
         }
         None => (policy, None),
     };
+    let (policy, aws) = match s.aws {
+        Some(section) => {
+            let bounds = AwsPolicy::parse(&section.read, &section.change, &section.regions)
+                .map_err(anyhow::Error::msg)?;
+            let endpoint = section
+                .endpoint
+                .as_deref()
+                .map(AwsSettings::parse_endpoint)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("aws.endpoint")?;
+            if let Some(p) = &section.profile
+                && (p.is_empty()
+                    || p.len() > 64
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+            {
+                bail!("aws.profile {p:?}: use 1 to 64 of [A-Za-z0-9._-]");
+            }
+            let settings = AwsSettings {
+                endpoint,
+                profile: section.profile,
+            };
+            (policy.with_aws(bounds), Some(settings))
+        }
+        None => (policy, None),
+    };
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -448,6 +593,7 @@ fn check_integration(
         ssh,
         winrm,
         ldap,
+        aws,
         max_duration,
         lifecycle: no_lifecycle(),
         credential: CredentialKind::None,

@@ -128,7 +128,9 @@ pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
         .secrets_dir
         .exists()
         .then_some(config.secrets_dir.as_path());
-    SecretStore::new(dir, config.secrets_env_prefix.as_deref()).map_err(anyhow::Error::msg)
+    Ok(SecretStore::new(dir, config.secrets_env_prefix.as_deref())
+        .map_err(anyhow::Error::msg)?
+        .with_remote(config.secret_stores.clone()))
 }
 
 /// Start a connector whose capabilities are carried out for real: SSH with each
@@ -149,7 +151,11 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
             .iter()
             .filter_map(|i| i.ldap.clone().map(|l| (i.name.clone(), l)))
             .collect();
-        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap)))
+        let aws = integrations
+            .iter()
+            .filter_map(|i| i.aws.clone().map(|a| (i.name.clone(), a)))
+            .collect();
+        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap, aws)))
     })
 }
 

@@ -11,6 +11,7 @@ mod crash;
 mod denials;
 mod distros;
 mod e2e;
+mod ec2;
 mod fleet;
 mod ledger;
 mod rdp;

@@ -550,6 +550,7 @@ fn live(s: &StandIn) -> Arc<Live> {
         Default::default(),
         winrm,
         Default::default(),
+        Default::default(),
     ))
 }
 

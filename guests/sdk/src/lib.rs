@@ -34,7 +34,7 @@ pub use bindings::latch::connector::types::{
     AccessDetails, CredentialKind, Error, GrantRequest, Granted, Identity, Lifecycle, Metadata,
     Output, Page, Resource, SecretRef, ServiceCredential, Target,
 };
-pub use bindings::latch::connector::{certs, ldap, secrets, ssh, winrm};
+pub use bindings::latch::connector::{certs, cloud, ldap, secrets, ssh, winrm};
 
 /// A lifecycle that asks the host for nothing (no cleanup, no rotation, the configured
 /// service credentials), with `default_permission` for requests that name none.

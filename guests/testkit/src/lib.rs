@@ -373,10 +373,17 @@ impl Script {
             &implied.ldap_groups,
         )
         .expect("script DNs are valid");
+        let aws = if implied.aws_regions.is_empty() {
+            latch::caps::cloud::AwsPolicy::default()
+        } else {
+            latch::caps::cloud::AwsPolicy::parse(&implied.aws_read, &[], &implied.aws_regions)
+                .expect("script AWS actions and regions are valid")
+        };
         Policy::parse(&implied.allow, &implied.secrets)
             .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
             .expect("script targets and cmdlets are valid")
             .with_ldap(bases)
+            .with_aws(aws)
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Implied {
     pub ldap_change: Vec<String>,
     /// `ldap.groups` bases.
     pub ldap_groups: Vec<String>,
+    /// `service:Action`s called, as reads.
+    pub aws_read: Vec<String>,
+    /// Regions called.
+    pub aws_regions: Vec<String>,
 }
 
 impl Implied {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::cloud::live::AwsSettings;
 use super::ldap::live::LdapSettings;
 use super::secrets::SecretStore;
 use super::ssh::client::SshSettings;
@@ -20,6 +21,8 @@ pub struct LiveContext {
     pub winrm: HashMap<String, WinrmSettings>,
     /// LDAP settings per integration name (those with an `[integration.ldap]` table).
     pub ldap: HashMap<String, LdapSettings>,
+    /// AWS settings per integration name (those with an `[integration.aws]` table).
+    pub aws: HashMap<String, AwsSettings>,
 }
 
 /// One capability's live part: carries out the calls of its own capability.
@@ -39,18 +42,20 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live backend over `secrets`, with SSH, WinRM and LDAP settings per integration.
+    /// A live backend over `secrets`, with SSH, WinRM, LDAP and AWS settings per integration.
     pub fn new(
         secrets: SecretStore,
         ssh: HashMap<String, SshSettings>,
         winrm: HashMap<String, WinrmSettings>,
         ldap: HashMap<String, LdapSettings>,
+        aws: HashMap<String, AwsSettings>,
     ) -> Self {
         let ctx = LiveContext {
             secrets: Arc::new(secrets),
             ssh,
             winrm,
             ldap,
+            aws,
         };
         Live {
             parts: super::live_parts(&ctx),

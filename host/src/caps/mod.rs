@@ -14,12 +14,13 @@
 //! its outcome. Secret values are never part of a record: a record holds the secret's name
 //! (or a `secret-ref`'s name, `<secret:grant-password>`), and `stdin` is recorded by length.
 //!
-//! Each capability is one module of the same shape (`ssh`, `winrm`, `ldap`, `secrets`,
-//! `certs`, `log`): its call type and checks (`authorize`), its rendering and record, its `Host`
+//! Each capability is one module of the same shape (`ssh`, `winrm`, `ldap`, `cloud`,
+//! `secrets`, `certs`, `log`): its call type and checks (`authorize`), its rendering and record, its `Host`
 //! impls for every contract version (`wit.rs`), its live backend and its test-kit matching;
 //! see `docs/CAPABILITIES.md` for how to add one.
 
 pub mod certs;
+pub mod cloud;
 pub mod kit;
 pub mod ldap;
 pub mod live;
@@ -224,7 +225,7 @@ pub enum CapReply {
     Cmdlet(CmdletOutput),
     /// For `secrets.get`.
     Secret(Secret),
-    /// For the `certs` functions.
+    /// For the `certs` functions and `cloud.aws` (the answer's body).
     Text(String),
     /// For `ldap.search`.
     Entries(Vec<ldap::Entry>),
@@ -354,48 +355,74 @@ pub const MAX_RECORDS: usize = 10_000;
 /// The capability module that built `call` from the guest's arguments also authorizes it
 /// (argument checks, then the policy); authorization may narrow the call (a certificate's
 /// validity is clamped to the grant), and what is carried out and recorded is the narrowed call.
-pub(crate) async fn dispatch(
+pub(crate) async fn dispatch(state: &mut CallState, call: CapCall) -> Result<CapReply, CapError> {
+    dispatch_all(state, vec![call])
+        .await
+        .pop()
+        .expect("one call, one result")
+}
+
+/// [`dispatch`] for several calls at once: each is checked, then those that passed are
+/// carried out **concurrently**, then each is recorded, in order. The results are in the
+/// order of `calls`.
+pub(crate) async fn dispatch_all(
     state: &mut CallState,
-    mut call: CapCall,
-) -> Result<CapReply, CapError> {
+    calls: Vec<CapCall>,
+) -> Vec<Result<CapReply, CapError>> {
     let started = Instant::now();
-    let capability = call.capability();
-    let checked = call.authorize(state);
-    let planned = state.plan && call.effect() == Effect::Change;
-    let (result, outcome) = match checked {
-        Err(error) => {
-            tracing::warn!(integration = %state.integration, capability, %error, "capability call refused");
-            let outcome = Outcome::Refused {
-                error: error.clone(),
-            };
-            (Err(error), outcome)
+    let mut checked = Vec::with_capacity(calls.len());
+    for mut call in calls {
+        let verdict = call.authorize(state);
+        let planned = state.plan && call.effect() == Effect::Change;
+        if let Err(error) = &verdict {
+            tracing::warn!(integration = %state.integration, capability = call.capability(), %error, "capability call refused");
         }
-        Ok(()) if planned => (Ok(call.empty_reply()), Outcome::Planned),
-        Ok(()) => {
-            let ctx = CallContext {
-                integration: &state.integration,
-                secrets: &state.secrets,
-            };
-            let result = state.backend.call(ctx, &call).await;
-            let outcome = match &result {
-                Ok(CapReply::Output(out)) => Outcome::Ok {
-                    status: Some(out.status),
-                },
-                Ok(_) => Outcome::Ok { status: None },
-                Err(error) => Outcome::Failed {
-                    error: error.clone(),
-                },
-            };
-            (result, outcome)
-        }
+        checked.push((call, verdict, planned));
+    }
+    let ctx = CallContext {
+        integration: &state.integration,
+        secrets: &state.secrets,
     };
-    state.record(CallRecord {
-        capability,
-        call,
-        outcome,
-        micros: started.elapsed().as_micros() as u64,
-    });
-    result
+    let backend = &state.backend;
+    let carried =
+        futures_util::future::join_all(checked.iter().map(|(call, verdict, planned)| async move {
+            match verdict {
+                Ok(()) if !planned => Some(backend.call(ctx, call).await),
+                _ => None,
+            }
+        }))
+        .await;
+    let micros = started.elapsed().as_micros() as u64;
+    let mut results = Vec::with_capacity(checked.len());
+    for ((call, verdict, planned), carried) in checked.into_iter().zip(carried) {
+        let (result, outcome) = match (verdict, carried) {
+            (Err(error), _) => (Err(error.clone()), Outcome::Refused { error }),
+            (Ok(()), None) => {
+                debug_assert!(planned);
+                (Ok(call.empty_reply()), Outcome::Planned)
+            }
+            (Ok(()), Some(result)) => {
+                let outcome = match &result {
+                    Ok(CapReply::Output(out)) => Outcome::Ok {
+                        status: Some(out.status),
+                    },
+                    Ok(_) => Outcome::Ok { status: None },
+                    Err(error) => Outcome::Failed {
+                        error: error.clone(),
+                    },
+                };
+                (result, outcome)
+            }
+        };
+        state.record(CallRecord {
+            capability: call.capability(),
+            call,
+            outcome,
+            micros,
+        });
+        results.push(result);
+    }
+    results
 }
 
 /// Every capability, registered here and nowhere else: its WIT bindings (every contract
@@ -404,6 +431,7 @@ pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmt
     ssh::wit::link(linker)?;
     winrm::wit::link(linker)?;
     ldap::wit::link(linker)?;
+    cloud::wit::link(linker)?;
     secrets::wit::link(linker)?;
     certs::wit::link(linker)?;
     log::wit::link(linker)?;
@@ -416,6 +444,7 @@ pub(crate) fn live_parts(ctx: &live::LiveContext) -> Vec<Box<dyn live::LivePart>
         Box::new(ssh::live::Part::new(ctx)),
         Box::new(winrm::live::Part::new(ctx)),
         Box::new(ldap::live::Part::new(ctx)),
+        Box::new(cloud::live::Part::new(ctx)),
         Box::new(secrets::live::Part::new(ctx)),
         Box::new(certs::live::Part::new(ctx)),
     ]

@@ -183,6 +183,8 @@ pub struct Policy {
     cmdlets_change: BTreeSet<String>,
     /// What `ldap` calls may touch.
     ldap: super::ldap::Bases,
+    /// What `cloud.aws` may call.
+    aws: super::cloud::AwsPolicy,
 }
 
 impl Policy {
@@ -194,7 +196,19 @@ impl Policy {
             cmdlets_read: BTreeSet::new(),
             cmdlets_change: BTreeSet::new(),
             ldap: super::ldap::Bases::default(),
+            aws: super::cloud::AwsPolicy::default(),
         }
+    }
+
+    /// Also lend the AWS actions and regions of `[integration.aws]`.
+    pub fn with_aws(mut self, aws: super::cloud::AwsPolicy) -> Self {
+        self.aws = aws;
+        self
+    }
+
+    /// What `cloud.aws` may call.
+    pub fn aws(&self) -> &super::cloud::AwsPolicy {
+        &self.aws
     }
 
     /// Also lend the directory bases of `[integration.ldap]`.

@@ -9,11 +9,13 @@
 
 pub mod kit;
 pub(crate) mod live;
+pub mod remote;
 mod store;
 pub(crate) mod wit;
 
 use std::fmt;
 
+pub use remote::RemoteStore;
 use serde::Serialize;
 pub use store::SecretStore;
 
@@ -92,8 +94,17 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Check that `name` is a plain secret name.
+/// Check that `name` is a plain secret name, or `STORE:PATH` (a secret of a configured
+/// remote store: a plain store name, then a path as [`remote::check_path`] allows).
 pub fn check_name(name: &str) -> Result<(), String> {
+    if let Some((store, path)) = name.split_once(':') {
+        check_plain(store).map_err(|e| format!("store of {name:?}: {e}"))?;
+        return remote::check_path(path);
+    }
+    check_plain(name)
+}
+
+fn check_plain(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(format!(
             "secret name must be 1 to {MAX_NAME_BYTES} bytes long"
@@ -128,5 +139,16 @@ mod tests {
         }
         assert!(check_name("prod-ssh.key_1").is_ok());
         assert!(check_name(&"a".repeat(129)).is_err());
+        assert!(check_name("vault:ssh/prod").is_ok());
+        for bad in [
+            "vault:",
+            ":x",
+            "a/b:c",
+            "vault:../x",
+            "vault:a b",
+            "vault:/x",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

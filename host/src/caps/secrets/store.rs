@@ -5,17 +5,20 @@
 //! paths and symlinks out are refused by cap-std, and names are checked before that); values
 //! are read at each use, never cached, never written anywhere by Latch.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use super::{Secret, check_name};
+use super::{RemoteStore, Secret, check_name};
 
-/// The configured secret sources, tried in order: the directory, then the environment.
+/// The configured secret sources: for a plain name the directory, then the environment; for
+/// `STORE:PATH` the remote store (secret manager) STORE.
 pub struct SecretStore {
     dir: Option<(PathBuf, Dir)>,
     env_prefix: Option<String>,
+    remote: BTreeMap<String, RemoteStore>,
 }
 
 impl SecretStore {
@@ -34,7 +37,14 @@ impl SecretStore {
         Ok(SecretStore {
             dir,
             env_prefix: env_prefix.map(str::to_string),
+            remote: BTreeMap::new(),
         })
+    }
+
+    /// Also the remote stores of `[secrets.stores]`, by name.
+    pub fn with_remote(mut self, remote: BTreeMap<String, RemoteStore>) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// A store with no sources.
@@ -42,12 +52,21 @@ impl SecretStore {
         SecretStore {
             dir: None,
             env_prefix: None,
+            remote: BTreeMap::new(),
         }
     }
 
     /// The value of secret `name`, or `None` if no source has it.
     pub fn get(&self, name: &str) -> Result<Option<Secret>, String> {
         check_name(name)?;
+        if let Some((store, path)) = name.split_once(':') {
+            let remote = self.remote.get(store).ok_or_else(|| {
+                format!(
+                    "secret {name:?} names store {store:?}, which [secrets.stores] does not define"
+                )
+            })?;
+            return remote.get(store, path);
+        }
         if let Some((path, dir)) = &self.dir {
             match dir.read(name) {
                 Ok(bytes) => return Ok(Some(Secret::new(bytes))),

@@ -298,8 +298,10 @@ pub fn service_public_key(secrets: &SecretStore, name: &str) -> Result<String, C
         .map_err(|e| CapError::Failed(format!("cannot encode the public key of {name:?}: {e}")))
 }
 
-/// Decode the service user's key: base64 of an OpenSSH PEM (as the product we mirror stores
-/// it in `base64_private_key`), or the PEM itself. Errors never include the key.
+/// Decode the service user's key: base64 of an OpenSSH PEM, or the PEM itself, or a JSON
+/// object (as the product we mirror stores it in a secret manager) whose
+/// `base64_private_key` holds the former or `private_key` the latter. Errors never include
+/// the key.
 fn service_key(secrets: &SecretStore, name: &str) -> Result<PrivateKey, CapError> {
     use base64::Engine;
     let secret = secrets
@@ -311,7 +313,27 @@ fn service_key(secrets: &SecretStore, name: &str) -> Result<PrivateKey, CapError
             ))
         })?;
     let raw = secret.expose();
-    let text = String::from_utf8_lossy(raw);
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(raw).into_owned());
+    let field;
+    let text: std::borrow::Cow<'_, str> = if text.trim_start().starts_with('{') {
+        // serde_json's own copy is not zeroized; the extracted key is.
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| CapError::Failed(format!("SSH key secret {name:?} is not valid JSON")))?;
+        field = zeroize::Zeroizing::new(
+            json["base64_private_key"]
+                .as_str()
+                .or(json["private_key"].as_str())
+                .ok_or_else(|| {
+                    CapError::Failed(format!(
+                        "SSH key secret {name:?} is JSON without base64_private_key or private_key"
+                    ))
+                })?
+                .to_string(),
+        );
+        std::borrow::Cow::Borrowed(field.as_str())
+    } else {
+        std::borrow::Cow::Borrowed(text.as_str())
+    };
     let pem = if text.trim_start().starts_with("-----BEGIN") {
         text.into_owned()
     } else {

@@ -1,0 +1,45 @@
+//! The test kit's half of `cloud`: an expected AWS call.
+
+use super::AwsCall;
+use crate::caps::CapCall;
+use crate::caps::kit::{Expectation, Implied, Names, Reply};
+
+/// An expected `cloud.aws` request.
+#[derive(Clone, Debug)]
+pub struct ExpectAws {
+    /// `service:Action`, e.g. `ec2:DescribeInstances`.
+    pub action: String,
+    /// The region.
+    pub region: String,
+    /// The parameters it must carry, in order; `None` accepts any.
+    pub parameters: Option<Vec<(String, String)>>,
+}
+
+impl Expectation for ExpectAws {
+    fn matches(&self, actual: &CapCall, _: &mut Names) -> bool {
+        actual.get::<AwsCall>().is_some_and(|a| {
+            a.qualified() == self.action
+                && a.region == self.region
+                && self.parameters.as_ref().is_none_or(|p| *p == a.parameters)
+        })
+    }
+    fn default_reply(&self) -> Reply {
+        Reply::Text(String::new())
+    }
+    fn implies(&self, policy: &mut Implied) {
+        policy.aws_read.push(self.action.clone());
+        policy.aws_regions.push(self.region.clone());
+    }
+    fn clone_box(&self) -> Box<dyn Expectation> {
+        Box::new(self.clone())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for ExpectAws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cloud.aws {} {}", self.region, self.action)
+    }
+}

