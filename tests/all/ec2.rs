@@ -476,16 +476,13 @@ fn the_service_key_comes_from_openbao_kv2() {
     );
     let addr = format!("http://127.0.0.1:{BAO_PORT}");
     let body = format!("{{\"data\": {}}}", key_json(c));
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "X-Vault-Token: latch-root",
-            "--data-binary",
-            "@-",
-        ])
+    // With the venv's Python (no curl needed on the machine).
+    let write = "import sys, urllib.request\n\
+        r = urllib.request.Request(sys.argv[1], data=sys.stdin.buffer.read(), method='POST',\n\
+            headers={'X-Vault-Token': 'latch-root'})\n\
+        urllib.request.urlopen(r, timeout=10)\n";
+    let out = Command::new(repo().join("target/py/bin/python"))
+        .args(["-c", write])
         .arg(format!("{addr}/v1/secret/data/latch/fleet"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
