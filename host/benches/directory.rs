@@ -130,7 +130,7 @@ fn main() {
         HashMap::new(),
         [("dc-winrm".to_string(), winrm)].into_iter().collect(),
         [("dc-ldap".to_string(), ldap)].into_iter().collect(),
-        HashMap::new(),
+        Default::default(),
     ));
     let bases = || {
         Bases::parse(

@@ -69,6 +69,8 @@ pub struct IntegrationConfig {
     pub ldap: Option<LdapSettings>,
     /// `[integration.aws]`'s connection settings, if it has the table.
     pub aws: Option<AwsSettings>,
+    /// `[integration.azure]`'s connection settings, if it has the table.
+    pub azure: Option<crate::caps::cloud::azure::AzureSettings>,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
     /// What the host does for this configuration, as the guest's `validate` said (filled in
@@ -325,6 +327,125 @@ struct AwsSection {
     profile: Option<String>,
 }
 
+/// `[integration.azure]`: what `cloud.azure` may read, and how the host gets a token.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AzureSection {
+    #[serde(default)]
+    subscriptions: Vec<String>,
+    #[serde(default)]
+    resource_groups: Vec<String>,
+    #[serde(default)]
+    providers: Vec<String>,
+    /// `client-secret`, `workload-identity` or `managed-identity`.
+    credential: String,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    endpoint: Option<String>,
+    authority: Option<String>,
+    identity_endpoint: Option<String>,
+}
+
+fn check_azure(
+    s: AzureSection,
+) -> anyhow::Result<(
+    crate::caps::cloud::AzurePolicy,
+    crate::caps::cloud::azure::AzureSettings,
+)> {
+    use crate::caps::cloud::azure::{AzureCredential, AzureSettings};
+    let policy =
+        crate::caps::cloud::AzurePolicy::parse(&s.subscriptions, &s.resource_groups, &s.providers)
+            .map_err(anyhow::Error::msg)?;
+    let url = |field: &str, v: Option<&str>, default: &str| -> anyhow::Result<reqwest::Url> {
+        AwsSettings::parse_endpoint(v.unwrap_or(default).trim_end_matches('/'))
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("azure.{field}"))
+    };
+    let endpoint = url(
+        "endpoint",
+        s.endpoint.as_deref(),
+        "https://management.azure.com",
+    )?;
+    let authority = url(
+        "authority",
+        s.authority.as_deref(),
+        "https://login.microsoftonline.com",
+    )?;
+    // The metadata endpoint is plain HTTP on a link-local address, by Azure's design.
+    let identity_endpoint = match s.identity_endpoint.as_deref() {
+        None | Some("http://169.254.169.254") => {
+            reqwest::Url::parse("http://169.254.169.254/").expect("a URL")
+        }
+        Some(other) => url("identity_endpoint", Some(other), "")?,
+    };
+    let is_id = |v: &str| {
+        v.len() == 36
+            && v.bytes().enumerate().all(|(i, b)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            })
+    };
+    let credential = match s.credential.as_str() {
+        "client-secret" => {
+            let tenant_id = s
+                .tenant_id
+                .context("azure.tenant_id is required for client-secret")?;
+            let client_id = s
+                .client_id
+                .context("azure.client_id is required for client-secret")?;
+            let secret = s
+                .client_secret
+                .context("azure.client_secret (the secret's name) is required for client-secret")?;
+            if !is_id(&tenant_id) || !is_id(&client_id) {
+                bail!("azure.tenant_id and azure.client_id must be GUIDs");
+            }
+            secrets::check_name(&secret)
+                .map_err(anyhow::Error::msg)
+                .context("azure.client_secret")?;
+            AzureCredential::ClientSecret {
+                tenant_id,
+                client_id,
+                secret,
+            }
+        }
+        "workload-identity" => {
+            if s.tenant_id.is_some() || s.client_id.is_some() || s.client_secret.is_some() {
+                bail!("workload-identity takes its ids from AZURE_TENANT_ID and AZURE_CLIENT_ID");
+            }
+            AzureCredential::WorkloadIdentity
+        }
+        "managed-identity" => {
+            if s.tenant_id.is_some() || s.client_secret.is_some() {
+                bail!("managed-identity takes no tenant_id or client_secret");
+            }
+            if let Some(id) = &s.client_id
+                && !is_id(id)
+            {
+                bail!("azure.client_id must be a GUID");
+            }
+            AzureCredential::ManagedIdentity {
+                client_id: s.client_id,
+            }
+        }
+        other => bail!(
+            "azure.credential {other:?}: use client-secret, workload-identity or managed-identity"
+        ),
+    };
+    Ok((
+        policy,
+        AzureSettings {
+            endpoint,
+            authority,
+            identity_endpoint,
+            credential,
+        },
+    ))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LdapSection {
@@ -387,6 +508,7 @@ struct IntegrationSection {
     winrm: Option<WinrmSection>,
     ldap: Option<LdapSection>,
     aws: Option<AwsSection>,
+    azure: Option<AzureSection>,
     password: Option<PasswordSection>,
     #[serde(default)]
     config: toml::Table,
@@ -555,6 +677,13 @@ fn check_integration(
         }
         None => (policy, None),
     };
+    let (policy, azure) = match s.azure {
+        Some(section) => {
+            let (bounds, settings) = check_azure(section).context("azure")?;
+            (policy.with_azure(bounds), Some(settings))
+        }
+        None => (policy, None),
+    };
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -594,6 +723,7 @@ fn check_integration(
         winrm,
         ldap,
         aws,
+        azure,
         max_duration,
         lifecycle: no_lifecycle(),
         credential: CredentialKind::None,

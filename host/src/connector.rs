@@ -151,11 +151,17 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
             .iter()
             .filter_map(|i| i.ldap.clone().map(|l| (i.name.clone(), l)))
             .collect();
-        let aws = integrations
-            .iter()
-            .filter_map(|i| i.aws.clone().map(|a| (i.name.clone(), a)))
-            .collect();
-        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap, aws)))
+        let cloud = crate::caps::cloud::live::CloudSettings {
+            aws: integrations
+                .iter()
+                .filter_map(|i| i.aws.clone().map(|a| (i.name.clone(), a)))
+                .collect(),
+            azure: integrations
+                .iter()
+                .filter_map(|i| i.azure.clone().map(|a| (i.name.clone(), a)))
+                .collect(),
+        };
+        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap, cloud)))
     })
 }
 

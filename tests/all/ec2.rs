@@ -14,14 +14,14 @@ const PORT: u16 = 45130;
 /// Fleet hosts 1..=3 on 127.0.14.2..4.
 const HOSTS: usize = 3;
 
-struct Cloud {
-    fleet: PathBuf,
+pub(crate) struct Cloud {
+    pub(crate) fleet: PathBuf,
     moto: PathBuf,
     /// Instance ids by name.
     ids: Vec<(String, String)>,
 }
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -29,7 +29,7 @@ fn endpoint() -> String {
     format!("http://127.0.0.1:{PORT}")
 }
 
-fn run(cmd: &mut Command, what: &str) -> String {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         out.status.success(),
@@ -55,12 +55,12 @@ const HOSTILE_NAME: &str = "$(id);'‘\"{}<x>&a=b%20/..";
 
 /// The tests of this module one at a time: two of them prove that no host changed, which
 /// a concurrent grant on the same fleet would confuse.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn cloud() -> &'static Cloud {
+pub(crate) fn cloud() -> &'static Cloud {
     static CLOUD: OnceLock<Cloud> = OnceLock::new();
     CLOUD.get_or_init(|| {
         let fleet = repo().join("target/fleet-ec2");
@@ -196,7 +196,7 @@ user_groups = ["Default", "adm"]
             .collect()
     }
 
-    fn snapshots(&self) -> Vec<Vec<(String, String)>> {
+    pub(crate) fn snapshots(&self) -> Vec<Vec<(String, String)>> {
         (1..=HOSTS).map(|i| self.snapshot(i)).collect()
     }
 }

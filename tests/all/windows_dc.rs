@@ -687,7 +687,7 @@ fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport 
         HashMap::new(),
         HashMap::new(),
         [("dc".to_string(), ldap)].into_iter().collect(),
-        HashMap::new(),
+        Default::default(),
     ));
     let bases = Bases::parse(
         &[dc.get("BASE_DN").into()],

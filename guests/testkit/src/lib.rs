@@ -379,11 +379,22 @@ impl Script {
             latch::caps::cloud::AwsPolicy::parse(&implied.aws_read, &[], &implied.aws_regions)
                 .expect("script AWS actions and regions are valid")
         };
+        let azure = if implied.azure_subscriptions.is_empty() {
+            latch::caps::cloud::AzurePolicy::default()
+        } else {
+            latch::caps::cloud::AzurePolicy::parse(
+                &implied.azure_subscriptions,
+                &[],
+                &implied.azure_providers,
+            )
+            .expect("script Azure paths are valid")
+        };
         Policy::parse(&implied.allow, &implied.secrets)
             .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
             .expect("script targets and cmdlets are valid")
             .with_ldap(bases)
             .with_aws(aws)
+            .with_azure(azure)
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Implied {
     pub aws_read: Vec<String>,
     /// Regions called.
     pub aws_regions: Vec<String>,
+    /// Azure subscriptions read.
+    pub azure_subscriptions: Vec<String>,
+    /// Azure resource providers read.
+    pub azure_providers: Vec<String>,
 }
 
 impl Implied {

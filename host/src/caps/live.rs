@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cloud::live::AwsSettings;
+use super::cloud::live::CloudSettings;
 use super::ldap::live::LdapSettings;
 use super::secrets::SecretStore;
 use super::ssh::client::SshSettings;
@@ -21,8 +21,8 @@ pub struct LiveContext {
     pub winrm: HashMap<String, WinrmSettings>,
     /// LDAP settings per integration name (those with an `[integration.ldap]` table).
     pub ldap: HashMap<String, LdapSettings>,
-    /// AWS settings per integration name (those with an `[integration.aws]` table).
-    pub aws: HashMap<String, AwsSettings>,
+    /// AWS and Azure settings per integration name.
+    pub cloud: CloudSettings,
 }
 
 /// One capability's live part: carries out the calls of its own capability.
@@ -42,20 +42,20 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live backend over `secrets`, with SSH, WinRM, LDAP and AWS settings per integration.
+    /// A live backend over `secrets`, with SSH, WinRM, LDAP and cloud settings per integration.
     pub fn new(
         secrets: SecretStore,
         ssh: HashMap<String, SshSettings>,
         winrm: HashMap<String, WinrmSettings>,
         ldap: HashMap<String, LdapSettings>,
-        aws: HashMap<String, AwsSettings>,
+        cloud: CloudSettings,
     ) -> Self {
         let ctx = LiveContext {
             secrets: Arc::new(secrets),
             ssh,
             winrm,
             ldap,
-            aws,
+            cloud,
         };
         Live {
             parts: super::live_parts(&ctx),

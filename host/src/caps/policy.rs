@@ -185,6 +185,8 @@ pub struct Policy {
     ldap: super::ldap::Bases,
     /// What `cloud.aws` may call.
     aws: super::cloud::AwsPolicy,
+    /// What `cloud.azure` may read.
+    azure: super::cloud::AzurePolicy,
 }
 
 impl Policy {
@@ -197,7 +199,19 @@ impl Policy {
             cmdlets_change: BTreeSet::new(),
             ldap: super::ldap::Bases::default(),
             aws: super::cloud::AwsPolicy::default(),
+            azure: super::cloud::AzurePolicy::default(),
         }
+    }
+
+    /// Also lend the Azure scopes of `[integration.azure]`.
+    pub fn with_azure(mut self, azure: super::cloud::AzurePolicy) -> Self {
+        self.azure = azure;
+        self
+    }
+
+    /// What `cloud.azure` may read.
+    pub fn azure(&self) -> &super::cloud::AzurePolicy {
+        &self.azure
     }
 
     /// Also lend the AWS actions and regions of `[integration.aws]`.

@@ -43,3 +43,49 @@ impl std::fmt::Display for ExpectAws {
         write!(f, "cloud.aws {} {}", self.region, self.action)
     }
 }
+
+/// An expected `cloud.azure` read.
+#[derive(Clone, Debug)]
+pub struct ExpectAzure {
+    /// The resource path.
+    pub path: String,
+    /// The query it must carry, in order; `None` accepts any.
+    pub query: Option<Vec<(String, String)>>,
+}
+
+impl Expectation for ExpectAzure {
+    fn matches(&self, actual: &CapCall, _: &mut Names) -> bool {
+        actual.get::<super::AzureCall>().is_some_and(|a| {
+            a.path.eq_ignore_ascii_case(&self.path)
+                && self.query.as_ref().is_none_or(|q| *q == a.query)
+        })
+    }
+    fn default_reply(&self) -> Reply {
+        Reply::Text(r#"{"value":[]}"#.into())
+    }
+    fn implies(&self, policy: &mut Implied) {
+        let segs: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
+        if let Some(sub) = segs.get(1) {
+            policy.azure_subscriptions.push(sub.to_string());
+        }
+        if let Some(i) = segs
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case("providers"))
+            && let Some(p) = segs.get(i + 1)
+        {
+            policy.azure_providers.push(p.to_string());
+        }
+    }
+    fn clone_box(&self) -> Box<dyn Expectation> {
+        Box::new(self.clone())
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for ExpectAzure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cloud.azure GET {}", self.path)
+    }
+}

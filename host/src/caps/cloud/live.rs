@@ -7,6 +7,15 @@ use super::{AwsCall, MAX_ANSWER, creds, sigv4};
 use crate::caps::live::{LiveContext, LivePart};
 use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply};
 
+/// The cloud settings of every integration that has them.
+#[derive(Clone, Debug, Default)]
+pub struct CloudSettings {
+    /// `[integration.aws]` per integration name.
+    pub aws: HashMap<String, AwsSettings>,
+    /// `[integration.azure]` per integration name.
+    pub azure: HashMap<String, super::azure::AzureSettings>,
+}
+
 /// `[integration.aws]`'s connection settings.
 #[derive(Clone, Debug, Default)]
 pub struct AwsSettings {
@@ -48,14 +57,21 @@ impl AwsSettings {
 }
 
 /// The most attempts of one request (throttling and server errors are retried).
-const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 /// The whole budget of one request, retries and waits included.
 const BUDGET: Duration = Duration::from_secs(180);
 /// The longest wait a `Retry-After` may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 
+type AzureOf = (
+    super::azure::AzureSettings,
+    std::sync::Arc<super::azure::TokenCache>,
+);
+
 pub(crate) struct Part {
     settings: HashMap<String, AwsSettings>,
+    azure: HashMap<String, AzureOf>,
+    secrets: std::sync::Arc<crate::caps::SecretStore>,
     client: Option<reqwest::Client>,
 }
 
@@ -65,7 +81,14 @@ impl Part {
             .build()
             .ok();
         Part {
-            settings: ctx.aws.clone(),
+            settings: ctx.cloud.aws.clone(),
+            azure: ctx
+                .cloud
+                .azure
+                .iter()
+                .map(|(k, v)| (k.clone(), (v.clone(), Default::default())))
+                .collect(),
+            secrets: ctx.secrets.clone(),
             client,
         }
     }
@@ -77,6 +100,23 @@ impl LivePart for Part {
         ctx: CallContext<'a>,
         call: &'a CapCall,
     ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
+        if let Some(azure) = call.get::<super::AzureCall>() {
+            return Some(Box::pin(async move {
+                let (settings, tokens) = self.azure.get(ctx.integration).ok_or_else(|| {
+                    CapError::Denied(format!(
+                        "integration {:?} has no [integration.azure] table",
+                        ctx.integration
+                    ))
+                })?;
+                let client = self
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| CapError::Failed("no HTTP client (TLS set-up failed)".into()))?;
+                super::azure::send(client, settings, tokens, &self.secrets, azure)
+                    .await
+                    .map(CapReply::Text)
+            }));
+        }
         let aws = call.get::<AwsCall>()?;
         Some(Box::pin(async move {
             let settings = self.settings.get(ctx.integration).ok_or_else(|| {
@@ -135,33 +175,9 @@ pub(crate) async fn send(
             Ok(body) => return Ok(body),
             Err(failure) => failure,
         };
-        let (retry, wait_hint) = match &failure {
-            Failure::Answer {
-                status,
-                code,
-                retry_after,
-                ..
-            } => (
-                *status == 429
-                    || *status >= 500
-                    || matches!(
-                        code.as_str(),
-                        "RequestLimitExceeded"
-                            | "Throttling"
-                            | "ThrottlingException"
-                            | "TooManyRequestsException"
-                    ),
-                *retry_after,
-            ),
-            Failure::Transport(_) => (true, None),
-            Failure::TooBig => (false, None),
-        };
-        let backoff = Duration::from_millis(250 << (attempt - 1).min(5));
-        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
-        let wait = wait_hint.unwrap_or(backoff + jitter).min(MAX_WAIT);
-        if !retry || attempt >= ATTEMPTS || started.elapsed() + wait >= BUDGET {
+        let Some(wait) = failure.retry_after(attempt, started) else {
             return Err(failure.into_cap_error(call, attempt));
-        }
+        };
         tracing::debug!(action = %what(call), attempt, ?wait, "retrying an AWS call");
         tokio::time::sleep(wait).await;
     }
@@ -225,7 +241,7 @@ fn signed(
 }
 
 /// Why one attempt failed.
-enum Failure {
+pub(crate) enum Failure {
     /// The endpoint answered with an error.
     Answer {
         status: u16,
@@ -240,6 +256,38 @@ enum Failure {
 }
 
 impl Failure {
+    /// How long to wait before attempt `attempt + 1`, or `None` to give up: throttling
+    /// (429, `RequestLimitExceeded`, `Throttling*`), server errors and lost connections are
+    /// retried with backoff and jitter, or after the `Retry-After` asked (at most
+    /// [`MAX_WAIT`]), while attempts and the [`BUDGET`] last.
+    pub(crate) fn retry_after(&self, attempt: u32, started: Instant) -> Option<Duration> {
+        let (retry, hint) = match self {
+            Failure::Answer {
+                status,
+                code,
+                retry_after,
+                ..
+            } => (
+                *status == 429
+                    || *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "RequestLimitExceeded"
+                            | "Throttling"
+                            | "ThrottlingException"
+                            | "TooManyRequestsException"
+                    ),
+                *retry_after,
+            ),
+            Failure::Transport(_) => (true, None),
+            Failure::TooBig => (false, None),
+        };
+        let backoff = Duration::from_millis(250 << (attempt - 1).min(5));
+        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+        let wait = hint.unwrap_or(backoff + jitter).min(MAX_WAIT);
+        (retry && attempt < ATTEMPTS && started.elapsed() + wait < BUDGET).then_some(wait)
+    }
+
     fn into_cap_error(self, call: &AwsCall, attempts: u32) -> CapError {
         let tries = if attempts > 1 {
             format!(" (after {attempts} attempts)")
@@ -281,7 +329,7 @@ impl Failure {
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> String {
+pub(crate) fn transport_error(e: &reqwest::Error) -> String {
     // reqwest's Display includes the URL (no secret in it); add the causes.
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -294,7 +342,7 @@ fn transport_error(e: &reqwest::Error) -> String {
 }
 
 /// The body of a successful answer, or the failure an error answer says.
-async fn read(mut response: reqwest::Response) -> Result<String, Failure> {
+pub(crate) async fn read(mut response: reqwest::Response) -> Result<String, Failure> {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -363,12 +411,20 @@ pub(crate) fn error_of(body: &[u8]) -> (String, String) {
     if text.starts_with('{')
         && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
     {
-        let code = v["__type"].as_str().or(v["code"].as_str()).unwrap_or("");
-        // `__type` may be `namespace#Code`.
+        // AWS JSON: `__type` (maybe `namespace#Code`), `message`; Azure: `error.code`,
+        // `error.message`; Entra ID: `error`, `error_description`.
+        let code = v["__type"]
+            .as_str()
+            .or(v["code"].as_str())
+            .or(v["error"]["code"].as_str())
+            .or(v["error"].as_str())
+            .unwrap_or("");
         let code = code.rsplit('#').next().unwrap_or(code);
         let message = v["message"]
             .as_str()
             .or(v["Message"].as_str())
+            .or(v["error"]["message"].as_str())
+            .or(v["error_description"].as_str())
             .unwrap_or("");
         if !code.is_empty() {
             return (clip(code), clip(message));
@@ -376,7 +432,7 @@ pub(crate) fn error_of(body: &[u8]) -> (String, String) {
     }
     (
         "Unknown".into(),
-        "the answer is not an AWS error document".into(),
+        "the answer is not an error document Latch knows".into(),
     )
 }
 
@@ -401,6 +457,16 @@ mod tests {
         let json = br#"{"__type": "com.amazonaws#ResourceNotFoundException", "message": "Secrets Manager can't find the specified secret."}"#;
         assert_eq!(error_of(json).0, "ResourceNotFoundException");
         assert_eq!(error_of(b"<html>500</html>").0, "Unknown");
+        let arm = br#"{"error":{"code":"ExpiredAuthenticationToken","message":"The access token expiry UTC time is earlier than current UTC time."}}"#;
+        assert_eq!(error_of(arm).0, "ExpiredAuthenticationToken");
+        let entra = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#;
+        assert_eq!(
+            error_of(entra),
+            (
+                "invalid_client".into(),
+                "AADSTS7000215: Invalid client secret provided.".into()
+            )
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `cloud.aws`: an AWS API called with credentials the host holds.
+//! `cloud.aws` (and `cloud.azure`, in [`azure`]): a cloud API called with credentials the
+//! host holds.
 //!
 //! Defends against a guest reaching further into a cloud account than it was lent, and
 //! against the connector's cloud credentials leaving the host:
@@ -16,6 +17,7 @@
 //! - answers are bounded ([`MAX_ANSWER`]), so a hostile or broken endpoint cannot exhaust
 //!   the host; throttling and server errors are retried with backoff inside a budget.
 
+pub mod azure;
 pub mod creds;
 pub mod kit;
 pub mod live;
@@ -25,6 +27,8 @@ pub(crate) mod wit;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+
+pub use azure::{AzureCall, AzurePolicy};
 
 use super::{Call, CapError, CapReply, Effect, check_text, record_of};
 use crate::world::CallState;

@@ -4,7 +4,7 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{AwsCall, MAX_REQUESTS};
+use super::{AwsCall, AzureCall, MAX_REQUESTS};
 use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch_all};
 use crate::world::{CallState, v0_2};
 
@@ -15,17 +15,59 @@ pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
+/// Each result as the guest gets it: a body, or the error.
+fn bodies(
+    results: Vec<Result<CapReply, CapError>>,
+    what: &str,
+) -> Vec<Result<String, v0_2::types::Error>> {
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(CapReply::Text(body)) => Ok(body),
+            Ok(other) => {
+                Err(CapError::Failed(format!("backend answered {other:?} to {what}")).into())
+            }
+            Err(e) => Err(e.into()),
+        })
+        .collect()
+}
+
+fn too_many<T>(requests: &[T]) -> Option<Vec<Result<String, v0_2::types::Error>>> {
+    (requests.len() > MAX_REQUESTS).then(|| {
+        let error = CapError::InvalidRequest(format!(
+            "{} requests in one cloud call, more than the {MAX_REQUESTS} allowed",
+            requests.len()
+        ));
+        requests.iter().map(|_| Err(error.clone().into())).collect()
+    })
+}
+
 impl now::Host for CallState {
+    async fn azure(
+        &mut self,
+        requests: Vec<now::AzureRequest>,
+    ) -> Vec<Result<String, v0_2::types::Error>> {
+        if let Some(refused) = too_many(&requests) {
+            return refused;
+        }
+        let calls = requests
+            .into_iter()
+            .map(|r| {
+                CapCall::new(AzureCall {
+                    path: r.path,
+                    query: r.query,
+                })
+            })
+            .collect();
+        bodies(dispatch_all(self, calls).await, "cloud.azure")
+    }
+
     async fn aws(
         &mut self,
         requests: Vec<now::AwsRequest>,
     ) -> Vec<Result<String, v0_2::types::Error>> {
-        if requests.len() > MAX_REQUESTS {
-            let error = CapError::InvalidRequest(format!(
-                "{} requests in one cloud.aws call, more than the {MAX_REQUESTS} allowed",
-                requests.len()
-            ));
-            return requests.iter().map(|_| Err(error.clone().into())).collect();
+        if let Some(refused) = too_many(&requests) {
+            return refused;
         }
         let calls = requests
             .into_iter()
@@ -39,16 +81,6 @@ impl now::Host for CallState {
                 })
             })
             .collect();
-        dispatch_all(self, calls)
-            .await
-            .into_iter()
-            .map(|result| match result {
-                Ok(CapReply::Text(body)) => Ok(body),
-                Ok(other) => {
-                    Err(CapError::Failed(format!("backend answered {other:?} to cloud.aws")).into())
-                }
-                Err(e) => Err(e.into()),
-            })
-            .collect()
+        bodies(dispatch_all(self, calls).await, "cloud.aws")
     }
 }

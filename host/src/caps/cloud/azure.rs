@@ -1,0 +1,601 @@
+//! `cloud.azure`: reads of Azure Resource Manager with a token the host obtains.
+//!
+//! Defends like `cloud.aws`: the guest names a resource path and query, never a URL or a
+//! header; the path is parsed into segments (no `.`/`..`, no empty segment, a small
+//! character set; each segment percent-encoded on the way out) and bounded by
+//! `[integration.azure]`: its `subscriptions`, its `resource_groups` (when listed, a
+//! subscription-wide list is refused: it would show other groups' resources) and its
+//! `providers` (`Microsoft.Compute`, `Microsoft.Network`). Only GET is lent.
+//!
+//! Tokens come from Microsoft Entra ID for a service principal's **client secret** (the
+//! secret named in `[integration.azure] client_secret`, from the secret store, at each token
+//! fetch), **workload identity** (a federated token file, `AZURE_FEDERATED_TOKEN_FILE`, as
+//! AKS projects it) or a **managed identity** (the instance metadata endpoint). A token is
+//! kept in memory (zeroized) until 5 minutes before it expires, never written, never given
+//! to the guest; a 401 for an expired or invalid token drops it and fetches a new one once.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::live::{Failure, read, transport_error};
+use super::sigv4::uri_encode;
+use crate::caps::{Call, CapError, CapReply, Effect, Secret, SecretStore, check_text, record_of};
+use crate::world::CallState;
+
+/// Most segments of a resource path.
+const MAX_SEGMENTS: usize = 16;
+
+/// `cloud.azure`: one GET of Resource Manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AzureCall {
+    /// `/subscriptions/{id}/…`.
+    pub path: String,
+    /// Query parameters.
+    pub query: Vec<(String, String)>,
+}
+
+/// A path segment: letters, digits and `._()-` (Azure's resource names; Unicode names of
+/// resource groups are not lent).
+fn is_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._()-".contains(&b))
+}
+
+impl AzureCall {
+    fn segments(&self) -> Result<Vec<&str>, String> {
+        let rest = self
+            .path
+            .strip_prefix('/')
+            .ok_or_else(|| format!("path {:?} must start with /subscriptions/", self.path))?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.len() > MAX_SEGMENTS || !segments.iter().all(|s| is_segment(s)) {
+            return Err(format!(
+                "path {:?}: segments of letters, digits and ._()- only, no . or .., at most \
+                 {MAX_SEGMENTS}",
+                self.path
+            ));
+        }
+        if !segments[0].eq_ignore_ascii_case("subscriptions") || segments.len() < 2 {
+            return Err(format!(
+                "path {:?} must start with /subscriptions/",
+                self.path
+            ));
+        }
+        Ok(segments)
+    }
+
+    /// The URL under `base`: each segment and query value percent-encoded.
+    pub fn url(&self, base: &reqwest::Url) -> Result<reqwest::Url, String> {
+        let segments = self.segments()?;
+        let mut text = base.as_str().trim_end_matches('/').to_string();
+        for s in segments {
+            text.push('/');
+            text.push_str(&uri_encode(s));
+        }
+        for (i, (name, value)) in self.query.iter().enumerate() {
+            text.push(if i == 0 { '?' } else { '&' });
+            text.push_str(&uri_encode(name));
+            text.push('=');
+            text.push_str(&uri_encode(value));
+        }
+        reqwest::Url::parse(&text).map_err(|e| format!("bad URL: {e}"))
+    }
+}
+
+impl Call for AzureCall {
+    fn capability(&self) -> &'static str {
+        "cloud.azure"
+    }
+    fn effect(&self) -> Effect {
+        Effect::Read
+    }
+    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
+        check_text("path", &self.path, 2048)?;
+        let segments = self.segments().map_err(CapError::InvalidRequest)?;
+        if self.query.len() > 16 {
+            return Err(CapError::InvalidRequest(
+                "at most 16 query parameters".into(),
+            ));
+        }
+        for (name, value) in &self.query {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"$-_.".contains(&b));
+            if !ok {
+                return Err(CapError::InvalidRequest(format!(
+                    "query parameter name {name:?} is not one"
+                )));
+            }
+            check_text(&format!("query parameter {name}"), value, 4096)?;
+        }
+        if !self.query.iter().any(|(n, _)| n == "api-version") {
+            return Err(CapError::InvalidRequest(
+                "an Azure request needs its api-version".into(),
+            ));
+        }
+        state
+            .policy
+            .azure()
+            .check(&segments)
+            .map_err(CapError::Denied)
+    }
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        record_of(self)
+    }
+    fn empty_reply(&self) -> CapReply {
+        CapReply::Text(String::new())
+    }
+    fn clone_call(&self) -> Box<dyn Call> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl std::fmt::Display for AzureCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cloud.azure GET {}", self.path)?;
+        for (i, (n, v)) in self.query.iter().enumerate() {
+            write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+/// `[integration.azure]`'s bounds. Empty: nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AzurePolicy {
+    subscriptions: BTreeSet<String>,
+    /// `None`: every group of the subscriptions.
+    resource_groups: Option<BTreeSet<String>>,
+    providers: BTreeSet<String>,
+}
+
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+impl AzurePolicy {
+    /// Parse the lists of `[integration.azure]`; errors name the list and the entry.
+    pub fn parse(
+        subscriptions: &[String],
+        resource_groups: &[String],
+        providers: &[String],
+    ) -> Result<Self, String> {
+        let mut subs = BTreeSet::new();
+        for s in subscriptions {
+            if !is_guid(s) {
+                return Err(format!(
+                    "azure.subscriptions: {s:?} is not a subscription id"
+                ));
+            }
+            subs.insert(s.to_ascii_lowercase());
+        }
+        if subs.is_empty() {
+            return Err("azure.subscriptions: name at least one subscription".into());
+        }
+        let mut groups = BTreeSet::new();
+        for g in resource_groups {
+            if !is_segment(g) || g.len() > 90 {
+                return Err(format!(
+                    "azure.resource_groups: {g:?} is not a resource group name"
+                ));
+            }
+            groups.insert(g.to_ascii_lowercase());
+        }
+        let mut provs = BTreeSet::new();
+        for p in providers {
+            let ok = p.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.')
+            });
+            if !ok {
+                return Err(format!(
+                    "azure.providers: {p:?} is not a resource provider (e.g. Microsoft.Compute)"
+                ));
+            }
+            provs.insert(p.to_ascii_lowercase());
+        }
+        if provs.is_empty() {
+            return Err(
+                "azure.providers: name the resource providers lent (e.g. Microsoft.Compute)".into(),
+            );
+        }
+        Ok(AzurePolicy {
+            subscriptions: subs,
+            resource_groups: (!groups.is_empty()).then_some(groups),
+            providers: provs,
+        })
+    }
+
+    /// May a GET of this path be made? `segments` starts with `subscriptions`.
+    pub fn check(&self, segments: &[&str]) -> Result<(), String> {
+        let sub = segments[1].to_ascii_lowercase();
+        if !self.subscriptions.contains(&sub) {
+            return Err(format!(
+                "subscription {sub} is not in the integration's [integration.azure] subscriptions"
+            ));
+        }
+        let rest = &segments[2..];
+        let after_group = match rest {
+            [rg, group, tail @ ..] if rg.eq_ignore_ascii_case("resourceGroups") => {
+                let group = group.to_ascii_lowercase();
+                if let Some(groups) = &self.resource_groups
+                    && !groups.contains(&group)
+                {
+                    return Err(format!(
+                        "resource group {group} is not in the integration's [integration.azure] \
+                         resource_groups"
+                    ));
+                }
+                tail
+            }
+            _ => {
+                if self.resource_groups.is_some() {
+                    return Err(
+                        "a subscription-wide read would show other resource groups than \
+                         [integration.azure] resource_groups lists"
+                            .into(),
+                    );
+                }
+                rest
+            }
+        };
+        match after_group {
+            [p, provider, ..] if p.eq_ignore_ascii_case("providers") => {
+                if self.providers.contains(&provider.to_ascii_lowercase()) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "provider {provider} is not in the integration's [integration.azure] providers"
+                    ))
+                }
+            }
+            _ => Err("only resources of a provider (…/providers/Microsoft.X/…) may be read".into()),
+        }
+    }
+}
+
+/// How the host authenticates to Azure.
+#[derive(Clone, Debug)]
+pub enum AzureCredential {
+    /// A service principal's client secret, from the secret store.
+    ClientSecret {
+        /// Directory (tenant) id.
+        tenant_id: String,
+        /// Application (client) id.
+        client_id: String,
+        /// The secret's name in the store.
+        secret: String,
+    },
+    /// Workload identity: `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE`
+    /// (and `AZURE_AUTHORITY_HOST`) from the environment, as AKS sets them.
+    WorkloadIdentity,
+    /// The managed identity of the machine (its instance metadata endpoint).
+    ManagedIdentity {
+        /// A user-assigned identity's client id; `None`: the system-assigned one.
+        client_id: Option<String>,
+    },
+}
+
+/// `[integration.azure]`'s connection settings.
+#[derive(Clone, Debug)]
+pub struct AzureSettings {
+    /// Resource Manager (`https://management.azure.com`).
+    pub endpoint: reqwest::Url,
+    /// Entra ID (`https://login.microsoftonline.com`).
+    pub authority: reqwest::Url,
+    /// The instance metadata endpoint (`http://169.254.169.254`).
+    pub identity_endpoint: reqwest::Url,
+    /// How to get a token.
+    pub credential: AzureCredential,
+}
+
+/// The token of one integration, while it is valid.
+#[derive(Default)]
+pub(crate) struct TokenCache(tokio::sync::Mutex<Option<(Secret, Instant)>>);
+
+impl TokenCache {
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        settings: &AzureSettings,
+        secrets: &SecretStore,
+    ) -> Result<Secret, CapError> {
+        let mut slot = self.0.lock().await;
+        if let Some((token, until)) = &*slot
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = fetch_token(client, settings, secrets)
+            .await
+            .map_err(|e| CapError::Denied(format!("no Azure token: {e}")))?;
+        let margin = Duration::from_secs(300).min(lifetime / 2);
+        *slot = Some((token.clone(), Instant::now() + lifetime - margin));
+        Ok(token)
+    }
+
+    async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The scope of Resource Manager's tokens: its origin + `/.default`.
+fn scope(endpoint: &reqwest::Url) -> String {
+    format!("{}/.default", endpoint.origin().ascii_serialization())
+}
+
+async fn fetch_token(
+    client: &reqwest::Client,
+    settings: &AzureSettings,
+    secrets: &SecretStore,
+) -> Result<(Secret, Duration), String> {
+    let scope = scope(&settings.endpoint);
+    let request = match &settings.credential {
+        AzureCredential::ClientSecret {
+            tenant_id,
+            client_id,
+            secret,
+        } => {
+            let value = secrets.get(secret)?.ok_or_else(|| {
+                format!("the client secret {secret:?} is not in the secret store")
+            })?;
+            let value = std::str::from_utf8(value.expose())
+                .map_err(|_| format!("the client secret {secret:?} is not UTF-8"))?
+                .trim()
+                .to_string();
+            let body = zeroize::Zeroizing::new(form(&[
+                ("client_id", client_id),
+                ("client_secret", &value),
+                ("scope", &scope),
+                ("grant_type", "client_credentials"),
+            ]));
+            let url = settings
+                .authority
+                .join(&format!("{tenant_id}/oauth2/v2.0/token"))
+                .map_err(|e| e.to_string())?;
+            client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_string())
+        }
+        AzureCredential::WorkloadIdentity => {
+            let var = |name: &str| {
+                std::env::var(name).map_err(|_| format!("workload identity: {name} is not set"))
+            };
+            let tenant = var("AZURE_TENANT_ID")?;
+            let client_id = var("AZURE_CLIENT_ID")?;
+            let file = var("AZURE_FEDERATED_TOKEN_FILE")?;
+            let assertion = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("workload identity: cannot read {file}: {e}"))?,
+            );
+            let authority = match std::env::var("AZURE_AUTHORITY_HOST") {
+                Ok(a) => {
+                    crate::caps::cloud::live::AwsSettings::parse_endpoint(a.trim_end_matches('/'))?
+                }
+                Err(_) => settings.authority.clone(),
+            };
+            let body = zeroize::Zeroizing::new(form(&[
+                ("client_id", &client_id),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.trim()),
+                ("scope", &scope),
+                ("grant_type", "client_credentials"),
+            ]));
+            let url = authority
+                .join(&format!("{tenant}/oauth2/v2.0/token"))
+                .map_err(|e| e.to_string())?;
+            client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_string())
+        }
+        AzureCredential::ManagedIdentity { client_id } => {
+            let resource = settings.endpoint.origin().ascii_serialization() + "/";
+            let mut query = vec![
+                ("api-version", "2018-02-01"),
+                ("resource", resource.as_str()),
+            ];
+            if let Some(id) = client_id {
+                query.push(("client_id", id));
+            }
+            let url = settings
+                .identity_endpoint
+                .join(&format!("metadata/identity/oauth2/token?{}", form(&query)))
+                .map_err(|e| e.to_string())?;
+            client.get(url).header("Metadata", "true")
+        }
+    };
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {}", transport_error(&e)))?;
+    let status = response.status().as_u16();
+    let body = match read(response).await {
+        Ok(body) => zeroize::Zeroizing::new(body),
+        Err(Failure::Answer { code, message, .. }) => {
+            return Err(format!("HTTP {status} {code}: {message}"));
+        }
+        Err(Failure::TooBig) => return Err("the token answer is too large".into()),
+        Err(Failure::Transport(e)) => return Err(e),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&body).map_err(|_| "the token answer is not JSON".to_string())?;
+    let token = json["access_token"]
+        .as_str()
+        .ok_or("the token answer has no access_token")?;
+    // `expires_in`: a number from Entra ID, a string from the metadata endpoint.
+    let lifetime = json["expires_in"]
+        .as_u64()
+        .or_else(|| json["expires_in"].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(300);
+    Ok((
+        Secret::new(token.as_bytes().to_vec()),
+        Duration::from_secs(lifetime.clamp(60, 86_400)),
+    ))
+}
+
+/// GET `call` with a token, retrying throttling and server errors, and once with a new token
+/// after a 401 for an expired or invalid one.
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    settings: &AzureSettings,
+    tokens: &TokenCache,
+    secrets: &SecretStore,
+    call: &AzureCall,
+) -> Result<String, CapError> {
+    let url = call
+        .url(&settings.endpoint)
+        .map_err(CapError::InvalidRequest)?;
+    let what = format!("GET {}", call.path);
+    let started = Instant::now();
+    let mut attempt = 0;
+    let mut renewed = false;
+    loop {
+        attempt += 1;
+        let token = tokens.token(client, settings, secrets).await?;
+        let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
+        let outcome = match client
+            .get(url.clone())
+            .header("authorization", bearer)
+            .send()
+            .await
+        {
+            Ok(response) => read(response).await,
+            Err(e) => Err(Failure::Transport(transport_error(&e))),
+        };
+        let failure = match outcome {
+            Ok(body) => return Ok(body),
+            Err(f) => f,
+        };
+        if let Failure::Answer {
+            status: 401, code, ..
+        } = &failure
+            && !renewed
+            && (code.starts_with("ExpiredAuthenticationToken")
+                || code.starts_with("InvalidAuthenticationToken"))
+        {
+            tokens.forget().await;
+            renewed = true;
+            continue;
+        }
+        let Some(wait) = failure.retry_after(attempt, started) else {
+            return Err(match failure {
+                Failure::Transport(e) => CapError::Unreachable(format!("{what}: no answer: {e}")),
+                Failure::TooBig => CapError::Failed(format!("{what}: the answer is too large")),
+                Failure::Answer {
+                    status,
+                    code,
+                    message,
+                    ..
+                } => {
+                    let text = format!("{what}: HTTP {status} {code}: {message}");
+                    if status == 401 || status == 403 {
+                        CapError::Denied(text)
+                    } else {
+                        CapError::Failed(text)
+                    }
+                }
+            });
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+
+    fn seg(path: &str) -> Result<Vec<String>, String> {
+        let c = AzureCall {
+            path: path.into(),
+            query: vec![],
+        };
+        c.segments()
+            .map(|v| v.into_iter().map(String::from).collect())
+    }
+
+    #[test]
+    fn paths_are_parsed_and_bounded() {
+        let p = AzurePolicy::parse(
+            &[SUB.into()],
+            &["rg-web".into()],
+            &["Microsoft.Compute".into()],
+        )
+        .unwrap();
+        let check = |path: &str| {
+            let s = seg(path)?;
+            let s: Vec<&str> = s.iter().map(String::as_str).collect();
+            p.check(&s)
+        };
+        assert!(check(&format!("/subscriptions/{SUB}/resourceGroups/RG-web/providers/Microsoft.Compute/virtualMachines")).is_ok());
+        for bad in [
+            format!("/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines"),
+            format!("/subscriptions/{SUB}/resourceGroups/other/providers/Microsoft.Compute/virtualMachines"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Storage/x"),
+            "/subscriptions/00000000-0000-0000-0000-000000000002/resourceGroups/rg-web/providers/Microsoft.Compute/x".to_string(),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/../../x"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/a%2Fb"),
+            format!("/subscriptions/{SUB}//resourceGroups"),
+            "subscriptions/x".to_string(),
+        ] {
+            assert!(check(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_encode_every_part() {
+        let c = AzureCall {
+            path: format!(
+                "/subscriptions/{SUB}/resourceGroups/rg(1)/providers/Microsoft.Compute/virtualMachines"
+            ),
+            query: vec![
+                ("api-version".into(), "2024-07-01".into()),
+                ("$skiptoken".into(), "a&b=c/d".into()),
+            ],
+        };
+        let url = c
+            .url(&reqwest::Url::parse("https://management.azure.com").unwrap())
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            format!(
+                "https://management.azure.com/subscriptions/{SUB}/resourceGroups/rg%281%29/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01&%24skiptoken=a%26b%3Dc%2Fd"
+            )
+        );
+        assert_eq!(
+            scope(&reqwest::Url::parse("https://management.azure.com/").unwrap()),
+            "https://management.azure.com/.default"
+        );
+    }
+}
