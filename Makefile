@@ -7,7 +7,7 @@ GUEST_CRATES := -p ssh-servers -p ec2-ssh -p azure-vm-ssh -p windows-dc -p rdp-s
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
-.PHONY: all setup guests build test lint bench bench-fleet bench-first-grant demo demo-windows clean
+.PHONY: all setup guests build test lint bench bench-fleet bench-first-grant bench-ec2-discovery demo demo-windows demo-ec2 clean
 
 all: build
 
@@ -55,7 +55,8 @@ test: guests
 	bash tests/fleet/fleet.sh down target/fleet-ec2; \
 	bash tests/cloud/moto.sh down target/moto-tests; \
 	bash tests/cloud/openbao.sh down target/openbao-tests; \
-	bash tests/cloud/azure.sh down target/azure-tests; \
+	bash tests/cloud/peer.sh down target/azure-tests; \
+	bash tests/cloud/peer.sh down target/gcp-tests; \
 	bash tests/samba/dc.sh down target/samba-tests; \
 	bash tests/samba/dc.sh down target/samba-rotation; \
 	bash tests/samba/dc.sh down target/samba-rotation-winrm; exit $$rc
@@ -82,6 +83,12 @@ bench-first-grant: guests
 	$(CARGO) build --release -p latch
 	bash benches/first-grant.sh
 
+## bench-ec2-discovery: 5,000 instances in 3 regions of moto; `latch resources` vs the AWS CLI
+## (awscli installed into target/py; ~15 min).
+bench-ec2-discovery: guests
+	$(CARGO) build --release -p latch
+	bash benches/ec2-discovery.sh
+
 ## demo: what Latch does today, on the built guests (see README).
 demo: build
 	./examples/demo.sh
@@ -90,6 +97,11 @@ demo: build
 ## over WinRM (the Windows stand-in); grant, bind + kinit with the password, revoke, refused.
 demo-windows: build
 	./examples/demo-windows.sh
+
+## demo-ec2: the third demo: moto (the AWS stand-in, signatures checked) with 3 instances whose
+## private IPs are real sshd servers; discover by tag, grant, ssh with the certificate, revoke.
+demo-ec2: build
+	./examples/demo-ec2.sh
 
 clean:
 	$(CARGO) clean

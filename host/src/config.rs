@@ -210,7 +210,7 @@ struct SecretsSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreSection {
-    /// `vault-kv2` or `aws-secrets-manager`.
+    /// `vault-kv2`, `aws-secrets-manager`, `azure-key-vault` or `gcp-secret-manager`.
     kind: String,
     address: Option<String>,
     mount: Option<String>,
@@ -219,6 +219,33 @@ struct StoreSection {
     region: Option<String>,
     endpoint: Option<String>,
     profile: Option<String>,
+    vault: Option<String>,
+    credential: Option<String>,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    authority: Option<String>,
+    identity_endpoint: Option<String>,
+    resource: Option<String>,
+    project: Option<String>,
+    key_secret: Option<String>,
+    token_endpoint: Option<String>,
+    metadata_endpoint: Option<String>,
+}
+
+/// A token endpoint's URL: its origin as [`AwsSettings::parse_endpoint`] allows (https, or
+/// http to loopback), a path, no query, no user info.
+fn token_url(text: &str) -> anyhow::Result<reqwest::Url> {
+    let url = reqwest::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
+    AwsSettings::parse_endpoint(&url.origin().ascii_serialization()).map_err(anyhow::Error::msg)?;
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        bail!("{text:?}: no query, fragment, user or password");
+    }
+    Ok(url)
 }
 
 fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secrets::RemoteStore> {
@@ -230,25 +257,77 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
     if !ok_name {
         bail!("store name {name:?}: use 1 to 32 of [A-Za-z0-9_-]");
     }
-    let unused = |fields: &[(&str, bool)]| -> anyhow::Result<()> {
-        for (field, set) in fields {
-            if *set {
-                bail!("{field} is not a setting of a {} store", s.kind);
-            }
+    let set = [
+        ("address", s.address.is_some()),
+        ("mount", s.mount.is_some()),
+        ("token_env", s.token_env.is_some()),
+        ("token_file", s.token_file.is_some()),
+        ("region", s.region.is_some()),
+        ("endpoint", s.endpoint.is_some()),
+        ("profile", s.profile.is_some()),
+        ("vault", s.vault.is_some()),
+        ("credential", s.credential.is_some()),
+        ("tenant_id", s.tenant_id.is_some()),
+        ("client_id", s.client_id.is_some()),
+        ("client_secret", s.client_secret.is_some()),
+        ("authority", s.authority.is_some()),
+        ("identity_endpoint", s.identity_endpoint.is_some()),
+        ("resource", s.resource.is_some()),
+        ("project", s.project.is_some()),
+        ("key_secret", s.key_secret.is_some()),
+        ("token_endpoint", s.token_endpoint.is_some()),
+        ("metadata_endpoint", s.metadata_endpoint.is_some()),
+    ];
+    let allowed: &[&str] = match s.kind.as_str() {
+        "vault-kv2" => &["address", "mount", "token_env", "token_file"],
+        "aws-secrets-manager" => &["region", "endpoint", "profile"],
+        "azure-key-vault" => &[
+            "vault",
+            "credential",
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "authority",
+            "identity_endpoint",
+            "resource",
+        ],
+        "gcp-secret-manager" => &[
+            "project",
+            "credential",
+            "key_secret",
+            "endpoint",
+            "token_endpoint",
+            "metadata_endpoint",
+        ],
+        other => bail!(
+            "kind {other:?}: use vault-kv2, aws-secrets-manager, azure-key-vault or \
+             gcp-secret-manager"
+        ),
+    };
+    for (field, is_set) in set {
+        if is_set && !allowed.contains(&field) {
+            bail!("{field} is not a setting of a {} store", s.kind);
         }
-        Ok(())
+    }
+    let url = |field: &str, v: &str| -> anyhow::Result<reqwest::Url> {
+        AwsSettings::parse_endpoint(v.trim_end_matches('/'))
+            .map_err(anyhow::Error::msg)
+            .with_context(|| field.to_string())
+    };
+    let plain_secret = |field: &str, v: &str| -> anyhow::Result<()> {
+        if v.contains(':') {
+            bail!("{field} must be a plain secret name (directory or environment), not a store's");
+        }
+        secrets::check_name(v)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| field.to_string())
     };
     match s.kind.as_str() {
         "vault-kv2" => {
-            unused(&[
-                ("region", s.region.is_some()),
-                ("endpoint", s.endpoint.is_some()),
-                ("profile", s.profile.is_some()),
-            ])?;
-            let address = s.address.as_deref().context("address is required")?;
-            let address = AwsSettings::parse_endpoint(address)
-                .map_err(anyhow::Error::msg)
-                .context("address")?;
+            let address = url(
+                "address",
+                s.address.as_deref().context("address is required")?,
+            )?;
             let mount = s.mount.unwrap_or_else(|| "secret".into());
             secrets::remote::check_path(&mount)
                 .map_err(anyhow::Error::msg)
@@ -264,12 +343,6 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
             })
         }
         "aws-secrets-manager" => {
-            unused(&[
-                ("address", s.address.is_some()),
-                ("mount", s.mount.is_some()),
-                ("token_env", s.token_env.is_some()),
-                ("token_file", s.token_file.is_some()),
-            ])?;
             let region = s.region.context("region is required")?;
             if !crate::caps::cloud::is_region(&region) {
                 bail!("region {region:?} is not a region name");
@@ -277,10 +350,8 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
             let endpoint = s
                 .endpoint
                 .as_deref()
-                .map(AwsSettings::parse_endpoint)
-                .transpose()
-                .map_err(anyhow::Error::msg)
-                .context("endpoint")?;
+                .map(|e| url("endpoint", e))
+                .transpose()?;
             Ok(secrets::RemoteStore::AwsSecretsManager {
                 region,
                 settings: AwsSettings {
@@ -289,7 +360,81 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
                 },
             })
         }
-        other => bail!("kind {other:?}: use vault-kv2 or aws-secrets-manager"),
+        "azure-key-vault" => {
+            let vault = url("vault", s.vault.as_deref().context("vault is required")?)?;
+            if let Some(secret) = &s.client_secret {
+                plain_secret("client_secret", secret)?;
+            }
+            let settings = azure_settings(
+                "store",
+                AzureCredentialFields {
+                    audience: s.resource.as_deref(),
+                    default_audience: "https://vault.azure.net",
+                    authority: s.authority.as_deref(),
+                    identity_endpoint: s.identity_endpoint.as_deref(),
+                    credential: s.credential.as_deref().context("credential is required")?,
+                    tenant_id: s.tenant_id,
+                    client_id: s.client_id,
+                    client_secret: s.client_secret,
+                },
+            )?;
+            Ok(secrets::RemoteStore::AzureKeyVault { vault, settings })
+        }
+        _ => {
+            let project = s.project.context("project is required")?;
+            let project_ok = (6..=30).contains(&project.len())
+                && project
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !project_ok {
+                bail!("project {project:?} is not a GCP project id");
+            }
+            let endpoint = url(
+                "endpoint",
+                s.endpoint
+                    .as_deref()
+                    .unwrap_or("https://secretmanager.googleapis.com"),
+            )?;
+            let credential = match s.credential.as_deref() {
+                Some("service-account-key") => {
+                    if s.metadata_endpoint.is_some() {
+                        bail!("metadata_endpoint is for credential = \"metadata\"");
+                    }
+                    let secret = s
+                        .key_secret
+                        .context("key_secret (the secret holding the key JSON) is required")?;
+                    plain_secret("key_secret", &secret)?;
+                    secrets::remote::GcpCredential::ServiceAccountKey {
+                        secret,
+                        token_endpoint: s
+                            .token_endpoint
+                            .as_deref()
+                            .map(token_url)
+                            .transpose()
+                            .context("token_endpoint")?,
+                    }
+                }
+                Some("metadata") => {
+                    if s.key_secret.is_some() || s.token_endpoint.is_some() {
+                        bail!("key_secret and token_endpoint are for service-account-key");
+                    }
+                    // The metadata server is plain HTTP on a link-local name, by GCP's design.
+                    let endpoint = match s.metadata_endpoint.as_deref() {
+                        None | Some("http://metadata.google.internal") => {
+                            reqwest::Url::parse("http://metadata.google.internal/").expect("a URL")
+                        }
+                        Some(other) => url("metadata_endpoint", other)?,
+                    };
+                    secrets::remote::GcpCredential::Metadata { endpoint }
+                }
+                other => bail!("credential {other:?}: use service-account-key or metadata"),
+            };
+            Ok(secrets::RemoteStore::GcpSecretManager {
+                project,
+                endpoint,
+                credential,
+            })
+        }
     }
 }
 
@@ -353,27 +498,56 @@ fn check_azure(
     crate::caps::cloud::AzurePolicy,
     crate::caps::cloud::azure::AzureSettings,
 )> {
-    use crate::caps::cloud::azure::{AzureCredential, AzureSettings};
     let policy =
         crate::caps::cloud::AzurePolicy::parse(&s.subscriptions, &s.resource_groups, &s.providers)
             .map_err(anyhow::Error::msg)?;
+    let settings = azure_settings(
+        "azure",
+        AzureCredentialFields {
+            audience: s.endpoint.as_deref(),
+            default_audience: "https://management.azure.com",
+            authority: s.authority.as_deref(),
+            identity_endpoint: s.identity_endpoint.as_deref(),
+            credential: &s.credential,
+            tenant_id: s.tenant_id,
+            client_id: s.client_id,
+            client_secret: s.client_secret,
+        },
+    )?;
+    Ok((policy, settings))
+}
+
+/// What an Azure credential is made of, as `[integration.azure]` and an `azure-key-vault`
+/// store write it.
+struct AzureCredentialFields<'a> {
+    audience: Option<&'a str>,
+    default_audience: &'a str,
+    authority: Option<&'a str>,
+    identity_endpoint: Option<&'a str>,
+    credential: &'a str,
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+fn azure_settings(
+    table: &str,
+    f: AzureCredentialFields<'_>,
+) -> anyhow::Result<crate::caps::cloud::azure::AzureSettings> {
+    use crate::caps::cloud::azure::{AzureCredential, AzureSettings};
     let url = |field: &str, v: Option<&str>, default: &str| -> anyhow::Result<reqwest::Url> {
         AwsSettings::parse_endpoint(v.unwrap_or(default).trim_end_matches('/'))
             .map_err(anyhow::Error::msg)
-            .with_context(|| format!("azure.{field}"))
+            .with_context(|| format!("{table}.{field}"))
     };
-    let endpoint = url(
-        "endpoint",
-        s.endpoint.as_deref(),
-        "https://management.azure.com",
-    )?;
+    let endpoint = url("endpoint", f.audience, f.default_audience)?;
     let authority = url(
         "authority",
-        s.authority.as_deref(),
+        f.authority,
         "https://login.microsoftonline.com",
     )?;
     // The metadata endpoint is plain HTTP on a link-local address, by Azure's design.
-    let identity_endpoint = match s.identity_endpoint.as_deref() {
+    let identity_endpoint = match f.identity_endpoint {
         None | Some("http://169.254.169.254") => {
             reqwest::Url::parse("http://169.254.169.254/").expect("a URL")
         }
@@ -389,23 +563,23 @@ fn check_azure(
                 }
             })
     };
-    let credential = match s.credential.as_str() {
+    let credential = match f.credential {
         "client-secret" => {
-            let tenant_id = s
+            let tenant_id = f
                 .tenant_id
-                .context("azure.tenant_id is required for client-secret")?;
-            let client_id = s
+                .with_context(|| format!("{table}.tenant_id is required for client-secret"))?;
+            let client_id = f
                 .client_id
-                .context("azure.client_id is required for client-secret")?;
-            let secret = s
-                .client_secret
-                .context("azure.client_secret (the secret's name) is required for client-secret")?;
+                .with_context(|| format!("{table}.client_id is required for client-secret"))?;
+            let secret = f.client_secret.with_context(|| {
+                format!("{table}.client_secret (the secret's name) is required for client-secret")
+            })?;
             if !is_id(&tenant_id) || !is_id(&client_id) {
-                bail!("azure.tenant_id and azure.client_id must be GUIDs");
+                bail!("{table}.tenant_id and {table}.client_id must be GUIDs");
             }
             secrets::check_name(&secret)
                 .map_err(anyhow::Error::msg)
-                .context("azure.client_secret")?;
+                .with_context(|| format!("{table}.client_secret"))?;
             AzureCredential::ClientSecret {
                 tenant_id,
                 client_id,
@@ -413,37 +587,34 @@ fn check_azure(
             }
         }
         "workload-identity" => {
-            if s.tenant_id.is_some() || s.client_id.is_some() || s.client_secret.is_some() {
+            if f.tenant_id.is_some() || f.client_id.is_some() || f.client_secret.is_some() {
                 bail!("workload-identity takes its ids from AZURE_TENANT_ID and AZURE_CLIENT_ID");
             }
             AzureCredential::WorkloadIdentity
         }
         "managed-identity" => {
-            if s.tenant_id.is_some() || s.client_secret.is_some() {
+            if f.tenant_id.is_some() || f.client_secret.is_some() {
                 bail!("managed-identity takes no tenant_id or client_secret");
             }
-            if let Some(id) = &s.client_id
+            if let Some(id) = &f.client_id
                 && !is_id(id)
             {
-                bail!("azure.client_id must be a GUID");
+                bail!("{table}.client_id must be a GUID");
             }
             AzureCredential::ManagedIdentity {
-                client_id: s.client_id,
+                client_id: f.client_id,
             }
         }
         other => bail!(
-            "azure.credential {other:?}: use client-secret, workload-identity or managed-identity"
+            "{table}.credential {other:?}: use client-secret, workload-identity or managed-identity"
         ),
     };
-    Ok((
-        policy,
-        AzureSettings {
-            endpoint,
-            authority,
-            identity_endpoint,
-            credential,
-        },
-    ))
+    Ok(AzureSettings {
+        endpoint,
+        authority,
+        identity_endpoint,
+        credential,
+    })
 }
 
 #[derive(Deserialize, Default)]

@@ -1,4 +1,5 @@
-//! The `azure-vm-ssh` integration against the Azure stand-in (`tests/cloud/azure_peer.py`:
+//! The `azure-vm-ssh` integration (and the Key Vault secret store) against the Azure
+//! stand-in (`tests/cloud/azure_peer.py`:
 //! Entra ID's token endpoint, the metadata identity endpoint, Resource Manager reads, in the
 //! shapes of the published examples, with paging, 429/500 faults and expiring tokens) and
 //! the real sshd hosts of the EC2 tests (127.0.14.x), which stand for the VMs' addresses.
@@ -44,7 +45,14 @@ fn peer() {
             serde_json::json!({"sub": SUB, "rg": rg, "name": name, "tags": {"env": env, "owner": "$(id);'\"<x>&"},
                                "power": power, "private": private, "public": public})
         };
+        let key = {
+            use base64::Engine;
+            let key = std::fs::read(cloud().fleet.join("service_key")).unwrap();
+            serde_json::json!({"base64_private_key": base64::engine::general_purpose::STANDARD.encode(key)})
+                .to_string()
+        };
         let fixture = serde_json::json!({
+            "key_vault": {"fleet-key": key},
             "tenant": TENANT, "client_id": CLIENT, "client_secret": CLIENT_SECRET,
             "federated_token": FEDERATED, "token_uses": 6, "page_size": 2,
             "faults": {"vm-list": [429], "nic-list": [500]},
@@ -63,13 +71,14 @@ fn peer() {
         let path = dir().join("fixture.json");
         std::fs::write(&path, fixture.to_string()).unwrap();
         run(
-            Command::new("bash").arg(repo().join("tests/cloud/azure.sh")).args([
+            Command::new("bash").arg(repo().join("tests/cloud/peer.sh")).args([
                 "up",
                 dir().to_str().unwrap(),
                 &PORT.to_string(),
+                repo().join("tests/cloud/azure_peer.py").to_str().unwrap(),
                 path.to_str().unwrap(),
             ]),
-            "azure.sh up",
+            "peer.sh up (the Azure stand-in)",
         );
     });
 }
@@ -355,4 +364,44 @@ fn refused_credentials_out_of_scope_and_hostile_ids_change_nothing() {
     let err = resources(&wide, &[]).unwrap_err();
     assert!(err.contains("subscription-wide read"), "{err}");
     assert_eq!(c.snapshots(), before, "a host changed");
+}
+
+#[test]
+fn the_service_key_comes_from_key_vault() {
+    let _one = serial();
+    peer();
+    let (tmp, config) = env(SECRET, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let stores = format!(
+        "[secrets.stores.kv]\nkind = \"azure-key-vault\"\nvault = \"{ep}\"\nauthority = \"{ep}\"\n\
+         credential = \"client-secret\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
+         client_secret = \"azure-sp\"\n",
+        ep = endpoint()
+    );
+    let text = text
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:0\"\n{stores}"),
+        )
+        .replace(
+            "key_secret = \"fleet-key\"",
+            "key_secret = \"kv:fleet-key\"",
+        );
+    std::fs::write(&config, &text).unwrap();
+    std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
+    let granted = grant(&config, &id("rg-web", "vm-web-2"), "jack.az@example.com").unwrap();
+    assert!(
+        cert_login(&cloud().fleet.join("known_hosts"), &granted, "true")
+            .status
+            .success()
+    );
+    revoke(&config, &granted);
+    assert!(requests_log().contains("KV /secrets/fleet-key ok"));
+
+    std::fs::write(&config, text.replace("kv:fleet-key", "kv:no-such-key")).unwrap();
+    let err = grant(&config, &id("rg-web", "vm-web-2"), "jack.az@example.com").unwrap_err();
+    assert!(
+        err.contains("kv:no-such-key") && err.contains("not in the secret store"),
+        "{err}"
+    );
 }

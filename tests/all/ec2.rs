@@ -521,3 +521,102 @@ fn the_service_key_comes_from_openbao_kv2() {
     let err = grant(&config, c.id("web-1"), "frank.ec2@example.com").unwrap_err();
     assert!(err.contains("LATCH_TEST_BAO_TOKEN is not set"), "{err}");
 }
+
+const GCP_PORT: u16 = 45180;
+
+#[test]
+fn the_service_key_comes_from_gcp_secret_manager() {
+    let _one = serial();
+    let c = cloud();
+    let dir = repo().join("target/gcp-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let py = repo().join("target/py/bin/python");
+    let script = repo().join("tests/cloud/gcp_peer.py");
+    let key_file = dir.join("sa-key.json");
+    run(
+        Command::new(&py).arg(&script).args([
+            "keygen",
+            key_file.to_str().unwrap(),
+            "latch@latch-test.iam.gserviceaccount.com",
+        ]),
+        "gcp_peer.py keygen",
+    );
+    let fixture = serde_json::json!({
+        "project": "latch-test",
+        "key_file": key_file,
+        "secrets": {"fleet-key": key_json(c), "tampered": "value"},
+        "bad_crc": ["tampered"],
+    });
+    let fixture_path = dir.join("fixture.json");
+    std::fs::write(&fixture_path, fixture.to_string()).unwrap();
+    run(
+        Command::new("bash")
+            .arg(repo().join("tests/cloud/peer.sh"))
+            .args([
+                "up",
+                dir.to_str().unwrap(),
+                &GCP_PORT.to_string(),
+                script.to_str().unwrap(),
+                fixture_path.to_str().unwrap(),
+            ]),
+        "peer.sh up (the GCP stand-in)",
+    );
+    let ep = format!("http://127.0.0.1:{GCP_PORT}");
+    let aws = "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
+               profile = \"moto\"";
+    let with_key = format!(
+        "[secrets.stores.gcp]\nkind = \"gcp-secret-manager\"\nproject = \"latch-test\"\n\
+         endpoint = \"{ep}\"\ncredential = \"service-account-key\"\nkey_secret = \"gcp-sa\"\n\
+         token_endpoint = \"{ep}/token\"\n"
+    );
+    let known = c.fleet.join("known_hosts");
+    let (tmp, config) = c.env_with(aws, "gcp:fleet-key", &with_key);
+    std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
+    std::fs::copy(&key_file, tmp.path().join("secrets/gcp-sa")).unwrap();
+    let granted = grant(&config, c.id("web-1"), "kate.ec2@example.com").unwrap();
+    assert!(cert_login(&known, &granted, "true").status.success());
+    revoke(&config, &granted, &[]);
+
+    // The metadata server's token works the same way.
+    let metadata = format!(
+        "[secrets.stores.gcp]\nkind = \"gcp-secret-manager\"\nproject = \"latch-test\"\n\
+         endpoint = \"{ep}\"\ncredential = \"metadata\"\nmetadata_endpoint = \"{ep}\"\n"
+    );
+    let (tmp2, config2) = c.env_with(aws, "gcp:fleet-key", &metadata);
+    std::fs::remove_file(tmp2.path().join("secrets/fleet-key")).unwrap();
+    let granted = grant(&config2, c.id("web-1"), "kate.ec2@example.com").unwrap();
+    revoke(&config2, &granted, &[]);
+    let log = std::fs::read_to_string(dir.join("requests.log")).unwrap();
+    assert!(
+        log.contains("TOKEN service-account-key issued") && log.contains("TOKEN metadata issued"),
+        "{log}"
+    );
+
+    // A secret whose CRC32C does not match, a missing one, and another service account's key.
+    for (secret, want) in [
+        ("gcp:tampered", "dataCrc32c does not match"),
+        ("gcp:nope", "not in the secret store"),
+    ] {
+        let (_t, cfg) = c.env_with(aws, secret, &with_key);
+        std::fs::copy(&key_file, _t.path().join("secrets/gcp-sa")).unwrap();
+        let err = grant(&cfg, c.id("web-1"), "kate.ec2@example.com").unwrap_err();
+        assert!(
+            err.contains(secret) && err.contains(want),
+            "{secret}: {err}"
+        );
+    }
+    let other = dir.join("other-key.json");
+    run(
+        Command::new(&py).arg(&script).args([
+            "keygen",
+            other.to_str().unwrap(),
+            "latch@latch-test.iam.gserviceaccount.com",
+        ]),
+        "gcp_peer.py keygen",
+    );
+    let (t3, cfg3) = c.env_with(aws, "gcp:fleet-key", &with_key);
+    std::fs::copy(&other, t3.path().join("secrets/gcp-sa")).unwrap();
+    let err = grant(&cfg3, c.id("web-1"), "kate.ec2@example.com").unwrap_err();
+    assert!(err.contains("invalid_grant"), "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "the key leaked: {err}");
+}

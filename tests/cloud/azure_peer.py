@@ -23,18 +23,24 @@ specification/…/stable/<version>/examples/):
   WWW-Authenticate `Bearer authorization_uri="…", error="invalid_token",
   error_description="…"` (azure-sdk-for-python's ARM challenge form); 429 with
   Retry-After seconds (learn.microsoft.com, "Throttling Resource Manager requests").
+- Key Vault 7.5: specification/keyvault/data-plane/Microsoft.KeyVault/stable/7.5/examples/
+  GetSecret-example.json ({"value","id","attributes"}); the 401 challenge of a request
+  without a token, `Bearer authorization="https://login.windows.net/{tenant}",
+  resource="https://vault.azure.net"` with {"error":{"code":"Unauthorized",…}} (Azure SDK
+  recordings); 404 SecretNotFound. A token must be for https://vault.azure.net/.default.
 - Token endpoint: MicrosoftDocs entra-docs v2-oauth2-client-creds-grant-flow.md (form
   fields; success {"token_type","expires_in","ext_expires_in","access_token"}; error
   {"error","error_description","error_codes",…}). IMDS: how-to-use-vm-token.md
   (Metadata: true required; expires_in/expires_on/not_before as strings).
 
-  python3 azure_peer.py PORT FIXTURE.json LOG_FILE
+  python3 azure_peer.py serve PORT FIXTURE.json LOG_FILE
 
 FIXTURE: {"tenant", "client_id", "client_secret", "federated_token", "token_uses" (a token
 expires after this many ARM requests; 0 never), "faults": {"vm-list": [429, …],
 "nic-list": [500]} (served on the first requests of that kind), "page_size",
 "vms": [{"sub","rg","name","tags","power","private","public"}],
-"scale_sets": [{"sub","rg","name","tags","vms": [{"instance","power","private"}]}]}.
+"scale_sets": [{"sub","rg","name","tags","vms": [{"instance","power","private"}]}],
+"key_vault": {"NAME": "VALUE"}}.
 LOG_FILE gets one line per request: what was asked and whether it was authorized — never a
 secret or a token.
 """
@@ -55,6 +61,7 @@ class State:
     def __init__(self, port, fixture, log):
         self.port, self.fx, self.log = port, fixture, log
         self.tokens = {}  # token -> uses
+        self.audience = {}  # token -> scope or resource it was issued for
         self.faults = {k: list(v) for k, v in fixture.get("faults", {}).items()}
 
     def note(self, line):
@@ -198,10 +205,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, {"error": {"code": code, "message": message}}, headers)
 
     # --- tokens -------------------------------------------------------------------------------
-    def issue(self, kind):
+    def issue(self, kind, audience):
         token = "tok-" + uuid.uuid4().hex
         with LOCK:
             self.state.tokens[token] = 0
+            self.state.audience[token] = audience.rstrip("/").removesuffix("/.default")
         self.state.note("TOKEN %s issued" % kind)
         return token
 
@@ -236,7 +244,7 @@ class Handler(BaseHTTPRequestHandler):
                                    "the request is the client secret value, not the client secret ID.",
                                    "error_codes": [7000215], "trace_id": str(uuid.uuid4()),
                                    "correlation_id": str(uuid.uuid4())})
-        token = self.issue(kind)
+        token = self.issue(kind, form["scope"])
         self.send(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
 
     # --- reads ----------------------------------------------------------------------------------
@@ -248,13 +256,15 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Metadata") != "true":
                 st.note("TOKEN refused: imds without Metadata header")
                 return self.send(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
-            token = self.issue("managed-identity")
+            token = self.issue("managed-identity", query.get("resource", ""))
             now = int(time.time())
             return self.send(200, {"access_token": token, "refresh_token": "", "expires_in": "3599",
                                    "expires_on": str(now + 3599), "not_before": str(now),
                                    "resource": query.get("resource", ""), "token_type": "Bearer"})
         auth = self.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else None
+        if url.path.startswith("/secrets/"):
+            return self.key_vault(url, query, token)
         challenge = ("WWW-Authenticate", 'Bearer authorization_uri="https://login.windows.net/", '
                      'error="invalid_token", error_description="The access token is invalid or expired."')
         with LOCK:
@@ -269,6 +279,32 @@ class Handler(BaseHTTPRequestHandler):
             return self.arm_error(401, "ExpiredAuthenticationToken",
                                   "The access token expiry UTC time is earlier than current UTC time.", [challenge])
         self.route(url, query)
+
+    def key_vault(self, url, query, token):
+        st, fx = self.state, self.state.fx
+        with LOCK:
+            audience = st.audience.get(token)
+        if audience is None:
+            st.note("KV %s challenge" % url.path)
+            return self.arm_error(401, "Unauthorized", "Request is missing a Bearer or PoP token.", [
+                ("WWW-Authenticate", 'Bearer authorization="https://login.windows.net/%s", '
+                 'resource="https://vault.azure.net"' % fx["tenant"])])
+        if audience != "https://vault.azure.net":
+            st.note("KV %s wrong-audience" % url.path)
+            return self.arm_error(401, "Unauthorized", "AKV10022: Invalid audience.")
+        if query.get("api-version") != "7.5":
+            return self.arm_error(400, "BadParameter", "The specified version (%s) is not recognized." % query.get("api-version"))
+        parts = url.path.strip("/").split("/")
+        name = parts[1] if len(parts) > 1 else ""
+        value = fx.get("key_vault", {}).get(name)
+        if value is None:
+            st.note("KV %s not-found" % url.path)
+            return self.arm_error(404, "SecretNotFound",
+                                  "A secret with (name/id) %s was not found in this key vault." % name)
+        st.note("KV %s ok" % url.path)
+        self.send(200, {"value": value, "id": "http://127.0.0.1:%d/secrets/%s/4387e9f3d6e14c459867679a90fd0f79" % (st.port, name),
+                        "attributes": {"enabled": True, "created": 1493938410, "updated": 1493938410,
+                                       "recoveryLevel": "Recoverable+Purgeable"}})
 
     def fault(self, kind, path):
         st = self.state
@@ -378,7 +414,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    port, fixture, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if sys.argv[1:2] != ["serve"]:
+        sys.exit("usage: azure_peer.py serve PORT FIXTURE LOG")
+    port, fixture, log = int(sys.argv[2]), sys.argv[3], sys.argv[4]
     with open(fixture) as f:
         Handler.state = State(port, json.load(f), log)
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

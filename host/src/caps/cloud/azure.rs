@@ -348,7 +348,7 @@ fn scope(endpoint: &reqwest::Url) -> String {
     format!("{}/.default", endpoint.origin().ascii_serialization())
 }
 
-async fn fetch_token(
+pub(crate) async fn fetch_token(
     client: &reqwest::Client,
     settings: &AzureSettings,
     secrets: &SecretStore,

@@ -417,6 +417,7 @@ pub(crate) fn error_of(body: &[u8]) -> (String, String) {
             .as_str()
             .or(v["code"].as_str())
             .or(v["error"]["code"].as_str())
+            .or(v["error"]["status"].as_str())
             .or(v["error"].as_str())
             .unwrap_or("");
         let code = code.rsplit('#').next().unwrap_or(code);

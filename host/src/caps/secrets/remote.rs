@@ -1,5 +1,5 @@
-//! Secrets kept in a secret manager: AWS Secrets Manager and HashiCorp Vault's KV v2
-//! (OpenBao is its open-source fork, and the test peer). A secret names its store:
+//! Secrets kept in a secret manager: AWS Secrets Manager, HashiCorp Vault's KV v2 (OpenBao is
+//! its open-source fork, and the test peer), Azure Key Vault and GCP Secret Manager. A secret names its store:
 //! `STORE:PATH`, where STORE is a `[secrets.stores.STORE]` table of `latch.toml`.
 //!
 //! Defends the values and the credentials that fetch them:
@@ -40,6 +40,23 @@ pub enum RemoteStore {
         /// …or a file.
         token_file: Option<std::path::PathBuf>,
     },
+    /// Azure Key Vault: `vault` (`https://NAME.vault.azure.net`), with a token for
+    /// `settings.endpoint` (the audience, `https://vault.azure.net`) from `settings.credential`.
+    AzureKeyVault {
+        /// The vault's URL.
+        vault: reqwest::Url,
+        /// The audience, authority and credential.
+        settings: crate::caps::cloud::azure::AzureSettings,
+    },
+    /// GCP Secret Manager of `project`.
+    GcpSecretManager {
+        /// The project id.
+        project: String,
+        /// `https://secretmanager.googleapis.com`.
+        endpoint: reqwest::Url,
+        /// How to get a token.
+        credential: GcpCredential,
+    },
     /// AWS Secrets Manager in `region`.
     AwsSecretsManager {
         /// The region.
@@ -78,20 +95,27 @@ impl RemoteStore {
         match self {
             RemoteStore::VaultKv2 { .. } => "vault-kv2",
             RemoteStore::AwsSecretsManager { .. } => "aws-secrets-manager",
+            RemoteStore::AzureKeyVault { .. } => "azure-key-vault",
+            RemoteStore::GcpSecretManager { .. } => "gcp-secret-manager",
         }
     }
 
     /// The value of `path`, or `None` if the store does not have it.
-    pub fn get(&self, store: &str, path: &str) -> Result<Option<Secret>, String> {
+    /// `secrets` is the store this one belongs to: a Key Vault's client secret is read from
+    /// it (by a plain name: never from a remote store, so fetches cannot chain).
+    pub fn get(
+        &self,
+        store: &str,
+        path: &str,
+        secrets: &super::SecretStore,
+    ) -> Result<Option<Secret>, String> {
         check_path(path)?;
-        let this = self.clone();
-        let path_owned = path.to_string();
-        let fetch = move || -> Result<Option<Secret>, String> {
+        let fetch = || -> Result<Option<Secret>, String> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start a runtime: {e}"))?;
-            rt.block_on(this.fetch(&path_owned))
+            rt.block_on(self.fetch(path, secrets))
         };
         let run = || {
             std::thread::scope(|s| {
@@ -114,7 +138,11 @@ impl RemoteStore {
         })
     }
 
-    async fn fetch(&self, path: &str) -> Result<Option<Secret>, String> {
+    async fn fetch(
+        &self,
+        path: &str,
+        secrets: &super::SecretStore,
+    ) -> Result<Option<Secret>, String> {
         let client = crate::http::builder(Duration::from_secs(5), TIMEOUT)
             .build()
             .map_err(|e| format!("no HTTP client: {e}"))?;
@@ -167,6 +195,14 @@ impl RemoteStore {
             RemoteStore::AwsSecretsManager { region, settings } => {
                 aws_get(&client, region, settings, path).await
             }
+            RemoteStore::AzureKeyVault { vault, settings } => {
+                key_vault_get(&client, vault, settings, secrets, path).await
+            }
+            RemoteStore::GcpSecretManager {
+                project,
+                endpoint,
+                credential,
+            } => gcp_get(&client, project, endpoint, credential, secrets, path).await,
         }
     }
 }
@@ -213,6 +249,280 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Key Vault's GetSecret (`GET {vault}/secrets/{name}[/{version}]?api-version=7.5`) with a
+/// fresh token for the vault audience. The authority is the configured one, never one a
+/// `WWW-Authenticate` challenge names: a server must not choose where a client secret goes.
+async fn key_vault_get(
+    client: &reqwest::Client,
+    vault: &reqwest::Url,
+    settings: &crate::caps::cloud::azure::AzureSettings,
+    secrets: &super::SecretStore,
+    path: &str,
+) -> Result<Option<Secret>, String> {
+    let (name, version) = path.split_once('/').unwrap_or((path, ""));
+    let name_ok = !name.is_empty()
+        && name.len() <= 127
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let version_ok = version.is_empty()
+        || (version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !name_ok || !version_ok || version.contains('/') {
+        return Err(
+            "a Key Vault secret is NAME ([A-Za-z0-9-], up to 127) or NAME/VERSION (32 hex)".into(),
+        );
+    }
+    let (token, _) = crate::caps::cloud::azure::fetch_token(client, settings, secrets)
+        .await
+        .map_err(|e| format!("no token for the vault: {e}"))?;
+    let mut url = vault
+        .join(&format!("secrets/{name}"))
+        .map_err(|e| format!("bad URL: {e}"))?;
+    if !version.is_empty() {
+        url = vault
+            .join(&format!("secrets/{name}/{version}"))
+            .map_err(|e| format!("bad URL: {e}"))?;
+    }
+    url.set_query(Some("api-version=7.5"));
+    let bearer = zeroize::Zeroizing::new(format!(
+        "Bearer {}",
+        String::from_utf8_lossy(token.expose())
+    ));
+    let response = client
+        .get(url)
+        .header("authorization", bearer.as_str())
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = response.status().as_u16();
+    let body = zeroize::Zeroizing::new(read_capped(response).await?);
+    if status != 200 {
+        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        if status == 404 || code == "SecretNotFound" {
+            return Ok(None);
+        }
+        return Err(format!("HTTP {status} {code}: {message}"));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| "the answer is not Key Vault's JSON".to_string())?;
+    json["value"]
+        .as_str()
+        .map(|v| Some(Secret::new(v.as_bytes().to_vec())))
+        .ok_or_else(|| "the answer has no value".to_string())
+}
+
+/// How the host gets a GCP access token.
+#[derive(Clone, Debug)]
+pub enum GcpCredential {
+    /// A service account's key (its JSON, in secret `secret`: a plain name), exchanged for a
+    /// token with a signed JWT at `token_endpoint` (default `https://oauth2.googleapis.com/token`;
+    /// a key naming another token server is refused unless the config names it too).
+    ServiceAccountKey {
+        /// The secret holding the key JSON.
+        secret: String,
+        /// The token endpoint override.
+        token_endpoint: Option<reqwest::Url>,
+    },
+    /// The metadata server of the machine (GCE, GKE workload identity).
+    Metadata {
+        /// `http://metadata.google.internal`.
+        endpoint: reqwest::Url,
+    },
+}
+
+const GCP_TOKEN: &str = "https://oauth2.googleapis.com/token";
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// CRC-32C (Castagnoli), as Secret Manager's `dataCrc32c`.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+async fn gcp_token(
+    client: &reqwest::Client,
+    credential: &GcpCredential,
+    secrets: &super::SecretStore,
+) -> Result<Secret, String> {
+    let request = match credential {
+        GcpCredential::Metadata { endpoint } => client
+            .get(
+                endpoint
+                    .join("computeMetadata/v1/instance/service-accounts/default/token")
+                    .map_err(|e| e.to_string())?,
+            )
+            .header("Metadata-Flavor", "Google"),
+        GcpCredential::ServiceAccountKey {
+            secret,
+            token_endpoint,
+        } => {
+            let key = secrets.get(secret)?.ok_or_else(|| {
+                format!("the service account key {secret:?} is not in the secret store")
+            })?;
+            let key: serde_json::Value = serde_json::from_slice(key.expose())
+                .map_err(|_| format!("the service account key {secret:?} is not JSON"))?;
+            let field = |name: &str| {
+                key[name]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("the service account key {secret:?} has no {name}"))
+            };
+            let email = field("client_email")?;
+            let pem = zeroize::Zeroizing::new(field("private_key")?);
+            let kid = field("private_key_id").unwrap_or_default();
+            let uri = match token_endpoint {
+                Some(u) => u.clone(),
+                None => {
+                    let named = key["token_uri"].as_str().unwrap_or(GCP_TOKEN);
+                    if named != GCP_TOKEN {
+                        return Err(format!(
+                            "the service account key names token_uri {named:?}; set token_endpoint                              in the store's table to use it"
+                        ));
+                    }
+                    reqwest::Url::parse(GCP_TOKEN).expect("a URL")
+                }
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?
+                .as_secs();
+            let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+            let claims = serde_json::json!({
+                "iss": email,
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "aud": uri.as_str(),
+                "iat": now,
+                "exp": now + 3600,
+            });
+            let unsigned = format!(
+                "{}.{}",
+                b64url(header.to_string().as_bytes()),
+                b64url(claims.to_string().as_bytes())
+            );
+            let signature = {
+                use rsa::pkcs8::DecodePrivateKey;
+                use rsa::signature::{SignatureEncoding, Signer};
+                let private = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|_| {
+                    format!("the service account key {secret:?} has no PKCS#8 RSA private_key")
+                })?;
+                let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(private);
+                signer.sign(unsigned.as_bytes()).to_vec()
+            };
+            let assertion = zeroize::Zeroizing::new(format!("{unsigned}.{}", b64url(&signature)));
+            let body = format!(
+                "grant_type={}&assertion={}",
+                uri_encode_form("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                uri_encode_form(&assertion)
+            );
+            client
+                .post(uri)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        }
+    };
+    let response = request.send().await.map_err(|e| format!("no token: {e}"))?;
+    let status = response.status().as_u16();
+    let body = zeroize::Zeroizing::new(read_capped(response).await?);
+    if status != 200 {
+        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        return Err(format!("no token: HTTP {status} {code}: {message}"));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| "the token answer is not JSON".to_string())?;
+    json["access_token"]
+        .as_str()
+        .map(|t| Secret::new(t.as_bytes().to_vec()))
+        .ok_or_else(|| "the token answer has no access_token".to_string())
+}
+
+fn uri_encode_form(s: &str) -> String {
+    crate::caps::cloud::sigv4::uri_encode(s)
+}
+
+/// Secret Manager's `versions/{v}:access`, checked against its CRC32C.
+async fn gcp_get(
+    client: &reqwest::Client,
+    project: &str,
+    endpoint: &reqwest::Url,
+    credential: &GcpCredential,
+    secrets: &super::SecretStore,
+    path: &str,
+) -> Result<Option<Secret>, String> {
+    let (name, version) = path.split_once('/').unwrap_or((path, "latest"));
+    let name_ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let version_ok = version == "latest"
+        || (!version.is_empty()
+            && version.len() <= 20
+            && version.bytes().all(|b| b.is_ascii_digit()));
+    if !name_ok || !version_ok {
+        return Err(
+            "a Secret Manager secret is NAME ([A-Za-z0-9_-], up to 255) or NAME/VERSION (a              number or latest)"
+                .into(),
+        );
+    }
+    let token = gcp_token(client, credential, secrets).await?;
+    let url = endpoint
+        .join(&format!(
+            "v1/projects/{project}/secrets/{name}/versions/{version}:access"
+        ))
+        .map_err(|e| format!("bad URL: {e}"))?;
+    let bearer = zeroize::Zeroizing::new(format!(
+        "Bearer {}",
+        String::from_utf8_lossy(token.expose())
+    ));
+    let response = client
+        .get(url)
+        .header("authorization", bearer.as_str())
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = response.status().as_u16();
+    let body = zeroize::Zeroizing::new(read_capped(response).await?);
+    if status != 200 {
+        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        if status == 404 || code == "NOT_FOUND" {
+            return Ok(None);
+        }
+        return Err(format!("HTTP {status} {code}: {message}"));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| "the answer is not Secret Manager's JSON".to_string())?;
+    let data = json["payload"]["data"]
+        .as_str()
+        .ok_or("the answer has no payload.data")?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| "payload.data is not base64".to_string())?;
+    // `dataCrc32c` is an int64 in JSON: a string (proto3's rule) or a number.
+    let crc = json["payload"]["dataCrc32c"]
+        .as_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .or(json["payload"]["dataCrc32c"].as_u64());
+    if let Some(crc) = crc
+        && crc != u64::from(crc32c(&bytes))
+    {
+        return Err("payload.dataCrc32c does not match the data: refused".into());
+    }
+    Ok(Some(Secret::new(bytes)))
 }
 
 /// Secrets Manager's GetSecretValue (JSON 1.1 protocol), SigV4-signed.
@@ -316,6 +626,12 @@ async fn aws_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32c_is_castagnoli() {
+        // RFC 3720's check value.
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    }
 
     #[test]
     fn paths_are_plain() {

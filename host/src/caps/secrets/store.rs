@@ -65,7 +65,7 @@ impl SecretStore {
                     "secret {name:?} names store {store:?}, which [secrets.stores] does not define"
                 )
             })?;
-            return remote.get(store, path);
+            return remote.get(store, path, self);
         }
         if let Some((path, dir)) = &self.dir {
             match dir.read(name) {
