@@ -21,7 +21,7 @@ up)
     # Never the real AWS: no credentials or metadata service for boto3 to find by itself.
     env -i PATH="$PATH" HOME="$dir" INITIAL_NO_AUTH_ACTION_COUNT=3 \
         AWS_EC2_METADATA_DISABLED=true \
-        setsid "$py" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+        "$py" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
     echo $! >"$dir/moto.pid"
     for _ in $(seq 1 100); do
         if "$py" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
