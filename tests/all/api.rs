@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::fleet::{Env, Serve, eventually, latch};
 
 /// One HTTP/1.1 request; returns the status and the body.
-fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,

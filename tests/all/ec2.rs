@@ -620,3 +620,111 @@ fn the_service_key_comes_from_gcp_secret_manager() {
     assert!(err.contains("invalid_grant"), "{err}");
     assert!(!err.contains("PRIVATE KEY"), "the key leaked: {err}");
 }
+
+const HOSTILE_PORT: u16 = 45190;
+
+/// An endpoint that answers garbage, too much, or 10,000 instances on a page: each is a
+/// clear error, nothing is granted, no host changes, and `latch serve` keeps serving.
+#[test]
+fn hostile_cloud_answers_are_clear_errors_and_the_connector_keeps_serving() {
+    let _one = serial();
+    let c = cloud();
+    let before = c.snapshots();
+    let dir = repo().join("target/hostile-ec2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = dir.join("fixture.json");
+    std::fs::write(&fixture, "{}").unwrap();
+    run(
+        Command::new("bash")
+            .arg(repo().join("tests/cloud/peer.sh"))
+            .args([
+                "up",
+                dir.to_str().unwrap(),
+                &HOSTILE_PORT.to_string(),
+                repo().join("tests/cloud/hostile_ec2.py").to_str().unwrap(),
+                fixture.to_str().unwrap(),
+            ]),
+        "peer.sh up (the hostile EC2)",
+    );
+    let tmp = data_dir_for(&c.fleet);
+    let guest = crate::guest("ec2_ssh");
+    let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+    let mut toml = String::from("listen = \"127.0.0.1:0\"\n");
+    for region in ["us-east-1", "eu-west-1", "ap-south-1", "ca-central-1"] {
+        toml.push_str(&format!(
+            r#"
+[[integration]]
+name = "{region}"
+guest = "{}"
+sha256 = "{sha}"
+allow = ["127.0.14.0/24:22"]
+[integration.ssh]
+key_secret = "fleet-key"
+known_hosts = "{}"
+[integration.aws]
+endpoint = "http://127.0.0.1:{HOSTILE_PORT}"
+read = ["ec2:DescribeInstances"]
+regions = ["{region}"]
+[integration.config]
+regions = ["{region}"]
+"#,
+            guest.display(),
+            c.fleet.join("known_hosts").display(),
+        ));
+    }
+    let config = tmp.path().join("latch.toml");
+    std::fs::write(&config, toml).unwrap();
+    let out = crate::fleet::latch(&["token", "create", "--config", config.to_str().unwrap(), "t"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "AKIAHOSTILETEST00001"),
+        ("AWS_SECRET_ACCESS_KEY", "hostile-test-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let serve = crate::fleet::Serve::with_config_env(&config, &creds);
+    let get = |path: &str| crate::api::http(serve.port(), "GET", path, Some(&token), None);
+    for (region, want) in [
+        ("us-east-1", "not EC2's XML"),
+        ("eu-west-1", "larger than the 32 MiB"),
+        ("ap-south-1", "more than 5000 instances on one page"),
+    ] {
+        let (status, body) = get(&format!("/v1/integrations/{region}/resources"));
+        assert_ne!(status, 200, "{region}: {body}");
+        assert!(body.contains(want), "{region}: {status} {body}");
+        let grant = format!(
+            r#"{{"integration":"{region}","resource":"i-0a1b2c3d4e5f60718","user":"lee@example.com","duration":"10m"}}"#
+        );
+        let (status, body) = crate::api::http(
+            serve.port(),
+            "POST",
+            "/v1/grants",
+            Some(&token),
+            Some(&grant),
+        );
+        assert!(status >= 400, "{region}: a grant went through: {body}");
+    }
+    // Still serving, and a sane answer with a hostile Name tag is read as data.
+    let (status, body) = get("/v1/integrations/ca-central-1/resources");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("i-0a1b2c3d4e5f60718"), "{body}");
+    assert!(body.contains("$(id);<x>&a=b%20'"), "{body}");
+    // Each attempt is in the ledger as failed, with its reason; none granted anything.
+    let (status, body) = get("/v1/grants");
+    assert_eq!(status, 200);
+    let grants: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(grants.len(), 3, "{body}");
+    for g in &grants {
+        assert_eq!(g["state"], "failed", "{g}");
+        assert!(g["host"].is_null() && g["username"].is_null(), "{g}");
+        assert!(
+            g["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("DescribeInstances"),
+            "{g}"
+        );
+    }
+    drop(serve);
+    assert_eq!(c.snapshots(), before, "a host changed");
+}

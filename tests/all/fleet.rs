@@ -282,10 +282,16 @@ impl Serve {
     /// and nothing can take it between choosing and binding) and wait for the line that
     /// names the address it bound.
     pub fn with_config(config: &Path) -> Serve {
+        Serve::with_config_env(config, &[])
+    }
+
+    /// [`Serve::with_config`] with extra environment variables.
+    pub fn with_config_env(config: &Path, env: &[(&str, &str)]) -> Serve {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_latch"))
             .args(["serve", "--config", config.to_str().unwrap()])
             .env("LATCH_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
