@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 
 use arm::{COMPUTE, NETWORK, VMSS_NETWORK, VmId, at};
 use config::Config;
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place, State};
+use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
 use latch_guest_sdk::{
-    CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
-    Resource, ServiceCredential, Target, invalid_request, log, names,
+    CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
+    ServiceCredential, Target, invalid_request,
 };
 use serde_json::Value;
 
@@ -101,55 +101,23 @@ impl Integration for AzureVmSsh {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        let user = access::account_of(&request)?;
-        let group = access::group_of(config.settings().permission(&request.permission)?)?;
-        access::check_grant_id(&request.grant_id)?;
-        let at = find(&config, &request.resource_id)?;
-        let (certificate, state) = access::grant(&at, &user, group, &config.login_shell, &request)?;
-        Ok(Granted {
-            access: access::access_details(
-                &at.target.host,
-                at.target.port,
-                &user,
-                certificate,
-                config.custom_access_details.as_deref(),
-            ),
-            state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
+        access::grant_found(&config.settings(), &request, || {
+            find(&config, &request.resource_id)
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::check_grant_id(&request.grant_id)?;
-        let (at, user, group) = match State::stored(&request)? {
-            Some(state) => (state.place()?, state.account, state.group),
-            None => {
-                let user = access::account_of(&request)?;
-                let group = access::group_of(&request.permission)?.map(str::to_string);
-                match find(&config, &request.resource_id) {
-                    Ok(at) => (at, user, group),
-                    Err(Error::InvalidRequest(why)) => {
-                        log(
-                            Level::Warn,
-                            &format!("revoke of a grant that left no state: {why}; nothing to do"),
-                        );
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        access::revoke(&at, &user, group.as_deref(), &request.grant_id)
+        access::revoke_found(&request, || match find(&config, &request.resource_id) {
+            Ok(at) => Ok(Some(at)),
+            Err(Error::InvalidRequest(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
     }
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let user = names::check("username", &username)?;
-        let at = match State::stored(&request)? {
-            Some(state) => state.place()?,
-            None => find(&config, &request.resource_id)?,
-        };
-        access::cleanup(&at, user)
+        access::cleanup_found(&request, &username, || find(&config, &request.resource_id))
     }
 
     fn add_service_credential(

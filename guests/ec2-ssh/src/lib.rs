@@ -16,10 +16,10 @@ mod ec2;
 
 use config::{Address, Config, Regions};
 use ec2::Instance;
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place, State};
+use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
 use latch_guest_sdk::{
-    CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
-    Resource, ServiceCredential, Target, invalid_request, log, names,
+    CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
+    ServiceCredential, Target, invalid_request,
 };
 
 struct Ec2Ssh;
@@ -94,57 +94,25 @@ impl Integration for Ec2Ssh {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        let user = access::account_of(&request)?;
-        let group = access::group_of(config.settings().permission(&request.permission)?)?;
-        access::check_grant_id(&request.grant_id)?;
-        let (at, _) = find(&config, &request.resource_id)?;
-        let (certificate, state) = access::grant(&at, &user, group, &config.login_shell, &request)?;
-        Ok(Granted {
-            access: access::access_details(
-                &at.target.host,
-                at.target.port,
-                &user,
-                certificate,
-                config.custom_access_details.as_deref(),
-            ),
-            state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
+        access::grant_found(&config.settings(), &request, || {
+            Ok(find(&config, &request.resource_id)?.0)
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::check_grant_id(&request.grant_id)?;
-        // Where the grant acted: its state (the address it used). A grant that left none
-        // failed before it answered; look the instance up as the grant did.
-        let (at, user, group) = match State::stored(&request)? {
-            Some(state) => (state.place()?, state.account, state.group),
-            None => {
-                let user = access::account_of(&request)?;
-                let group = access::group_of(&request.permission)?.map(str::to_string);
-                match find(&config, &request.resource_id) {
-                    Ok((at, _)) => (at, user, group),
-                    Err(Error::InvalidRequest(why)) => {
-                        log(
-                            Level::Warn,
-                            &format!("revoke of a grant that left no state: {why}; nothing to do"),
-                        );
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        access::revoke(&at, &user, group.as_deref(), &request.grant_id)
+        access::revoke_found(&request, || match find(&config, &request.resource_id) {
+            Ok((at, _)) => Ok(Some(at)),
+            Err(Error::InvalidRequest(_)) => Ok(None),
+            Err(e) => Err(e),
+        })
     }
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let user = names::check("username", &username)?;
-        let at = match State::stored(&request)? {
-            Some(state) => state.place()?,
-            None => find(&config, &request.resource_id)?.0,
-        };
-        access::cleanup(&at, user)
+        access::cleanup_found(&request, &username, || {
+            Ok(find(&config, &request.resource_id)?.0)
+        })
     }
 
     fn add_service_credential(

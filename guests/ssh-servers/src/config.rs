@@ -152,9 +152,4 @@ impl Config {
             custom_access_details: self.custom_access_details.as_deref(),
         }
     }
-
-    /// Check that `permission` is one this integration grants.
-    pub fn permission<'a>(&self, permission: &'a str) -> Result<&'a str, Error> {
-        self.settings().permission(permission)
-    }
 }

@@ -18,10 +18,10 @@
 mod config;
 
 use config::{Config, Server};
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place, State};
+use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
-    Resource, ServiceCredential, invalid_request, linux, log, names,
+    Resource, ServiceCredential, invalid_request, linux, log,
 };
 
 /// Servers per page of `discover` (each server costs a read per configured group).
@@ -76,44 +76,26 @@ impl Integration for SshServers {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        let (server, user, group) = check_request(&config, &request)?;
-        let (certificate, state) =
-            access::grant(&place(server), &user, group, &config.login_shell, &request)?;
-        Ok(Granted {
-            access: access::access_details(
-                &server.host,
-                server.port,
-                &user,
-                certificate,
-                config.custom_access_details.as_deref(),
-            ),
-            state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
+        access::grant_found(&config.settings(), &request, || {
+            Ok(place(config.server(&request.resource_id)?))
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::check_grant_id(&request.grant_id)?;
         // Where the grant acted (its state), or, for a grant that left none, the server the
-        // config names.
-        let (at, user, group) = match State::stored(&request)? {
-            Some(state) => (state.place()?, state.account, state.group),
-            None => {
-                let (server, user, group) = check_request(&config, &request)?;
-                (place(server), user, group.map(str::to_string))
-            }
-        };
-        access::revoke(&at, &user, group.as_deref(), &request.grant_id)
+        // config names (a server no longer configured is an error: it may still hold the
+        // account).
+        access::revoke_found(&request, || {
+            Ok(Some(place(config.server(&request.resource_id)?)))
+        })
     }
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        let user = names::check("username", &username)?;
-        let at = match State::stored(&request)? {
-            Some(state) => state.place()?,
-            None => place(config.server(&request.resource_id)?),
-        };
-        access::cleanup(&at, user)
+        access::cleanup_found(&request, &username, || {
+            Ok(place(config.server(&request.resource_id)?))
+        })
     }
 
     fn add_service_credential(
@@ -141,19 +123,6 @@ fn place(server: &Server) -> Place {
         name: server.name.clone(),
         target: server.target(),
     }
-}
-
-/// Check everything in a request before any command runs: the server, the account name,
-/// the permission and the grant id.
-fn check_request<'c>(
-    config: &'c Config,
-    request: &'c GrantRequest,
-) -> Result<(&'c Server, String, Option<&'c str>), Error> {
-    let server = config.server(&request.resource_id)?;
-    let user = access::account_of(request)?;
-    let group = access::group_of(config.permission(&request.permission)?)?;
-    access::check_grant_id(&request.grant_id)?;
-    Ok((server, user, group))
 }
 
 /// One resource per server: the Default permission plus each configured group that exists

@@ -408,3 +408,73 @@ impl Settings<'_> {
         )))
     }
 }
+
+/// A whole grant as every Linux integration answers it: the request's account, group and
+/// grant id checked, then the server `find` locates (it may ask a cloud API), then
+/// [`grant`], then the access details and the state to keep.
+pub fn grant_found(
+    settings: &Settings<'_>,
+    request: &GrantRequest,
+    find: impl FnOnce() -> Result<Place, Error>,
+) -> Result<crate::Granted, Error> {
+    let user = account_of(request)?;
+    let group = group_of(settings.permission(&request.permission)?)?;
+    check_grant_id(&request.grant_id)?;
+    let at = find()?;
+    let (certificate, state) = grant(&at, &user, group, settings.login_shell, request)?;
+    Ok(crate::Granted {
+        access: access_details(
+            &at.target.host,
+            at.target.port,
+            &user,
+            certificate,
+            settings.custom_access_details,
+        ),
+        state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
+    })
+}
+
+/// A whole revoke: where the grant's state says it acted, or — for a grant that left no
+/// state (it failed before answering) — where `find` says; `None` from `find` means the
+/// server is gone and there is nothing to reach (logged).
+pub fn revoke_found(
+    request: &GrantRequest,
+    find: impl FnOnce() -> Result<Option<Place>, Error>,
+) -> Result<(), Error> {
+    check_grant_id(&request.grant_id)?;
+    let (at, user, group) = match State::stored(request)? {
+        Some(state) => (state.place()?, state.account, state.group),
+        None => {
+            let user = account_of(request)?;
+            let group = group_of(&request.permission)?.map(str::to_string);
+            match find()? {
+                Some(at) => (at, user, group),
+                None => {
+                    log(
+                        Level::Warn,
+                        &format!(
+                            "revoke of a grant that left no state: {} is not found; nothing to do",
+                            request.resource_id
+                        ),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    };
+    revoke(&at, &user, group.as_deref(), &request.grant_id)
+}
+
+/// A whole cleanup: where the grant's state says, else where `find` says.
+pub fn cleanup_found(
+    request: &GrantRequest,
+    username: &str,
+    find: impl FnOnce() -> Result<Place, Error>,
+) -> Result<(), Error> {
+    let user = names::check("username", username)?;
+    let at = match State::stored(request)? {
+        Some(state) => state.place()?,
+        None => find()?,
+    };
+    cleanup(&at, user)
+}

@@ -236,6 +236,29 @@ fn vault_errors(body: &[u8]) -> String {
         .unwrap_or_else(|| "not a Vault error document".into())
 }
 
+/// GET `url` with `token` as the bearer; the status and the body (capped, zeroized).
+async fn bearer_get(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    token: &Secret,
+) -> Result<(u16, zeroize::Zeroizing<Vec<u8>>), String> {
+    let bearer = zeroize::Zeroizing::new(format!(
+        "Bearer {}",
+        String::from_utf8_lossy(token.expose())
+    ));
+    let response = client
+        .get(url)
+        .header("authorization", bearer.as_str())
+        .send()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = response.status().as_u16();
+    Ok((
+        status,
+        zeroize::Zeroizing::new(read_capped(response).await?),
+    ))
+}
+
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
@@ -284,18 +307,7 @@ async fn key_vault_get(
             .map_err(|e| format!("bad URL: {e}"))?;
     }
     url.set_query(Some("api-version=7.5"));
-    let bearer = zeroize::Zeroizing::new(format!(
-        "Bearer {}",
-        String::from_utf8_lossy(token.expose())
-    ));
-    let response = client
-        .get(url)
-        .header("authorization", bearer.as_str())
-        .send()
-        .await
-        .map_err(|e| format!("no answer: {e}"))?;
-    let status = response.status().as_u16();
-    let body = zeroize::Zeroizing::new(read_capped(response).await?);
+    let (status, body) = bearer_get(client, url, &token).await?;
     if status != 200 {
         let (code, message) = crate::caps::cloud::live::error_of(&body);
         if status == 404 || code == "SecretNotFound" {
@@ -484,18 +496,7 @@ async fn gcp_get(
             "v1/projects/{project}/secrets/{name}/versions/{version}:access"
         ))
         .map_err(|e| format!("bad URL: {e}"))?;
-    let bearer = zeroize::Zeroizing::new(format!(
-        "Bearer {}",
-        String::from_utf8_lossy(token.expose())
-    ));
-    let response = client
-        .get(url)
-        .header("authorization", bearer.as_str())
-        .send()
-        .await
-        .map_err(|e| format!("no answer: {e}"))?;
-    let status = response.status().as_u16();
-    let body = zeroize::Zeroizing::new(read_capped(response).await?);
+    let (status, body) = bearer_get(client, url, &token).await?;
     if status != 200 {
         let (code, message) = crate::caps::cloud::live::error_of(&body);
         if status == 404 || code == "NOT_FOUND" {
