@@ -58,6 +58,7 @@ test: guests
 	bash tests/cloud/peer.sh down target/azure-tests; \
 	bash tests/cloud/peer.sh down target/gcp-tests; \
 	bash tests/cloud/peer.sh down target/hostile-ec2; \
+	bash tests/cloud/peer.sh down target/aws-identity-tests; \
 	bash tests/samba/dc.sh down target/samba-tests; \
 	bash tests/samba/dc.sh down target/samba-rotation; \
 	bash tests/samba/dc.sh down target/samba-rotation-winrm; exit $$rc

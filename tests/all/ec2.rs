@@ -16,7 +16,7 @@ const HOSTS: usize = 3;
 
 pub(crate) struct Cloud {
     pub(crate) fleet: PathBuf,
-    moto: PathBuf,
+    pub(crate) moto: PathBuf,
     /// Instance ids by name.
     ids: Vec<(String, String)>,
 }
@@ -25,7 +25,7 @@ pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn endpoint() -> String {
+pub(crate) fn endpoint() -> String {
     format!("http://127.0.0.1:{PORT}")
 }
 
@@ -40,7 +40,7 @@ pub(crate) fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn peer(args: &[&str]) -> String {
+pub(crate) fn peer(args: &[&str]) -> String {
     run(
         Command::new(repo().join("target/py/bin/python"))
             .arg(repo().join("tests/cloud/moto_peer.py"))
@@ -118,7 +118,7 @@ pub(crate) fn cloud() -> &'static Cloud {
 }
 
 impl Cloud {
-    fn id(&self, name: &str) -> &str {
+    pub(crate) fn id(&self, name: &str) -> &str {
         &self.ids.iter().find(|(n, _)| n == name).unwrap().1
     }
 
@@ -130,7 +130,12 @@ impl Cloud {
 
     /// [`Cloud::env`] with the service key from secret `key_secret`, and `top` (e.g.
     /// `[secrets.stores.…]` tables) at the top of latch.toml.
-    fn env_with(&self, aws: &str, key_secret: &str, top: &str) -> (tempfile::TempDir, PathBuf) {
+    pub(crate) fn env_with(
+        &self,
+        aws: &str,
+        key_secret: &str,
+        top: &str,
+    ) -> (tempfile::TempDir, PathBuf) {
         let tmp = data_dir_for(&self.fleet);
         let guest = crate::guest("ec2_ssh");
         let sha = sha256_hex(&std::fs::read(&guest).unwrap());
@@ -206,27 +211,35 @@ fn latch_aws(args: &[&str]) -> std::process::Output {
     latch_aws_env(args, &[])
 }
 
-fn latch_aws_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_latch"))
-        .args(args)
-        .envs(env.iter().copied())
+/// `latch` as [`latch_aws`], with `env` set over those settings.
+pub(crate) fn latch_aws_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latch"));
+    cmd.args(args)
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",
             cloud().moto.join("credentials"),
         )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap()
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied()).output().unwrap()
 }
 
 fn grant(config: &Path, resource: &str, email: &str) -> Result<serde_json::Value, String> {
     grant_env(config, resource, email, &[])
 }
 
-fn grant_env(
+pub(crate) fn grant_env(
     config: &Path,
     resource: &str,
     email: &str,
@@ -397,7 +410,7 @@ const BAO_PORT: u16 = 45140;
 
 /// The fleet's service key as the product we mirror keeps it in a secret manager: JSON with
 /// `base64_private_key`.
-fn key_json(c: &Cloud) -> String {
+pub(crate) fn key_json(c: &Cloud) -> String {
     use base64::Engine;
     let key = std::fs::read(c.fleet.join("service_key")).unwrap();
     serde_json::json!({
@@ -407,7 +420,7 @@ fn key_json(c: &Cloud) -> String {
     .to_string()
 }
 
-fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &str)]) {
+pub(crate) fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &str)]) {
     let out = latch_aws_env(
         &[
             "revoke",

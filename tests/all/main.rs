@@ -3,6 +3,7 @@
 //! Guests must be built first (`make guests`); the helpers say so if they are not.
 
 mod api;
+mod aws_creds;
 mod azure;
 mod canary;
 mod cli;

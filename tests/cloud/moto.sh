@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # moto (PyPI, in the venv target/py) in server mode, standing in for AWS EC2 and Secrets
-# Manager, with real SigV4 checking: the first 3 actions are let through (they create the
-# IAM user, its policy and its access key, see moto_peer.py), every later request must be
+# Manager, with real SigV4 checking: the first 5 actions are let through (they create the
+# IAM user, its policy, a role and its policy, the user's access key: see moto_peer.py), every later request must be
 # signed with that key.
 #   tests/cloud/moto.sh up DIR PORT    → DIR/moto.pid, DIR/credentials (profile "moto",
 #                                         and profile "wrong": a key moto refuses)
@@ -19,7 +19,7 @@ up)
     "$0" down "$dir"
     mkdir -p "$dir"
     # Never the real AWS: no credentials or metadata service for boto3 to find by itself.
-    env -i PATH="$PATH" HOME="$dir" INITIAL_NO_AUTH_ACTION_COUNT=3 \
+    env -i PATH="$PATH" HOME="$dir" INITIAL_NO_AUTH_ACTION_COUNT=5 \
         AWS_EC2_METADATA_DISABLED=true \
         "$py" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
     echo $! >"$dir/moto.pid"

@@ -1,9 +1,12 @@
 """Set-up of the moto peer (tests/cloud/moto.sh), with boto3 as any AWS user would.
 
   bootstrap ENDPOINT CREDENTIALS_FILE
-      The 3 unchecked actions moto allows (INITIAL_NO_AUTH_ACTION_COUNT=3): an IAM user,
-      its policy (EC2 and Secrets Manager), its access key. Writes a shared credentials file
-      (0600) with profile "moto" (that key) and "wrong" (the same id, another secret).
+      The 5 unchecked actions moto allows (INITIAL_NO_AUTH_ACTION_COUNT=5): an IAM user,
+      its policy (EC2, Secrets Manager, assuming roles), the role ROLE_ARN (the identity of
+      the connector's machine or pod: web identity and instance metadata, see
+      aws_identity_peer.py) with its policy (reading instances and secrets only), the user's
+      access key. Writes a shared credentials file (0600) with profile "moto" (that key) and
+      "wrong" (the same id, another secret).
   instances ENDPOINT CREDENTIALS_FILE REGION CIDR SPEC...
       A VPC 127.0.0.0/16 and subnet CIDR in REGION (once), then one instance per SPEC
       `IP|STATE|KEY=VALUE,KEY=VALUE` (STATE running or stopped), one reservation each;
@@ -24,6 +27,7 @@ import boto3
 from botocore.config import Config
 
 NO_RETRY = Config(retries={"max_attempts": 1})
+ROLE_ARN = "arn:aws:iam::123456789012:role/latch-connector"
 
 
 def client(endpoint, creds, service, region):
@@ -53,7 +57,24 @@ def bootstrap(endpoint, creds):
         UserName="latch",
         PolicyName="latch",
         PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
-        '"Action":["ec2:*","secretsmanager:*"],"Resource":"*"}]}',
+        '"Action":["ec2:*","secretsmanager:*","sts:AssumeRole","sts:AssumeRoleWithWebIdentity"],'
+        '"Resource":"*"}]}',
+    )
+    # AWS would trust ec2.amazonaws.com (an instance profile) and the OIDC provider
+    # (web identity); moto checks a trust policy's "AWS" principals only, and the two
+    # stand-ins of aws_identity_peer.py ask moto as the user "latch".
+    iam.create_role(
+        RoleName="latch-connector",
+        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Principal":{"AWS":"arn:aws:iam::123456789012:user/latch"},'
+        '"Action":["sts:AssumeRole","sts:AssumeRoleWithWebIdentity"]}]}',
+    )
+    iam.put_role_policy(
+        RoleName="latch-connector",
+        PolicyName="latch-read",
+        PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Action":["ec2:DescribeInstances","ec2:DescribeRegions",'
+        '"secretsmanager:GetSecretValue"],"Resource":"*"}]}',
     )
     key = iam.create_access_key(UserName="latch")["AccessKey"]
     fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

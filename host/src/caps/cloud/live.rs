@@ -164,7 +164,8 @@ pub(crate) async fn send(
     loop {
         attempt += 1;
         // Read at each attempt: a rotated key is used at once.
-        let creds = creds::resolve(settings.profile.as_deref())
+        let creds = creds::resolve(client, settings.profile.as_deref())
+            .await
             .map_err(|e| CapError::Denied(format!("{}: {e}", what(call))))?;
         let request = signed(client, &url, call, &body, &creds)?;
         let outcome = match request.send().await {
@@ -276,6 +277,7 @@ impl Failure {
                             | "Throttling"
                             | "ThrottlingException"
                             | "TooManyRequestsException"
+                            | "IDPCommunicationError"
                     ),
                 *retry_after,
             ),

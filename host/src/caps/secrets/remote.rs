@@ -543,7 +543,7 @@ async fn aws_get(
         (Some(h), None) => h.to_string(),
         _ => return Err("the endpoint has no host".into()),
     };
-    let creds = creds::resolve(settings.profile.as_deref())?;
+    let creds = creds::resolve(client, settings.profile.as_deref()).await?;
     let body = serde_json::json!({ "SecretId": name }).to_string();
     let date = sigv4::amz_date(SystemTime::now());
     let mut headers = vec![
