@@ -612,11 +612,21 @@ fn the_service_key_comes_from_gcp_secret_manager() {
     ] {
         let (_t, cfg) = c.env_with(aws, secret, &with_key);
         std::fs::copy(&key_file, _t.path().join("secrets/gcp-sa")).unwrap();
+        let from = std::fs::read_to_string(dir.join("requests.log"))
+            .unwrap()
+            .len();
         let err = grant(&cfg, c.id("web-1"), "kate.ec2@example.com").unwrap_err();
         assert!(
             err.contains(secret) && err.contains(want),
             "{secret}: {err}"
         );
+        // The grant and its rollback each fetch the secret (fetched at each use, never
+        // kept); the token is asked for once and kept in memory.
+        let log = std::fs::read_to_string(dir.join("requests.log")).unwrap();
+        let name = secret.trim_start_matches("gcp:");
+        let fetches = log[from..].matches(&format!("secrets/{name}/")).count();
+        let tokens = log[from..].matches("TOKEN ").count();
+        assert!(fetches >= 2 && tokens == 1, "{}", &log[from..]);
     }
     let other = dir.join("other-key.json");
     run(

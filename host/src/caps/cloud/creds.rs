@@ -16,18 +16,16 @@
 //! a connector told which key to use never silently takes another.
 //!
 //! Keys from the environment and the file are read at each call (a rotated key is used at
-//! once). Temporary credentials (2 and 4) are kept in memory until 5 minutes before they
-//! expire (half their life if shorter), one fetch at a time per source, and never written
-//! anywhere; a failure is answered from memory for 5 seconds (one refusal per discovery, not
-//! one per region). Every value is held in a [`Secret`] and never printed: errors name the source,
+//! once). Temporary credentials (2 and 4) are kept in memory ([`super::memo`]) until 5
+//! minutes before they expire, one fetch at a time per source, never written anywhere. Every value is held in a [`Secret`] and never printed: errors name the source,
 //! never a token or key.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::live::{AwsSettings, Failure, read, transport_error};
+use super::memo::Memo;
 use super::sigv4::uri_encode;
 use crate::caps::Secret;
 
@@ -141,44 +139,23 @@ fn from_file(name: &str) -> Result<Option<Credentials>, String> {
     from_profile(text, name).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Temporary credentials of one source (web identity, instance metadata) while valid, or
-/// its last failure for [`FAILURE_KEPT`].
-type Cache = tokio::sync::Mutex<HashMap<String, (Result<Credentials, String>, Instant)>>;
-static CACHE: LazyLock<Cache> = LazyLock::new(Default::default);
+/// Temporary credentials by source (web identity, instance metadata).
+static KEPT: LazyLock<Memo<Credentials>> = LazyLock::new(Default::default);
 
-/// How long a source's failure is answered from memory: the calls of one discovery (up to
-/// one per region) meet one refusal, or one metadata time-out, not one each.
-const FAILURE_KEPT: Duration = Duration::from_secs(5);
-
-/// The cached credentials of source `key`, or `fetch`'s (then kept until 5 minutes before
-/// they expire, or half their life if shorter). The lock is held while fetching: concurrent
-/// calls wait for one fetch rather than each asking.
+/// Credentials of `key` from memory or `fetch`, which gives them and their `Expiration`.
 async fn cached<F, Fut>(key: String, fetch: F) -> Result<Credentials, String>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(Credentials, SystemTime), String>>,
 {
-    let mut cache = CACHE.lock().await;
-    if let Some((kept, until)) = cache.get(&key)
-        && Instant::now() < *until
-    {
-        return kept.clone();
-    }
-    let (kept, until) = match fetch().await {
-        Ok((creds, expires)) => (
-            Ok(creds),
-            Instant::now() + keep_for(expires, SystemTime::now()),
-        ),
-        Err(e) => (Err(e), Instant::now() + FAILURE_KEPT),
-    };
-    cache.insert(key, (kept.clone(), until));
-    kept
-}
-
-/// How long credentials expiring at `expires` are kept, at `now`.
-fn keep_for(expires: SystemTime, now: SystemTime) -> Duration {
-    let life = expires.duration_since(now).unwrap_or_default();
-    life - Duration::from_secs(300).min(life / 2)
+    KEPT.get(&key, || async {
+        let (creds, expires) = fetch().await?;
+        let life = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Ok((creds, life))
+    })
+    .await
 }
 
 /// When temporary credentials expire: `2026-11-30T22:00:00Z` (fraction allowed); refused
@@ -630,19 +607,6 @@ mod tests {
                 sts_credentials(&broken.replace("EXPIRES", &later.to_string()), "sts").unwrap_err();
             assert!(!e.contains("wJalr") && !e.contains("AQoD"), "{e}");
         }
-    }
-
-    #[test]
-    fn temporary_credentials_are_kept_until_five_minutes_before_expiry() {
-        let now = SystemTime::now();
-        let hour = Duration::from_secs(3600);
-        assert_eq!(keep_for(now + hour, now), hour - Duration::from_secs(300));
-        // Short-lived: half the life.
-        assert_eq!(
-            keep_for(now + Duration::from_secs(240), now),
-            Duration::from_secs(120)
-        );
-        assert_eq!(keep_for(now - hour, now), Duration::ZERO);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod azure;
 pub mod creds;
 pub mod kit;
 pub mod live;
+pub(crate) mod memo;
 pub mod sigv4;
 pub(crate) mod wit;
 

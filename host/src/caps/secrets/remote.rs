@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Secret;
 use crate::caps::cloud::live::AwsSettings;
+use crate::caps::cloud::memo::Memo;
 use crate::caps::cloud::{creds, sigv4};
 
 /// Longest a fetch may take.
@@ -295,7 +296,10 @@ async fn key_vault_get(
             "a Key Vault secret is NAME ([A-Za-z0-9-], up to 127) or NAME/VERSION (32 hex)".into(),
         );
     }
-    let (token, _) = crate::caps::cloud::azure::fetch_token(client, settings, secrets)
+    let token = TOKENS
+        .get(&format!("key-vault {settings:?}"), || {
+            crate::caps::cloud::azure::fetch_token(client, settings, secrets)
+        })
         .await
         .map_err(|e| format!("no token for the vault: {e}"))?;
     let mut url = vault
@@ -365,11 +369,17 @@ fn crc32c(bytes: &[u8]) -> u32 {
     !crc
 }
 
+/// Tokens of the remote stores (Key Vault, GCP), by credential, while valid: a token is
+/// asked for once per hour or so, not at every secret fetch. The secrets themselves are
+/// never kept.
+static TOKENS: std::sync::LazyLock<Memo<Secret>> = std::sync::LazyLock::new(Default::default);
+
+/// A GCP access token and how long it lives (`expires_in`).
 async fn gcp_token(
     client: &reqwest::Client,
     credential: &GcpCredential,
     secrets: &super::SecretStore,
-) -> Result<Secret, String> {
+) -> Result<(Secret, Duration), String> {
     let request = match credential {
         GcpCredential::Metadata { endpoint } => client
             .get(
@@ -402,7 +412,8 @@ async fn gcp_token(
                     let named = key["token_uri"].as_str().unwrap_or(GCP_TOKEN);
                     if named != GCP_TOKEN {
                         return Err(format!(
-                            "the service account key names token_uri {named:?}; set token_endpoint                              in the store's table to use it"
+                            "the service account key names token_uri {named:?}; set token_endpoint \
+                             in the store's table to use it"
                         ));
                     }
                     reqwest::Url::parse(GCP_TOKEN).expect("a URL")
@@ -455,10 +466,15 @@ async fn gcp_token(
     }
     let json: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| "the token answer is not JSON".to_string())?;
-    json["access_token"]
+    let token = json["access_token"]
         .as_str()
         .map(|t| Secret::new(t.as_bytes().to_vec()))
-        .ok_or_else(|| "the token answer has no access_token".to_string())
+        .ok_or_else(|| "the token answer has no access_token".to_string())?;
+    let life = json["expires_in"]
+        .as_u64()
+        .unwrap_or(3600)
+        .clamp(60, 86_400);
+    Ok((token, Duration::from_secs(life)))
 }
 
 fn uri_encode_form(s: &str) -> String {
@@ -490,7 +506,11 @@ async fn gcp_get(
                 .into(),
         );
     }
-    let token = gcp_token(client, credential, secrets).await?;
+    let token = TOKENS
+        .get(&format!("gcp {credential:?}"), || {
+            gcp_token(client, credential, secrets)
+        })
+        .await?;
     let url = endpoint
         .join(&format!(
             "v1/projects/{project}/secrets/{name}/versions/{version}:access"
