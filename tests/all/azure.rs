@@ -65,7 +65,7 @@ fn peer() {
                 vm("vm-other", "rg-other", "prod", "running", "127.0.14.2", None),
             ],
             "scale_sets": [{"sub": SUB, "rg": "rg-web", "name": "web-ss", "tags": {"env": "prod"},
-                            "vms": [{"instance": "0", "power": "running", "private": "127.0.14.3"},
+                            "vms": [{"instance": "0", "power": "running", "private": "127.0.14.3", "public": "127.0.14.2"},
                                     {"instance": "1", "power": "deallocated", "private": "127.0.14.4"}]}],
         });
         let path = dir().join("fixture.json");
@@ -274,6 +274,23 @@ fn the_public_address_is_used_when_asked() {
     let known = cloud().fleet.join("known_hosts");
     assert!(cert_login(&known, &granted, "true").status.success());
     revoke(&config, &granted);
+
+    // A scale-set VM's public address (under Compute, a child of its NIC), not its private
+    // one (127.0.14.3): listed by discovery, used by the grant.
+    let listed = resources(&config, &[]).unwrap();
+    assert!(listed.contains(&ss_vm(0)), "{listed}");
+    let granted = grant(&config, &ss_vm(0), "hank.az@example.com").unwrap();
+    assert_eq!(granted["host"], "127.0.14.2");
+    assert!(cert_login(&known, &granted, "true").status.success());
+    revoke(&config, &granted);
+    let log = requests_log();
+    assert!(
+        log.contains("/virtualMachineScaleSets/web-ss/publicipaddresses api-version=2018-10-01")
+            && log.contains(
+                "/ipConfigurations/ipconfig1/publicIPAddresses/pub1 api-version=2018-10-01"
+            ),
+        "{log}"
+    );
 }
 
 #[test]

@@ -17,7 +17,12 @@ specification/…/stable/<version>/examples/):
   PublicIpAddressGet.json (properties.ipAddress, absent while unallocated); scale-set VM
   NICs: NetworkInterfaces_ListVirtualMachineScaleSetVMNetworkInterfaces, api-version
   2018-10-01 (as Azure's Go SDK sends it), on the Compute path, provider segment matched
-  case-insensitively (the spec spells it microsoft.Compute).
+  case-insensitively (the spec spells it microsoft.Compute); their public addresses:
+  VmssPublicIpListAll.json (`…/virtualMachineScaleSets/{vmss}/publicipaddresses`) and
+  VmssPublicIpGet.json (`…/virtualMachines/{i}/networkInterfaces/{nic}/ipconfigurations/
+  {ip}/publicipaddresses/{name}`), 2018-10-01, ids under Microsoft.Compute
+  (`…/ipConfigurations/ip1/publicIPAddresses/pub1`), the NIC's ipConfiguration pointing at
+  it by `publicIPAddress.id`.
 - Errors: common-types CloudError {"error":{"code","message"}}; 401
   ExpiredAuthenticationToken / InvalidAuthenticationToken (public captures) with
   WWW-Authenticate `Bearer authorization_uri="…", error="invalid_token",
@@ -39,7 +44,7 @@ FIXTURE: {"tenant", "client_id", "client_secret", "federated_token", "token_uses
 expires after this many ARM requests; 0 never), "faults": {"vm-list": [429, …],
 "nic-list": [500]} (served on the first requests of that kind), "page_size",
 "vms": [{"sub","rg","name","tags","power","private","public"}],
-"scale_sets": [{"sub","rg","name","tags","vms": [{"instance","power","private"}]}],
+"scale_sets": [{"sub","rg","name","tags","vms": [{"instance","power","private","public"}]}],
 "key_vault": {"NAME": "VALUE"}}.
 LOG_FILE gets one line per request: what was asked and whether it was authorized — never a
 secret or a token.
@@ -167,6 +172,22 @@ def ss_vm_id(s, m):
 
 def ss_nic_id(s, m):
     return ss_vm_id(s, m) + "/networkInterfaces/nic0"
+
+
+def ss_pip_id(s, m):
+    return ss_nic_id(s, m) + "/ipConfigurations/ipconfig1/publicIPAddresses/pub1"
+
+
+def ss_nic_json(s, m):
+    return nic_json(ss_nic_id(s, m), m["private"], ss_vm_id(s, m), ss_pip_id(s, m) if m.get("public") else None)
+
+
+def ss_pip_json(s, m):
+    return {"name": "pub1", "id": ss_pip_id(s, m), "etag": 'W/"00000000-0000-0000-0000-000000000000"',
+            "properties": {"provisioningState": "Succeeded", "ipAddress": m["public"],
+                           "publicIPAddressVersion": "IPv4", "publicIPAllocationMethod": "Dynamic",
+                           "idleTimeoutInMinutes": 10,
+                           "ipConfiguration": {"id": ss_nic_id(s, m) + "/ipConfigurations/ipconfig1"}}}
 
 
 def ss_vm_json(s, m, expand):
@@ -355,7 +376,8 @@ class Handler(BaseHTTPRequestHandler):
         if rest[:1] != ["providers"] or len(rest) < 3:
             return self.arm_error(404, "NoRegisteredProviderFound", "No registered resource provider found.")
         provider, kind, tail = rest[1], rest[2], rest[3:]
-        want = VMSS_NETWORK if "networkinterfaces" in tail else (COMPUTE if provider == "microsoft.compute" else NETWORK)
+        vmss_network = "networkinterfaces" in tail or "publicipaddresses" in tail
+        want = VMSS_NETWORK if vmss_network else (COMPUTE if provider == "microsoft.compute" else NETWORK)
         if version != want:
             return self.arm_error(400, "NoRegisteredProviderFound",
                                   "No registered resource provider found for location 'eastus' and API version '%s' "
@@ -401,7 +423,9 @@ class Handler(BaseHTTPRequestHandler):
             if more == ["virtualmachines"]:
                 return self.page(path, version, [ss_vm_json(s, m, expand) for m in s["vms"]], query)
             if more == ["networkinterfaces"]:
-                return self.page(path, version, [nic_json(ss_nic_id(s, m), m["private"], ss_vm_id(s, m)) for m in s["vms"]], query)
+                return self.page(path, version, [ss_nic_json(s, m) for m in s["vms"]], query)
+            if more == ["publicipaddresses"]:
+                return self.page(path, version, [ss_pip_json(s, m) for m in s["vms"] if m.get("public")], query)
             if len(more) >= 2 and more[0] == "virtualmachines":
                 m = next((m for m in s["vms"] if m["instance"] == more[1]), None)
                 if m is None:
@@ -409,7 +433,10 @@ class Handler(BaseHTTPRequestHandler):
                 if more[2:] == []:
                     return self.send(200, ss_vm_json(s, m, expand))
                 if more[2:] == ["networkinterfaces"]:
-                    return self.page(path, version, [nic_json(ss_nic_id(s, m), m["private"], ss_vm_id(s, m))], query)
+                    return self.page(path, version, [ss_nic_json(s, m)], query)
+                if (more[2:] == ["networkinterfaces", "nic0", "ipconfigurations", "ipconfig1", "publicipaddresses", "pub1"]
+                        and m.get("public")):
+                    return self.send(200, ss_pip_json(s, m))
         return self.arm_error(404, "ResourceNotFound", "No route for %s." % path)
 
 

@@ -283,6 +283,24 @@ impl VmId {
         ok.then_some(())
     }
 
+    /// Is `pip` the id of a public address of scale-set VM `vm`'s own NIC:
+    /// `{vm}/networkInterfaces/{nic}/ipConfigurations/{ip}/publicIPAddresses/{name}`?
+    pub fn is_scale_set_vm_pip(pip: &str, vm: &str) -> bool {
+        let Some(rest) = pip
+            .get(..vm.len())
+            .filter(|head| head.eq_ignore_ascii_case(vm))
+            .and_then(|_| pip[vm.len()..].strip_prefix('/'))
+        else {
+            return false;
+        };
+        let segs: Vec<&str> = rest.split('/').collect();
+        segs.len() == 6
+            && segs.iter().all(|s| crate::config::is_name(s))
+            && segs[0].eq_ignore_ascii_case("networkInterfaces")
+            && segs[2].eq_ignore_ascii_case("ipConfigurations")
+            && segs[4].eq_ignore_ascii_case("publicIPAddresses")
+    }
+
     /// Its subscription and resource group.
     pub fn scope(&self) -> (&str, &str) {
         match self {
@@ -350,6 +368,26 @@ mod tests {
             "-oProxyCommand=x".to_string(),
         ] {
             assert!(VmId::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_scale_set_vms_public_address_must_be_its_own() {
+        let vm = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/3";
+        let own =
+            format!("{vm}/networkInterfaces/nic0/ipConfigurations/ip1/publicIPAddresses/pub1");
+        assert!(VmId::is_scale_set_vm_pip(&own, vm));
+        assert!(VmId::is_scale_set_vm_pip(&own.to_ascii_lowercase(), vm));
+        for bad in [
+            own.replace("virtualMachines/3", "virtualMachines/4"),
+            format!("{vm}/networkInterfaces/nic0/ipConfigurations/ip1/publicIPAddresses/../x"),
+            format!("{vm}/networkInterfaces/nic0/publicIPAddresses/pub1"),
+            format!("{vm}/networkInterfaces/nic0/ipConfigurations/ip1/publicIPAddresses/pub1/x/y"),
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/publicIPAddresses/p"
+                .to_string(),
+            format!("{vm}3/networkInterfaces/nic0/ipConfigurations/ip1/publicIPAddresses/pub1"),
+        ] {
+            assert!(!VmId::is_scale_set_vm_pip(&bad, vm), "{bad}");
         }
     }
 

@@ -258,7 +258,7 @@ fn discover_all(config: &Config) -> Result<Vec<Found>, Error> {
         });
     }
 
-    // Scale sets: their VMs (instance view expanded) and their NICs, all sets at once.
+    // Scale sets: their VMs (instance view expanded), NICs and public IPs, all sets at once.
     let sets: Vec<Value> = sets
         .into_iter()
         .filter(|s| has_tags(config, &arm::tags(s)))
@@ -266,6 +266,9 @@ fn discover_all(config: &Config) -> Result<Vec<Found>, Error> {
     if sets.is_empty() {
         return Ok(found);
     }
+    // Per set: its VMs, their NICs, and (for public_ip) their public addresses, which live
+    // under Compute as the set's own list.
+    let per_set = if public { 3 } else { 2 };
     let mut set_lists = Vec::new();
     for s in &sets {
         let id = s["id"].as_str().unwrap_or_default();
@@ -273,14 +276,26 @@ fn discover_all(config: &Config) -> Result<Vec<Found>, Error> {
         vms.1.push(("$expand".into(), "instanceView".into()));
         set_lists.push(vms);
         set_lists.push(at(format!("{id}/networkInterfaces"), VMSS_NETWORK));
+        if public {
+            set_lists.push(at(format!("{id}/publicipaddresses"), VMSS_NETWORK));
+        }
     }
     let answers = arm::list_all(&set_lists)?;
-    for (s, pair) in sets.iter().zip(answers.chunks(2)) {
-        let set_nics: BTreeMap<String, &Value> = pair[1]
+    for (s, lists) in sets.iter().zip(answers.chunks(per_set)) {
+        let set_nics: BTreeMap<String, &Value> = lists[1]
             .iter()
             .map(|n| (n["id"].as_str().unwrap_or_default().to_ascii_lowercase(), n))
             .collect();
-        for vm in &pair[0] {
+        let set_pips: BTreeMap<String, &str> = lists
+            .get(2)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let ip = p["properties"]["ipAddress"].as_str()?;
+                Some((p["id"].as_str()?.to_ascii_lowercase(), ip))
+            })
+            .collect();
+        for vm in &lists[0] {
             if !arm::running(&vm["properties"]["instanceView"]) {
                 continue;
             }
@@ -293,13 +308,15 @@ fn discover_all(config: &Config) -> Result<Vec<Found>, Error> {
                 arm::primary_nic(vm).and_then(|n| set_nics.get(&n.to_ascii_lowercase()).copied());
             let mut tags = arm::tags(s);
             tags.extend(arm::tags(vm));
+            let (private, public_id) = nic.map(arm::nic_addresses).unwrap_or_default();
             found.push(Found {
                 name: vm["name"].as_str().unwrap_or(&id).to_string(),
-                // Scale-set VMs' public addresses live under Compute; only private ones are read.
                 address: if public {
-                    None
+                    public_id
+                        .and_then(|p| set_pips.get(&p.to_ascii_lowercase()))
+                        .map(|ip| ip.to_string())
                 } else {
-                    nic.and_then(|n| arm::nic_addresses(n).0)
+                    private
                 },
                 tags,
                 id,
@@ -359,11 +376,6 @@ fn find(config: &Config, id: &str) -> Result<Place, Error> {
             }
         }
         VmId::ScaleSetVm { .. } => {
-            if public {
-                return Err(invalid_request(
-                    "public_ip of scale-set VMs is not supported yet; use private_ip",
-                ));
-            }
             let set_id = id.rsplitn(3, '/').nth(2).unwrap_or_default().to_string();
             let mut vm_get = at(id.to_string(), COMPUTE);
             vm_get.1.push(("$expand".into(), "instanceView".into()));
@@ -383,7 +395,19 @@ fn find(config: &Config, id: &str) -> Result<Place, Error> {
                 .iter()
                 .find(|n| n["properties"]["primary"].as_bool() == Some(true))
                 .or_else(|| nics.first());
-            nic.and_then(|n| arm::nic_addresses(n).0)
+            let (private, public_id) = nic.map(arm::nic_addresses).unwrap_or_default();
+            if public {
+                // A scale-set VM's public address is a child of its own NIC, under Compute.
+                let pip_id = public_id
+                    .filter(|p| VmId::is_scale_set_vm_pip(p, id))
+                    .ok_or_else(|| invalid_request(format!("VM {id} has no public IP address")))?;
+                arm::get_all(&[at(pip_id, VMSS_NETWORK)])?
+                    .pop()
+                    .flatten()
+                    .and_then(|p| p["properties"]["ipAddress"].as_str().map(str::to_string))
+            } else {
+                private
+            }
         }
     };
     let host = address
