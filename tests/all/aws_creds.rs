@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::ec2::{
-    cloud, endpoint, grant_env, key_json, latch_aws_env, peer, repo, revoke, run, serial,
+    cloud, endpoint, grant_env, key_json, peer, repo, resources, revoke, run, serial,
 };
 use crate::fleet::cert_login;
 
@@ -70,25 +70,6 @@ fn peer_url() -> String {
 
 /// `[integration.aws]` with no profile: the chain decides.
 const AWS: &str = "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]";
-
-fn resources(config: &std::path::Path, env: &[(&str, &str)]) -> Result<String, String> {
-    let out = latch_aws_env(
-        &[
-            "resources",
-            "--config",
-            config.to_str().unwrap(),
-            "--integration",
-            "ec2",
-            "--json",
-        ],
-        env,
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 #[test]
 fn web_identity_is_exchanged_once_per_process_and_its_credentials_grant() {

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::ec2::{cloud, repo, run, serial};
-use crate::fleet::{cert_login, data_dir_for};
+use crate::fleet::{cert_login, cli_grant_with, cli_resources_with, cli_revoke_with, data_dir_for};
 use latch::runtime::sha256_hex;
 
 const PORT: u16 = 45160;
@@ -145,64 +145,15 @@ fn latch_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 }
 
 fn resources(config: &Path, env: &[(&str, &str)]) -> Result<String, String> {
-    let out = latch_env(
-        &[
-            "resources",
-            "--config",
-            config.to_str().unwrap(),
-            "--integration",
-            "az",
-            "--json",
-        ],
-        env,
-    );
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    cli_resources_with(&|a| latch_env(a, env), config, "az")
 }
 
 fn grant(config: &Path, resource: &str, email: &str) -> Result<serde_json::Value, String> {
-    let out_dir = config.parent().unwrap().join("out");
-    let out = latch_env(
-        &[
-            "grant",
-            "--config",
-            config.to_str().unwrap(),
-            "--integration=az",
-            &format!("--resource={resource}"),
-            &format!("--user={email}"),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-            "--for",
-            "10m",
-        ],
-        &[],
-    );
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    cli_grant_with(&|a| latch_env(a, &[]), config, "az", resource, email, &[])
 }
 
 fn revoke(config: &Path, granted: &serde_json::Value) {
-    let out = latch_env(
-        &[
-            "revoke",
-            "--config",
-            config.to_str().unwrap(),
-            granted["grant_id"].as_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_revoke_with(&|a| latch_env(a, &[]), config, granted)
 }
 
 fn requests_log() -> String {

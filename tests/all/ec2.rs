@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::fleet::{cert_login, data_dir_for};
+use crate::fleet::{cert_login, cli_grant_with, cli_resources_with, cli_revoke_with, data_dir_for};
 use latch::runtime::sha256_hex;
 
 const PORT: u16 = 45130;
@@ -206,12 +206,8 @@ user_groups = ["Default", "adm"]
     }
 }
 
-/// `latch` with the shared credentials file of the moto peer (and no other AWS settings).
-fn latch_aws(args: &[&str]) -> std::process::Output {
-    latch_aws_env(args, &[])
-}
-
-/// `latch` as [`latch_aws`], with `env` set over those settings.
+/// `latch` with the shared credentials file of the moto peer and no other AWS settings,
+/// then `env` set over those.
 pub(crate) fn latch_aws_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latch"));
     cmd.args(args)
@@ -245,28 +241,19 @@ pub(crate) fn grant_env(
     email: &str,
     env: &[(&str, &str)],
 ) -> Result<serde_json::Value, String> {
-    let out_dir = config.parent().unwrap().join("out");
-    let out = latch_aws_env(
-        &[
-            "grant",
-            "--config",
-            config.to_str().unwrap(),
-            "--integration=ec2",
-            &format!("--resource={resource}"),
-            &format!("--user={email}"),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-            "--for",
-            "10m",
-        ],
-        env,
-    );
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    cli_grant_with(
+        &|a| latch_aws_env(a, env),
+        config,
+        "ec2",
+        resource,
+        email,
+        &[],
+    )
+}
+
+/// `latch resources` of the `ec2` integration, with `env` as [`latch_aws_env`].
+pub(crate) fn resources(config: &Path, env: &[(&str, &str)]) -> Result<String, String> {
+    cli_resources_with(&|a| latch_aws_env(a, env), config, "ec2")
 }
 
 #[test]
@@ -275,20 +262,8 @@ fn an_instance_found_in_moto_is_granted_logged_in_to_and_revoked() {
     let c = cloud();
     let (_tmp, config) = c.good_env();
 
-    let out = latch_aws(&[
-        "resources",
-        "--config",
-        config.to_str().unwrap(),
-        "--integration",
-        "ec2",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = resources(&config, &[]).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let text = listed.to_string();
     for name in ["web-1", "web-2", "hostile"] {
         assert!(text.contains(c.id(name)), "{name} not discovered: {text}");
@@ -314,17 +289,7 @@ fn an_instance_found_in_moto_is_granted_logged_in_to_and_revoked() {
     );
     assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "alice_ec2");
 
-    let out = latch_aws(&[
-        "revoke",
-        "--config",
-        config.to_str().unwrap(),
-        granted["grant_id"].as_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke(&config, &granted, &[]);
     let login = cert_login(&c.fleet.join("known_hosts"), &granted, "id -un");
     assert!(!login.status.success(), "still logs in after the revoke");
 }
@@ -392,17 +357,7 @@ fn revoke_reaches_the_address_kept_at_grant_after_the_instance_left_discovery() 
         "us-east-1",
         c.id("hostile"),
     ]);
-    let out = latch_aws(&[
-        "revoke",
-        "--config",
-        config.to_str().unwrap(),
-        granted["grant_id"].as_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    revoke(&config, &granted, &[]);
     assert!(!cert_login(&known, &granted, "true").status.success());
 }
 
@@ -421,20 +376,7 @@ pub(crate) fn key_json(c: &Cloud) -> String {
 }
 
 pub(crate) fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &str)]) {
-    let out = latch_aws_env(
-        &[
-            "revoke",
-            "--config",
-            config.to_str().unwrap(),
-            granted["grant_id"].as_str().unwrap(),
-        ],
-        env,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_revoke_with(&|a| latch_aws_env(a, env), config, granted)
 }
 
 #[test]

@@ -215,6 +215,21 @@ pub fn cli_grant(
     email: &str,
     extra: &[&str],
 ) -> Result<serde_json::Value, String> {
+    cli_grant_with(&latch, config, integration, resource, email, extra)
+}
+
+/// How a test runs the `latch` CLI (e.g. with a cloud's credentials in its environment).
+pub type Run<'a> = &'a dyn Fn(&[&str]) -> Output;
+
+/// [`cli_grant`], the CLI run by `run`.
+pub fn cli_grant_with(
+    run: Run,
+    config: &Path,
+    integration: &str,
+    resource: &str,
+    email: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
     let out_dir = config.parent().unwrap().join("out");
     let resource = format!("--resource={resource}");
     let email = format!("--user={email}");
@@ -234,12 +249,46 @@ pub fn cli_grant(
         args.extend(["--for", "10m"]);
     }
     args.extend_from_slice(extra);
-    let out = latch(&args);
+    let out = run(&args);
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).unwrap())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// `latch resources --json` of one integration, run by `run`: stdout, or stderr.
+pub fn cli_resources_with(run: Run, config: &Path, integration: &str) -> Result<String, String> {
+    let config = config.to_str().unwrap();
+    let out = run(&[
+        "resources",
+        "--config",
+        config,
+        "--integration",
+        integration,
+        "--json",
+    ]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `latch revoke` of a grant `cli_grant` printed, run by `run`; it must succeed.
+pub fn cli_revoke_with(run: Run, config: &Path, granted: &serde_json::Value) {
+    let config = config.to_str().unwrap();
+    let out = run(&[
+        "revoke",
+        "--config",
+        config,
+        granted["grant_id"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Log in with the real ssh client, a grant's generated key and its certificate.
