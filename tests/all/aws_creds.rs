@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::ec2::{
-    cloud, endpoint, grant_env, key_json, peer, repo, resources, revoke, run, serial,
+    cloud, endpoint, grant_env, key_in_secrets_manager, repo, resources, revoke, run, serial,
 };
 use crate::fleet::cert_login;
 
@@ -195,22 +195,7 @@ fn instance_metadata_v2_credentials_sign_ec2_and_secrets_manager() {
     identity();
     // The service key in Secrets Manager: read with the instance role's credentials too.
     let name = format!("latch/ssh/imds-{}", rand_hex());
-    let value = c.fleet.join("imds-key.json");
-    std::fs::write(&value, key_json(c)).unwrap();
-    peer(&[
-        "secret",
-        &endpoint(),
-        c.moto.join("credentials").to_str().unwrap(),
-        "us-east-1",
-        &name,
-        value.to_str().unwrap(),
-    ]);
-    std::fs::remove_file(&value).unwrap();
-    let stores = format!(
-        "[secrets.stores.aws]\nkind = \"aws-secrets-manager\"\nregion = \"us-east-1\"\n\
-         endpoint = \"{}\"\n",
-        endpoint()
-    );
+    let stores = key_in_secrets_manager(c, &name);
     let (tmp, config) = c.env_with(AWS, &format!("aws:{name}"), &stores);
     std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
     let url = peer_url();

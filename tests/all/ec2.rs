@@ -365,7 +365,7 @@ const BAO_PORT: u16 = 45140;
 
 /// The fleet's service key as the product we mirror keeps it in a secret manager: JSON with
 /// `base64_private_key`.
-pub(crate) fn key_json(c: &Cloud) -> String {
+fn key_json(c: &Cloud) -> String {
     use base64::Engine;
     let key = std::fs::read(c.fleet.join("service_key")).unwrap();
     serde_json::json!({
@@ -373,6 +373,28 @@ pub(crate) fn key_json(c: &Cloud) -> String {
         "base64_private_key": base64::engine::general_purpose::STANDARD.encode(key),
     })
     .to_string()
+}
+
+/// The fleet's service key as Secrets Manager secret `name` in moto (as the product we mirror
+/// stores it: JSON with `base64_private_key`); the `[secrets.stores.aws]` table reading it,
+/// with no profile (the chain decides).
+pub(crate) fn key_in_secrets_manager(c: &Cloud, name: &str) -> String {
+    let value = c.moto.join(format!("{}.json", name.replace('/', "-")));
+    std::fs::write(&value, key_json(c)).unwrap();
+    peer(&[
+        "secret",
+        &endpoint(),
+        c.moto.join("credentials").to_str().unwrap(),
+        "us-east-1",
+        name,
+        value.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&value).unwrap();
+    format!(
+        "[secrets.stores.aws]\nkind = \"aws-secrets-manager\"\nregion = \"us-east-1\"\n\
+         endpoint = \"{}\"\n",
+        endpoint()
+    )
 }
 
 pub(crate) fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &str)]) {
@@ -383,23 +405,8 @@ pub(crate) fn revoke(config: &Path, granted: &serde_json::Value, env: &[(&str, &
 fn the_service_key_comes_from_secrets_manager_in_moto() {
     let _one = serial();
     let c = cloud();
-    let value = c.moto.join("key.json");
-    std::fs::write(&value, key_json(c)).unwrap();
     let name = format!("latch/ssh/fleet-{}", std::process::id());
-    peer(&[
-        "secret",
-        &endpoint(),
-        c.moto.join("credentials").to_str().unwrap(),
-        "us-east-1",
-        &name,
-        value.to_str().unwrap(),
-    ]);
-    std::fs::remove_file(&value).unwrap();
-    let stores = format!(
-        "[secrets.stores.aws]\nkind = \"aws-secrets-manager\"\nregion = \"us-east-1\"\n\
-         endpoint = \"{}\"\nprofile = \"moto\"\n",
-        endpoint()
-    );
+    let stores = key_in_secrets_manager(c, &name) + "profile = \"moto\"\n";
     let aws = "read = [\"ec2:DescribeInstances\"]\nregions = [\"us-east-1\", \"eu-west-1\"]\n\
                profile = \"moto\"";
     let (tmp, config) = c.env_with(aws, &format!("aws:{name}"), &stores);

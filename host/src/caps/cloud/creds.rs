@@ -322,10 +322,19 @@ fn sts_credentials(xml: &str, what: &str) -> Result<(Credentials, SystemTime), S
             .filter(|t| !t.is_empty())
             .ok_or_else(|| format!("{what}: the answer's Credentials lack {name}"))
     };
+    temporary(field, "SessionToken", what)
+}
+
+/// Temporary credentials from an answer's `field`s (`token`: the session token's name).
+fn temporary<'a>(
+    field: impl Fn(&str) -> Result<&'a str, String>,
+    token: &str,
+    what: &str,
+) -> Result<(Credentials, SystemTime), String> {
     let creds = Credentials {
         access_key_id: check_key_id(field("AccessKeyId")?, "AccessKeyId")?,
         secret: Secret::new(field("SecretAccessKey")?.as_bytes().to_vec()),
-        session_token: Some(Secret::new(field("SessionToken")?.as_bytes().to_vec())),
+        session_token: Some(Secret::new(field(token)?.as_bytes().to_vec())),
     };
     Ok((creds, expiration(field("Expiration")?, what)?))
 }
@@ -464,12 +473,7 @@ async fn instance_metadata(endpoint: &reqwest::Url) -> Result<(Credentials, Syst
             .filter(|v| !v.is_empty())
             .ok_or_else(|| format!("{what}: the credentials of role {role} lack {name}"))
     };
-    let creds = Credentials {
-        access_key_id: check_key_id(field("AccessKeyId")?, "AccessKeyId")?,
-        secret: Secret::new(field("SecretAccessKey")?.as_bytes().to_vec()),
-        session_token: Some(Secret::new(field("Token")?.as_bytes().to_vec())),
-    };
-    Ok((creds, expiration(field("Expiration")?, &what)?))
+    temporary(field, "Token", &what)
 }
 
 fn check_key_id(id: &str, what: &str) -> Result<String, String> {
