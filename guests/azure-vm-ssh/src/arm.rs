@@ -167,6 +167,14 @@ pub fn primary_nic(vm: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The address of public IP resource `id` (`None` while unallocated or gone).
+pub fn public_address(id: String, version: &str) -> Result<Option<String>, Error> {
+    Ok(get_all(&[at(id, version)])?
+        .pop()
+        .flatten()
+        .and_then(|p| p["properties"]["ipAddress"].as_str().map(str::to_string)))
+}
+
 /// The primary IP configuration's private address (a prefix `a.b.c.d/28` loses its length)
 /// and its public address id.
 pub fn nic_addresses(nic: &Value) -> (Option<String>, Option<String>) {

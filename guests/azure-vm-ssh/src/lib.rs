@@ -367,10 +367,7 @@ fn find(config: &Config, id: &str) -> Result<Place, Error> {
             if public {
                 let pip_id = public_id
                     .ok_or_else(|| invalid_request(format!("VM {id} has no public IP address")))?;
-                arm::get_all(&[at(pip_id, NETWORK)])?
-                    .pop()
-                    .flatten()
-                    .and_then(|p| p["properties"]["ipAddress"].as_str().map(str::to_string))
+                arm::public_address(pip_id, NETWORK)?
             } else {
                 private
             }
@@ -401,10 +398,7 @@ fn find(config: &Config, id: &str) -> Result<Place, Error> {
                 let pip_id = public_id
                     .filter(|p| VmId::is_scale_set_vm_pip(p, id))
                     .ok_or_else(|| invalid_request(format!("VM {id} has no public IP address")))?;
-                arm::get_all(&[at(pip_id, VMSS_NETWORK)])?
-                    .pop()
-                    .flatten()
-                    .and_then(|p| p["properties"]["ipAddress"].as_str().map(str::to_string))
+                arm::public_address(pip_id, VMSS_NETWORK)?
             } else {
                 private
             }
