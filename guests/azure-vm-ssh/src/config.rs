@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP};
+use latch_guest_sdk::linux::access;
 use latch_guest_sdk::{Error, invalid_config, names};
 use serde::Deserialize;
 
@@ -23,18 +23,12 @@ pub struct Config {
     pub user: String,
     #[serde(default = "default_port")]
     pub port: u16,
-    #[serde(default = "default_groups")]
-    pub user_groups: Vec<String>,
-    #[serde(default = "default_shell")]
-    pub login_shell: String,
-    #[serde(default)]
-    pub user_key_name: Option<String>,
-    #[serde(default)]
-    pub credential_rotation_days: Option<u32>,
-    #[serde(default)]
-    pub user_cleanup_days: Option<u32>,
-    #[serde(default)]
-    pub custom_access_details: Option<String>,
+    /// The account settings every Linux integration shares (`user_groups`, `login_shell`,
+    /// `user_key_name`, `credential_rotation_days`, `user_cleanup_days`,
+    /// `custom_access_details`): keys of the same config, split off by
+    /// [`access::parse_config`].
+    #[serde(skip)]
+    pub account: access::Settings,
 }
 
 fn yes() -> bool {
@@ -48,12 +42,6 @@ fn default_user() -> String {
 }
 fn default_port() -> u16 {
     22
-}
-fn default_groups() -> Vec<String> {
-    vec![DEFAULT_GROUP.to_string()]
-}
-fn default_shell() -> String {
-    "/bin/bash".into()
 }
 
 /// A subscription id: a GUID.
@@ -78,7 +66,8 @@ pub fn is_name(s: &str) -> bool {
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
-        let c: Config = latch_guest_sdk::config::parse(json)?;
+        let (mut c, account) = access::parse_config::<Config>(json)?;
+        c.account = account;
         if c.subscriptions.is_empty() || c.subscriptions.len() > 32 {
             return Err(invalid_config("subscriptions: name 1 to 32 subscriptions"));
         }
@@ -122,20 +111,7 @@ impl Config {
                 c.user
             )));
         }
-        c.settings().check()?;
         Ok(c)
-    }
-
-    /// The account settings every Linux integration shares.
-    pub fn settings(&self) -> access::Settings<'_> {
-        access::Settings {
-            user_groups: &self.user_groups,
-            login_shell: &self.login_shell,
-            user_key_name: self.user_key_name.as_deref(),
-            credential_rotation_days: self.credential_rotation_days,
-            user_cleanup_days: self.user_cleanup_days,
-            custom_access_details: self.custom_access_details.as_deref(),
-        }
     }
 
     /// Is `group` of `subscription` one this integration looks in?

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP};
+use latch_guest_sdk::linux::access;
 use latch_guest_sdk::{Error, invalid_config, names};
 use serde::Deserialize;
 
@@ -22,18 +22,12 @@ pub struct Config {
     pub user: String,
     #[serde(default = "default_port")]
     pub port: u16,
-    #[serde(default = "default_groups")]
-    pub user_groups: Vec<String>,
-    #[serde(default = "default_shell")]
-    pub login_shell: String,
-    #[serde(default)]
-    pub user_key_name: Option<String>,
-    #[serde(default)]
-    pub credential_rotation_days: Option<u32>,
-    #[serde(default)]
-    pub user_cleanup_days: Option<u32>,
-    #[serde(default)]
-    pub custom_access_details: Option<String>,
+    /// The account settings every Linux integration shares (`user_groups`, `login_shell`,
+    /// `user_key_name`, `credential_rotation_days`, `user_cleanup_days`,
+    /// `custom_access_details`): keys of the same config, split off by
+    /// [`access::parse_config`].
+    #[serde(skip)]
+    pub account: access::Settings,
 }
 
 /// `regions`: a list, or `"all"`.
@@ -64,12 +58,6 @@ fn default_user() -> String {
 fn default_port() -> u16 {
     22
 }
-fn default_groups() -> Vec<String> {
-    vec![DEFAULT_GROUP.to_string()]
-}
-fn default_shell() -> String {
-    "/bin/bash".into()
-}
 
 /// Most tag filters (EC2 takes 50 filters a call).
 pub const MAX_TAGS: usize = 40;
@@ -92,7 +80,8 @@ fn is_tag_text(s: &str, max: usize) -> bool {
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
-        let c: Config = latch_guest_sdk::config::parse(json)?;
+        let (mut c, account) = access::parse_config::<Config>(json)?;
+        c.account = account;
         match &c.regions {
             Regions::All(s) if s == "all" => {}
             Regions::All(s) => {
@@ -142,7 +131,6 @@ impl Config {
                 c.user
             )));
         }
-        c.settings().check()?;
         Ok(c)
     }
 
@@ -159,18 +147,6 @@ impl Config {
                     "address {other:?}: use private_ip, public_ip or tag:KEY"
                 ))),
             },
-        }
-    }
-
-    /// The account settings every Linux integration shares.
-    pub fn settings(&self) -> access::Settings<'_> {
-        access::Settings {
-            user_groups: &self.user_groups,
-            login_shell: &self.login_shell,
-            user_key_name: self.user_key_name.as_deref(),
-            credential_rotation_days: self.credential_rotation_days,
-            user_cleanup_days: self.user_cleanup_days,
-            custom_access_details: self.custom_access_details.as_deref(),
         }
     }
 }

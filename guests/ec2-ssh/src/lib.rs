@@ -43,9 +43,9 @@ impl Integration for Ec2Ssh {
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
         Ok(Lifecycle {
-            cleanup_after_days: config.user_cleanup_days,
-            rotate_after_days: config.credential_rotation_days,
-            service_key_secret: config.user_key_name.clone(),
+            cleanup_after_days: config.account.user_cleanup_days,
+            rotate_after_days: config.account.credential_rotation_days,
+            service_key_secret: config.account.user_key_name.clone(),
             service_user: Some(config.user.clone()),
             default_permission: DEFAULT_GROUP.into(),
         })
@@ -94,7 +94,7 @@ impl Integration for Ec2Ssh {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        access::grant_found(&config.settings(), &request, || {
+        access::grant_found(&config.account, &request, || {
             Ok(find(&config, &request.resource_id)?.0)
         })
     }
@@ -253,6 +253,7 @@ fn resource(config: &Config, region: &str, instance: &Instance, address: &Addres
     let mut permissions = vec![DEFAULT_GROUP.to_string()];
     permissions.extend(
         config
+            .account
             .user_groups
             .iter()
             .filter(|g| *g != DEFAULT_GROUP)

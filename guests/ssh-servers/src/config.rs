@@ -6,7 +6,6 @@ use latch_guest_sdk::{Error, Target, invalid_config, invalid_request, names};
 use serde::Deserialize;
 
 use latch_guest_sdk::linux::access;
-pub use latch_guest_sdk::linux::access::DEFAULT_GROUP;
 
 /// `config` of an `ssh-servers` integration.
 ///
@@ -17,19 +16,12 @@ pub use latch_guest_sdk::linux::access::DEFAULT_GROUP;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub servers: Vec<Server>,
-    #[serde(default = "default_groups")]
-    pub user_groups: Vec<String>,
-    #[serde(default = "default_shell")]
-    pub login_shell: String,
-    /// The secret holding the service key (overrides `[integration.ssh] key_secret`).
-    #[serde(default)]
-    pub user_key_name: Option<String>,
-    #[serde(default)]
-    pub credential_rotation_days: Option<u32>,
-    #[serde(default)]
-    pub user_cleanup_days: Option<u32>,
-    #[serde(default)]
-    pub custom_access_details: Option<String>,
+    /// The account settings every Linux integration shares (`user_groups`, `login_shell`,
+    /// `user_key_name`, `credential_rotation_days`, `user_cleanup_days`,
+    /// `custom_access_details`): keys of the same config, split off by
+    /// [`access::parse_config`].
+    #[serde(skip)]
+    pub account: access::Settings,
 }
 
 /// One server of the `servers` list.
@@ -46,12 +38,6 @@ pub struct Server {
     pub tags: BTreeMap<String, String>,
 }
 
-fn default_groups() -> Vec<String> {
-    vec![DEFAULT_GROUP.to_string()]
-}
-fn default_shell() -> String {
-    "/bin/bash".to_string()
-}
 fn default_user() -> String {
     "apono".to_string()
 }
@@ -89,7 +75,8 @@ fn is_host(s: &str) -> bool {
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
-        let c: Config = latch_guest_sdk::config::parse(json)?;
+        let (mut c, account) = access::parse_config::<Config>(json)?;
+        c.account = account;
         if c.servers.is_empty() {
             return Err(invalid_config("servers: at least one server is needed"));
         }
@@ -125,7 +112,6 @@ impl Config {
                 )));
             }
         }
-        c.settings().check()?;
         Ok(c)
     }
 
@@ -139,17 +125,5 @@ impl Config {
                 known.join(", ")
             ))
         })
-    }
-
-    /// The account settings every Linux integration shares.
-    pub fn settings(&self) -> access::Settings<'_> {
-        access::Settings {
-            user_groups: &self.user_groups,
-            login_shell: &self.login_shell,
-            user_key_name: self.user_key_name.as_deref(),
-            credential_rotation_days: self.credential_rotation_days,
-            user_cleanup_days: self.user_cleanup_days,
-            custom_access_details: self.custom_access_details.as_deref(),
-        }
     }
 }

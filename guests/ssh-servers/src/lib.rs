@@ -45,9 +45,9 @@ impl Integration for SshServers {
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
         Ok(Lifecycle {
-            cleanup_after_days: config.user_cleanup_days,
-            rotate_after_days: config.credential_rotation_days,
-            service_key_secret: config.user_key_name.clone(),
+            cleanup_after_days: config.account.user_cleanup_days,
+            rotate_after_days: config.account.credential_rotation_days,
+            service_key_secret: config.account.user_key_name.clone(),
             // Each server names its own service user in its targets.
             service_user: None,
             default_permission: DEFAULT_GROUP.into(),
@@ -76,7 +76,7 @@ impl Integration for SshServers {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        access::grant_found(&config.settings(), &request, || {
+        access::grant_found(&config.account, &request, || {
             Ok(place(config.server(&request.resource_id)?))
         })
     }
@@ -130,7 +130,12 @@ fn place(server: &Server) -> Place {
 fn resource(config: &Config, server: &Server) -> Resource {
     let mut permissions = vec![DEFAULT_GROUP.to_string()];
     let t = server.target();
-    for group in config.user_groups.iter().filter(|g| *g != DEFAULT_GROUP) {
+    for group in config
+        .account
+        .user_groups
+        .iter()
+        .filter(|g| *g != DEFAULT_GROUP)
+    {
         match linux::group_exists(&t, group) {
             Ok(true) => permissions.push(group.clone()),
             Ok(false) => {}

@@ -315,19 +315,90 @@ pub fn access_details(
 pub const MAX_CUSTOM_DETAILS: usize = 400;
 
 /// The account settings every Linux integration has, as the product we mirror names them.
-pub struct Settings<'a> {
+/// A guest's config holds them beside its own fields; [`parse_config`] splits the two.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
     /// `user_groups`: the permissions offered (`Default` = no extra group).
-    pub user_groups: &'a [String],
+    #[serde(default = "default_groups")]
+    pub user_groups: Vec<String>,
     /// `login_shell`.
-    pub login_shell: &'a str,
-    /// `user_key_name`: the secret holding the service key.
-    pub user_key_name: Option<&'a str>,
+    #[serde(default = "default_shell")]
+    pub login_shell: String,
+    /// `user_key_name`: the secret holding the service key (overrides the host's
+    /// `key_secret`; the host learns it from `validate`'s lifecycle).
+    #[serde(default)]
+    pub user_key_name: Option<String>,
     /// `credential_rotation_days`.
+    #[serde(default)]
     pub credential_rotation_days: Option<u32>,
     /// `user_cleanup_days`.
+    #[serde(default)]
     pub user_cleanup_days: Option<u32>,
     /// `custom_access_details`.
-    pub custom_access_details: Option<&'a str>,
+    #[serde(default)]
+    pub custom_access_details: Option<String>,
+}
+
+fn default_groups() -> Vec<String> {
+    vec![DEFAULT_GROUP.to_string()]
+}
+fn default_shell() -> String {
+    "/bin/bash".to_string()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            user_groups: default_groups(),
+            login_shell: default_shell(),
+            user_key_name: None,
+            credential_rotation_days: None,
+            user_cleanup_days: None,
+            custom_access_details: None,
+        }
+    }
+}
+
+/// The config keys that are [`Settings`].
+pub const SETTINGS_FIELDS: &[&str] = &[
+    "user_groups",
+    "login_shell",
+    "user_key_name",
+    "credential_rotation_days",
+    "user_cleanup_days",
+    "custom_access_details",
+];
+
+/// Parse a Linux integration's `config`: the [`SETTINGS_FIELDS`] into [`Settings`] (checked),
+/// every other key into the guest's own `T`. Both refuse unknown fields, so a typo stays an
+/// error; errors name the field. (serde's `flatten` would lose `deny_unknown_fields`.)
+pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<(T, Settings), Error> {
+    use crate::invalid_config;
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| invalid_config(format!("the config is not JSON: {e}")))?;
+    let serde_json::Value::Object(mut own) = value else {
+        return Err(invalid_config("the config must be a JSON object"));
+    };
+    let mut shared = serde_json::Map::new();
+    for key in SETTINGS_FIELDS {
+        if let Some(v) = own.remove(*key) {
+            shared.insert(key.to_string(), v);
+        }
+    }
+    let text = |m: serde_json::Map<String, serde_json::Value>| {
+        serde_json::to_string(&serde_json::Value::Object(m)).expect("JSON values serialize")
+    };
+    let settings: Settings = crate::config::parse(&text(shared))?;
+    let own: T = crate::config::parse(&text(own)).map_err(|e| match e {
+        Error::InvalidConfig(m) if m.contains("unknown field") => invalid_config(format!(
+            "{m}, or one of the account settings {}",
+            SETTINGS_FIELDS.join(", ")
+        )),
+        e => e,
+    })?;
+    settings.check()?;
+    Ok((own, settings))
 }
 
 fn is_shell(s: &str) -> bool {
@@ -338,7 +409,7 @@ fn is_shell(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
 }
 
-impl Settings<'_> {
+impl Settings {
     /// Check them; every error names the field.
     pub fn check(&self) -> Result<(), Error> {
         use crate::invalid_config;
@@ -349,7 +420,7 @@ impl Settings<'_> {
                 )));
             }
         }
-        if !is_shell(self.login_shell) {
+        if !is_shell(&self.login_shell) {
             return Err(invalid_config(format!(
                 "login_shell {:?} must be an absolute path of [A-Za-z0-9/._-]",
                 self.login_shell
@@ -369,7 +440,7 @@ impl Settings<'_> {
                 "user_cleanup_days must be 0 to 3650, not {days}"
             )));
         }
-        if let Some(name) = self.user_key_name {
+        if let Some(name) = &self.user_key_name {
             let plain = !name.is_empty()
                 && name.len() <= 128
                 && !name.starts_with('.')
@@ -383,7 +454,7 @@ impl Settings<'_> {
                 )));
             }
         }
-        if let Some(d) = self.custom_access_details
+        if let Some(d) = &self.custom_access_details
             && d.chars().count() > MAX_CUSTOM_DETAILS
         {
             return Err(invalid_config(format!(
@@ -413,7 +484,7 @@ impl Settings<'_> {
 /// grant id checked, then the server `find` locates (it may ask a cloud API), then
 /// [`grant`], then the access details and the state to keep.
 pub fn grant_found(
-    settings: &Settings<'_>,
+    settings: &Settings,
     request: &GrantRequest,
     find: impl FnOnce() -> Result<Place, Error>,
 ) -> Result<crate::Granted, Error> {
@@ -421,14 +492,14 @@ pub fn grant_found(
     let group = group_of(settings.permission(&request.permission)?)?;
     check_grant_id(&request.grant_id)?;
     let at = find()?;
-    let (certificate, state) = grant(&at, &user, group, settings.login_shell, request)?;
+    let (certificate, state) = grant(&at, &user, group, &settings.login_shell, request)?;
     Ok(crate::Granted {
         access: access_details(
             &at.target.host,
             at.target.port,
             &user,
             certificate,
-            settings.custom_access_details,
+            settings.custom_access_details.as_deref(),
         ),
         state: serde_json::to_string(&state).map_err(|e| Error::Failed(e.to_string()))?,
     })
@@ -477,4 +548,49 @@ pub fn cleanup_found(
         None => find()?,
     };
     cleanup(&at, user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Own {
+        servers: Vec<String>,
+    }
+
+    fn err(json: &str) -> String {
+        match parse_config::<Own>(json).unwrap_err() {
+            Error::InvalidConfig(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_config_is_split_between_the_guest_and_the_shared_settings() {
+        let (own, s) = parse_config::<Own>(
+            r#"{"servers":["a"],"user_groups":["Default","dev"],"user_cleanup_days":7}"#,
+        )
+        .unwrap();
+        assert_eq!(own.servers, ["a"]);
+        assert_eq!(s.user_groups, ["Default", "dev"]);
+        assert_eq!(s.login_shell, "/bin/bash");
+        assert_eq!(s.user_cleanup_days, Some(7));
+        let (_, s) = parse_config::<Own>(r#"{"servers":[]}"#).unwrap();
+        assert_eq!(s.user_groups, [DEFAULT_GROUP]);
+
+        // A typo of either half is still an error, and names both halves' fields.
+        let e = err(r#"{"servers":[],"user_grops":["dev"]}"#);
+        assert!(
+            e.contains("user_grops") && e.contains("servers") && e.contains("user_groups"),
+            "{e}"
+        );
+        let e = err(r#"{"servers":[],"user_groups":[5]}"#);
+        assert!(e.starts_with("user_groups[0]"), "{e}");
+        let e = err(r#"{"servers":[],"login_shell":"bash"}"#);
+        assert!(e.contains("login_shell"), "{e}");
+        assert!(err(r#"["servers"]"#).contains("JSON object"));
+        assert!(err("{").contains("not JSON"));
+    }
 }
