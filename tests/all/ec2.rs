@@ -312,6 +312,34 @@ fn a_key_moto_refuses_is_reported_and_nothing_changes() {
     assert_eq!(c.snapshots(), before, "a host changed");
 }
 
+/// `regions = "all"`: DescribeRegions, then every enabled region of the partition at once
+/// (moto lists 30-odd; its China and GovCloud ones refuse this key and are left out).
+#[test]
+fn all_regions_are_searched_when_the_config_says_all() {
+    let _one = serial();
+    let c = cloud();
+    let (_tmp, config) = c.env(
+        "read = [\"ec2:DescribeInstances\", \"ec2:DescribeRegions\"]\nregions = [\"*\"]\n\
+         profile = \"moto\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listed_regions = "regions = [\"us-east-1\", \"eu-west-1\"]\ntags";
+    assert!(text.contains(listed_regions));
+    std::fs::write(
+        &config,
+        text.replace(listed_regions, "regions = \"all\"\ntags"),
+    )
+    .unwrap();
+    let listed = resources(&config, &[]).unwrap();
+    for name in ["web-1", "web-2"] {
+        assert!(listed.contains(c.id(name)), "{name}: {listed}");
+    }
+    assert!(listed.contains("eu-west-1") && listed.contains("us-east-1"));
+    let granted = grant(&config, c.id("web-2"), "gina.ec2@example.com").unwrap();
+    assert_eq!(granted["host"], "127.0.14.3");
+    revoke(&config, &granted, &[]);
+}
+
 #[test]
 fn instances_outside_the_filters_and_hostile_ids_reach_no_server() {
     let _one = serial();
