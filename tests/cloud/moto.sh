@@ -34,7 +34,11 @@ up)
     ;;
 down)
     if [[ -f "$dir/moto.pid" ]]; then
-        kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
+        pid="$(cat "$dir/moto.pid")"
+        kill "$pid" 2>/dev/null || true
+        # Gone before the port is asked for again (moto takes a second or two to exit).
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
         rm -f "$dir/moto.pid"
     fi
     ;;

@@ -30,7 +30,11 @@ up)
     ;;
 down)
     if [[ -f "$dir/bao.pid" ]]; then
-        kill "$(cat "$dir/bao.pid")" 2>/dev/null || true
+        pid="$(cat "$dir/bao.pid")"
+        kill "$pid" 2>/dev/null || true
+        # Gone before the port is asked for again (moto takes a second or two to exit).
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
         rm -f "$dir/bao.pid"
     fi
     ;;
