@@ -17,8 +17,9 @@
 //!
 //! Keys from the environment and the file are read at each call (a rotated key is used at
 //! once). Temporary credentials (2 and 4) are kept in memory ([`super::memo`]) until 5
-//! minutes before they expire, one fetch at a time per source, never written anywhere. Every value is held in a [`Secret`] and never printed: errors name the source,
-//! never a token or key.
+//! minutes before they expire, one fetch at a time per source, never written anywhere.
+//! Every value is held in a [`Secret`] and never printed: errors name the source, never a
+//! token or key.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
