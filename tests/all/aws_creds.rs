@@ -1,6 +1,7 @@
 //! The AWS credentials chain's keyless links, end to end: **web identity** (a token file and
-//! a role, exchanged by STS `AssumeRoleWithWebIdentity`, as EKS pods get theirs) and
-//! **instance metadata, IMDSv2** (as an EC2 instance gets its role's). Both are served by
+//! a role, exchanged by STS `AssumeRoleWithWebIdentity`, as EKS pods get theirs),
+//! **container credentials** (as ECS tasks and EKS Pod Identity get theirs) and **instance
+//! metadata, IMDSv2** (as an EC2 instance gets its role's). Both are served by
 //! `tests/cloud/aws_identity_peer.py`, which checks what AWS checks first (the token, the
 //! role, an unsigned call; IMDSv2's session token) and hands out **moto's** own temporary
 //! credentials for the role `latch-connector`: moto then checks their signature, session
@@ -28,11 +29,13 @@ fn identity() -> &'static PathBuf {
         std::fs::create_dir_all(&dir).unwrap();
         let token = format!("eyJhbGciOiJSUzI1NiJ9.{}", rand_hex());
         std::fs::write(dir.join("token"), &token).unwrap();
+        std::fs::write(dir.join("container-token"), rand_hex()).unwrap();
         let fixture = serde_json::json!({
             "moto": endpoint(),
             "credentials": c.moto.join("credentials"),
             "role_arn": ROLE,
             "token_file": dir.join("token"),
+            "container_token_file": dir.join("container-token"),
         });
         std::fs::write(dir.join("fixture.json"), fixture.to_string()).unwrap();
         run(
@@ -256,5 +259,56 @@ fn instance_metadata_v2_credentials_sign_ec2_and_secrets_manager() {
         err.contains("no AWS credentials") && err.contains("AWS_EC2_METADATA_DISABLED"),
         "{err}"
     );
+    assert_eq!(c.snapshots(), before, "a host changed");
+}
+
+#[test]
+fn container_credentials_come_with_the_agents_token() {
+    let _one = serial();
+    let c = cloud();
+    let dir = identity();
+    let (_tmp, config) = c.env_with(AWS, "fleet-key", "");
+    let url = format!("{}/v1/credentials", peer_url());
+    let good = dir.join("container-token");
+    let env = |token: &std::path::Path| {
+        vec![
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.clone()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token.to_str().unwrap().to_string(),
+            ),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_string()),
+        ]
+    };
+    let run = |v: Vec<(&'static str, String)>| {
+        let pairs: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        resources(&config, &pairs)
+    };
+
+    let from = log_len();
+    let listed = run(env(&good)).unwrap();
+    assert!(listed.contains(c.id("web-1")), "{listed}");
+    assert_eq!(
+        log_since(from),
+        ["CONTAINER credentials"],
+        "one fetch for two regions"
+    );
+
+    // Another token: refused by the agent, the token quoted nowhere, no host reached.
+    let before = c.snapshots();
+    let wrong = dir.join("wrong-container-token");
+    let secret = rand_hex();
+    std::fs::write(&wrong, &secret).unwrap();
+    let err = run(env(&wrong)).unwrap_err();
+    assert!(
+        err.contains("container credentials") && err.contains("HTTP 401"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret), "the token leaked: {err}");
+    // Plain http to anything but the agents or loopback is refused before sending.
+    let mut far = env(&good);
+    far[0].1 = "http://creds.example.com/v1/credentials".into();
+    let err = run(far).unwrap_err();
+    assert!(err.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "{err}");
     assert_eq!(c.snapshots(), before, "a host changed");
 }

@@ -27,10 +27,18 @@ two links of the standard credentials chain that moto does not serve as AWS does
   and .../instance-metadata-security-credentials.html ("Retrieve security credentials from
   instance metadata").
 
+* **A container credentials endpoint** (the ECS agent at 169.254.170.2, the EKS Pod Identity
+  agent at 169.254.170.23): `GET /v1/credentials` with the `Authorization` header the agent
+  gave the container (here: the content of the fixture's `container_token_file`; else 401),
+  answering JSON AccessKeyId, SecretAccessKey, Token, AccountId, Expiration — moto's
+  credentials for the role again. Shape:
+  https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html and
+  https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html
+
   python3 aws_identity_peer.py serve PORT FIXTURE LOG
 
 FIXTURE (JSON, read at each request): {"moto": URL, "credentials": moto's shared
-credentials file, "role_arn": ARN, "token_file": PATH}. LOG gets one line per request.
+credentials file, "role_arn": ARN, "token_file": PATH, "container_token_file": PATH}. LOG gets one line per request.
 """
 
 import configparser
@@ -169,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, "text/plain", token.encode())
 
     def do_GET(self):
+        if self.path == "/v1/credentials":
+            return self.container()
         token = self.headers.get("X-aws-ec2-metadata-token")
         if token is None or TOKENS.get(token, 0) < time.monotonic():
             self.note("IMDS GET %s refused: %s" % (self.path, "no token" if token is None else "bad token"))
@@ -185,6 +195,24 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, "text/plain", body)
         self.note("IMDS GET %s: 404" % self.path)
         self.answer(404, "text/plain", b"Not Found")
+
+
+    def container(self):
+        fx = fixture(self.fixture_path)
+        with open(fx["container_token_file"]) as f:
+            expected = f.read().strip()
+        if not expected or self.headers.get("Authorization") != expected:
+            self.note("CONTAINER refused: %s" % ("no token" if self.headers.get("Authorization") is None
+                                                 else "bad token"))
+            body = json.dumps({"code": "AccessDeniedException",
+                               "message": "the authorization token is not valid"}).encode()
+            return self.answer(401, "application/json", body)
+        c = instance_credentials(fx)
+        self.note("CONTAINER credentials")
+        body = json.dumps({"AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
+                           "Token": c["Token"], "AccountId": "123456789012",
+                           "Expiration": c["Expiration"]}).encode()
+        self.answer(200, "application/json", body)
 
 
 def main():

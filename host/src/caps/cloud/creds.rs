@@ -7,7 +7,10 @@
 //!    credentials;
 //! 3. the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`),
 //!    profile `AWS_PROFILE`, else `default`;
-//! 4. **instance metadata, IMDSv2 only**: a session token (`PUT /latest/api/token`), then the
+//! 4. **container credentials** (ECS tasks, EKS Pod Identity):
+//!    `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `_FULL_URI`, with the authorization token
+//!    of `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` / `_TOKEN`;
+//! 5. **instance metadata, IMDSv2 only**: a session token (`PUT /latest/api/token`), then the
 //!    instance role's credentials. `AWS_EC2_METADATA_DISABLED=true` skips it;
 //!    `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it (plain http to 169.254.169.254,
 //!    `[fd00:ec2::254]` or a loopback address only). IMDSv1 (no session token) is never used.
@@ -16,7 +19,7 @@
 //! a connector told which key to use never silently takes another.
 //!
 //! Keys from the environment and the file are read at each call (a rotated key is used at
-//! once). Temporary credentials (2 and 4) are kept in memory ([`super::memo`]) until 5
+//! once). Temporary credentials (2, 4 and 5) are kept in memory ([`super::memo`]) until 5
 //! minutes before they expire, one fetch at a time per source, never written anywhere.
 //! Every value is held in a [`Secret`] and never printed: errors name the source, never a
 //! token or key.
@@ -87,9 +90,12 @@ pub async fn resolve(
         }
         None => {}
     }
+    if let Some(url) = container_endpoint()? {
+        return cached(format!("container {url}"), || container(client, &url)).await;
+    }
     let nothing = "no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID, \
-                   AWS_WEB_IDENTITY_TOKEN_FILE), no profile \"default\" in the shared \
-                   credentials file";
+                   AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*), no profile \
+                   \"default\" in the shared credentials file";
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(format!(
             "{nothing}, and instance metadata is off (AWS_EC2_METADATA_DISABLED)"
@@ -338,6 +344,143 @@ fn temporary<'a>(
         session_token: Some(Secret::new(field(token)?.as_bytes().to_vec())),
     };
     Ok((creds, expiration(field("Expiration")?, what)?))
+}
+
+/// The container credentials endpoint, if the environment names one (ECS tasks, EKS Pod
+/// Identity): `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` (under `http://169.254.170.2`), else
+/// `AWS_CONTAINER_CREDENTIALS_FULL_URI` — https anywhere, plain http only to loopback or the
+/// ECS / EKS link-local agents (169.254.170.2, 169.254.170.23, `[fd00:ec2::23]`), as the
+/// SDKs allow.
+fn container_endpoint() -> Result<Option<reqwest::Url>, String> {
+    parse_container_endpoint(
+        std::env::var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").ok(),
+        std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI").ok(),
+    )
+}
+
+fn parse_container_endpoint(
+    relative: Option<String>,
+    full: Option<String>,
+) -> Result<Option<reqwest::Url>, String> {
+    let bad = |var: &str| {
+        format!(
+            "{var}: use https://…, or http:// to 169.254.170.2, 169.254.170.23, \
+             [fd00:ec2::23] or a loopback address, with no user or password"
+        )
+    };
+    let (var, text) = match (relative, full) {
+        (Some(rel), _) if !rel.is_empty() => {
+            if !rel.starts_with('/') || rel.starts_with("//") {
+                return Err("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path".into());
+            }
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                format!("http://169.254.170.2{rel}"),
+            )
+        }
+        (_, Some(full)) if !full.is_empty() => ("AWS_CONTAINER_CREDENTIALS_FULL_URI", full),
+        _ => return Ok(None),
+    };
+    let url = reqwest::Url::parse(&text).map_err(|_| bad(var))?;
+    let agent = match url.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback()
+                || ip == std::net::Ipv4Addr::new(169, 254, 170, 2)
+                || ip == std::net::Ipv4Addr::new(169, 254, 170, 23)
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)
+        }
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    let ok = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => agent,
+        _ => false,
+    };
+    if !ok || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(var));
+    }
+    Ok(Some(url))
+}
+
+/// The container's credentials: a GET with the authorization token the agent gave the
+/// container (`AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, read at each fetch as EKS rotates
+/// it, else `AWS_CONTAINER_AUTHORIZATION_TOKEN`). Retried as every AWS call is.
+async fn container(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<(Credentials, SystemTime), String> {
+    let what = format!("container credentials at {url}");
+    let token = match std::env::var_os("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+        Some(file) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(&file).map_err(|e| {
+                format!(
+                    "{what}: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {e}",
+                    std::path::Path::new(&file).display()
+                )
+            })?,
+        )),
+        None => std::env::var("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+            .ok()
+            .map(zeroize::Zeroizing::new),
+    };
+    let token = token.as_ref().map(|t| t.trim().to_string());
+    if token
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.len() > 8192 || t.bytes().any(|b| b.is_ascii_control()))
+    {
+        return Err(format!(
+            "{what}: the authorization token is empty, too long or has control characters"
+        ));
+    }
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut request = client.get(url.clone());
+        if let Some(t) = &token {
+            request = request.header("authorization", t.as_str());
+        }
+        let outcome = match request.send().await {
+            Ok(response) => read(response).await,
+            Err(e) => Err(Failure::Transport(transport_error(&e))),
+        };
+        let failure = match outcome {
+            Ok(body) => {
+                let body = zeroize::Zeroizing::new(body);
+                let json: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|_| format!("{what}: the answer is not JSON"))?;
+                let field = |name: &str| {
+                    json[name]
+                        .as_str()
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| format!("{what}: the answer lacks {name}"))
+                };
+                return temporary(field, "Token", &what);
+            }
+            Err(failure) => failure,
+        };
+        if let Some(wait) = failure.retry_after(attempt, started) {
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let redact = |s: String| match &token {
+            Some(t) => s.replace(t.as_str(), "[redacted]"),
+            None => s,
+        };
+        return Err(redact(match failure {
+            Failure::Answer {
+                status,
+                code,
+                message,
+                ..
+            } => format!("{what}: HTTP {status} {code}: {message}"),
+            Failure::Transport(e) => format!("{what}: no answer: {e}"),
+            Failure::TooBig => format!("{what}: the answer is too large"),
+        }));
+    }
 }
 
 /// The instance metadata service's address: `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else by
@@ -648,5 +791,41 @@ mod tests {
         ] {
             assert!(check_role_arn(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn container_endpoints_are_the_agents_or_https() {
+        let full = |u: &str| parse_container_endpoint(None, Some(u.to_string()));
+        for ok in [
+            "http://169.254.170.23/v1/credentials",
+            "http://169.254.170.2/v2/credentials/abc",
+            "http://[fd00:ec2::23]/v1/credentials",
+            "http://127.0.0.1:45200/v1/credentials",
+            "https://creds.internal.example.com/role",
+        ] {
+            assert!(full(ok).unwrap().is_some(), "{ok}");
+        }
+        for bad in [
+            "http://creds.example.com/v1",
+            "http://169.254.169.254/latest",
+            "http://u:p@127.0.0.1/x",
+            "file:///etc/passwd",
+            "ftp://127.0.0.1/",
+        ] {
+            assert!(full(bad).is_err(), "{bad}");
+        }
+        let rel = |r: &str| parse_container_endpoint(Some(r.to_string()), None);
+        assert_eq!(
+            rel("/v2/credentials/1234").unwrap().unwrap().as_str(),
+            "http://169.254.170.2/v2/credentials/1234"
+        );
+        for bad in [
+            "v2/credentials",
+            "//evil.example.com/x",
+            "@evil.example.com/x",
+        ] {
+            assert!(rel(bad).is_err(), "{bad}");
+        }
+        assert!(parse_container_endpoint(None, None).unwrap().is_none());
     }
 }
