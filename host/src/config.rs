@@ -216,6 +216,10 @@ struct StoreSection {
     mount: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    auth: Option<String>,
+    auth_mount: Option<String>,
+    role_id: Option<String>,
+    secret_id_secret: Option<String>,
     region: Option<String>,
     endpoint: Option<String>,
     profile: Option<String>,
@@ -262,6 +266,10 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
         ("mount", s.mount.is_some()),
         ("token_env", s.token_env.is_some()),
         ("token_file", s.token_file.is_some()),
+        ("auth", s.auth.is_some()),
+        ("auth_mount", s.auth_mount.is_some()),
+        ("role_id", s.role_id.is_some()),
+        ("secret_id_secret", s.secret_id_secret.is_some()),
         ("region", s.region.is_some()),
         ("endpoint", s.endpoint.is_some()),
         ("profile", s.profile.is_some()),
@@ -279,7 +287,16 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
         ("metadata_endpoint", s.metadata_endpoint.is_some()),
     ];
     let allowed: &[&str] = match s.kind.as_str() {
-        "vault-kv2" => &["address", "mount", "token_env", "token_file"],
+        "vault-kv2" => &[
+            "address",
+            "mount",
+            "auth",
+            "token_env",
+            "token_file",
+            "auth_mount",
+            "role_id",
+            "secret_id_secret",
+        ],
         "aws-secrets-manager" => &["region", "endpoint", "profile"],
         "azure-key-vault" => &[
             "vault",
@@ -332,14 +349,62 @@ fn check_store(name: &str, s: StoreSection, base: &Path) -> anyhow::Result<secre
             secrets::remote::check_path(&mount)
                 .map_err(anyhow::Error::msg)
                 .context("mount")?;
-            if s.token_env.is_some() && s.token_file.is_some() {
-                bail!("set token_env or token_file, not both");
-            }
+            let auth = match s.auth.as_deref().unwrap_or("token") {
+                "token" => {
+                    for (field, set) in [
+                        ("auth_mount", s.auth_mount.is_some()),
+                        ("role_id", s.role_id.is_some()),
+                        ("secret_id_secret", s.secret_id_secret.is_some()),
+                    ] {
+                        if set {
+                            bail!("{field} is a setting of auth = \"approle\"");
+                        }
+                    }
+                    if s.token_env.is_some() && s.token_file.is_some() {
+                        bail!("set token_env or token_file, not both");
+                    }
+                    secrets::remote::VaultAuth::Token {
+                        env: s.token_env,
+                        file: s.token_file.map(|f| base.join(f)),
+                    }
+                }
+                "approle" => {
+                    if s.token_env.is_some() || s.token_file.is_some() {
+                        bail!(
+                            "auth = \"approle\" logs in for its token: no token_env or token_file"
+                        );
+                    }
+                    let role_id = s
+                        .role_id
+                        .context("role_id is required with auth = \"approle\"")?;
+                    let id_ok = !role_id.is_empty()
+                        && role_id.len() <= 128
+                        && role_id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                    if !id_ok {
+                        bail!("role_id {role_id:?}: use 1 to 128 of [A-Za-z0-9._-]");
+                    }
+                    let secret_id_secret = s
+                        .secret_id_secret
+                        .context("secret_id_secret is required with auth = \"approle\"")?;
+                    plain_secret("secret_id_secret", &secret_id_secret)?;
+                    let auth_mount = s.auth_mount.unwrap_or_else(|| "approle".into());
+                    secrets::remote::check_path(&auth_mount)
+                        .map_err(anyhow::Error::msg)
+                        .context("auth_mount")?;
+                    secrets::remote::VaultAuth::AppRole {
+                        mount: auth_mount,
+                        role_id,
+                        secret_id_secret,
+                    }
+                }
+                other => bail!("auth {other:?}: use \"token\" or \"approle\""),
+            };
             Ok(secrets::RemoteStore::VaultKv2 {
                 address,
                 mount,
-                token_env: s.token_env,
-                token_file: s.token_file.map(|f| base.join(f)),
+                auth,
             })
         }
         "aws-secrets-manager" => {
@@ -1217,6 +1282,84 @@ mod tests {
         assert_eq!(parse_bytes("4096").unwrap(), 4096);
         for bad in ["", "0", "64MB", "-1", "99999999999999999999GiB"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn store(text: &str) -> anyhow::Result<secrets::RemoteStore> {
+        let section: StoreSection = toml::from_str(text)?;
+        check_store("vault", section, Path::new("/etc/latch"))
+    }
+
+    fn store_err(text: &str) -> String {
+        format!("{:#}", store(text).unwrap_err())
+    }
+
+    #[test]
+    fn vault_stores_take_a_token_or_an_approle_not_both() {
+        let base = "kind = \"vault-kv2\"\naddress = \"https://vault.example:8200\"\n";
+        match store(&format!("{base}token_file = \"bao-token\"")).unwrap() {
+            secrets::RemoteStore::VaultKv2 {
+                auth: secrets::remote::VaultAuth::Token { file, .. },
+                ..
+            } => assert_eq!(file.unwrap(), Path::new("/etc/latch/bao-token")),
+            other => panic!("{other:?}"),
+        }
+        let approle = format!(
+            "{base}auth = \"approle\"\nrole_id = \"4468ac9e-7299\"\nsecret_id_secret = \"bao-sid\""
+        );
+        match store(&approle).unwrap() {
+            secrets::RemoteStore::VaultKv2 {
+                auth:
+                    secrets::remote::VaultAuth::AppRole {
+                        mount,
+                        secret_id_secret,
+                        ..
+                    },
+                ..
+            } => assert_eq!(
+                (mount.as_str(), secret_id_secret.as_str()),
+                ("approle", "bao-sid")
+            ),
+            other => panic!("{other:?}"),
+        }
+        for (extra, says) in [
+            (
+                "auth = \"approle\"\nsecret_id_secret = \"s\"",
+                "role_id is required",
+            ),
+            (
+                "auth = \"approle\"\nrole_id = \"r\"",
+                "secret_id_secret is required",
+            ),
+            (
+                "auth = \"approle\"\nrole_id = \"r\"\nsecret_id_secret = \"s\"\ntoken_env = \"T\"",
+                "no token_env",
+            ),
+            (
+                "auth = \"approle\"\nrole_id = \"$(id)\"\nsecret_id_secret = \"s\"",
+                "role_id",
+            ),
+            (
+                "auth = \"approle\"\nrole_id = \"r\"\nsecret_id_secret = \"aws:x\"",
+                "plain secret name",
+            ),
+            (
+                "auth = \"approle\"\nrole_id = \"r\"\nsecret_id_secret = \"s\"\nauth_mount = \"../sys\"",
+                "auth_mount",
+            ),
+            (
+                "role_id = \"r\"",
+                "role_id is a setting of auth = \"approle\"",
+            ),
+            ("auth = \"ldap\"", "use \"token\" or \"approle\""),
+            ("token_env = \"A\"\ntoken_file = \"b\"", "not both"),
+            (
+                "region = \"us-east-1\"",
+                "region is not a setting of a vault-kv2 store",
+            ),
+        ] {
+            let e = store_err(&format!("{base}{extra}"));
+            assert!(e.contains(says), "{extra}: {e}");
         }
     }
 }

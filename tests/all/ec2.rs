@@ -510,6 +510,42 @@ fn the_service_key_comes_from_openbao_kv2() {
     );
     let err = grant(&config, c.id("web-1"), "frank.ec2@example.com").unwrap_err();
     assert!(err.contains("LATCH_TEST_BAO_TOKEN is not set"), "{err}");
+
+    // AppRole (openbao.sh made role "latch" with the real bao CLI): the role id in the
+    // config, the secret id a plain secret of the data dir, no token anywhere; the token it
+    // logs in for may read secret/data/latch/* only.
+    let role_id = std::fs::read_to_string(dir.join("role-id")).unwrap();
+    let approle = |path: &str| {
+        let stores = format!(
+            "[secrets.stores.vault]\nkind = \"vault-kv2\"\naddress = \"{addr}\"\n\
+             auth = \"approle\"\nrole_id = \"{}\"\nsecret_id_secret = \"bao-secret-id\"\n",
+            role_id.trim()
+        );
+        let (tmp, config) = c.env_with(aws, path, &stores);
+        std::fs::remove_file(tmp.path().join("secrets/fleet-key")).unwrap();
+        let id = tmp.path().join("secrets/bao-secret-id");
+        std::fs::copy(dir.join("secret-id"), &id).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (tmp, config)
+    };
+    let (tmp, config) = approle("vault:latch/fleet");
+    let granted = grant(&config, c.id("web-1"), "frank.ec2@example.com").unwrap();
+    assert!(cert_login(&known, &granted, "true").status.success());
+    revoke(&config, &granted, &[]);
+    let before = c.snapshots();
+    let wrong_id = "0badc0de-dead-beef-0000-000000000000";
+    std::fs::write(tmp.path().join("secrets/bao-secret-id"), wrong_id).unwrap();
+    let err = grant(&config, c.id("web-1"), "frank.ec2@example.com").unwrap_err();
+    assert!(
+        err.contains("AppRole login") && err.contains("invalid role or secret ID"),
+        "{err}"
+    );
+    assert!(!err.contains(wrong_id), "the secret id leaked: {err}");
+    let (_tmp, outside) = approle("vault:other/fleet");
+    let err = grant(&outside, c.id("web-1"), "frank.ec2@example.com").unwrap_err();
+    assert!(err.contains("permission denied"), "{err}");
+    assert_eq!(c.snapshots(), before, "a host changed");
 }
 
 const GCP_PORT: u16 = 45180;

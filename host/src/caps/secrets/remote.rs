@@ -27,6 +27,30 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest secret answer accepted.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// How the host gets a Vault token.
+#[derive(Clone, Debug)]
+pub enum VaultAuth {
+    /// A token from an environment variable (`VAULT_TOKEN` if unnamed) or a file, read at
+    /// each fetch.
+    Token {
+        /// The variable's name.
+        env: Option<String>,
+        /// The file.
+        file: Option<std::path::PathBuf>,
+    },
+    /// AppRole: `role_id` and the secret id held in secret `secret_id_secret` (a plain
+    /// name: directory or environment) logged in at `auth/{mount}/login`; the token is kept
+    /// in memory for its lease (less 5 minutes), never written.
+    AppRole {
+        /// The auth mount, e.g. `approle`.
+        mount: String,
+        /// The role id (an identifier, not a secret).
+        role_id: String,
+        /// The secret holding the secret id.
+        secret_id_secret: String,
+    },
+}
+
 /// One configured remote store.
 #[derive(Clone, Debug)]
 pub enum RemoteStore {
@@ -36,10 +60,8 @@ pub enum RemoteStore {
         address: reqwest::Url,
         /// The KV mount, e.g. `secret`.
         mount: String,
-        /// Where the token is: an environment variable's name…
-        token_env: Option<String>,
-        /// …or a file.
-        token_file: Option<std::path::PathBuf>,
+        /// How the host gets a Vault token.
+        auth: VaultAuth,
     },
     /// Azure Key Vault: `vault` (`https://NAME.vault.azure.net`), with a token for
     /// `settings.endpoint` (the audience, `https://vault.azure.net`) from `settings.credential`.
@@ -151,10 +173,32 @@ impl RemoteStore {
             RemoteStore::VaultKv2 {
                 address,
                 mount,
-                token_env,
-                token_file,
+                auth,
             } => {
-                let token = vault_token(token_env.as_deref(), token_file.as_deref())?;
+                let token = match auth {
+                    VaultAuth::Token { env, file } => vault_token(env.as_deref(), file.as_deref())?,
+                    VaultAuth::AppRole {
+                        mount: auth_mount,
+                        role_id,
+                        secret_id_secret,
+                    } => {
+                        TOKENS
+                            .get(
+                                &format!("vault-approle {address} {auth_mount} {role_id}"),
+                                || {
+                                    approle_login(
+                                        &client,
+                                        address,
+                                        auth_mount,
+                                        role_id,
+                                        secret_id_secret,
+                                        secrets,
+                                    )
+                                },
+                            )
+                            .await?
+                    }
+                };
                 let url = address
                     .join(&format!("v1/{mount}/data/{path}"))
                     .map_err(|e| format!("bad URL: {e}"))?;
@@ -219,6 +263,63 @@ fn vault_token(env: Option<&str>, file: Option<&std::path::Path>) -> Result<Secr
         .filter(|v| !v.is_empty())
         .map(|v| Secret::new(v.into_encoded_bytes()))
         .ok_or_else(|| format!("no Vault token: {var} is not set"))
+}
+
+/// An AppRole login: the token and its lease. Errors never quote the secret id or the
+/// answer beyond Vault's own error strings.
+async fn approle_login(
+    client: &reqwest::Client,
+    address: &reqwest::Url,
+    mount: &str,
+    role_id: &str,
+    secret_id_secret: &str,
+    secrets: &super::SecretStore,
+) -> Result<(Secret, Duration), String> {
+    let secret_id = secrets.get(secret_id_secret)?.ok_or_else(|| {
+        format!("AppRole: the secret id {secret_id_secret:?} is not in the secret store")
+    })?;
+    let secret_id = std::str::from_utf8(secret_id.expose())
+        .map_err(|_| format!("AppRole: the secret id {secret_id_secret:?} is not UTF-8"))?
+        .trim()
+        .to_string();
+    let body = zeroize::Zeroizing::new(
+        serde_json::json!({"role_id": role_id, "secret_id": secret_id}).to_string(),
+    );
+    let secret_id = zeroize::Zeroizing::new(secret_id);
+    let url = address
+        .join(&format!("v1/auth/{mount}/login"))
+        .map_err(|e| format!("bad URL: {e}"))?;
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("AppRole login: no answer: {e}"))?;
+    let status = response.status().as_u16();
+    let answer = zeroize::Zeroizing::new(read_capped(response).await?);
+    if status != 200 {
+        let errors = vault_errors(&answer).replace(secret_id.as_str(), "[redacted]");
+        return Err(format!(
+            "AppRole login as role {role_id}: HTTP {status}: {errors}"
+        ));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|_| "AppRole login: the answer is not Vault's JSON".to_string())?;
+    let token = json["auth"]["client_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or("AppRole login: the answer has no auth.client_token")?;
+    // A lease of 0 is a token that does not expire: renew it hourly all the same.
+    let lease = json["auth"]["lease_duration"]
+        .as_u64()
+        .filter(|l| *l > 0)
+        .unwrap_or(3600)
+        .clamp(10, 86_400);
+    Ok((
+        Secret::new(token.as_bytes().to_vec()),
+        Duration::from_secs(lease),
+    ))
 }
 
 fn vault_errors(body: &[u8]) -> String {
