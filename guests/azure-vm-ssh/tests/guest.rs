@@ -6,7 +6,6 @@
 use latch::caps::CapError;
 use latch::caps::cloud::kit::ExpectAzure;
 use latch::runtime::{Export, GuestError};
-use latch_guest_sdk::linux;
 use latch_testkit::{Kit, Script, grant_request};
 use serde_json::json;
 
@@ -144,20 +143,8 @@ fn grant(resource: &str, extra: serde_json::Value) -> Export {
 }
 
 fn probe_refused(s: &mut Script, target: &str) {
-    let probe = linux::compact(linux::PROBE_SCRIPT);
-    s.on_read(
-        target,
-        &[
-            "sudo",
-            "-n",
-            "/bin/sh",
-            "-c",
-            &probe,
-            "latch-probe",
-            "alice",
-        ],
-    )
-    .exit(1, "sudo: a password is required\n");
+    s.on_linux_probe(target, "alice", &[])
+        .exit(1, "sudo: a password is required\n");
 }
 
 #[test]

@@ -5,7 +5,6 @@
 
 use latch::caps::cloud::kit::ExpectAws;
 use latch::runtime::{Export, GuestError};
-use latch_guest_sdk::linux;
 use latch_testkit::{Kit, Script, grant_request};
 
 const EXPIRES: u64 = 4_000_000_000;
@@ -184,20 +183,8 @@ fn a_grant_looks_the_instance_up_everywhere_then_acts_at_its_private_ip() {
         .text(&page(&[(ID, "running", "10.0.1.7", "web-2")], None));
     // The first command of linux::access, as the service user at the instance's private
     // IP (not the public one, not its interface's): refused here, so nothing else runs.
-    let probe = linux::compact(linux::PROBE_SCRIPT);
-    s.on_read(
-        "apono@10.0.1.7:22",
-        &[
-            "sudo",
-            "-n",
-            "/bin/sh",
-            "-c",
-            &probe,
-            "latch-probe",
-            "alice",
-        ],
-    )
-    .exit(1, "sudo: a password is required\n");
+    s.on_linux_probe("apono@10.0.1.7:22", "alice", &[])
+        .exit(1, "sudo: a password is required\n");
     let run = kit().run(&s, grant(ID));
     run.assert_script_done();
     assert_eq!(run.changes(), Vec::<String>::new());

@@ -37,9 +37,6 @@ fn grant(permission: &str, email: &str) -> Export {
     }
 }
 
-fn probe_script() -> String {
-    linux::compact(linux::PROBE_SCRIPT)
-}
 fn trust_script() -> String {
     linux::compact(linux::TRUST_SCRIPT)
 }
@@ -176,10 +173,7 @@ impl Probe {
 
 /// The probe, asked about `user` and `groups`, finding `p`.
 fn expect_probe(s: &mut Script, user: &str, groups: &[&str], p: &Probe) {
-    let script = probe_script();
-    let mut argv = vec!["sudo", "-n", "/bin/sh", "-c", &script, "latch-probe", user];
-    argv.extend_from_slice(groups);
-    s.on_read(T, &argv).ok(&p.answer());
+    s.on_linux_probe(T, user, groups).ok(&p.answer());
 }
 
 /// The trust script with these arguments (`reload`: `systemd UNIT`, `signal PID` or empty),
@@ -367,8 +361,7 @@ fn servers_latch_cannot_set_up_are_refused_before_any_change() {
         ("sudo: sorry, you must have a tty to run sudo\n", "!requiretty"),
     ] {
         let mut s = Script::new();
-        let script = probe_script();
-        s.on_read(T, &["sudo", "-n", "/bin/sh", "-c", &script, "latch-probe", "alice"]).exit(1, stderr);
+        s.on_linux_probe(T, "alice", &[]).exit(1, stderr);
         let run = kit().run(&s, grant("Default", "alice@corp.example"));
         run.assert_script_done();
         match run.guest_error() {

@@ -269,6 +269,29 @@ impl Script {
         self.ssh(target_text, argv, Effect::Read)
     }
 
+    /// Expect the Linux guests' first command on a server (`linux::probe`: `sudo -n /bin/sh
+    /// -c PROBE latch-probe ACCOUNT [GROUP …]`, a read); replies exit 0 — give it the probe's
+    /// answer, or an exit status and stderr.
+    pub fn on_linux_probe(
+        &mut self,
+        target_text: &str,
+        account: &str,
+        groups: &[&str],
+    ) -> &mut Step {
+        let script = latch_guest_sdk::linux::compact(latch_guest_sdk::linux::PROBE_SCRIPT);
+        let mut argv = vec![
+            "sudo",
+            "-n",
+            "/bin/sh",
+            "-c",
+            &script,
+            "latch-probe",
+            account,
+        ];
+        argv.extend_from_slice(groups);
+        self.on_read(target_text, &argv)
+    }
+
     /// Expect `winrm.invoke` (a change) of `cmdlet` with `parameters` on `target`; replies
     /// with no objects and no errors.
     pub fn on_winrm(

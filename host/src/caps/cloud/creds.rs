@@ -24,11 +24,12 @@
 //! Every value is held in a [`Secret`] and never printed: errors name the source, never a
 //! token or key.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::live::{AwsSettings, Failure, read, transport_error};
+use super::live::{AwsSettings, Failure, is_loopback_or, read, transport_error};
 use super::memo::Memo;
 use super::sigv4::uri_encode;
 use crate::caps::Secret;
@@ -382,21 +383,16 @@ fn parse_container_endpoint(
         _ => return Ok(None),
     };
     let url = reqwest::Url::parse(&text).map_err(|_| bad(var))?;
-    let agent = match url.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback()
-                || ip == std::net::Ipv4Addr::new(169, 254, 170, 2)
-                || ip == std::net::Ipv4Addr::new(169, 254, 170, 23)
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)
-        }
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
     let ok = match url.scheme() {
         "https" => url.host().is_some(),
-        "http" => agent,
+        "http" => is_loopback_or(
+            &url,
+            &[
+                Ipv4Addr::new(169, 254, 170, 2),
+                Ipv4Addr::new(169, 254, 170, 23),
+            ],
+            &[Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)],
+        ),
         _ => false,
     };
     if !ok || !url.username().is_empty() || url.password().is_some() {
@@ -505,16 +501,11 @@ fn parse_metadata_endpoint(text: &str) -> Result<reqwest::Url, String> {
         )
     };
     let url = reqwest::Url::parse(text).map_err(|_| bad())?;
-    let host_ok = match url.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_loopback() || ip == std::net::Ipv4Addr::new(169, 254, 169, 254)
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-        }
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
+    let host_ok = is_loopback_or(
+        &url,
+        &[Ipv4Addr::new(169, 254, 169, 254)],
+        &[Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)],
+    );
     if url.scheme() != "http"
         || !host_ok
         || !url.username().is_empty()

@@ -30,15 +30,9 @@ impl AwsSettings {
     /// Check an `endpoint` setting: `https://`, or `http://` to a loopback address only.
     pub fn parse_endpoint(text: &str) -> Result<reqwest::Url, String> {
         let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        };
         let ok = match url.scheme() {
             "https" => url.host().is_some(),
-            "http" => loopback,
+            "http" => is_loopback_or(&url, &[], &[]),
             _ => false,
         };
         if !ok || !url.username().is_empty() || url.password().is_some() {
@@ -53,6 +47,21 @@ impl AwsSettings {
             ));
         }
         Ok(url)
+    }
+}
+
+/// Is `url`'s host a loopback address (or `localhost`), or one of `v4` / `v6`: the places
+/// plain http may go (a test peer, a link-local credentials agent).
+pub(crate) fn is_loopback_or(
+    url: &reqwest::Url,
+    v4: &[std::net::Ipv4Addr],
+    v6: &[std::net::Ipv6Addr],
+) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || v4.contains(&ip),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || v6.contains(&ip),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
     }
 }
 
