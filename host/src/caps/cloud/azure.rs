@@ -305,35 +305,11 @@ pub struct AzureSettings {
     pub credential: AzureCredential,
 }
 
-/// The token of one integration, while it is valid.
-#[derive(Default)]
-pub(crate) struct TokenCache(tokio::sync::Mutex<Option<(Secret, Instant)>>);
+/// The Resource Manager token of one integration, while it is valid (one key, [`ARM`]).
+pub(crate) type TokenCache = super::memo::Memo<Secret>;
 
-impl TokenCache {
-    async fn token(
-        &self,
-        client: &reqwest::Client,
-        settings: &AzureSettings,
-        secrets: &SecretStore,
-    ) -> Result<Secret, CapError> {
-        let mut slot = self.0.lock().await;
-        if let Some((token, until)) = &*slot
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
-        }
-        let (token, lifetime) = fetch_token(client, settings, secrets)
-            .await
-            .map_err(|e| CapError::Denied(format!("no Azure token: {e}")))?;
-        let margin = Duration::from_secs(300).min(lifetime / 2);
-        *slot = Some((token.clone(), Instant::now() + lifetime - margin));
-        Ok(token)
-    }
-
-    async fn forget(&self) {
-        *self.0.lock().await = None;
-    }
-}
+/// The key of an integration's Resource Manager token in its [`TokenCache`].
+const ARM: &str = "arm";
 
 fn form(pairs: &[(&str, &str)]) -> String {
     pairs
@@ -480,7 +456,10 @@ pub(crate) async fn send(
     let mut renewed = false;
     loop {
         attempt += 1;
-        let token = tokens.token(client, settings, secrets).await?;
+        let token = tokens
+            .get(ARM, || fetch_token(client, settings, secrets))
+            .await
+            .map_err(|e| CapError::Denied(format!("no Azure token: {e}")))?;
         let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
         let outcome = match client
             .get(url.clone())
@@ -502,7 +481,7 @@ pub(crate) async fn send(
             && (code.starts_with("ExpiredAuthenticationToken")
                 || code.starts_with("InvalidAuthenticationToken"))
         {
-            tokens.forget().await;
+            tokens.forget(ARM).await;
             renewed = true;
             continue;
         }

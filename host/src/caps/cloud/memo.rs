@@ -1,5 +1,6 @@
 //! Temporary credentials and tokens, kept in memory while they are valid: AWS credentials
-//! from web identity or instance metadata, the tokens of Key Vault and GCP Secret Manager.
+//! from web identity, containers or instance metadata; Resource Manager's tokens (per
+//! integration); the tokens of Vault (AppRole), Key Vault and GCP Secret Manager.
 //! Never written anywhere. A value is kept until 5 minutes before it expires (half its life
 //! if shorter); a failure for [`FAILURE_KEPT`], so the calls of one discovery (one per
 //! region) meet one refusal or one time-out, not one each. One fetch at a time per memo:
@@ -42,6 +43,13 @@ impl<T: Clone> Memo<T> {
         };
         kept.insert(key.to_string(), (value.clone(), until));
         value
+    }
+}
+
+impl<T> Memo<T> {
+    /// Drop what is kept for `key` (a token the service called expired before its time).
+    pub(crate) async fn forget(&self, key: &str) {
+        self.0.lock().await.remove(key);
     }
 }
 
