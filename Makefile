@@ -51,6 +51,7 @@ test: guests
 	@rc=0; $(CARGO) test $(NATIVE) || rc=$$?; \
 	bash tests/fleet/fleet.sh down target/fleet-tests; \
 	bash tests/fleet/fleet.sh down target/fleet-rotation; \
+	bash tests/fleet/fleet.sh down target/fleet-rotation-ec2; \
 	bash tests/fleet/fleet.sh down target/fleet-distros; \
 	bash tests/fleet/fleet.sh down target/fleet-ec2; \
 	bash tests/cloud/moto.sh down target/moto-tests; \

@@ -340,6 +340,82 @@ fn all_regions_are_searched_when_the_config_says_all() {
     revoke(&config, &granted, &[]);
 }
 
+/// Rotation of the service key on every instance the integration finds (two sshd hosts of
+/// their own, as instances in ap-south-1 tagged env=rot): the new key works on each, the old
+/// one nowhere, and the connector grants with the new one.
+#[test]
+fn the_service_key_rotates_on_every_instance_found() {
+    let _one = serial();
+    let c = cloud();
+    let fleet = crate::rotation::OwnFleet::up_at("fleet-rotation-ec2", "127.0.16");
+    let creds = c.moto.join("credentials");
+    let ids = peer(&[
+        "instances",
+        &endpoint(),
+        creds.to_str().unwrap(),
+        "ap-south-1",
+        "127.0.16.0/24",
+        "127.0.16.2|running|Name=rot-1,env=rot",
+        "127.0.16.3|running|Name=rot-2,env=rot",
+    ]);
+    let ca = latch::caps::certs::ca::new_ca().unwrap();
+    std::fs::write(fleet.dir.join("latch-user-ca"), ca.expose()).unwrap();
+    let tmp = data_dir_for(&fleet.dir);
+    let guest = crate::guest("ec2_ssh");
+    let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+    let config = tmp.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[[integration]]\nname = \"ec2\"\nguest = \"{}\"\n\
+             sha256 = \"{sha}\"\nallow = [\"127.0.16.0/24:22\"]\n[integration.ssh]\n\
+             key_secret = \"fleet-key\"\nknown_hosts = \"{}\"\n[integration.aws]\n\
+             endpoint = \"{}\"\nread = [\"ec2:DescribeInstances\"]\nregions = [\"ap-south-1\"]\n\
+             profile = \"moto\"\n[integration.config]\nregions = [\"ap-south-1\"]\n\
+             tags = {{ env = \"rot\" }}\ncredential_rotation_days = 30\n",
+            guest.display(),
+            fleet.dir.join("known_hosts").display(),
+            endpoint(),
+        ),
+    )
+    .unwrap();
+    let original = fleet.dir.join("service_key");
+    let cfg = config.to_str().unwrap();
+    let out = latch_aws_env(
+        &["rotate", "--config", cfg, "--integration", "ec2", "--json"],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(r["old_fingerprint"], r["new_fingerprint"]);
+    assert_eq!(r["servers_checked"], 2, "{r}");
+    let rotated = crate::rotation::key_file(tmp.path(), "rotated");
+    for h in 1..=2 {
+        assert!(
+            fleet.service_login(&rotated, h).status.success(),
+            "new key on {h}"
+        );
+        assert!(
+            !fleet.service_login(&original, h).status.success(),
+            "old key on {h}"
+        );
+    }
+    let id = ids.lines().nth(1).unwrap();
+    let granted = grant(&config, id, "rosa.ec2@example.com").unwrap();
+    assert_eq!(granted["host"], "127.0.16.3");
+    revoke(&config, &granted, &[]);
+    // The instances leave discovery: the other ec2 tests' regions never list ap-south-1.
+    for id in ids.lines() {
+        peer(&[
+            "stop",
+            &endpoint(),
+            creds.to_str().unwrap(),
+            "ap-south-1",
+            id,
+        ]);
+    }
+}
+
 #[test]
 fn instances_outside_the_filters_and_hostile_ids_reach_no_server() {
     let _one = serial();

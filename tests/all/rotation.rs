@@ -6,31 +6,36 @@ use std::process::{Command, Output};
 
 use crate::fleet::{Serve, eventually, latch, ssh_opts};
 
-/// Two sshd hosts on 127.0.11.2-3, stopped when dropped.
-struct OwnFleet {
-    dir: PathBuf,
+/// Two sshd hosts of a fleet of their own (`target/NAME`, PREFIX.2-3), stopped when dropped.
+pub(crate) struct OwnFleet {
+    pub(crate) dir: PathBuf,
+    prefix: &'static str,
 }
 
 impl OwnFleet {
     fn up() -> OwnFleet {
+        OwnFleet::up_at("fleet-rotation", "127.0.11")
+    }
+
+    pub(crate) fn up_at(name: &str, prefix: &'static str) -> OwnFleet {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = repo.join("target/fleet-rotation");
+        let dir = repo.join("target").join(name);
         let out = Command::new("bash")
             .arg(repo.join("tests/fleet/fleet.sh"))
-            .args(["up", dir.to_str().unwrap(), "2", "127.0.11"])
+            .args(["up", dir.to_str().unwrap(), "2", prefix])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        OwnFleet { dir }
+        OwnFleet { dir, prefix }
     }
 
     /// Log in as the service account with `key` (a private key file) and run `true`.
-    fn service_login(&self, key: &Path, host: usize) -> Output {
+    pub(crate) fn service_login(&self, key: &Path, host: usize) -> Output {
         Command::new("ssh")
             .args(ssh_opts(&self.dir.join("known_hosts")))
             .arg("-i")
             .arg(key)
-            .arg(format!("apono@127.0.11.{}", host + 1))
+            .arg(format!("apono@{}.{}", self.prefix, host + 1))
             .arg("true")
             .output()
             .unwrap()
@@ -53,7 +58,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// The service key in the secret store, as a private key file ssh can use.
-fn key_file(data: &Path, name: &str) -> PathBuf {
+pub(crate) fn key_file(data: &Path, name: &str) -> PathBuf {
     let pem = std::fs::read(data.join("secrets/fleet-key")).unwrap();
     let path = data.join(name);
     std::fs::write(&path, pem).unwrap();
