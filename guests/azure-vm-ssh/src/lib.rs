@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use arm::{COMPUTE, NETWORK, VMSS_NETWORK, VmId, at};
 use config::Config;
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
+use latch_guest_sdk::linux::access::{self, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
     ServiceCredential, Target, invalid_request,
@@ -53,13 +53,7 @@ impl Integration for AzureVmSsh {
 
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
-        Ok(Lifecycle {
-            cleanup_after_days: config.account.user_cleanup_days,
-            rotate_after_days: config.account.credential_rotation_days,
-            service_key_secret: config.account.user_key_name.clone(),
-            service_user: Some(config.user.clone()),
-            default_permission: DEFAULT_GROUP.into(),
-        })
+        Ok(config.account.lifecycle(Some(config.user.clone())))
     }
 
     fn discover(config: String, cursor: Option<String>) -> Result<Page, Error> {
@@ -68,15 +62,7 @@ impl Integration for AzureVmSsh {
             return Err(invalid_request("not a cursor of this integration"));
         }
         let found = discover_all(&config)?;
-        let mut permissions = vec![DEFAULT_GROUP.to_string()];
-        permissions.extend(
-            config
-                .account
-                .user_groups
-                .iter()
-                .filter(|g| *g != DEFAULT_GROUP)
-                .cloned(),
-        );
+        let permissions = config.account.permissions();
         Ok(Page {
             resources: found
                 .into_iter()

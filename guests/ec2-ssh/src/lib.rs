@@ -16,7 +16,7 @@ mod ec2;
 
 use config::{Address, Config, Regions};
 use ec2::Instance;
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
+use latch_guest_sdk::linux::access::{self, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
     ServiceCredential, Target, invalid_request,
@@ -42,13 +42,7 @@ impl Integration for Ec2Ssh {
 
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
-        Ok(Lifecycle {
-            cleanup_after_days: config.account.user_cleanup_days,
-            rotate_after_days: config.account.credential_rotation_days,
-            service_key_secret: config.account.user_key_name.clone(),
-            service_user: Some(config.user.clone()),
-            default_permission: DEFAULT_GROUP.into(),
-        })
+        Ok(config.account.lifecycle(Some(config.user.clone())))
     }
 
     fn discover(config: String, cursor: Option<String>) -> Result<Page, Error> {
@@ -250,15 +244,7 @@ fn resource(config: &Config, region: &str, instance: &Instance, address: &Addres
     if let Ok(host) = address_of(instance, address) {
         tags.push(("address".into(), host));
     }
-    let mut permissions = vec![DEFAULT_GROUP.to_string()];
-    permissions.extend(
-        config
-            .account
-            .user_groups
-            .iter()
-            .filter(|g| *g != DEFAULT_GROUP)
-            .cloned(),
-    );
+    let permissions = config.account.permissions();
     Resource {
         id: instance.id.clone(),
         name: instance.tag("Name").unwrap_or(&instance.id).to_string(),

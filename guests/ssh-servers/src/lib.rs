@@ -44,14 +44,8 @@ impl Integration for SshServers {
 
     fn validate(config: String) -> Result<Lifecycle, Error> {
         let config = Config::parse(&config)?;
-        Ok(Lifecycle {
-            cleanup_after_days: config.account.user_cleanup_days,
-            rotate_after_days: config.account.credential_rotation_days,
-            service_key_secret: config.account.user_key_name.clone(),
-            // Each server names its own service user in its targets.
-            service_user: None,
-            default_permission: DEFAULT_GROUP.into(),
-        })
+        // Each server names its own service user in its targets.
+        Ok(config.account.lifecycle(None))
     }
 
     fn discover(config: String, cursor: Option<String>) -> Result<Page, Error> {

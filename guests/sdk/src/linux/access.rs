@@ -465,6 +465,30 @@ impl Settings {
         Ok(())
     }
 
+    /// What the host needs to know of these settings (`validate`'s answer); `service_user`:
+    /// the integration's one service account, if it has one.
+    pub fn lifecycle(&self, service_user: Option<String>) -> crate::Lifecycle {
+        crate::Lifecycle {
+            cleanup_after_days: self.user_cleanup_days,
+            rotate_after_days: self.credential_rotation_days,
+            service_key_secret: self.user_key_name.clone(),
+            service_user,
+            default_permission: DEFAULT_GROUP.into(),
+        }
+    }
+
+    /// The permissions a resource offers: `Default`, then the other `user_groups`.
+    pub fn permissions(&self) -> Vec<String> {
+        let mut out = vec![DEFAULT_GROUP.to_string()];
+        out.extend(
+            self.user_groups
+                .iter()
+                .filter(|g| *g != DEFAULT_GROUP)
+                .cloned(),
+        );
+        out
+    }
+
     /// Check that `permission` is one of `user_groups`.
     pub fn permission<'p>(&self, permission: &'p str) -> Result<&'p str, Error> {
         if self.user_groups.iter().any(|g| g == permission)
