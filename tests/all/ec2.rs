@@ -137,37 +137,11 @@ impl Cloud {
         top: &str,
     ) -> (tempfile::TempDir, PathBuf) {
         let tmp = data_dir_for(&self.fleet);
-        let guest = crate::guest("ec2_ssh");
-        let sha = sha256_hex(&std::fs::read(&guest).unwrap());
         let config = tmp.path().join("latch.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-listen = "127.0.0.1:0"
-{top}
-[[integration]]
-name = "ec2"
-guest = "{}"
-sha256 = "{sha}"
-allow = ["127.0.14.0/24:22"]
-[integration.ssh]
-key_secret = "{key_secret}"
-known_hosts = "{}"
-[integration.aws]
-endpoint = "{}"
-{aws}
-[integration.config]
-regions = ["us-east-1", "eu-west-1"]
-tags = {{ env = "prod" }}
-user_groups = ["Default", "adm"]
-"#,
-                guest.display(),
-                self.fleet.join("known_hosts").display(),
-                endpoint(),
-            ),
-        )
-        .unwrap();
+        let body = "regions = [\"us-east-1\", \"eu-west-1\"]\ntags = { env = \"prod\" }\n\
+                    user_groups = [\"Default\", \"adm\"]";
+        let text = ec2_toml(&self.fleet, "127.0.14.0/24:22", top, key_secret, aws, body);
+        std::fs::write(&config, text).unwrap();
         (tmp, config)
     }
 
@@ -204,6 +178,43 @@ user_groups = ["Default", "adm"]
     pub(crate) fn snapshots(&self) -> Vec<Vec<(String, String)>> {
         (1..=HOSTS).map(|i| self.snapshot(i)).collect()
     }
+}
+
+/// A latch.toml with one `ec2-ssh` integration `ec2` on `fleet`'s hosts (`allow`), the
+/// moto endpoint, `aws` in `[integration.aws]`, `config` in `[integration.config]` and `top`
+/// above all.
+fn ec2_toml(
+    fleet: &Path,
+    allow: &str,
+    top: &str,
+    key_secret: &str,
+    aws: &str,
+    config: &str,
+) -> String {
+    let guest = crate::guest("ec2_ssh");
+    let sha = sha256_hex(&std::fs::read(&guest).unwrap());
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+{top}
+[[integration]]
+name = "ec2"
+guest = "{}"
+sha256 = "{sha}"
+allow = ["{allow}"]
+[integration.ssh]
+key_secret = "{key_secret}"
+known_hosts = "{}"
+[integration.aws]
+endpoint = "{}"
+{aws}
+[integration.config]
+{config}
+"#,
+        guest.display(),
+        fleet.join("known_hosts").display(),
+        endpoint(),
+    )
 }
 
 /// `latch` with the shared credentials file of the moto peer and no other AWS settings,
@@ -361,24 +372,12 @@ fn the_service_key_rotates_on_every_instance_found() {
     let ca = latch::caps::certs::ca::new_ca().unwrap();
     std::fs::write(fleet.dir.join("latch-user-ca"), ca.expose()).unwrap();
     let tmp = data_dir_for(&fleet.dir);
-    let guest = crate::guest("ec2_ssh");
-    let sha = sha256_hex(&std::fs::read(&guest).unwrap());
     let config = tmp.path().join("latch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[[integration]]\nname = \"ec2\"\nguest = \"{}\"\n\
-             sha256 = \"{sha}\"\nallow = [\"127.0.16.0/24:22\"]\n[integration.ssh]\n\
-             key_secret = \"fleet-key\"\nknown_hosts = \"{}\"\n[integration.aws]\n\
-             endpoint = \"{}\"\nread = [\"ec2:DescribeInstances\"]\nregions = [\"ap-south-1\"]\n\
-             profile = \"moto\"\n[integration.config]\nregions = [\"ap-south-1\"]\n\
-             tags = {{ env = \"rot\" }}\ncredential_rotation_days = 30\n",
-            guest.display(),
-            fleet.dir.join("known_hosts").display(),
-            endpoint(),
-        ),
-    )
-    .unwrap();
+    let aws = "read = [\"ec2:DescribeInstances\"]\nregions = [\"ap-south-1\"]\nprofile = \"moto\"";
+    let body =
+        "regions = [\"ap-south-1\"]\ntags = { env = \"rot\" }\ncredential_rotation_days = 30";
+    let text = ec2_toml(&fleet.dir, "127.0.16.0/24:22", "", "fleet-key", aws, body);
+    std::fs::write(&config, text).unwrap();
     let original = fleet.dir.join("service_key");
     let cfg = config.to_str().unwrap();
     let out = latch_aws_env(
