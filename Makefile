@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p ec2-ssh -p azure-vm-ssh -p windows-dc -p rdp-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p winrm-probe
+GUEST_CRATES := -p ssh-servers -p ec2-ssh -p azure-vm-ssh -p windows-dc -p rdp-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p denial-borrow-secret -p winrm-probe
 NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
@@ -52,6 +52,7 @@ test: guests
 	bash tests/fleet/fleet.sh down target/fleet-tests; \
 	bash tests/fleet/fleet.sh down target/fleet-rotation; \
 	bash tests/fleet/fleet.sh down target/fleet-rotation-ec2; \
+	bash tests/fleet/fleet.sh down target/fleet-rotation-forget; \
 	bash tests/fleet/fleet.sh down target/fleet-distros; \
 	bash tests/fleet/fleet.sh down target/fleet-ec2; \
 	bash tests/cloud/moto.sh down target/moto-tests; \

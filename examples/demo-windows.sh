@@ -132,6 +132,8 @@ sha256 = "$sha"
 allow = ["$addr:636"]
 [integration.ldap]
 ca_file = "dc-ca.pem"
+user = "$SVC_USER"
+password_secret = "dc-password"
 read = ["$BASE_DN"]
 change = ["$USERS_OU"]
 groups = ["$GROUPS_OU"]
@@ -158,6 +160,8 @@ allow = ["localhost:$https"]
 [integration.winrm]
 ca_file = "standin-ca.pem"
 https_ports = [$https]
+user = 'LATCH\svc_latch'
+password_secret = "dc-password"
 read = ["Get-ADUser", "Get-ADGroup"]
 change = ["New-ADUser", "Set-ADAccountPassword", "Set-ADAccountExpiration", "Enable-ADAccount", "Disable-ADAccount", "Add-ADGroupMember", "Remove-ADGroupMember", "Remove-ADUser"]
 [integration.config]

@@ -106,6 +106,15 @@ impl Default for PasswordRules {
 impl IntegrationConfig {
     /// Apply what the guest said of this configuration: the lifecycle (`validate`) and the
     /// credential kind (`describe`). Checked like the rest of `latch.toml`.
+    ///
+    /// The service credential is the operator's alone: the secret each transport logs in
+    /// with comes from `latch.toml` (`[integration.ssh] key_secret`, `[integration.winrm]`
+    /// / `[integration.ldap]` `password_secret`) and nowhere else. What the guest says of it
+    /// (`service-key-secret`) is checked, never followed: it must name one of those secrets,
+    /// or the start fails naming both. The service account follows the same rule where
+    /// `latch.toml` names one; where it names none, the guest's account is used (an account
+    /// name is no secret: logging in as another account with the operator's credential only
+    /// fails).
     pub fn apply(
         &mut self,
         lifecycle: Lifecycle,
@@ -121,39 +130,61 @@ impl IntegrationConfig {
         {
             bail!("the guest asks for rotation every {days} days; 1 to 3650");
         }
-        if let Some(ssh) = self.ssh.as_mut() {
-            if let Some(name) = &lifecycle.service_key_secret {
-                secrets::check_name(name)
-                    .map_err(anyhow::Error::msg)
-                    .context("the guest's service key secret")?;
-                ssh.key_secret = name.clone();
-            }
-            if let Some(user) = &lifecycle.service_user {
-                ssh.default_user = Some(user.clone());
-            }
-        }
-        if self.winrm.default_user.is_none() {
-            self.winrm.default_user = lifecycle.service_user.clone();
-        }
-        if self.winrm.password_secret.is_none()
-            && let Some(name) = &lifecycle.service_key_secret
-        {
+        if let Some(name) = &lifecycle.service_key_secret {
             secrets::check_name(name)
                 .map_err(anyhow::Error::msg)
                 .context("the guest's service key secret")?;
-            self.winrm.password_secret = Some(name.clone());
-        }
-        if let Some(ldap) = self.ldap.as_mut() {
-            if ldap.default_user.is_none() {
-                ldap.default_user = lifecycle.service_user.clone();
+            let lent = self.service_secrets();
+            if lent.is_empty() {
+                bail!(
+                    "the guest names secret {name:?} as its service credential, but latch.toml \
+                     lends this integration none: a guest never chooses a secret. Set \
+                     [integration.ssh] key_secret, or [integration.winrm] / [integration.ldap] \
+                     password_secret, to the secret you mean it to use"
+                );
             }
-            if ldap.password_secret.is_none()
-                && let Some(name) = &lifecycle.service_key_secret
+            if !lent.iter().any(|(_, s)| s == name) {
+                let listed: Vec<String> = lent
+                    .iter()
+                    .map(|(field, s)| format!("{field} = {s:?}"))
+                    .collect();
+                bail!(
+                    "the guest names secret {name:?} as its service credential, but latch.toml \
+                     lends {}: a guest may narrow what it is lent, never choose it. Make the \
+                     guest's setting the same, or remove it",
+                    listed.join(" and ")
+                );
+            }
+        }
+        if let Some(user) = &lifecycle.service_user {
+            let same = |configured: &str| configured.eq_ignore_ascii_case(user);
+            let mut configured = Vec::new();
+            if let Some(ssh) = &self.ssh
+                && let Some(u) = &ssh.default_user
             {
-                secrets::check_name(name)
-                    .map_err(anyhow::Error::msg)
-                    .context("the guest's service key secret")?;
-                ldap.password_secret = Some(name.clone());
+                configured.push(("[integration.ssh] user", u.clone()));
+            }
+            if let Some(u) = &self.winrm.default_user {
+                configured.push(("[integration.winrm] user", u.clone()));
+            }
+            if let Some(ldap) = &self.ldap
+                && let Some(u) = &ldap.default_user
+            {
+                configured.push(("[integration.ldap] user", u.clone()));
+            }
+            if let Some((field, u)) = configured.iter().find(|(_, u)| !same(u)) {
+                bail!(
+                    "the guest names {user:?} as its service account, but latch.toml sets \
+                     {field} = {u:?}: a guest may not choose another account. Make them the same, \
+                     or remove the guest's setting"
+                );
+            }
+            if let Some(ssh) = self.ssh.as_mut() {
+                ssh.default_user.get_or_insert_with(|| user.clone());
+            }
+            self.winrm.default_user.get_or_insert_with(|| user.clone());
+            if let Some(ldap) = self.ldap.as_mut() {
+                ldap.default_user.get_or_insert_with(|| user.clone());
             }
         }
         if lifecycle.default_permission.is_empty() || lifecycle.default_permission.len() > 256 {
@@ -162,6 +193,23 @@ impl IntegrationConfig {
         self.lifecycle = lifecycle;
         self.credential = credential;
         Ok(())
+    }
+
+    /// The secrets `latch.toml` lends this integration as its service credential, with the
+    /// field naming each: the only secrets its transports log in with, and the only ones a
+    /// rotation of it may rewrite.
+    pub fn service_secrets(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(ssh) = &self.ssh {
+            out.push(("[integration.ssh] key_secret", ssh.key_secret.clone()));
+        }
+        if let Some(s) = &self.winrm.password_secret {
+            out.push(("[integration.winrm] password_secret", s.clone()));
+        }
+        if let Some(s) = self.ldap.as_ref().and_then(|l| l.password_secret.clone()) {
+            out.push(("[integration.ldap] password_secret", s));
+        }
+        out
     }
 }
 
@@ -822,6 +870,7 @@ impl Config {
             }
             integrations.push(checked);
         }
+        check_secret_roles(&integrations, &secret_stores)?;
         Ok(Config {
             path: path.to_path_buf(),
             data_dir,
@@ -849,6 +898,109 @@ impl Config {
                 )
             })
     }
+}
+
+/// Every secret the host holds for itself, with what it is: the user CA, each integration's
+/// service credential (and the files a rotation keeps beside it), and each store's or
+/// cloud table's own credential.
+fn host_secrets(
+    integrations: &[IntegrationConfig],
+    stores: &std::collections::BTreeMap<String, secrets::RemoteStore>,
+) -> Vec<(String, String)> {
+    let mut held = vec![(
+        crate::caps::certs::ca::CA_SECRET.to_string(),
+        "the user CA's private key".to_string(),
+    )];
+    for ic in integrations {
+        for (field, name) in ic.service_secrets() {
+            held.push((
+                name,
+                format!("integration {:?}'s service credential ({field})", ic.name),
+            ));
+        }
+        if let Some(azure) = &ic.azure
+            && let crate::caps::cloud::azure::AzureCredential::ClientSecret { secret, .. } =
+                &azure.credential
+        {
+            held.push((
+                secret.clone(),
+                format!("integration {:?}'s Azure client secret", ic.name),
+            ));
+        }
+    }
+    for (store, remote) in stores {
+        for name in remote.credential_secrets() {
+            held.push((
+                name.to_string(),
+                format!("the credential of secret store {store:?}"),
+            ));
+        }
+    }
+    held
+}
+
+/// Which secret is what, checked across the whole file:
+/// - a guest reads (or names as a `secret-ref`) only what its `secrets` list lends, and that
+///   list may not hold a secret the host keeps for itself ([`host_secrets`]), nor a rotation's
+///   `NAME.next` / `NAME.retiring` of one: a guest never holds a credential;
+/// - a plain name is also read from the environment as `LATCH_SECRET_` + the name
+///   upper-cased with `-` and `.` as `_`, so two names that map to one variable (`a-b`,
+///   `a.b`, `A_B`) would be one secret under two names: refused as ambiguous.
+fn check_secret_roles(
+    integrations: &[IntegrationConfig],
+    stores: &std::collections::BTreeMap<String, secrets::RemoteStore>,
+) -> anyhow::Result<()> {
+    let held = host_secrets(integrations, stores);
+    for ic in integrations {
+        for (field, name) in ic.service_secrets() {
+            if secrets::same_secret(&name, crate::caps::certs::ca::CA_SECRET) {
+                bail!(
+                    "integration {:?}: {field} = {name:?} is the user CA's private key; a \
+                     service credential is a secret of its own",
+                    ic.name
+                );
+            }
+        }
+    }
+    let mut every: Vec<(String, String)> = held.clone();
+    for ic in integrations {
+        for name in ic.policy.secret_names() {
+            if let Some((_, what)) = held.iter().find(|(h, _)| {
+                secrets::same_secret(h, name)
+                    || name
+                        .strip_prefix(h.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            }) {
+                bail!(
+                    "integration {:?} lists secret {name:?} in `secrets` (what its guest may \
+                     read or name), but that is {what}: a guest never holds a credential the \
+                     host keeps for itself; remove it from `secrets`",
+                    ic.name
+                );
+            }
+            every.push((
+                name.to_string(),
+                format!("listed by integration {:?}", ic.name),
+            ));
+        }
+    }
+    let mut by_variable: std::collections::BTreeMap<String, &str> =
+        std::collections::BTreeMap::new();
+    for (name, _) in &every {
+        let Some(variable) = secrets::environment_form(name) else {
+            continue;
+        };
+        match by_variable.get(&variable) {
+            Some(other) if *other != name => bail!(
+                "secrets {other:?} and {name:?} are different names for one environment \
+                 variable (LATCH_SECRET_{variable}): ambiguous; rename one"
+            ),
+            _ => {
+                by_variable.insert(variable, name);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_integration(
@@ -992,8 +1144,8 @@ fn check_password(p: PasswordSection) -> anyhow::Result<PasswordRules> {
     Ok(rules)
 }
 
-/// The `[integration.ssh]` table. The integration's `config.user_key_name`, as the product we
-/// mirror names it, overrides `key_secret`.
+/// The `[integration.ssh]` table. `key_secret` is the one secret its SSH logins use: a guest
+/// config's `user_key_name` (as the product we mirror names it) must name the same secret.
 fn check_ssh(s: SshSection, data_dir: &Path) -> anyhow::Result<SshSettings> {
     let key_secret = s.key_secret;
     if let Some(user) = &s.user {

@@ -11,12 +11,23 @@
 //! 1. a new Ed25519 key pair is generated in the host and written as `NAME.next` (0600);
 //! 2. the guest's `add-service-key` authorizes its public key on every resource, beside the
 //!    current one;
-//! 3. the host logs in with the new key to every server those calls reached, on fresh
+//! 3. the host logs in with the new key to every server of every resource, on fresh
 //!    connections — if any refuses it, rotation stops here and the current key stays in use;
 //! 4. the current key is kept as `NAME.retiring`, and `NAME.next` is renamed over `NAME`
 //!    (atomically: every later connection uses the new key);
 //! 5. the guest's `remove-service-key` removes the old public key everywhere (it refuses to
 //!    remove a last key); then `NAME.retiring` is deleted.
+//!
+//! "Every server of every resource" is what grants reach, not only what the guest's
+//! `add-service-credential` says: before anything changes, a **plan** of a grant on each
+//! resource names the servers grants act on, and a plan of `add-service-credential` must
+//! reach each of them (else the rotation is refused, nothing changed, every secret as it
+//! was: a guest that forgets a server would lock the connector out of it). A resource whose
+//! plans name no server is refused too: a rotation never "succeeds" on no server.
+//!
+//! Rotation rewrites only the secret `latch.toml` lends this integration as its service
+//! credential, and only while no other integration uses that secret: it is never a guest's
+//! choice which secret is rewritten.
 //!
 //! A rotation is due when the key file is older than the period (its mtime is when it was
 //! last rotated or installed), or when a `.next`/`.retiring` file shows one was interrupted.
@@ -36,7 +47,7 @@ use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, Ledger};
 use crate::runtime::{CallOptions, CallReport, CallSecrets, Export, ServiceCredential};
-use crate::service;
+use crate::service::{self, Transport};
 
 /// What a rotation did.
 #[derive(Debug, serde::Serialize)]
@@ -63,7 +74,7 @@ struct KeyFiles {
 
 impl KeyFiles {
     fn of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<KeyFiles> {
-        let name = match (&ic.ssh, service_password(ic)) {
+        let name = match (&ic.ssh, service_password(ic)?) {
             (Some(ssh), _) => ssh.key_secret.clone(),
             (None, Some(name)) => name,
             (None, None) => bail!(
@@ -82,14 +93,96 @@ impl KeyFiles {
 }
 
 /// The secret holding the service password of an integration that logs in with one.
-fn service_password(ic: &IntegrationConfig) -> Option<String> {
+fn service_password(ic: &IntegrationConfig) -> anyhow::Result<Option<String>> {
     if ic.ssh.is_some() {
-        return None;
+        return Ok(None);
     }
-    ic.winrm
-        .password_secret
-        .clone()
-        .or_else(|| ic.ldap.as_ref().and_then(|l| l.password_secret.clone()))
+    let winrm = ic.winrm.password_secret.clone();
+    let ldap = ic.ldap.as_ref().and_then(|l| l.password_secret.clone());
+    match (winrm, ldap) {
+        (Some(w), Some(l)) if w != l => bail!(
+            "integration {:?} logs in with two passwords ([integration.winrm] {w:?} and \
+             [integration.ldap] {l:?}); rotation changes one service account's password: \
+             name one secret in both tables",
+            ic.name
+        ),
+        (w, l) => Ok(w.or(l)),
+    }
+}
+
+/// Refuse to rotate `name` unless `ic` alone uses it: a secret another integration logs in
+/// with (or the host holds for itself) would be rewritten under that integration's feet.
+fn check_owned(connector: &Connector, ic: &IntegrationConfig, name: &str) -> anyhow::Result<()> {
+    if crate::caps::secrets::same_secret(name, crate::caps::certs::ca::CA_SECRET) {
+        bail!("secret {name:?} is the user CA's key, not a service credential; refusing");
+    }
+    for (_, other) in connector.integrations() {
+        if other.name == ic.name {
+            continue;
+        }
+        if let Some((field, _)) = other
+            .service_secrets()
+            .into_iter()
+            .find(|(_, s)| crate::caps::secrets::same_secret(s, name))
+        {
+            bail!(
+                "secret {name:?} is also integration {:?}'s service credential ({field}); \
+                 rotating it for {:?} would lock {:?} out. Give each integration a secret of \
+                 its own to rotate it",
+                other.name,
+                ic.name,
+                other.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The servers of resource `r` that must accept the new credential before the switch:
+/// where grants act (a plan of a grant) and where the guest's `add-service-credential` acts
+/// (`plan_add`, a plan of it) — refused, before any change, if the latter misses one of the
+/// former, or if both name none.
+async fn servers_to_prove(
+    connector: &Connector,
+    ic: &IntegrationConfig,
+    r: &crate::runtime::Resource,
+    transports: &[Transport],
+    plan_add: &CallReport,
+) -> anyhow::Result<BTreeSet<(Transport, Target)>> {
+    let granted: BTreeSet<_> = service::servers_of(connector, ic, r)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("finding the servers of {}", r.id))?
+        .into_iter()
+        .filter(|(t, _)| transports.contains(t))
+        .collect();
+    let added: BTreeSet<_> = plan_add
+        .records
+        .iter()
+        .filter_map(service::login_of)
+        .filter(|(t, _)| transports.contains(t))
+        .collect();
+    let missed: Vec<String> = granted
+        .difference(&added)
+        .map(|(_, t)| t.to_string())
+        .collect();
+    if !missed.is_empty() {
+        bail!(
+            "the guest's add-service-credential for {} would not reach {} where grants act: \
+             rotation refused before any change (the current credential stays in use \
+             everywhere)",
+            r.id,
+            missed.join(", ")
+        );
+    }
+    if added.is_empty() {
+        bail!(
+            "neither a grant nor add-service-credential of {} reaches a server: nothing would \
+             prove the new credential; rotation refused before any change",
+            r.id
+        );
+    }
+    Ok(added)
 }
 
 /// Is a rotation of `ic` due now (or one to finish)?
@@ -151,6 +244,7 @@ async fn run(
 ) -> anyhow::Result<Rotated> {
     let (integration, ic) = connector.integration(integration_name)?;
     let files = KeyFiles::of(ic, secrets_dir)?;
+    check_owned(connector, ic, &files.name)?;
     if !files.current.is_file() {
         bail!(
             "the service credential {:?} is not a file in {} (an environment variable cannot \
@@ -172,11 +266,7 @@ async fn run(
     };
     let store = SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?;
     let public = |name: &str| service_public_key(&store, name).map_err(|e| anyhow::anyhow!("{e}"));
-    let resources: Vec<String> = service::resources(connector, integration_name)
-        .await?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let resources = service::resources(connector, integration_name).await?;
     let base = Event {
         actor: actor.into(),
         event: "capability".into(),
@@ -184,17 +274,30 @@ async fn run(
         guest_sha256: Some(integration.guest().sha256().to_string()),
         ..Event::default()
     };
-    let call = |export: Export| async {
-        let report: CallReport = integration.call(connector.runtime(), export).await;
-        service::audit_report(ledger, &base, &report)?;
+    let base = &base;
+    let call = |export: Export, plan: bool| async move {
+        let options = CallOptions {
+            plan,
+            ..CallOptions::default()
+        };
+        let report: CallReport = integration
+            .call_with(connector.runtime(), export, options)
+            .await;
+        service::audit_report(ledger, base, &report)?;
         report.result.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::Ok(report)
+    };
+    let add = |id: &str, key: &str| Export::AddServiceCredential {
+        config: ic.config_json.clone(),
+        resource_id: id.to_string(),
+        credential: ServiceCredential::SshKey(key.to_string()),
     };
 
     let mut checked = 0;
     let (old_public, new_public) = if files.next.exists() || !files.retiring.exists() {
         // Steps 1–4.
-        if !files.next.exists() {
+        let fresh = !files.next.exists();
+        if fresh {
             let (private, _) = generate_key_pair(&format!("latch-service-{}", ic.name))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             write_private(&files.next, private.expose())?;
@@ -202,20 +305,45 @@ async fn run(
         let next_name = format!("{}.next", files.name);
         let new_public = public(&next_name)?;
         let old_public = public(&files.name)?;
-        let mut servers = BTreeSet::new();
-        for id in &resources {
-            let report = call(Export::AddServiceCredential {
-                config: ic.config_json.clone(),
-                resource_id: id.clone(),
-                credential: ServiceCredential::SshKey(new_public.clone()),
-            })
-            .await
-            .with_context(|| format!("authorizing the new key on {id}"))?;
-            for r in &report.records {
-                if let Some(exec) = r.call.get::<crate::caps::ssh::Exec>() {
-                    servers.insert(exec.target.clone());
-                }
+        let mut proving = Vec::new();
+        for r in &resources {
+            let plan = call(add(&r.id, &new_public), true)
+                .await
+                .with_context(|| format!("planning the new key on {}", r.id));
+            let servers = match plan {
+                Ok(plan) => servers_to_prove(connector, ic, r, &[Transport::Ssh], &plan).await,
+                Err(e) => Err(e),
+            };
+            proving.push(servers.map(|s| (r.id.clone(), s)));
+            if proving.last().is_some_and(|p| p.is_err()) {
+                break;
             }
+        }
+        let proving: anyhow::Result<Vec<_>> = proving.into_iter().collect();
+        let proving = match proving {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing changed anywhere: leave the secrets as they were.
+                if fresh {
+                    let _ = std::fs::remove_file(&files.next);
+                }
+                return Err(e);
+            }
+        };
+        let mut servers = BTreeSet::new();
+        for (id, to_prove) in proving {
+            let report = call(add(&id, &new_public), false)
+                .await
+                .with_context(|| format!("authorizing the new key on {id}"))?;
+            servers.extend(to_prove.into_iter().map(|(_, t)| t));
+            servers.extend(
+                report
+                    .records
+                    .iter()
+                    .filter_map(service::login_of)
+                    .filter(|(t, _)| *t == Transport::Ssh)
+                    .map(|(_, t)| t),
+            );
         }
         for target in &servers {
             let Some(user) = target.user.as_deref().or(settings.default_user.as_deref()) else {
@@ -246,14 +374,17 @@ async fn run(
         (public(&retiring)?, public(&files.name)?)
     };
     if old_public != new_public {
-        for id in &resources {
-            call(Export::RemoveServiceCredential {
-                config: ic.config_json.clone(),
-                resource_id: id.clone(),
-                credential: ServiceCredential::SshKey(old_public.clone()),
-            })
+        for r in &resources {
+            call(
+                Export::RemoveServiceCredential {
+                    config: ic.config_json.clone(),
+                    resource_id: r.id.clone(),
+                    credential: ServiceCredential::SshKey(old_public.clone()),
+                },
+                false,
+            )
             .await
-            .with_context(|| format!("removing the old key on {id}"))?;
+            .with_context(|| format!("removing the old key on {}", r.id))?;
         }
     }
     std::fs::remove_file(&files.retiring)
@@ -278,8 +409,10 @@ async fn run(
 /// current one" as keys have, so each step is checked against the servers themselves:
 /// 1. a new password (`[integration.password]` rules) is generated and written as
 ///    `NAME.next` (0600); a resumed rotation keeps the one it finds;
-/// 2. for each resource, a **plan** of the guest's `add-service-credential` names the servers
-///    it would act on without changing anything; a server that already accepts `NAME.next`
+/// 2. for each resource, a **plan** of a grant names the servers grants act on and a plan of
+///    the guest's `add-service-credential` the servers it would set the password on, nothing
+///    changed; the latter must cover the former (else refused, `NAME.next` removed if this
+///    attempt made it: every secret as it was); a server that already accepts `NAME.next`
 ///    (a rotation interrupted after setting it) is skipped; otherwise the guest sets the
 ///    password (`secret-ref::new-service-password`) logged in with the current one;
 /// 3. the host logs in with `NAME.next` on fresh connections to every server (WinRM:
@@ -296,7 +429,8 @@ async fn run_password(
     files: &KeyFiles,
 ) -> anyhow::Result<Rotated> {
     let (integration, ic) = connector.integration(integration_name)?;
-    if !files.next.exists() {
+    let fresh = !files.next.exists();
+    if fresh {
         let password = service::credentials::password(&ic.password);
         write_private(&files.next, password.expose())?;
     }
@@ -305,11 +439,7 @@ async fn run_password(
         .get(&format!("{}.next", files.name))
         .map_err(anyhow::Error::msg)?
         .context("the new password file vanished")?;
-    let resources: Vec<String> = service::resources(connector, integration_name)
-        .await?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let resources = service::resources(connector, integration_name).await?;
     let base = Event {
         actor: actor.into(),
         event: "capability".into(),
@@ -336,26 +466,47 @@ async fn run_password(
             anyhow::Ok(report)
         }
     };
-    let mut checked = BTreeSet::new();
-    for id in &resources {
-        let export = || Export::AddServiceCredential {
-            config: ic.config_json.clone(),
-            resource_id: id.clone(),
-            credential: ServiceCredential::Password,
-        };
-        let plan = call(export(), true)
+    let add = |id: &str| Export::AddServiceCredential {
+        config: ic.config_json.clone(),
+        resource_id: id.to_string(),
+        credential: ServiceCredential::Password,
+    };
+    let mut proving = Vec::new();
+    for r in &resources {
+        let plan = call(add(&r.id), true)
             .await
-            .with_context(|| format!("planning the new password on {id}"))?;
-        let servers = logins_of(&plan);
-        if servers.is_empty() {
-            bail!("the guest's add-service-credential for {id} acts on no server");
+            .with_context(|| format!("planning the new password on {}", r.id));
+        let servers = match plan {
+            Ok(plan) => {
+                let wanted = [Transport::Winrm, Transport::Ldap];
+                servers_to_prove(connector, ic, r, &wanted, &plan).await
+            }
+            Err(e) => Err(e),
+        };
+        proving.push(servers.map(|s| (r.id.clone(), s)));
+        if proving.last().is_some_and(|p| p.is_err()) {
+            break;
         }
+    }
+    let proving: anyhow::Result<Vec<_>> = proving.into_iter().collect();
+    let proving = match proving {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing was set anywhere: leave the secrets as they were.
+            if fresh {
+                let _ = std::fs::remove_file(&files.next);
+            }
+            return Err(e);
+        }
+    };
+    let mut checked = BTreeSet::new();
+    for (id, servers) in proving {
         let mut done = true;
         for server in &servers {
             done &= prove_password(ic, server, &next).await.is_ok();
         }
         if !done {
-            call(export(), false)
+            call(add(&id), false)
                 .await
                 .with_context(|| format!("setting the new password on {id}"))?;
             for server in &servers {
@@ -389,33 +540,17 @@ async fn run_password(
     })
 }
 
-/// The servers (and how each is logged in to) that a guest call acted on.
-fn logins_of(report: &CallReport) -> BTreeSet<(&'static str, Target)> {
-    report
-        .records
-        .iter()
-        .filter_map(|r| {
-            if let Some(w) = r.call.get::<crate::caps::winrm::Invoke>() {
-                Some(("winrm", w.target.clone()))
-            } else {
-                r.call
-                    .get::<crate::caps::ldap::LdapCall>()
-                    .map(|l| ("ldap", l.target.clone()))
-            }
-        })
-        .collect()
-}
-
 /// Log in to `server` as the integration's service account with `password`, on a fresh
 /// connection, running nothing.
 async fn prove_password(
     ic: &IntegrationConfig,
-    server: &(&'static str, Target),
+    server: &(Transport, Target),
     password: &crate::caps::Secret,
 ) -> Result<(), String> {
     let (how, target) = server;
     match *how {
-        "winrm" => {
+        Transport::Ssh => Err("a password is not proven over SSH".into()),
+        Transport::Winrm => {
             use crate::caps::winrm::transport::{Connection, Credentials};
             let settings = &ic.winrm;
             let user = settings
@@ -432,7 +567,7 @@ async fn prove_password(
                 .map_err(|e| e.to_string())?;
             conn.prove_login().await.map_err(|e| e.to_string())
         }
-        _ => {
+        Transport::Ldap => {
             let settings = ic.ldap.as_ref().ok_or("no [integration.ldap]")?;
             let user = settings
                 .default_user

@@ -15,6 +15,7 @@ mod distros;
 mod e2e;
 mod ec2;
 mod fleet;
+mod guest_secrets;
 mod ledger;
 mod rdp;
 mod rotation;

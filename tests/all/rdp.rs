@@ -125,6 +125,8 @@ allow = ["localhost:{https}"]
 [integration.winrm]
 ca_file = "standin-ca.pem"
 https_ports = [{https}]
+user = "LAB\\latch-svc"
+password_secret = "winrm-password"
 read = ["Get-LocalUser", "Get-LocalGroupMember", "Get-LocalGroup"]
 change = ["New-LocalUser", "Set-LocalUser", "Enable-LocalUser", "Disable-LocalUser", "Add-LocalGroupMember", "Remove-LocalGroupMember", "Remove-LocalUser", "Disconnect-LatchSession"]
 [integration.config]

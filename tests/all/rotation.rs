@@ -31,12 +31,22 @@ impl OwnFleet {
 
     /// Log in as the service account with `key` (a private key file) and run `true`.
     pub(crate) fn service_login(&self, key: &Path, host: usize) -> Output {
+        self.run_as_service(key, host, "true")
+    }
+
+    /// Run `command` on host `host` as the service account, with the fleet's own key
+    /// (inspection only).
+    pub(crate) fn admin(&self, host: usize, command: &str) -> Output {
+        self.run_as_service(&self.dir.join("service_key"), host, command)
+    }
+
+    fn run_as_service(&self, key: &Path, host: usize, command: &str) -> Output {
         Command::new("ssh")
             .args(ssh_opts(&self.dir.join("known_hosts")))
             .arg("-i")
             .arg(key)
             .arg(format!("apono@{}.{}", self.prefix, host + 1))
-            .arg("true")
+            .arg(command)
             .output()
             .unwrap()
     }

@@ -192,6 +192,7 @@ impl DcEnv {
             std::fs::copy(s.ca(), tmp.path().join("standin-ca.pem")).unwrap();
             let table = format!(
                 "[integration.winrm]\nca_file = \"standin-ca.pem\"\nhttps_ports = [{}]\n\
+                 user = 'LATCH\\svc_latch'\npassword_secret = \"dc-password\"\n\
                  read = [{}]\nchange = [{}]\n",
                 s.https,
                 list(AD_READS),
@@ -207,8 +208,10 @@ impl DcEnv {
             )
         } else {
             let table = format!(
-                "[integration.ldap]\nca_file = \"dc-ca.pem\"\nread = [{}]\nchange = [{}]\n\
+                "[integration.ldap]\nca_file = \"dc-ca.pem\"\nuser = {}\n\
+                 password_secret = \"dc-password\"\nread = [{}]\nchange = [{}]\n\
                  groups = [{}]\n",
+                q(dc.get("SVC_USER")),
                 q(dc.get("BASE_DN")),
                 q(dc.get("USERS_OU")),
                 q(dc.get("GROUPS_OU"))

@@ -330,6 +330,11 @@ impl Policy {
         }
     }
 
+    /// The secrets the guest may read or name, as listed.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(String::as_str)
+    }
+
     /// The allow rules as written.
     pub fn allow(&self) -> impl Iterator<Item = &str> {
         self.allow.iter().map(AllowRule::as_str)

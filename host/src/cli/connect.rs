@@ -17,7 +17,7 @@ use crate::caps::winrm::transport::{Connection, Credentials};
 use crate::caps::{CapError, SecretStore, Target};
 use crate::config::{Config, IntegrationConfig};
 use crate::connector::Connector;
-use crate::runtime::{CallOptions, CallSecrets, Export, GrantRequest, Identity};
+use crate::service::Transport;
 
 /// One server's answer.
 #[derive(Debug, Serialize)]
@@ -53,9 +53,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         };
         for ((transport, _), target) in targets {
             let outcome = match transport {
-                "ssh" => check_ssh(ic, &secrets, &target).await,
-                "ldap" => check_ldap(ic, &secrets, &target).await,
-                _ => check_winrm(ic, &secrets, &target).await,
+                Transport::Ssh => check_ssh(ic, &secrets, &target).await,
+                Transport::Ldap => check_ldap(ic, &secrets, &target).await,
+                Transport::Winrm => check_winrm(ic, &secrets, &target).await,
             };
             let (status, reason) = match outcome {
                 Ok(()) => ("authenticated", None),
@@ -63,7 +63,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             };
             statuses.push(Status {
                 integration: ic.name.clone(),
-                transport,
+                transport: transport.as_str(),
                 target: target.to_string(),
                 status,
                 reason,
@@ -98,84 +98,24 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-type TargetKey = (&'static str, String);
+type TargetKey = (Transport, String);
 
-/// Every (transport, target) the integration's guest acts on, from recorded grants.
+/// Every (transport, target) the integration's guest acts on: for each resource, the servers
+/// a plan of a grant names.
 async fn targets(
     connector: &Connector,
     ic: &IntegrationConfig,
 ) -> anyhow::Result<BTreeMap<TargetKey, Target>> {
-    let (integration, _) = connector
-        .integrations()
-        .find(|(_, c)| c.name == ic.name)
-        .expect("listed");
     let resources = crate::service::resources(connector, &ic.name)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut found = BTreeMap::new();
-    // A certificate integration's plan needs a requester's key: a throwaway one (nothing
-    // is signed in a plan).
-    let (_, public_key) = crate::caps::certs::ca::generate_key_pair("latch-check-connect")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for r in resources {
-        let request = GrantRequest {
-            grant_id: "latch-check-connect".into(),
-            resource_id: r.id.clone(),
-            permission: r
-                .permissions
-                .first()
-                .cloned()
-                .unwrap_or_else(|| ic.lifecycle.default_permission.clone()),
-            identity: Identity {
-                email: "latch-check@localhost".into(),
-                username: Some("latchcheck".into()),
-            },
-            public_key: Some(public_key.clone()),
-            expires_at: crate::caps::certs::ca::unix_now() + 3600,
-            state: None,
-        };
-        // A plan: reads real, changes recorded only. A password integration's plan names
-        // the grant's password in its changes; one is made for it and never sent.
-        let options = CallOptions {
-            secrets: CallSecrets {
-                grant_password: Some(crate::service::credentials::password(&ic.password)),
-                new_service_password: None,
-            },
-            plan: true,
-        };
-        let report = integration
-            .call_with(
-                connector.runtime(),
-                Export::Grant {
-                    config: ic.config_json.clone(),
-                    request,
-                },
-                options,
-            )
-            .await;
-        let before = found.len();
-        for record in &report.records {
-            let Some(target) = record.call.target() else {
-                continue;
-            };
-            let transport = if record.capability.starts_with("ssh.") {
-                "ssh"
-            } else if record.capability.starts_with("winrm.") {
-                "winrm"
-            } else if record.capability.starts_with("ldap.") {
-                "ldap"
-            } else {
-                continue;
-            };
-            found.insert((transport, target.to_string()), target.clone());
-        }
-        if found.len() == before
-            && let Err(e) = &report.result
-        {
-            anyhow::bail!(
-                "the plan of a grant on {} failed before naming a server: {e}",
-                r.id
-            );
+        let servers = crate::service::servers_of(connector, ic, &r)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for (transport, target) in servers {
+            found.insert((transport, target.to_string()), target);
         }
     }
     Ok(found)

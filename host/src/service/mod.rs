@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use credentials::password as generate_password;
 pub use error::{ErrorKind, Result, ServiceError};
-pub use plan::{Planned, plan_grant};
+pub use plan::{Planned, Transport, login_of, plan_grant, servers_of};
 
 use crate::caps::certs::ca::unix_now;
 use crate::caps::{Outcome, Secret};

@@ -139,3 +139,97 @@ pub async fn plan_grant(
         calls: report.records,
     })
 }
+
+/// How the host logs in to a server a guest acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// `ssh.*` with the service key.
+    Ssh,
+    /// `winrm.*` with the service account's password.
+    Winrm,
+    /// `ldap.*` bound as the service account.
+    Ldap,
+}
+
+impl Transport {
+    /// Its name in tables: `ssh`, `winrm`, `ldap`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Ssh => "ssh",
+            Transport::Winrm => "winrm",
+            Transport::Ldap => "ldap",
+        }
+    }
+}
+
+/// The server a capability call acted on, and how it is logged in to (by the call's type;
+/// calls that reach no server of the integration's own, such as `secrets.get`, have none).
+pub fn login_of(record: &CallRecord) -> Option<(Transport, crate::caps::Target)> {
+    let call = &record.call;
+    if let Some(e) = call.get::<crate::caps::ssh::Exec>() {
+        Some((Transport::Ssh, e.target.clone()))
+    } else if let Some(w) = call.get::<crate::caps::winrm::Invoke>() {
+        Some((Transport::Winrm, w.target.clone()))
+    } else {
+        call.get::<crate::caps::ldap::LdapCall>()
+            .map(|l| (Transport::Ldap, l.target.clone()))
+    }
+}
+
+/// Every server a grant of `resource` would act on: the targets of a **plan** of a grant
+/// (reads carried out, changes only recorded, nothing changed anywhere) for a throwaway
+/// requester. `latch check --connect` logs in to these, and a rotation proves its new
+/// credential on each.
+pub async fn servers_of(
+    connector: &Connector,
+    ic: &crate::config::IntegrationConfig,
+    resource: &crate::runtime::Resource,
+) -> std::result::Result<std::collections::BTreeSet<(Transport, crate::caps::Target)>, String> {
+    let (integration, _) = connector.integration(&ic.name).map_err(|e| e.to_string())?;
+    // A certificate integration's plan needs a requester's key: a throwaway one (nothing
+    // is signed in a plan); a password integration's, a password (never sent).
+    let (_, public_key) =
+        crate::caps::certs::ca::generate_key_pair("latch-plan").map_err(|e| e.to_string())?;
+    let request = GrantRequest {
+        grant_id: "latch-servers-of".into(),
+        resource_id: resource.id.clone(),
+        permission: resource
+            .permissions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ic.lifecycle.default_permission.clone()),
+        identity: Identity {
+            email: "latch-check@localhost".into(),
+            username: Some("latchcheck".into()),
+        },
+        public_key: Some(public_key),
+        expires_at: unix_now() + 3600,
+        state: None,
+    };
+    let options = CallOptions {
+        secrets: CallSecrets {
+            grant_password: Some(credentials::password(&ic.password)),
+            new_service_password: None,
+        },
+        plan: true,
+    };
+    let report = integration
+        .call_with(
+            connector.runtime(),
+            Export::Grant {
+                config: ic.config_json.clone(),
+                request,
+            },
+            options,
+        )
+        .await;
+    let found: std::collections::BTreeSet<_> = report.records.iter().filter_map(login_of).collect();
+    match (&report.result, found.is_empty()) {
+        (Err(e), true) => Err(format!(
+            "the plan of a grant on {} failed before naming a server: {e}",
+            resource.id
+        )),
+        _ => Ok(found),
+    }
+}

@@ -104,6 +104,19 @@ pub fn check_name(name: &str) -> Result<(), String> {
     check_plain(name)
 }
 
+/// The environment variable a plain secret name is also read from, less its prefix: the
+/// name upper-cased with `-` and `.` as `_` (`prod-key.1` → `PROD_KEY_1`). `None` for a
+/// store's secret (`STORE:PATH`), which the environment never holds.
+pub fn environment_form(name: &str) -> Option<String> {
+    (!name.contains(':')).then(|| name.to_ascii_uppercase().replace(['-', '.'], "_"))
+}
+
+/// Do `a` and `b` name the same secret: the same name, or two plain names the environment
+/// reads from one variable?
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a == b || matches!((environment_form(a), environment_form(b)), (Some(x), Some(y)) if x == y)
+}
+
 fn check_plain(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(format!(

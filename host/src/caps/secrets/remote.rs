@@ -89,6 +89,33 @@ pub enum RemoteStore {
     },
 }
 
+impl RemoteStore {
+    /// The secrets this store's own credential is read from (the AppRole secret id, a
+    /// client secret, a service-account key): the host's, never a guest's.
+    pub fn credential_secrets(&self) -> Vec<&str> {
+        match self {
+            RemoteStore::VaultKv2 {
+                auth:
+                    VaultAuth::AppRole {
+                        secret_id_secret, ..
+                    },
+                ..
+            } => vec![secret_id_secret.as_str()],
+            RemoteStore::AzureKeyVault { settings, .. } => match &settings.credential {
+                crate::caps::cloud::azure::AzureCredential::ClientSecret { secret, .. } => {
+                    vec![secret.as_str()]
+                }
+                _ => Vec::new(),
+            },
+            RemoteStore::GcpSecretManager {
+                credential: GcpCredential::ServiceAccountKey { secret, .. },
+                ..
+            } => vec![secret.as_str()],
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The path part of `STORE:PATH`: what Vault paths and Secrets Manager names allow,
 /// `[A-Za-z0-9/_+=.@-]`, no `..`, not starting or ending with `/`, at most 512 bytes.
 pub fn check_path(path: &str) -> Result<(), String> {

@@ -82,7 +82,7 @@ impl SecretStore {
         if let Some(prefix) = &self.env_prefix {
             let var = format!(
                 "{prefix}{}",
-                name.to_ascii_uppercase().replace(['-', '.'], "_")
+                super::environment_form(name).unwrap_or_default()
             );
             if let Some(value) = std::env::var_os(&var) {
                 return Ok(Some(Secret::new(value.into_encoded_bytes())));
