@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use latch::caps::ParamValue;
 use latch::caps::Secret;
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
+use latch::caps::winrm::shell::Run;
 use latch::caps::winrm::transport::{Credentials, tls_config};
 use latch::caps::winrm::{wire_script, wsman};
 
@@ -69,7 +70,7 @@ fn main() {
     };
     let params = vec![("Name".to_string(), ParamValue::Text("Administrator".into()))];
     let script = wire_script("Get-LocalUser", &params, |_| unreachable!()).unwrap();
-    let args = wsman::powershell_arguments(std::str::from_utf8(script.expose()).unwrap());
+    let args = wsman::powershell_arguments(&script.script);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -85,8 +86,11 @@ fn main() {
                     &settings,
                     &endpoint,
                     &creds,
-                    "powershell.exe",
-                    &args,
+                    Run {
+                        program: "powershell.exe",
+                        arguments: &args,
+                        stdin: None,
+                    },
                 ))
                 .unwrap();
             assert!(String::from_utf8_lossy(&r.stdout).contains("Administrator"));

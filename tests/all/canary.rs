@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use latch::caps::winrm::powershell_script;
+use latch::caps::winrm::wire_script;
 use latch::caps::{
     Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore, secrets, ssh, winrm,
 };
@@ -24,10 +24,24 @@ use latch::world::SecretRef;
 
 const CANARY: &str = "CANARY-7f3a9-NEVER-RECORD";
 
-/// Secrets from the store; SSH and WinRM recorded as they would go on the wire.
+/// Secrets from the store; SSH and WinRM recorded as they would go on the wire. With
+/// `echo`, every WinRM call fails with an error quoting the script it was sent — plainly, as
+/// a PowerShell error record quotes the line, and as the `-EncodedCommand` argument (base64
+/// of UTF-16LE), as a WS-Management fault may.
 struct Wire {
     secrets: SecretStore,
     sent: Mutex<Vec<String>>,
+    echo: bool,
+}
+
+impl Wire {
+    fn new(config: &Config, echo: bool) -> Arc<Wire> {
+        Arc::new(Wire {
+            secrets: SecretStore::new(Some(&config.secrets_dir), None).unwrap(),
+            sent: Mutex::new(Vec::new()),
+            echo,
+        })
+    }
 }
 
 impl Backend for Wire {
@@ -54,7 +68,7 @@ impl Backend for Wire {
                 Some(winrm::Invoke {
                     cmdlet, parameters, ..
                 }) => {
-                    let script = powershell_script(cmdlet, parameters, |r| match r {
+                    let wire = wire_script(cmdlet, parameters, |r| match r {
                         SecretRef::GrantPassword => ctx
                             .secrets
                             .grant_password
@@ -63,17 +77,35 @@ impl Backend for Wire {
                         SecretRef::NewServicePassword => {
                             Err(CapError::Failed("not in a rotation".into()))
                         }
-                        SecretRef::Named(name) => self
-                            .secrets
-                            .get(name)
-                            .ok()
-                            .flatten()
-                            .ok_or_else(|| CapError::Failed(format!("no secret {name:?}"))),
+                        SecretRef::Named(name) => {
+                            let value =
+                                self.secrets.get(name).ok().flatten().ok_or_else(|| {
+                                    CapError::Failed(format!("no secret {name:?}"))
+                                })?;
+                            // As a live part does: the host read it for this call.
+                            ctx.reveal(&value);
+                            Ok(value)
+                        }
                     })?;
-                    self.sent
-                        .lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(script.expose()).into_owned());
+                    // What goes on the wire: the script (no secret) and its stdin (the secrets).
+                    let stdin = wire
+                        .stdin
+                        .as_ref()
+                        .map(|s| String::from_utf8_lossy(s.expose()).into_owned())
+                        .unwrap_or_default();
+                    self.sent.lock().unwrap().push(wire.script.clone());
+                    self.sent.lock().unwrap().push(stdin.clone());
+                    if self.echo {
+                        // As a PowerShell error record quoting the line, and a fault quoting
+                        // the command line and the stdin it was sent.
+                        let encoded = latch::caps::winrm::wsman::powershell_arguments(&wire.script);
+                        return Err(CapError::Failed(format!(
+                            "At line:1 char:1\n+ {}\n+ ~~~~ CategoryInfo: InvalidArgument; \
+                             command line: powershell.exe {}; stdin: {stdin}",
+                            wire.script,
+                            encoded.join(" ")
+                        )));
+                    }
                     Ok(call.empty_reply())
                 }
                 None => Ok(call.empty_reply()),
@@ -184,11 +216,7 @@ fn run<T>(logs: &Logs, work: impl std::future::Future<Output = T>) -> T {
 #[test]
 fn a_canary_secret_and_the_generated_password_are_recorded_nowhere() {
     let setup = setup("");
-    let secrets = SecretStore::new(Some(&setup.config.secrets_dir), None).unwrap();
-    let wire = Arc::new(Wire {
-        secrets,
-        sent: Mutex::new(Vec::new()),
-    });
+    let wire = Wire::new(&setup.config, false);
     let connector = Connector::start(&setup.config, wire.clone()).unwrap();
     let ledger = Ledger::open(&setup.config.data_dir).unwrap();
     let logs = Logs::default();
@@ -214,17 +242,26 @@ fn a_canary_secret_and_the_generated_password_are_recorded_nowhere() {
         0,
         "Debug redacts"
     );
-    // Both reached the wire: the secret as SSH stdin and in a script; the password in one.
+    // Both reached the wire: the secret as SSH stdin and as a WinRM call's stdin; the
+    // password as another's — and no script holds either (Windows logs scripts).
+    use base64::Engine;
+    let line = |v: &str| {
+        format!(
+            "{}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    };
     let sent = wire.sent.lock().unwrap().clone();
     assert!(sent.iter().any(|w| w == CANARY), "{sent:?}");
-    assert!(
-        sent.iter().any(|w| w.contains(&format!("'{CANARY}'"))),
-        "{sent:?}"
-    );
-    assert!(
-        sent.iter().any(|w| w.contains(&format!("'{password}'"))),
-        "{sent:?}"
-    );
+    assert!(sent.iter().any(|w| *w == line(CANARY)), "{sent:?}");
+    assert!(sent.iter().any(|w| *w == line(&password)), "{sent:?}");
+    for script in sent.iter().filter(|w| w.contains("ConvertTo-Json")) {
+        assert!(
+            !script.contains(CANARY) && !script.contains(&password),
+            "{script}"
+        );
+        assert!(script.contains("$latch0"), "{script}");
+    }
     // And nowhere else.
     for (place, text) in written(&setup, &ledger, &logs) {
         assert!(!text.contains(CANARY), "the canary secret is in {place}");
@@ -241,11 +278,7 @@ fn a_canary_secret_and_the_generated_password_are_recorded_nowhere() {
 fn a_guest_cannot_leak_a_secret_into_state_logs_or_errors() {
     for mode in ["state", "log", "panic"] {
         let setup = setup(&format!("leak = \"{mode}\""));
-        let secrets = SecretStore::new(Some(&setup.config.secrets_dir), None).unwrap();
-        let wire = Arc::new(Wire {
-            secrets,
-            sent: Mutex::new(Vec::new()),
-        });
+        let wire = Wire::new(&setup.config, false);
         let connector = Connector::start(&setup.config, wire).unwrap();
         let ledger = Ledger::open(&setup.config.data_dir).unwrap();
         let logs = Logs::default();
@@ -315,4 +348,131 @@ fn a_broken_service_key_is_reported_without_its_value() {
     assert!(!error.contains(CANARY), "{error}");
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     assert!(!logs.contains(CANARY), "{logs}");
+}
+
+/// The forms of `secret` that Latch itself could have put it in, computed here independently
+/// of the scrubber: plain, PowerShell-quoted, JSON- and URL-escaped, UTF-16LE, and the inner
+/// part of its base64 (and of its UTF-16LE's) at each alignment inside a longer text.
+fn forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let utf16: Vec<u8> = secret.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut out = vec![
+        secret.to_string(),
+        secret.replace('\'', "''"),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_string(),
+        String::from_utf8_lossy(&utf16).into_owned(),
+    ];
+    for bytes in [secret.as_bytes(), &utf16] {
+        for skip in 0..3 {
+            let rest = &bytes[skip..];
+            out.push(b64(&rest[..rest.len() / 3 * 3]));
+        }
+    }
+    out
+}
+
+/// Fail if any form of the canary, or of `password`, is in `text`.
+fn assert_clean(place: &str, text: &str, password: Option<&str>) {
+    let mut secrets = vec![CANARY.to_string()];
+    secrets.extend(password.map(str::to_string));
+    for secret in &secrets {
+        for form in forms(secret) {
+            assert!(
+                !text.contains(&form),
+                "{place} holds a secret (as {form:?}): {text}"
+            );
+        }
+    }
+}
+
+/// Every path a secret could take out of a call, each tried: the guest's own error, a
+/// capability error echoing the script it ran (plainly and base64 of UTF-16LE), the access
+/// details' host, a command's arguments (in records and in a plan). Each is scrubbed or
+/// refused, and nothing Latch wrote holds the canary or the password in any form Latch makes.
+#[test]
+fn no_path_out_of_a_call_carries_a_secret_in_any_form() {
+    for (mode, echo) in [
+        ("error", false),
+        ("host", false),
+        ("argv", false),
+        ("", true),
+    ] {
+        let setup = setup(&format!("leak = \"{mode}\""));
+        let wire = Wire::new(&setup.config, echo);
+        let connector = Connector::start(&setup.config, wire.clone()).unwrap();
+        let ledger = Ledger::open(&setup.config.data_dir).unwrap();
+        let logs = Logs::default();
+        let result = run(&logs, service::grant(&connector, &ledger, args()));
+        let sent = wire.sent.lock().unwrap().clone();
+        // The password of the grant reached the wire (unless the guest stopped before): the
+        // stdin of the first WinRM call (Set-LocalUser -Password).
+        let password = sent
+            .iter()
+            .position(|w| w.contains("Set-LocalUser"))
+            .map(|at| {
+                use base64::Engine;
+                let b = base64::engine::general_purpose::STANDARD
+                    .decode(sent[at + 1].trim_end())
+                    .unwrap();
+                String::from_utf8(b).unwrap()
+            });
+        let shown = match (&result, mode, echo) {
+            (Err(e), "error", _) => {
+                let e = e.to_string();
+                assert!(e.contains("the server said no to [redacted]"), "{e}");
+                e
+            }
+            (Err(e), "host", _) => {
+                let e = e.to_string();
+                assert!(e.contains("put a secret"), "{e}");
+                e
+            }
+            (Err(e), "", true) => {
+                let e = e.to_string();
+                assert!(e.contains("At line:1") && e.contains("[redacted]"), "{e}");
+                e
+            }
+            (Ok(g), "argv", _) => {
+                let audit = serde_json::to_string(&ledger.audit_all().unwrap()).unwrap();
+                assert!(
+                    audit.contains(r#""argv":["printf","%s","[redacted]"]"#),
+                    "{audit}"
+                );
+                let log = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+                assert!(log.contains("printf %s [redacted]"), "{log}");
+                serde_json::to_string(g).unwrap()
+            }
+            (other, _, _) => panic!("{mode} {echo}: {other:?}"),
+        };
+        let password = password.as_deref();
+        if mode != "argv" {
+            assert_clean(&format!("{mode} {echo}: the error"), &shown, password);
+        }
+        for (place, text) in written(&setup, &ledger, &logs) {
+            assert_clean(&format!("{mode} {echo}: {place}"), &text, password);
+        }
+    }
+
+    // A plan shows what would run: the argument the guest put its secret in is redacted.
+    let setup = setup("leak = \"argv\"");
+    let connector = Connector::start(&setup.config, Wire::new(&setup.config, false)).unwrap();
+    let ledger = Ledger::open(&setup.config.data_dir).unwrap();
+    let logs = Logs::default();
+    let planned = run(&logs, service::plan_grant(&connector, &ledger, args())).unwrap();
+    let shown = serde_json::to_string(&planned).unwrap();
+    assert!(
+        planned
+            .changes
+            .iter()
+            .any(|c| c.contains("printf %s [redacted]")),
+        "{shown}"
+    );
+    assert_clean("the plan", &shown, None);
+    for (place, text) in written(&setup, &ledger, &logs) {
+        assert_clean(&format!("plan: {place}"), &text, None);
+    }
 }

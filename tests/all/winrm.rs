@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
-use latch::caps::winrm::shell::{ExchangeError, ShellError};
+use latch::caps::winrm::shell::{ExchangeError, Run, ShellError};
 use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint, tls_config};
 use latch::caps::winrm::{wire_script, wsman};
 use latch::caps::{Live, Outcome, ParamValue, Policy, Secret, SecretStore};
@@ -154,7 +154,7 @@ fn script(cmdlet: &str, params: &[(&str, ParamValue)]) -> Vec<String> {
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
     let s = wire_script(cmdlet, &params, |_| unreachable!()).unwrap();
-    wsman::powershell_arguments(std::str::from_utf8(s.expose()).unwrap())
+    wsman::powershell_arguments(&s.script)
 }
 
 fn get_admin() -> Vec<String> {
@@ -183,8 +183,11 @@ fn ntlm_sealed_over_http_and_over_https_reusing_connection_and_shell() {
                 &settings,
                 &http,
                 &creds,
-                "powershell.exe",
-                &get_admin(),
+                Run {
+                    program: "powershell.exe",
+                    arguments: &get_admin(),
+                    stdin: None,
+                },
             )
             .await
             .unwrap();
@@ -207,8 +210,11 @@ fn ntlm_sealed_over_http_and_over_https_reusing_connection_and_shell() {
             &settings,
             &http,
             &creds,
-            "powershell.exe",
-            &get_admin(),
+            Run {
+                program: "powershell.exe",
+                arguments: &get_admin(),
+                stdin: None,
+            },
         )
         .await
         .unwrap();
@@ -222,8 +228,11 @@ fn ntlm_sealed_over_http_and_over_https_reusing_connection_and_shell() {
                 &settings,
                 &https,
                 &creds,
-                "powershell.exe",
-                &get_admin(),
+                Run {
+                    program: "powershell.exe",
+                    arguments: &get_admin(),
+                    stdin: None,
+                },
             )
             .await
             .unwrap();
@@ -325,8 +334,11 @@ fn each_failure_is_one_clear_error_and_no_password_in_it() {
         let r = latch::caps::winrm::shell::run(
             &mut conn,
             &ctx,
-            "powershell.exe",
-            &get_admin(),
+            Run {
+                program: "powershell.exe",
+                arguments: &get_admin(),
+                stdin: None,
+            },
             Duration::from_secs(30),
         )
         .await
@@ -366,11 +378,13 @@ fn large_unicode_output_comes_in_pieces_and_is_put_back_together() {
                 Ok(Secret::new(b"Bulk-Passw0rd!".to_vec()))
             })
             .unwrap();
-            let args = wsman::powershell_arguments(std::str::from_utf8(script.expose()).unwrap());
-            let r = pool
-                .run("w", &settings, &http, &creds, "powershell.exe", &args)
-                .await
-                .unwrap();
+            let args = wsman::powershell_arguments(&script.script);
+            let run = Run {
+                program: "powershell.exe",
+                arguments: &args,
+                stdin: script.stdin.as_ref().map(|s| s.expose()),
+            };
+            let r = pool.run("w", &settings, &http, &creds, run).await.unwrap();
             assert_eq!(
                 r.exit_code,
                 Some(0),
@@ -395,8 +409,11 @@ fn large_unicode_output_comes_in_pieces_and_is_put_back_together() {
                 &settings,
                 &http,
                 &creds,
-                "powershell.exe",
-                &script("Get-LocalUser", &[]),
+                Run {
+                    program: "powershell.exe",
+                    arguments: &script("Get-LocalUser", &[]),
+                    stdin: None,
+                },
             )
             .await
             .unwrap();
@@ -443,8 +460,11 @@ fn operation_timeouts_mean_receive_again_and_faults_are_errors() {
                 &settings,
                 &http,
                 &credentials(PASSWORD),
-                "powershell.exe",
-                &get_admin(),
+                Run {
+                    program: "powershell.exe",
+                    arguments: &get_admin(),
+                    stdin: None,
+                },
             )
             .await
             .unwrap();
@@ -470,8 +490,11 @@ fn operation_timeouts_mean_receive_again_and_faults_are_errors() {
                 &settings,
                 &http,
                 &credentials(PASSWORD),
-                "cmd.exe",
-                &["/c".into(), "echo".into()],
+                Run {
+                    program: "cmd.exe",
+                    arguments: &["/c".into(), "echo".into()],
+                    stdin: None,
+                },
             )
             .await
             .unwrap();
@@ -482,8 +505,11 @@ fn operation_timeouts_mean_receive_again_and_faults_are_errors() {
                 &settings,
                 &http,
                 &credentials(PASSWORD),
-                "powershell.exe",
-                &["-EncodedCommand".into(), "bm90IGJhc2U2NA==!".into()],
+                Run {
+                    program: "powershell.exe",
+                    arguments: &["-EncodedCommand".into(), "bm90IGJhc2U2NA==!".into()],
+                    stdin: None,
+                },
             )
             .await
         {
@@ -698,10 +724,23 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
         failed.contains("PowerShell") && failed.contains("exit code 1"),
         "{failed}"
     );
-    // The stand-in got the password as a SecureString literal, exactly.
+    // The stand-in got the password exactly, as a SecureString read from the command's stdin:
+    // the script (what Windows logs as the command line and script block) holds a variable.
     let created = &s.calls()[0];
     assert_eq!(created["parameters"][1][1]["type"], "secure-string");
     assert_eq!(created["parameters"][1][1]["value"], password);
+    assert_eq!(created["stdin_secrets"], 1);
+    let script = created["script"].as_str().unwrap();
+    assert!(
+        script.contains("-Password $latch0") && !script.contains("Grant-Pw1"),
+        "{script}"
+    );
+    assert!(
+        s.wire().iter().any(|w| w["action"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/shell/Send"))),
+        "no Send on the wire"
+    );
     // A boolean is bound with a colon, so a [switch] takes it too (-Disabled:$false).
     assert_eq!(
         created["parameters"][2],

@@ -292,7 +292,9 @@ fn shape(
         .skip(1)
         .filter(|n| n.is_element())
         .map(|n| {
-            let attrs: Vec<&str> = n.attributes().map(|a| a.name()).collect();
+            // Attribute order means nothing in XML.
+            let mut attrs: Vec<&str> = n.attributes().map(|a| a.name()).collect();
+            attrs.sort_unstable();
             format!(
                 "{}:{}[{}]",
                 n.tag_name().namespace().unwrap_or(""),
@@ -327,6 +329,7 @@ fn every_request_has_the_structure_windows_accepted() {
             shell,
             "cmd.exe",
             &["/c".into(), "echo".into(), "hi".into()],
+            false,
         ),
         wsman::receive(&ctx, shell, command),
         wsman::signal_terminate(&ctx, shell, command),
@@ -350,6 +353,17 @@ fn every_request_has_the_structure_windows_accepted() {
         let text = std::fs::read_to_string(fixtures().join("pywinrm").join(f)).unwrap();
         accepted_options.extend(shape(&text).3);
     }
+    // With stdin: the Command (stdin a pipe) and the one Send that carries it and closes it,
+    // against the Command and the last Send of the recording where Windows read stdin.
+    let sent = recording("test_winrs_send.yml");
+    let ours_stdin = [
+        wsman::command(&ctx, shell, "powershell.exe", &["-".into()], true),
+        wsman::send(&ctx, shell, command, b"secret line\r\n"),
+    ];
+    let theirs_stdin = [sent[1].request.clone(), sent[3].request.clone()];
+    assert!(theirs_stdin[1].contains("End=\"True\""));
+    let ours: Vec<String> = ours.into_iter().chain(ours_stdin).collect();
+    let recorded: Vec<String> = recorded.into_iter().chain(theirs_stdin).collect();
     for (ours, theirs) in ours.iter().zip(&recorded) {
         let (a, b) = (shape(ours), shape(theirs));
         assert_eq!(a.0, b.0, "action");
@@ -424,8 +438,11 @@ fn run_replay(
         .block_on(latch::caps::winrm::shell::run(
             &mut replay,
             &ctx,
-            "cmd.exe",
-            &["/c".into(), "echo".into(), "hi".into()],
+            latch::caps::winrm::shell::Run {
+                program: "cmd.exe",
+                arguments: &["/c".into(), "echo".into(), "hi".into()],
+                stdin: None,
+            },
             std::time::Duration::from_secs(60),
         ));
     (replay, result)
@@ -477,4 +494,50 @@ fn a_command_run_replays_against_recorded_windows_answers() {
         "{:?}",
         replay.actions()
     );
+}
+
+/// A command with stdin, against Windows' recorded answers (`powershell.exe -` read two lines
+/// of stdin there): Latch sends Create, Command, one Send that closes stdin, Receive until
+/// done, Signal, Delete — the recording's actions with its two Sends as one — and reads back
+/// what Windows answered.
+#[test]
+fn a_command_with_stdin_replays_against_recorded_windows_answers() {
+    let recorded = recording("test_winrs_send.yml");
+    // The recording sent stdin in two Sends; Latch sends it in one: drop the first's answer.
+    let mut replay = Replay::of("test_winrs_send.yml");
+    replay.answers.lock().unwrap().remove(2);
+    let ctx = Context {
+        to: "http://192.168.56.11:5985/wsman".into(),
+        max_envelope: 153_600,
+        operation_timeout: 20,
+    };
+    let stdin = b"Write-Host \"output 1\";\r\nWrite-Host \"output 2\";\r\n";
+    let received = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(latch::caps::winrm::shell::run(
+            &mut replay,
+            &ctx,
+            latch::caps::winrm::shell::Run {
+                program: "powershell.exe",
+                arguments: &["-".into()],
+                stdin: Some(stdin),
+            },
+            std::time::Duration::from_secs(60),
+        ))
+        .unwrap();
+    assert_eq!(received.stdout, b"output 1\noutput 2\n");
+    let mut expected: Vec<String> = recorded.iter().map(|m| action(&m.request)).collect();
+    expected.remove(2);
+    assert_eq!(replay.actions(), expected);
+    let sent = replay.sent.lock().unwrap().clone();
+    // The Command made stdin a pipe; the Send carried all of it and closed it.
+    assert!(
+        sent[1].contains("WINRS_CONSOLEMODE_STDIN\">FALSE"),
+        "{}",
+        sent[1]
+    );
+    assert!(sent[2].contains("End=\"true\""), "{}", sent[2]);
+    assert!(sent[2].contains("B0973E54-434E-4D99-B4BE-ADE584CE3BFB"));
+    use base64::Engine;
+    assert!(sent[2].contains(&base64::engine::general_purpose::STANDARD.encode(stdin)));
 }

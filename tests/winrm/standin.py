@@ -9,9 +9,16 @@
 
 DIR/users holds `DOMAIN:USER:PASSWORD` lines. Prints `READY http=PORT https=PORT` when listening
 on 127.0.0.1. Authentication (NTLM through pyspnego, Basic), NTLM message encryption, TLS with a
-test CA, the cmd shell protocol (Create/Command/Receive/Signal/Delete) and, inside it, exactly
+test CA, the cmd shell protocol (Create/Command/Send/Receive/Signal/Delete) and, inside it, exactly
 one form of PowerShell script (Latch's), parsed with tree-sitter-powershell and carried out
 against a small local-accounts state (see shared/recipes/winrm-stand-in.md).
+
+Secrets never come in the script: a SecureString parameter is a variable `$latchN` the script
+fills from its stdin (`$latch = @($input)`, one base64 line per secret). The stand-in refuses a
+script holding a literal where a SecureString belongs, or holding the value of a secret its
+stdin carried; it runs such a command only once its stdin was closed (`Send` with End="true",
+after a Command with WINRS_CONSOLEMODE_STDIN=FALSE: with a console stdin `$input` is empty and
+the script's own count check fails, as on Windows), and records how many secrets arrived there.
 
 Records: DIR/calls.jsonl (one line per PowerShell call), DIR/wire.jsonl (one per HTTP request),
 state in DIR/state.json. This is a test server: state.json keeps passwords in clear, and
@@ -70,6 +77,7 @@ A_CREATE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create"
 A_DELETE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
 A_COMMAND = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command"
 A_RECEIVE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
+A_SEND = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send"
 A_SIGNAL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal"
 STATE_DONE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done"
 STATE_RUNNING = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running"
@@ -503,11 +511,15 @@ def _value(node):
             return "boolean", True
         if v == "$false":
             return "boolean", False
+        m = re.fullmatch(r"\$latch([0-9]+)", v)
+        if m:
+            return "stdin-secret", int(m.group(1))
         raise Refused(f"a variable {v[:40]} where a literal belongs")
     if t == "array_expression":
         return "text-list", _string_list(leaf)
     if t == "parenthesized_expression":
-        return "secure-string", _secure_string(leaf)
+        raise Refused("an expression where a value belongs: a secret in the script text "
+                      "(Latch sends each secret on stdin, as $latchN)")
     raise Refused(f"a {t} `{_text(leaf)[:40]}` where a literal belongs")
 
 
@@ -552,22 +564,22 @@ def _string_list(node):
     return items
 
 
-def _secure_string(node):
-    kids = node.children
-    if len(kids) != 3 or kids[0].type != "(" or kids[2].type != ")":
-        raise Refused("a malformed parenthesised argument")
-    cmd = _single_command(kids[1], "a parenthesised argument")
-    if _command_name(cmd) != "ConvertTo-SecureString":
-        raise Refused("a parenthesised argument other than (ConvertTo-SecureString '…' -AsPlainText -Force)")
-    els = _elements(cmd)
-    if (len(els) != 3 or els[1].type != "command_parameter" or _text(els[1]) != "-AsPlainText"
-            or els[2].type != "command_parameter" or _text(els[2]) != "-Force"):
-        raise Refused("ConvertTo-SecureString not in the form '…' -AsPlainText -Force")
-    return _string(els[0], "the secure string")
+def stdin_prelude(count):
+    """The lines Latch puts between line 1 and the call to read `count` secrets from stdin
+    (host/src/caps/winrm/mod.rs, `stdin_prelude`): compared as text, exactly."""
+    lines = ["$latch = @($input)",
+             f"if ($latch.Count -ne {count}) {{ throw 'Latch: stdin did not carry the {count} secrets' }}"]
+    for i in range(count):
+        lines.append(f"$latch{i} = [Security.SecureString]::new(); foreach ($c in "
+                     f"[Text.Encoding]::UTF8.GetChars([Convert]::FromBase64String($latch[{i}]))) "
+                     f"{{ $latch{i}.AppendChar($c) }}; $latch{i}.MakeReadOnly()")
+    lines.append("$latch = $null")
+    return lines
 
 
 def parse_script(script):
-    """(cmdlet, [(name, {"type","value"})]) of Latch's script, or Refused."""
+    """(cmdlet, [(name, {"type","value"})], secrets on stdin) of Latch's script, or Refused. A
+    parameter `{"type": "stdin-secret", "value": N}` is the Nth line of stdin."""
     src = script.encode("utf-8")
     tree = tree_sitter.Parser(PS_LANGUAGE).parse(src)
     root = tree.root_node
@@ -576,6 +588,18 @@ def parse_script(script):
         where = problem.start_point if problem is not None else (0, 0)
         raise Refused(f"a parse error at line {where[0] + 1}, column {where[1] + 1}"
                       + (" (tree-sitter-powershell cannot read a NUL character)" if "\0" in script else ""))
+    first, _, rest = script.partition("\n")
+    if rest.startswith("$latch = @($input)\n"):
+        m = re.match(r"\$latch = @\(\$input\)\nif \(\$latch\.Count -ne ([0-9]+)\) \{", rest)
+        stdin_count = int(m.group(1)) if m else 0
+        prelude = "\n".join(stdin_prelude(stdin_count)) + "\n"
+        if stdin_count < 1 or not rest.startswith(prelude):
+            raise Refused("the lines between line 1 and the call are not exactly Latch's stdin prelude")
+        cmdlet, params, _ = parse_script(first + "\n" + rest[len(prelude):])
+        used = sorted(v["value"] for _, v in params if v["type"] == "stdin-secret")
+        if used != list(range(stdin_count)):
+            raise Refused(f"the call uses the stdin secrets {used}, not each of the {stdin_count} once")
+        return cmdlet, params, stdin_count
     if root.type != "program" or root.child_count != 1 or root.children[0].type != "statement_list":
         raise Refused("not a single statement list")
     stmts = root.children[0].children
@@ -641,7 +665,7 @@ def parse_script(script):
         else:
             params.append([m.group(1), {"type": "switch", "value": True}])
             i += 1
-    return cmdlet, params
+    return cmdlet, params, 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1036,11 +1060,19 @@ def run_cmdlet(state, cmdlet, params):
 # The command line of a shell command
 
 
+def finish(cmd, out, err, code):
+    """Keep a command's output, encoded as its shell's codepage says."""
+    encoding = "utf-8" if cmd["codepage"] == "65001" else "cp437"
+    cmd.update({"stdout": out.encode(encoding, "replace"), "stderr": err.encode(encoding, "replace"),
+                "exit": code})
+
+
 def run_command_line(server, user, auth, transport, program, arguments):
-    """(stdout str, stderr str, exit code) of one command."""
-    words = [program] + list(arguments)
-    if not arguments and " " in program.strip():
-        words = program.split()
+    """(stdout str, stderr str, exit code) of one command, or — for a script that reads secrets
+    from stdin — a pending job for `with_stdin`."""
+    # cmd.exe sees one command line: the program, then the arguments (pywinrm sends them as one
+    # Arguments element, Latch as one each).
+    words = " ".join([program] + list(arguments)).split()
     exe = words[0].strip().strip('"')
     if exe.lower() not in ("powershell", "powershell.exe"):
         return "", ONLY_POWERSHELL + "\r\n", 1
@@ -1067,19 +1099,61 @@ def run_command_line(server, user, auth, transport, program, arguments):
                         "properly encoded. The value must be Base64 encoded.", "EncodedCommandError")
         return "", clixml([e]), 1
     record = {"user": user, "auth": auth, "transport": transport, "script": script, "cmdlet": None,
-              "parameters": [], "refused": None, "exit_code": None}
+              "parameters": [], "refused": None, "exit_code": None, "stdin_secrets": 0}
     try:
-        cmdlet, params = parse_script(script)
+        cmdlet, params, stdin_count = parse_script(script)
     except Refused as r:
-        record["refused"] = str(r)
+        return refuse(server, record, r)
+    record["cmdlet"], record["parameters"], record["stdin_secrets"] = cmdlet, params, stdin_count
+    if stdin_count:
+        # The script reads its secrets from stdin: it runs once stdin is closed (`Send`).
+        return {"server": server, "user": user, "record": record, "count": stdin_count}
+    return carry_out(server, user, record)
+
+
+def refuse(server, record, why):
+    record["refused"] = str(why)
+    record["exit_code"] = 1
+    server.record_call(record)
+    e = PsError("", f"the stand-in refused the script: {why}", "StandInRefused", "InvalidOperation",
+                ":)", "ParseException")
+    return "", clixml([e]), 1
+
+
+def with_stdin(job, stdin, console):
+    """(stdout, stderr, exit code) of a pending command `job`, now that its stdin was closed with
+    `stdin` (bytes). A console stdin (WINRS_CONSOLEMODE_STDIN TRUE) feeds `$input` nothing, and
+    the script's own count check throws, as on Windows."""
+    record, count = job["record"], job["count"]
+    lines = [] if console else [line for line in stdin.decode("utf-8", "replace").split("\r\n") if line]
+    if len(lines) != count:
+        e = PsError("", f"Latch: stdin did not carry the {count} secrets", "Latch: stdin did not carry the "
+                    f"{count} secrets", "OperationStopped", ":)", "RuntimeException")
         record["exit_code"] = 1
-        server.record_call(record)
-        e = PsError("", f"the stand-in refused the script: {r}", "StandInRefused", "InvalidOperation",
-                    ":)", "ParseException")
+        record["refused"] = f"stdin carried {len(lines)} lines, not {count}"
+        job["server"].record_call(record)
         return "", clixml([e]), 1
-    record["cmdlet"], record["parameters"] = cmdlet, params
+    try:
+        values = [base64.b64decode(line, validate=True).decode("utf-8") for line in lines]
+    except Exception:
+        return refuse(job["server"], record, "a stdin line that is not base64 of UTF-8")
+    # The script must hold no secret: every value came on stdin, and none is in the text.
+    if any(len(v) >= 4 and v in record["script"] for v in values):
+        return refuse(job["server"], record, "the script text holds a secret that stdin carried")
+    params = []
+    for name, v in record["parameters"]:
+        if v["type"] == "stdin-secret":
+            v = {"type": "secure-string", "value": values[v["value"]]}
+        params.append([name, v])
+    record["parameters"] = params
+    return carry_out(job["server"], job["user"], record)
+
+
+def carry_out(server, user, record):
+    """(stdout, stderr, exit code) of the parsed call in `record`, recorded."""
+    cmdlet, params = record["cmdlet"], record["parameters"]
     if server.ad is not None and cmdlet in server.ad.cmdlets:  # --ad-url: standin_ad.py
-        record["script"], record["parameters"] = server.ad.redact(script, params)
+        record["script"], record["parameters"] = server.ad.redact(record["script"], params)
         objects, errors, code = server.ad.run(user, cmdlet, params)
     else:
         objects, errors, code = run_cmdlet(server.state, cmdlet, params)
@@ -1207,7 +1281,7 @@ def handle_soap(server, conn, xml_bytes, user, auth, transport):
                      '<rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S'
                      '</rsp:ShellInactivity></rsp:Shell>')
             return 200, envelope("http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse", relates, reply), action
-        if action not in (A_COMMAND, A_RECEIVE, A_SIGNAL, A_DELETE):
+        if action not in (A_COMMAND, A_SEND, A_RECEIVE, A_SIGNAL, A_DELETE):
             raise Fault(None, "a:ActionNotSupported", "The action is not supported by the service. ", 2150858776,
                         f"The WinRM stand-in does not support the action {action or '(none)'}. ")
         sid = selectors.get("ShellId", "")
@@ -1225,15 +1299,40 @@ def handle_soap(server, conn, xml_bytes, user, auth, transport):
                 raise invalid_parameter()
             program = line.findtext(q("rsp", "Command")) or ""
             args = [a.text or "" for a in line.findall(q("rsp", "Arguments"))]
-            out, err, code = run_command_line(server, user, auth, transport, program.strip(), args)
-            encoding = "utf-8" if shell["codepage"] == "65001" else "cp437"
+            # Absent, stdin is a pipe (pypsrp sends no option, and its recording on Windows,
+            # test_winrs_send.yml, reads stdin); TRUE makes it a console, which `$input` does not read.
+            console = options.get("WINRS_CONSOLEMODE_STDIN", "FALSE").strip().upper() == "TRUE"
+            ran = run_command_line(server, user, auth, transport, program.strip(), args)
             cid = str(uuid.uuid4()).upper()
+            cmd = {"delivered": False, "timeouts": server.receive_timeouts, "stdin": b"",
+                   "console": console, "codepage": shell["codepage"]}
+            if isinstance(ran, dict):
+                cmd["pending"] = ran
+            else:
+                finish(cmd, *ran)
             with shells.lock:
-                shell["commands"][cid] = {"stdout": out.encode(encoding, "replace"),
-                                          "stderr": err.encode(encoding, "replace"), "exit": code,
-                                          "delivered": False, "timeouts": server.receive_timeouts}
+                shell["commands"][cid] = cmd
             return 200, envelope("http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandResponse", relates,
                                  f"<rsp:CommandResponse><rsp:CommandId>{cid}</rsp:CommandId></rsp:CommandResponse>"), action
+        if action == A_SEND:
+            stream = body.find(f"{q('rsp', 'Send')}/{q('rsp', 'Stream')}")
+            cid = stream.get("CommandId") if stream is not None else None
+            if not cid or stream.get("Name") != "stdin":
+                raise invalid_parameter()
+            try:
+                data = base64.b64decode(stream.text or "", validate=True)
+            except Exception:
+                raise invalid_parameter()
+            with shells.lock:
+                cmd = shell["commands"].get(cid.upper())
+                if cmd is None or cmd["delivered"]:
+                    raise command_not_found()
+                cmd["stdin"] += data
+                job = cmd.pop("pending", None) if (stream.get("End") or "").lower() == "true" else None
+            if job is not None:
+                finish(cmd, *with_stdin(job, cmd["stdin"], cmd["console"]))
+            return 200, envelope("http://schemas.microsoft.com/wbem/wsman/1/windows/shell/SendResponse", relates,
+                                 "<rsp:SendResponse/>"), action
         if action == A_RECEIVE:
             stream = body.find(f"{q('rsp', 'Receive')}/{q('rsp', 'DesiredStream')}")
             cid = stream.get("CommandId") if stream is not None else None
@@ -1243,6 +1342,9 @@ def handle_soap(server, conn, xml_bytes, user, auth, transport):
                 cmd = shell["commands"].get(cid.upper())
                 if cmd is None or cmd["delivered"]:
                     raise command_not_found()
+                if "pending" in cmd:
+                    # Still reading its stdin: nothing within OperationTimeout, as on Windows.
+                    raise timed_out()
                 if cmd["timeouts"] > 0:
                     cmd["timeouts"] -= 1
                     raise timed_out()

@@ -3,7 +3,9 @@
 //! as SSH stdin, the grant's generated password and a named secret as WinRM `secret-ref`
 //! parameters — and asks the host to deliver the password. With config `{"leak": "MODE"}`
 //! it tries to leak the secret it read: into its grant state (`state`, which the host must
-//! refuse), into the host's log (`log`), or into an error through a panic (`panic`).
+//! refuse), into the host's log (`log`), into an error through a panic (`panic`) or its own
+//! error (`error`), into the access details' host (`host`, refused), or into a command's
+//! arguments (`argv`, which records and plans must show redacted).
 
 use latch_guest_sdk::winrm::{Parameter, Value};
 use latch_guest_sdk::{
@@ -64,6 +66,12 @@ impl Integration for Canary {
         if config.contains("\"panic\"") {
             panic!("leaking {text}");
         }
+        if config.contains("\"error\"") {
+            return Err(Error::Failed(format!("the server said no to {text}")));
+        }
+        if config.contains("\"argv\"") {
+            exec_with_stdin(&target(22), &["printf", "%s", &text], &[])?;
+        }
         exec_with_stdin(&target(22), &["chpasswd"], &token)?;
         let user = "canary".to_string();
         let set = [
@@ -90,7 +98,11 @@ impl Integration for Canary {
         Ok(Granted {
             access: AccessDetails {
                 username: user,
-                host: "127.0.0.2".into(),
+                host: if config.contains("\"host\"") {
+                    text
+                } else {
+                    "127.0.0.2".into()
+                },
                 port: 3389,
                 certificate: None,
                 deliver_password: true,

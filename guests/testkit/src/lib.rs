@@ -615,7 +615,7 @@ impl Run {
             .records
             .iter()
             .filter(|r| !matches!(r.outcome, Outcome::Refused { .. }))
-            .map(|r| r.call.to_string())
+            .map(|r| r.command.clone())
             .collect();
         assert!(carried.is_empty(), "calls were carried out: {carried:#?}");
     }
@@ -677,7 +677,7 @@ impl Run {
             .iter()
             .filter(|r| r.call.effect() == latch::caps::Effect::Change)
             .filter(|r| !matches!(r.outcome, Outcome::Refused { .. } | Outcome::Planned))
-            .map(|r| r.call.to_string())
+            .map(|r| r.command.clone())
             .collect()
     }
 
@@ -687,7 +687,7 @@ impl Run {
             .records
             .iter()
             .filter(|r| matches!(r.outcome, Outcome::Planned))
-            .map(|r| r.call.to_string())
+            .map(|r| r.command.clone())
             .collect()
     }
 

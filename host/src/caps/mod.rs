@@ -259,6 +259,21 @@ pub struct CallContext<'a> {
     pub integration: &'a str,
     /// Values the host made for this guest call (`secret-ref`s resolve to these).
     pub secrets: &'a CallSecrets,
+    /// Secrets the backend read for this guest call (see [`CallContext::reveal`]).
+    pub resolved: &'a std::sync::Mutex<Vec<Secret>>,
+}
+
+impl CallContext<'_> {
+    /// Say that carrying out a call used `secret` (a password read from the store, a named
+    /// `secret-ref`'s value): it is then scrubbed from everything that leaves the guest
+    /// call — errors, replies, records — in every form Latch makes (see
+    /// [`secrets::Scrubber`]).
+    pub fn reveal(&self, secret: &Secret) {
+        let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        if !resolved.contains(secret) {
+            resolved.push(secret.clone());
+        }
+    }
 }
 
 /// Carries out capability calls that passed the checks.
@@ -332,19 +347,131 @@ pub enum Outcome {
     },
 }
 
-/// One capability call, as the caller of a guest sees it afterwards.
-#[derive(Clone, Debug, Serialize)]
+/// One capability call, as the caller of a guest sees it afterwards: what it was, as it
+/// may be shown and kept — every secret of the guest call scrubbed from it (the guest may
+/// have put one into an argument; a server may have echoed one into an error).
+#[derive(Clone, Serialize)]
 pub struct CallRecord {
     /// The WIT function, e.g. `ssh.exec`.
     pub capability: &'static str,
-    /// The call, as carried out (or, if refused, as the guest asked it).
-    #[serde(flatten)]
+    /// The call, as carried out (or, if refused, as the guest asked it), for its type's
+    /// sake (`call.get::<ssh::Exec>()`): print [`CallRecord::command`] and keep the
+    /// serialized record, which are scrubbed; this may hold what the guest passed.
+    #[serde(skip)]
     pub call: CapCall,
-    /// How it ended.
+    /// The call's audit record (see [`Call::record`]), scrubbed.
+    #[serde(flatten)]
+    pub detail: serde_json::Map<String, serde_json::Value>,
+    /// The command as it would run (the call's `Display`), scrubbed.
+    #[serde(skip)]
+    pub command: String,
+    /// How it ended (its error scrubbed).
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Microseconds spent, checks included.
     pub micros: u64,
+}
+
+impl CallRecord {
+    /// The record of `call`, which ended with `outcome`, scrubbed of `secrets`.
+    pub fn new(call: CapCall, outcome: Outcome, micros: u64, secrets: &secrets::Scrubber) -> Self {
+        let detail = match scrub_json(serde_json::Value::Object(call.record()), secrets) {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        let outcome = match outcome {
+            Outcome::Refused { error } => Outcome::Refused {
+                error: error.scrubbed(secrets),
+            },
+            Outcome::Failed { error } => Outcome::Failed {
+                error: error.scrubbed(secrets),
+            },
+            other => other,
+        };
+        CallRecord {
+            capability: call.capability(),
+            command: secrets.scrub(&call.to_string()),
+            detail,
+            call,
+            outcome,
+            micros,
+        }
+    }
+}
+
+impl std::fmt::Debug for CallRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallRecord")
+            .field("command", &self.command)
+            .field("outcome", &self.outcome)
+            .field("micros", &self.micros)
+            .finish()
+    }
+}
+
+/// `value` with every string in it scrubbed of `secrets`.
+fn scrub_json(value: serde_json::Value, secrets: &secrets::Scrubber) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(secrets.scrub(&s)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| scrub_json(v, secrets)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (secrets.scrub(&k), scrub_json(v, secrets)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+impl CapError {
+    /// The same error with every secret of `secrets` scrubbed from its message.
+    pub fn scrubbed(self, secrets: &secrets::Scrubber) -> CapError {
+        match self {
+            CapError::InvalidRequest(m) => CapError::InvalidRequest(secrets.scrub(&m)),
+            CapError::Denied(m) => CapError::Denied(secrets.scrub(&m)),
+            CapError::Unreachable(m) => CapError::Unreachable(secrets.scrub(&m)),
+            CapError::Failed(m) => CapError::Failed(secrets.scrub(&m)),
+        }
+    }
+}
+
+impl CapReply {
+    /// The same reply with every secret of `secrets` scrubbed from what it carries (a
+    /// secret's own value, `secrets.get`'s answer, is the one thing left as it is).
+    pub fn scrubbed(self, secrets: &secrets::Scrubber) -> CapReply {
+        if secrets.is_empty() {
+            return self;
+        }
+        match self {
+            CapReply::Output(o) => CapReply::Output(Output {
+                status: o.status,
+                stdout: secrets.scrub_bytes(&o.stdout),
+                stderr: secrets.scrub_bytes(&o.stderr),
+            }),
+            CapReply::Cmdlet(c) => CapReply::Cmdlet(CmdletOutput {
+                objects: secrets.scrub(&c.objects),
+                errors: c.errors.iter().map(|e| secrets.scrub(e)).collect(),
+            }),
+            CapReply::Text(t) => CapReply::Text(secrets.scrub(&t)),
+            CapReply::Entries(entries) => CapReply::Entries(
+                entries
+                    .into_iter()
+                    .map(|e| ldap::Entry {
+                        dn: secrets.scrub(&e.dn),
+                        attributes: e
+                            .attributes
+                            .into_iter()
+                            .map(|(k, vs)| (k, vs.iter().map(|v| secrets.scrub(v)).collect()))
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+            other @ (CapReply::Secret(_) | CapReply::Done) => other,
+        }
+    }
 }
 
 /// At most this many records are kept per guest call; later calls are only counted.
@@ -382,6 +509,7 @@ pub(crate) async fn dispatch_all(
     let ctx = CallContext {
         integration: &state.integration,
         secrets: &state.secrets,
+        resolved: &state.resolved,
     };
     let backend = &state.backend;
     let carried =
@@ -393,6 +521,18 @@ pub(crate) async fn dispatch_all(
         }))
         .await;
     let micros = started.elapsed().as_micros() as u64;
+    // Nothing that leaves the call carries a secret of it: the errors and replies the guest
+    // gets (a server may echo a password it was sent), and the records.
+    let secrets = state.scrubber();
+    let carried: Vec<_> = carried
+        .into_iter()
+        .map(|c| {
+            c.map(|r| {
+                r.map(|reply| reply.scrubbed(&secrets))
+                    .map_err(|e| e.scrubbed(&secrets))
+            })
+        })
+        .collect();
     let mut results = Vec::with_capacity(checked.len());
     for ((call, verdict, planned), carried) in checked.into_iter().zip(carried) {
         let (result, outcome) = match (verdict, carried) {
@@ -414,12 +554,7 @@ pub(crate) async fn dispatch_all(
                 (result, outcome)
             }
         };
-        state.record(CallRecord {
-            capability: call.capability(),
-            call,
-            outcome,
-            micros,
-        });
+        state.record(CallRecord::new(call, outcome, micros, &secrets));
         results.push(result);
     }
     results

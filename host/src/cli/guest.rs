@@ -406,7 +406,7 @@ fn print_report(export: &str, dry_run: bool, report: &CallReport) -> anyhow::Res
 
 /// One line per capability call, with the exact command as it would be run.
 fn describe_record(r: &CallRecord) -> String {
-    let what = &r.call;
+    let what = &r.command;
     let outcome = match &r.outcome {
         Outcome::Ok { status: Some(s) } => format!("ok (exit {s})"),
         Outcome::Ok { status: None } => "ok".to_string(),

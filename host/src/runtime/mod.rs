@@ -33,6 +33,7 @@ pub use crate::world::{
 };
 pub use inspect::Inspection;
 
+use crate::caps::secrets::Scrubber;
 use crate::caps::{Backend, CallRecord, Policy};
 use crate::world::{v0_1, v0_2};
 
@@ -120,6 +121,16 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The same error with every secret of `secrets` scrubbed from its text.
+    pub fn scrubbed(self, secrets: &Scrubber) -> CallError {
+        match self {
+            CallError::Guest(g) => CallError::Guest(g.map_message(|m| secrets.scrub(&m))),
+            CallError::Trap(t) => CallError::Trap(secrets.scrub(&t)),
+            CallError::Instantiate(t) => CallError::Instantiate(secrets.scrub(&t)),
+            other @ (CallError::Deadline(_) | CallError::Memory(_)) => other,
+        }
+    }
+
     /// A short name for the kind of failure: `guest`, `deadline`, `memory`, `trap`, `instantiate`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -406,6 +417,31 @@ pub enum Returned {
     Unit,
 }
 
+impl Returned {
+    /// Does any text of the answer hold a form of a secret of `secrets`?
+    fn carries(&self, secrets: &Scrubber) -> bool {
+        if secrets.is_empty() {
+            return false;
+        }
+        let any = |texts: &[&str]| texts.iter().any(|t| secrets.finds(t));
+        match self {
+            Returned::Page(page) => page.resources.iter().any(|r| {
+                any(&[&r.id, &r.name, &r.kind])
+                    || r.permissions.iter().any(|p| secrets.finds(p))
+                    || r.tags.iter().any(|(k, v)| any(&[k, v]))
+                    || page.next.as_deref().is_some_and(|n| secrets.finds(n))
+            }),
+            Returned::Granted(g) => {
+                let a = &g.access;
+                any(&[&g.state, &a.username, &a.host, &a.instructions])
+                    || a.certificate.as_deref().is_some_and(|c| secrets.finds(c))
+                    || a.extras.iter().any(|(k, v)| any(&[k, v]))
+            }
+            Returned::Metadata(_) | Returned::Lifecycle(_) | Returned::Unit => false,
+        }
+    }
+}
+
 /// The outcome of one export call, with every capability call it made.
 #[derive(Debug)]
 pub struct CallReport {
@@ -415,8 +451,10 @@ pub struct CallReport {
     pub records: Vec<CallRecord>,
     /// Capability calls made past [`crate::caps::MAX_RECORDS`], counted but not kept.
     pub dropped_records: usize,
-    /// Secret values the guest read with `secrets.get` during the call (never printed).
-    pub revealed: Vec<crate::caps::Secret>,
+    /// Every secret value of the call (the grant's password, values the guest read with
+    /// `secrets.get`, secrets the host read to carry its calls out): already scrubbed from
+    /// the result and the records; for the caller's own checks.
+    pub secrets: Scrubber,
 }
 
 /// How one export call runs, beyond the export itself.
@@ -510,7 +548,22 @@ impl Integration {
         let state = store.data_mut();
         state.flush_stdio();
         let (records, dropped_records) = state.take_records();
-        let revealed = std::mem::take(&mut state.revealed);
+        let secrets = state.scrubber();
+        // Nothing that leaves the call carries a secret of it: an error is scrubbed (a guest
+        // may quote one, a trap's stderr may hold one), an answer holding one is refused
+        // (answers are recorded and shown; the host alone delivers a password).
+        let result = match result {
+            Err(e) => Err(e.scrubbed(&secrets)),
+            Ok(returned) if returned.carries(&secrets) => {
+                Err(CallError::Guest(GuestError::Failed(
+                    "the guest put a secret of this call (a password the host made, a secret it \
+                 read, or one the host used for it) into its answer; refused: answers are \
+                 recorded and shown, and the host alone delivers passwords"
+                        .into(),
+                )))
+            }
+            Ok(returned) => Ok(returned),
+        };
         if let Err(error) = &result {
             tracing::warn!(integration = %self.name, kind = error.kind(), %error, "guest call failed");
         }
@@ -518,7 +571,7 @@ impl Integration {
             result,
             records,
             dropped_records,
-            revealed,
+            secrets,
         }
     }
 }

@@ -109,7 +109,7 @@ pub async fn plan_grant(
         .records
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Planned))
-        .map(|r| r.call.to_string())
+        .map(|r| r.command.clone())
         .collect();
     let reads = report
         .records

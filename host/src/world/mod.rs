@@ -35,6 +35,17 @@ impl GuestError {
         }
     }
 
+    /// The same error with its message put through `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> GuestError {
+        match self {
+            GuestError::InvalidConfig(m) => GuestError::InvalidConfig(f(m)),
+            GuestError::InvalidRequest(m) => GuestError::InvalidRequest(f(m)),
+            GuestError::Denied(m) => GuestError::Denied(f(m)),
+            GuestError::Unreachable(m) => GuestError::Unreachable(f(m)),
+            GuestError::Failed(m) => GuestError::Failed(f(m)),
+        }
+    }
+
     /// The message, without the case name.
     pub fn message(&self) -> &str {
         match self {

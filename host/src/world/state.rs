@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::caps::secrets::Scrubber;
 use crate::caps::{Backend, CallRecord, MAX_RECORDS, Policy, Secret};
 
 /// Bytes of stdout and of stderr kept per call; beyond this the guest's writes fail.
@@ -46,6 +47,9 @@ pub struct CallState {
     /// Secret values `secrets.get` handed to the guest in this call: the host checks that
     /// none comes back in what it keeps (a grant's state, its access details).
     pub(crate) revealed: Vec<Secret>,
+    /// Secret values the host read to carry out this call's capability calls (a WinRM or
+    /// directory password, a named `secret-ref`): never the guest's, scrubbed like the rest.
+    pub(crate) resolved: std::sync::Mutex<Vec<Secret>>,
     pub(crate) limiter: MemoryCap,
     records: Vec<CallRecord>,
     dropped_records: usize,
@@ -84,6 +88,7 @@ impl CallState {
             secrets,
             plan,
             revealed: Vec::new(),
+            resolved: std::sync::Mutex::new(Vec::new()),
             limiter: MemoryCap::new(memory_cap),
             records: Vec::new(),
             dropped_records: 0,
@@ -116,26 +121,28 @@ impl CallState {
         self.scrub(&crate::caps::log::sanitize(&tail))
     }
 
-    /// `text` with every secret of this call (the grant's password, the new service
-    /// password, values `secrets.get` returned) replaced by `[redacted]`: applied to all the
-    /// guest writes into the host's log and errors (log messages, stdout, stderr, a panic's
-    /// message), so a guest cannot print a secret into them verbatim.
+    /// Every secret value of this call so far: the grant's password, the new service
+    /// password, values `secrets.get` returned, and secrets the host read to carry calls out.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        let mut scrubber = Scrubber::new();
+        scrubber.extend(&self.secrets.grant_password);
+        scrubber.extend(&self.secrets.new_service_password);
+        scrubber.extend(&self.revealed);
+        scrubber.extend(
+            self.resolved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter(),
+        );
+        scrubber
+    }
+
+    /// `text` with every secret of this call, in every form Latch makes, replaced by
+    /// `[redacted]` (see [`Scrubber`]): applied to all the guest writes into the host's log
+    /// and errors (log messages, stdout, stderr, a panic's message), as to everything else
+    /// that leaves the call.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let secrets = self
-            .secrets
-            .grant_password
-            .iter()
-            .chain(&self.secrets.new_service_password)
-            .chain(&self.revealed);
-        for secret in secrets {
-            if let Ok(value) = std::str::from_utf8(secret.expose())
-                && value.len() >= 4
-            {
-                out = out.replace(value, "[redacted]");
-            }
-        }
-        out
+        self.scrubber().scrub(text)
     }
 
     /// Send what the guest printed to the log, tagged with the integration.

@@ -152,10 +152,11 @@ impl Part {
 
     async fn connection(
         &self,
-        integration: &str,
+        ctx: &CallContext<'_>,
         settings: &LdapSettings,
         target: &Target,
     ) -> Result<(Key, Ldap), CapError> {
+        let integration = ctx.integration;
         let user = self.account(integration, settings, target)?;
         let key = (
             integration.to_string(),
@@ -173,13 +174,9 @@ impl Part {
         {
             return Ok((key, ldap));
         }
-        let ldap = connect(
-            settings,
-            target,
-            &user,
-            &self.password(integration, settings)?,
-        )
-        .await?;
+        let password = self.password(integration, settings)?;
+        ctx.reveal(&password);
+        let ldap = connect(settings, target, &user, &password).await?;
         Ok((key, ldap))
     }
 
@@ -380,6 +377,7 @@ fn values(
                     .ok_or_else(|| {
                         CapError::Failed(format!("secret {name:?} is not in the store"))
                     })?;
+                ctx.reveal(&s);
                 let text = String::from_utf8(s.expose().to_vec())
                     .map_err(|_| CapError::Failed(format!("secret {name:?} is not UTF-8")))?;
                 let quoted: Vec<u8> = format!("\"{text}\"")
@@ -557,9 +555,7 @@ impl LivePart for Part {
                     ctx.integration
                 )));
             };
-            let (key, mut ldap) = self
-                .connection(ctx.integration, settings, &call.target)
-                .await?;
+            let (key, mut ldap) = self.connection(&ctx, settings, &call.target).await?;
             let result = carry_out(&ctx, &self.secrets, settings, &mut ldap, call).await;
             // A connection that failed below LDAP (timeout, I/O) is not reused.
             if !matches!(result, Err(CapError::Unreachable(_))) && !ldap.is_closed() {

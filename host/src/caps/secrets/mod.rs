@@ -10,12 +10,14 @@
 pub mod kit;
 pub(crate) mod live;
 pub mod remote;
+mod scrub;
 mod store;
 pub(crate) mod wit;
 
 use std::fmt;
 
 pub use remote::RemoteStore;
+pub use scrub::{REDACTED, Scrubber};
 use serde::Serialize;
 pub use store::SecretStore;
 

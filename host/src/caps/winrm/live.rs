@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::pool::{WinrmPool, WinrmSettings, cap_error};
+use super::shell::Run;
 use super::transport::Credentials;
 use super::{Invoke, wire_script, wsman};
 use crate::caps::live::{LiveContext, LivePart};
@@ -35,10 +36,11 @@ impl Part {
 
     fn credentials(
         &self,
-        integration: &str,
+        ctx: &CallContext<'_>,
         settings: &WinrmSettings,
         invoke: &Invoke,
     ) -> Result<Credentials, CapError> {
+        let integration = ctx.integration;
         let user = match (&invoke.target.user, &settings.default_user) {
             (Some(asked), Some(configured)) if !asked.eq_ignore_ascii_case(configured) => {
                 return Err(CapError::Denied(format!(
@@ -69,6 +71,7 @@ impl Part {
                     "the WinRM password secret {name:?} is not in the secret store"
                 ))
             })?;
+        ctx.reveal(&password);
         Ok(Credentials { user, password })
     }
 
@@ -79,11 +82,15 @@ impl Part {
             SecretRef::NewServicePassword => {
                 ctx.secrets.new_service_password.clone().ok_or_else(missing)
             }
-            SecretRef::Named(name) => self
-                .secrets
-                .get(name)
-                .map_err(CapError::Failed)?
-                .ok_or_else(missing),
+            SecretRef::Named(name) => {
+                let value = self
+                    .secrets
+                    .get(name)
+                    .map_err(CapError::Failed)?
+                    .ok_or_else(missing)?;
+                ctx.reveal(&value);
+                Ok(value)
+            }
         }
     }
 }
@@ -102,13 +109,11 @@ impl LivePart for Part {
                     "integration {integration:?} has no [integration.winrm] settings"
                 ))
             })?;
-            let credentials = self.credentials(integration, settings, invoke)?;
-            let script = wire_script(&invoke.cmdlet, &invoke.parameters, |r| {
+            let credentials = self.credentials(&ctx, settings, invoke)?;
+            let wire = wire_script(&invoke.cmdlet, &invoke.parameters, |r| {
                 self.resolve(&ctx, r)
             })?;
-            let script = std::str::from_utf8(script.expose())
-                .map_err(|_| CapError::Failed("the script is not UTF-8".into()))?;
-            let arguments = wsman::powershell_arguments(script);
+            let arguments = wsman::powershell_arguments(&wire.script);
             let length: usize = arguments.iter().map(|a| a.len() + 1).sum();
             if length > MAX_COMMAND_LINE {
                 return Err(CapError::InvalidRequest(format!(
@@ -117,20 +122,15 @@ impl LivePart for Part {
                 )));
             }
             let endpoint = settings.endpoint(&invoke.target.host, invoke.target.port);
-            let mut arguments = arguments;
+            let run = Run {
+                program: "powershell.exe",
+                arguments: &arguments,
+                stdin: wire.stdin.as_ref().map(|s| s.expose()),
+            };
             let received = self
                 .pool
-                .run(
-                    integration,
-                    settings,
-                    &endpoint,
-                    &credentials,
-                    "powershell.exe",
-                    &arguments,
-                )
+                .run(integration, settings, &endpoint, &credentials, run)
                 .await;
-            // The encoded script holds the call's secrets: wiped once sent.
-            zeroize::Zeroize::zeroize(&mut arguments);
             let received = received.map_err(|e| cap_error(&endpoint.url(), e))?;
             output(&endpoint.url(), received).map(CapReply::Cmdlet)
         }))

@@ -10,10 +10,11 @@
 //!   U+2018–U+201B that PowerShell also accepts), integers as digits, booleans bound with a
 //!   colon (`-Confirm:$false`, right for [bool] and [switch] parameters alike), lists as
 //!   `@(…)` of quoted strings;
-//! - secrets are **handles** (`secret-ref`): the record shows `<secret:NAME>`, and only
-//!   [`powershell_script`], on the way to the wire, puts the value in (as a `SecureString`
-//!   built on the server). A `named` secret must be in the integration's `secrets` list; the
-//!   grant's password exists only while a grant of a password integration is served.
+//! - secrets are **handles** (`secret-ref`): the record shows `<secret:NAME>`, and the script
+//!   on the wire holds a variable in its place ([`wire_script`]): the value travels on the
+//!   command's stdin, never in a command line or script text that Windows logs, and becomes
+//!   a `SecureString` on the server. A `named` secret must be in the integration's `secrets`
+//!   list; the grant's password exists only while a grant of a password integration is served.
 //!
 //! The target must be in the `allow` list. (The live transport is the WinRM issue's; until
 //! then a live call fails saying so.)
@@ -262,14 +263,56 @@ pub fn render_command(cmdlet: &str, parameters: &[(String, ParamValue)]) -> Stri
     render(cmdlet, parameters, |r| Ok(r.to_string())).expect("rendering names cannot fail")
 }
 
-/// The command as it goes on the wire, each secret handle replaced by a `SecureString` of
-/// its value (from `resolve`). The result is itself a [`Secret`]: it must never be logged.
-pub fn powershell_script(
+/// What goes on the wire for one call: the script, which holds **no secret** (each secret
+/// parameter is a variable, `$latch0`, `$latch1`, …), and the standard input that carries
+/// the secrets (one line each: base64 of the value's UTF-8), which the script reads into
+/// `SecureString`s. Windows logs command lines (event 4688), script blocks (4104) and
+/// cmdlets' parameters (4103); none of them sees a secret this way.
+pub struct Wire {
+    /// The whole script for `powershell.exe -EncodedCommand`.
+    pub script: String,
+    /// Its standard input, when it has secrets (never logged; zeroed when dropped).
+    pub stdin: Option<Secret>,
+}
+
+/// The script's first line, in every form: progress records off.
+const PROGRESS_OFF: &str = "$ProgressPreference = 'SilentlyContinue'";
+
+/// The lines that read `count` secrets from stdin into `$latch0` … (PowerShell feeds a
+/// script's stdin to `$input` only when `$input` appears at its top level, and then reads
+/// all of it; Ansible reads its secrets over WinRM the same way).
+pub fn stdin_prelude(count: usize) -> String {
+    let mut lines = vec![
+        "$latch = @($input)".to_string(),
+        format!(
+            "if ($latch.Count -ne {count}) {{ throw 'Latch: stdin did not carry the {count} secrets' }}"
+        ),
+    ];
+    for i in 0..count {
+        lines.push(format!(
+            "$latch{i} = [Security.SecureString]::new(); foreach ($c in \
+             [Text.Encoding]::UTF8.GetChars([Convert]::FromBase64String($latch[{i}]))) \
+             {{ $latch{i}.AppendChar($c) }}; $latch{i}.MakeReadOnly()"
+        ));
+    }
+    lines.push("$latch = $null".to_string());
+    lines.join("\n")
+}
+
+/// The script sent to `powershell.exe` for one call: progress records off, the secrets read
+/// from stdin (only if the call has any), and the cmdlet's objects as one compressed JSON
+/// array (`[]` when there are none). Each secret handle's value comes from `resolve` and goes
+/// to stdin only. The Windows stand-in (`tests/winrm/standin.py`) accepts exactly this form and
+/// nothing else.
+pub fn wire_script(
     cmdlet: &str,
     parameters: &[(String, ParamValue)],
     mut resolve: impl FnMut(&SecretRef) -> Result<Secret, CapError>,
-) -> Result<Secret, CapError> {
-    let script = render(cmdlet, parameters, |r| {
+) -> Result<Wire, CapError> {
+    use base64::Engine;
+    let mut stdin = zeroize::Zeroizing::new(Vec::new());
+    let mut count = 0;
+    let call = render(cmdlet, parameters, |r| {
         let value = resolve(r)?;
         let text = std::str::from_utf8(value.expose())
             .ok()
@@ -279,30 +322,28 @@ pub fn powershell_script(
                     "{r} is not text without NUL and cannot be a PowerShell string"
                 ))
             })?;
-        Ok(format!(
-            "(ConvertTo-SecureString {} -AsPlainText -Force)",
-            powershell_literal(text)
-        ))
+        let line = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+        );
+        stdin.extend_from_slice(line.as_bytes());
+        stdin.extend_from_slice(b"\r\n");
+        let variable = format!("$latch{count}");
+        count += 1;
+        Ok(variable)
     })?;
-    Ok(Secret::new(script.into_bytes()))
-}
-
-/// The whole script sent to `powershell.exe` for one call: progress records off, the
-/// cmdlet's objects as one compressed JSON array (`[]` when there are none). The Windows
-/// stand-in (`tests/winrm/standin.py`) accepts exactly this form and nothing else.
-pub fn wire_script(
-    cmdlet: &str,
-    parameters: &[(String, ParamValue)],
-    resolve: impl FnMut(&SecretRef) -> Result<Secret, CapError>,
-) -> Result<Secret, CapError> {
-    let call = powershell_script(cmdlet, parameters, resolve)?;
-    let mut script = Vec::with_capacity(call.expose().len() + 96);
-    script.extend_from_slice(
-        b"$ProgressPreference = 'SilentlyContinue'\nConvertTo-Json -Compress -Depth 3 -InputObject @(",
-    );
-    script.extend_from_slice(call.expose());
-    script.push(b')');
-    Ok(Secret::new(script))
+    let mut script = String::from(PROGRESS_OFF);
+    script.push('\n');
+    if count > 0 {
+        script.push_str(&stdin_prelude(count));
+        script.push('\n');
+    }
+    script.push_str("ConvertTo-Json -Compress -Depth 3 -InputObject @(");
+    script.push_str(&call);
+    script.push(')');
+    Ok(Wire {
+        script,
+        stdin: (count > 0).then(|| Secret::new(stdin.to_vec())),
+    })
 }
 
 #[cfg(test)]
@@ -348,29 +389,51 @@ mod tests {
     }
 
     #[test]
-    fn secrets_show_by_name_and_reach_only_the_wire_script() {
+    fn secrets_show_by_name_and_reach_only_stdin() {
         let params = vec![
             ("Name".to_string(), text("alice")),
             (
                 "Password".to_string(),
                 ParamValue::Secret(SecretRef::GrantPassword),
             ),
+            (
+                "Token".to_string(),
+                ParamValue::Secret(SecretRef::Named("t".into())),
+            ),
         ];
         let shown = render_command("Set-LocalUser", &params);
         assert_eq!(
             shown,
-            "Set-LocalUser -Name 'alice' -Password <secret:grant-password>"
+            "Set-LocalUser -Name 'alice' -Password <secret:grant-password> -Token <secret:t>"
         );
         let canary = "Canary'1-\u{2019}x";
-        let script = powershell_script("Set-LocalUser", &params, |_| {
-            Ok(Secret::new(canary.as_bytes().to_vec()))
+        let wire = wire_script("Set-LocalUser", &params, |r| {
+            Ok(Secret::new(match r {
+                SecretRef::GrantPassword => canary.as_bytes().to_vec(),
+                _ => b"second".to_vec(),
+            }))
         })
         .unwrap();
-        let script = String::from_utf8(script.expose().to_vec()).unwrap();
+        assert!(!wire.script.contains("Canary") && !wire.script.contains("second"));
+        assert!(wire.script.ends_with(
+            "ConvertTo-Json -Compress -Depth 3 -InputObject @(Set-LocalUser -Name 'alice' \
+             -Password $latch0 -Token $latch1)"
+        ));
+        assert!(wire.script.contains(&stdin_prelude(2)));
+        use base64::Engine;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
         assert_eq!(
-            script,
-            "Set-LocalUser -Name 'alice' -Password (ConvertTo-SecureString 'Canary''1-\u{2019}\u{2019}x' -AsPlainText -Force)"
+            wire.stdin.unwrap().expose(),
+            format!("{}\r\n{}\r\n", b64(canary.as_bytes()), b64(b"second")).as_bytes()
         );
+        // No secret, no stdin and no prelude: the two-line form.
+        let plain = wire_script("Get-LocalUser", &[], |_| unreachable!()).unwrap();
+        assert_eq!(
+            plain.script,
+            "$ProgressPreference = 'SilentlyContinue'\nConvertTo-Json -Compress -Depth 3 \
+             -InputObject @(Get-LocalUser)"
+        );
+        assert!(plain.stdin.is_none());
         let call = Invoke {
             target: crate::caps::Target {
                 host: "h".into(),
@@ -382,11 +445,6 @@ mod tests {
             effect: crate::caps::Effect::Change,
         };
         assert!(!format!("{call:?} {call}").contains("Canary"));
-        assert!(
-            !serde_json::to_string(&call.record())
-                .unwrap()
-                .contains("Canary")
-        );
     }
 
     #[test]

@@ -111,16 +111,15 @@ pub struct WinrmPool {
 }
 
 impl WinrmPool {
-    /// Run `program arguments` on `endpoint` as `credentials.user`, on a reused connection
-    /// and shell when one is idle.
+    /// Run `run` on `endpoint` as `credentials.user`, on a reused connection and shell when
+    /// one is idle.
     pub async fn run(
         &self,
         integration: &str,
         settings: &WinrmSettings,
         endpoint: &Endpoint,
         credentials: &Credentials,
-        program: &str,
-        arguments: &[String],
+        run: shell::Run<'_>,
     ) -> Result<Received, ShellError> {
         let key: Key = (
             integration.to_string(),
@@ -154,16 +153,8 @@ impl WinrmPool {
                     }
                 }
             };
-            match shell::run_in_shell(
-                &mut conn,
-                &ctx,
-                &id,
-                program,
-                arguments,
-                started,
-                settings.command_timeout,
-            )
-            .await
+            match shell::run_in_shell(&mut conn, &ctx, &id, run, started, settings.command_timeout)
+                .await
             {
                 Err(ShellError::ShellGone(_)) if !fresh_shell => {
                     tracing::debug!("WinRM shell {id} on {} is gone; a new one", endpoint.url());

@@ -55,17 +55,28 @@ pub enum ShellError {
     Deadline(Duration),
 }
 
-/// Run `program` with `arguments` through `exchange` and collect its output and exit code.
+/// What one command runs: a program, its arguments, and what its standard input gets (sent
+/// once, then closed; `None`: no `Send` at all, a console stdin).
+#[derive(Clone, Copy, Debug)]
+pub struct Run<'a> {
+    /// The program, e.g. `powershell.exe`.
+    pub program: &'a str,
+    /// Its arguments.
+    pub arguments: &'a [String],
+    /// Its standard input (secret: never logged).
+    pub stdin: Option<&'a [u8]>,
+}
+
+/// Run `run` through `exchange` and collect its output and exit code.
 pub async fn run(
     exchange: &mut dyn Exchange,
     ctx: &Context,
-    program: &str,
-    arguments: &[String],
+    run: Run<'_>,
     deadline: Duration,
 ) -> Result<Received, ShellError> {
     let started = Instant::now();
     let shell = wsman::shell_id(&exchange.send(wsman::create_shell(ctx)).await?)?;
-    let result = run_in_shell(exchange, ctx, &shell, program, arguments, started, deadline).await;
+    let result = run_in_shell(exchange, ctx, &shell, run, started, deadline).await;
     let deleted = exchange
         .send(wsman::delete_shell(ctx, &shell))
         .await
@@ -80,19 +91,25 @@ pub async fn run(
     result
 }
 
-/// Run `program` in the existing shell `shell` (terminating the command afterwards, leaving
-/// the shell open for the next one).
+/// Run `run` in the existing shell `shell` (terminating the command afterwards, leaving the
+/// shell open for the next one). Its stdin, if any, is sent in one `Send` right after the
+/// command starts, and closed.
 pub async fn run_in_shell(
     exchange: &mut dyn Exchange,
     ctx: &Context,
     shell: &str,
-    program: &str,
-    arguments: &[String],
+    run: Run<'_>,
     started: Instant,
     deadline: Duration,
 ) -> Result<Received, ShellError> {
     let answer = exchange
-        .send(wsman::command(ctx, shell, program, arguments))
+        .send(wsman::command(
+            ctx,
+            shell,
+            run.program,
+            run.arguments,
+            run.stdin.is_some(),
+        ))
         .await?;
     let command = match wsman::command_id(&answer) {
         Ok(c) => c,
@@ -104,8 +121,21 @@ pub async fn run_in_shell(
         ) => return Err(ShellError::ShellGone(e)),
         Err(e) => return Err(e.into()),
     };
+    let sent = match run.stdin {
+        None => Ok(()),
+        Some(data) => match exchange.send(wsman::send(ctx, shell, &command, data)).await {
+            Ok(answer) => match wsman::fault(&answer) {
+                Some(f) => Err(ShellError::Wsman(f)),
+                None => Ok(()),
+            },
+            Err(e) => Err(e.into()),
+        },
+    };
     let mut received = Received::default();
     let outcome = loop {
+        if let Err(e) = &sent {
+            break Err(e.clone());
+        }
         if started.elapsed() >= deadline {
             break Err(ShellError::Deadline(deadline));
         }

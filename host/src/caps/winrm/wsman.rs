@@ -68,6 +68,8 @@ pub enum Action {
     Create,
     /// Run a command in the shell.
     Command,
+    /// Write to the command's stdin.
+    Send,
     /// Read output.
     Receive,
     /// Signal the command (terminate).
@@ -82,6 +84,7 @@ impl Action {
         match self {
             Action::Create => "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
             Action::Command => "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command",
+            Action::Send => "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send",
             Action::Receive => "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive",
             Action::Signal => "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal",
             Action::Delete => "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete",
@@ -226,10 +229,22 @@ pub fn create_shell(ctx: &Context) -> String {
     })
 }
 
-/// Run `program` with `arguments` in shell `shell_id`.
-pub fn command(ctx: &Context, shell_id: &str, program: &str, arguments: &[String]) -> String {
+/// Run `program` with `arguments` in shell `shell_id`. With `stdin`, the command's standard
+/// input is a pipe the client writes with [`send`] (`WINRS_CONSOLEMODE_STDIN` false, as
+/// pywinrm and Ansible send it when they write stdin); without, a console, as Windows'
+/// own `winrs` has it.
+pub fn command(
+    ctx: &Context,
+    shell_id: &str,
+    program: &str,
+    arguments: &[String],
+    stdin: bool,
+) -> String {
     let options = [
-        ("WINRS_CONSOLEMODE_STDIN", "TRUE"),
+        (
+            "WINRS_CONSOLEMODE_STDIN",
+            if stdin { "FALSE" } else { "TRUE" },
+        ),
         ("WINRS_SKIP_CMD_SHELL", "FALSE"),
     ];
     envelope(ctx, Action::Command, Some(shell_id), &options, |w| {
@@ -241,6 +256,28 @@ pub fn command(ctx: &Context, shell_id: &str, program: &str, arguments: &[String
                 }
                 Ok(())
             })?;
+        Ok(())
+    })
+}
+
+/// Write `data` to the standard input of `command_id`, and close it (`End="true"`): one
+/// `Send`, as Windows was sent in the recording `test_winrs_send.yml`. The envelope holds the
+/// data (base64): it is as secret as the data (the transport wipes it once sealed).
+pub fn send(ctx: &Context, shell_id: &str, command_id: &str, data: &[u8]) -> String {
+    let encoded = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(data));
+    envelope(ctx, Action::Send, Some(shell_id), &[], |w| {
+        w.create_element("rsp:Send").write_inner_content(|w| {
+            text(
+                w,
+                "rsp:Stream",
+                &[
+                    ("Name", "stdin"),
+                    ("CommandId", command_id),
+                    ("End", "true"),
+                ],
+                &encoded,
+            )
+        })?;
         Ok(())
     })
 }
@@ -553,6 +590,7 @@ mod tests {
             "4283CBDC-3706-415B-88BD-B385F3E51A53",
             "powershell.exe",
             &["</rsp:Arguments><evil/>&".to_string()],
+            false,
         );
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let args: Vec<&str> = doc
