@@ -134,6 +134,7 @@ allow = ["$addr:636"]
 ca_file = "dc-ca.pem"
 user = "$SVC_USER"
 password_secret = "dc-password"
+[integration.directory]
 read = ["$BASE_DN"]
 change = ["$USERS_OU"]
 groups = ["$GROUPS_OU"]
@@ -164,6 +165,11 @@ user = 'LATCH\svc_latch'
 password_secret = "dc-password"
 read = ["Get-ADUser", "Get-ADGroup"]
 change = ["New-ADUser", "Set-ADAccountPassword", "Set-ADAccountExpiration", "Enable-ADAccount", "Disable-ADAccount", "Add-ADGroupMember", "Remove-ADGroupMember", "Remove-ADUser"]
+# The same directory bounds hold over WinRM: every AD cmdlet's identity is checked against them.
+[integration.directory]
+read = ["$BASE_DN"]
+change = ["$USERS_OU"]
+groups = ["$GROUPS_OU"]
 [integration.config]
 host = "localhost"
 domain = "latch.test"

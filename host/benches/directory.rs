@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latch::caps::ldap::Bases;
+use latch::caps::directory::Bases;
 use latch::caps::ldap::live::LdapSettings;
 use latch::caps::winrm::pool::WinrmSettings;
 use latch::caps::winrm::transport::tls_config;
@@ -170,7 +170,7 @@ fn main() {
                 ]),
             )
             .unwrap()
-            .with_ldap(bases());
+            .with_directory(bases());
         let cfg = config(&env, transport, host, port);
         let mut times = Vec::new();
         for i in 0..=N {

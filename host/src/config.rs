@@ -733,12 +733,12 @@ fn azure_settings(
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LdapSection {
-    #[serde(default)]
-    read: Vec<String>,
-    #[serde(default)]
-    change: Vec<String>,
-    #[serde(default)]
-    groups: Vec<String>,
+    /// Moved to `[integration.directory]` (read as an error that says so).
+    read: Option<toml::Value>,
+    /// Moved to `[integration.directory]`.
+    change: Option<toml::Value>,
+    /// Moved to `[integration.directory]`.
+    groups: Option<toml::Value>,
     user: Option<String>,
     password_secret: Option<String>,
     ca_file: Option<PathBuf>,
@@ -747,6 +747,19 @@ struct LdapSection {
     connect_timeout: Option<String>,
     operation_timeout: Option<String>,
     idle_timeout: Option<String>,
+}
+
+/// `[integration.directory]`: what the integration may touch in its directory, on every
+/// transport (`ldap.*` and the AD cmdlets over WinRM).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DirectorySection {
+    #[serde(default)]
+    read: Vec<String>,
+    #[serde(default)]
+    change: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -791,6 +804,7 @@ struct IntegrationSection {
     ssh: Option<SshSection>,
     winrm: Option<WinrmSection>,
     ldap: Option<LdapSection>,
+    directory: Option<DirectorySection>,
     aws: Option<AwsSection>,
     azure: Option<AzureSection>,
     password: Option<PasswordSection>,
@@ -1026,16 +1040,49 @@ fn check_integration(
     let policy = Policy::parse(&s.allow, &s.secrets)
         .and_then(|p| p.with_cmdlets(&winrm.read, &winrm.change))
         .map_err(anyhow::Error::msg)?;
+    if s.directory.is_none()
+        && let Some(c) = winrm.read.iter().chain(&winrm.change).find(|c| {
+            crate::caps::winrm::catalog::catalog()
+                .get(c)
+                .is_some_and(|e| e.names_directory_objects())
+        })
+    {
+        bail!(
+            "winrm lends {c}, which names directory objects: set [integration.directory] read, \
+             change and groups (the bounds hold on WinRM as on LDAP)"
+        );
+    }
     let winrm = check_winrm(winrm, data_dir).context("winrm")?;
-    let (policy, ldap) = match s.ldap {
+    let policy = match &s.directory {
+        Some(d) => policy.with_directory(
+            crate::caps::directory::Bases::parse(&d.read, &d.change, &d.groups)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => policy,
+    };
+    let ldap = match s.ldap {
         Some(section) => {
-            let bases =
-                crate::caps::ldap::Bases::parse(&section.read, &section.change, &section.groups)
-                    .map_err(anyhow::Error::msg)?;
-            let settings = check_ldap(section, data_dir).context("ldap")?;
-            (policy.with_ldap(bases), Some(settings))
+            for (field, set) in [
+                ("read", section.read.is_some()),
+                ("change", section.change.is_some()),
+                ("groups", section.groups.is_some()),
+            ] {
+                if set {
+                    bail!(
+                        "ldap.{field} moved to [integration.directory] {field}: the directory \
+                         bounds hold on every transport (LDAP and the AD cmdlets over WinRM)"
+                    );
+                }
+            }
+            if s.directory.is_none() {
+                bail!(
+                    "[integration.ldap] lends nothing without [integration.directory]: set its \
+                     read, change and groups (the subtrees the guest may touch)"
+                );
+            }
+            Some(check_ldap(section, data_dir).context("ldap")?)
         }
-        None => (policy, None),
+        None => None,
     };
     let (policy, aws) = match s.aws {
         Some(section) => {
@@ -1185,7 +1232,7 @@ fn check_ldap(s: LdapSection, data_dir: &Path) -> anyhow::Result<LdapSettings> {
     let mut l = LdapSettings::with_tls(std::sync::Arc::new(tls));
     l.ca_file = s.ca_file.map(|ca| data_dir.join(ca));
     if let Some(user) = s.user {
-        if crate::caps::ldap::dn::Dn::parse(&user).is_err() {
+        if crate::caps::directory::dn::Dn::parse(&user).is_err() {
             check_windows_account(&user)
                 .context("user (an account name, user@domain, DOMAIN\\user or a DN)")?;
         }

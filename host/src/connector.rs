@@ -52,6 +52,11 @@ impl Connector {
                 .with_context(|| format!("integration {:?}", ic.name))?;
             ic.apply(lifecycle, metadata.credential)
                 .with_context(|| format!("integration {:?}", ic.name))?;
+            // The account WinRM logs in as is known now (latch.toml's, or the guest's).
+            ic.policy = ic
+                .policy
+                .clone()
+                .with_winrm_account(ic.winrm.default_user.clone());
             loaded.push((guest, ic));
         }
         let configs: Vec<IntegrationConfig> = loaded.iter().map(|(_, ic)| ic.clone()).collect();

@@ -148,7 +148,7 @@ sha256 = "{sha}"
 allow = ["127.0.0.2:22", "127.0.0.2:5985"]
 secrets = ["canary-secret"]
 [integration.winrm]
-change = ["Set-LocalUser", "Set-Item"]
+change = ["Set-LocalUser", "New-LocalUser"]
 [integration.config]
 {guest_config}
 "#,

@@ -71,10 +71,10 @@ fn a_0_1_guest_keeps_0_1_meaning() {
     s.on_ssh(T, &["useradd", "compat"]).stdin(b"tok");
     s.on_winrm(
         "svc@127.0.0.2:5985",
-        "Add-LocalGroupMember",
+        "New-LocalUser",
         &[
-            ("Group", ParamValue::Text("Remote Desktop Users".into())),
-            ("Confirm", ParamValue::Switch),
+            ("Name", ParamValue::Text("compat".into())),
+            ("Disabled", ParamValue::Switch),
         ],
     )
     .objects("[]", &[]);
@@ -113,13 +113,13 @@ fn a_0_1_guest_keeps_0_1_meaning() {
     s.on_ssh(T, &["useradd", "compat"]);
     s.on_winrm(
         "svc@127.0.0.2:5985",
-        "Add-LocalGroupMember",
+        "New-LocalUser",
         &[
-            ("Group", ParamValue::Text("Remote Desktop Users".into())),
-            ("Confirm", ParamValue::Switch),
+            ("Name", ParamValue::Text("compat".into())),
+            ("Disabled", ParamValue::Switch),
         ],
     )
-    .objects("[]", &["The group does not exist."]);
+    .objects("[]", &["The user compat already exists."]);
     let run = compat().run(
         &s,
         Export::Grant {
@@ -128,7 +128,9 @@ fn a_0_1_guest_keeps_0_1_meaning() {
         },
     );
     run.assert_script_done();
-    assert!(matches!(run.guest_error(), GuestError::Failed(m) if m == "The group does not exist."));
+    assert!(
+        matches!(run.guest_error(), GuestError::Failed(m) if m == "The user compat already exists.")
+    );
 
     // revoke, cleanup (0.1's resource-id and username), service keys; no password rotation.
     let mut s = Script::new();
@@ -198,7 +200,7 @@ fn a_0_1_guest_is_held_to_the_same_policy() {
 }
 
 /// The WinRM policy, through the real runtime (the canary guest's grant makes two WinRM
-/// calls, `Set-LocalUser` with the grant's password and `Set-Item` with a named secret):
+/// calls, `Set-LocalUser` with the grant's password and `New-LocalUser` with a named secret):
 /// a cmdlet outside `[integration.winrm]` is refused before anything is sent, a read-listed
 /// cmdlet is not lent to changes' opposite, and the grant's password exists only where the
 /// host made one.
@@ -220,7 +222,7 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
         new_service_password: None,
     };
 
-    // Set-Item is not lent: the script expects Set-LocalUser only and allows nothing else.
+    // New-LocalUser is not lent: the script expects Set-LocalUser only and allows nothing else.
     let mut s = Script::new();
     s.on_secret("canary-secret").value(b"tok");
     s.on_ssh("svc@127.0.0.2:22", &["chpasswd"]).stdin(b"tok");
@@ -254,7 +256,7 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
     s.on_secret("canary-secret").value(b"tok");
     s.on_ssh("svc@127.0.0.2:22", &["chpasswd"]).stdin(b"tok");
     s.allow("127.0.0.2:5985")
-        .allow_cmdlets(&[], &["Set-LocalUser", "Set-Item"]);
+        .allow_cmdlets(&[], &["Set-LocalUser", "New-LocalUser"]);
     let run = kit.run(&s, grant());
     run.assert_script_done();
     match &run.report.records.last().unwrap().outcome {
@@ -278,12 +280,17 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
             .check_cmdlet("Remove-LocalUser", Effect::Change)
             .is_err()
     );
-    // And code-running cmdlets cannot be lent at all.
-    for never in ["Invoke-Expression", "start-process", "Add-Type"] {
+    // And cmdlets outside the catalog (code runners among them) cannot be lent at all.
+    for never in [
+        "Invoke-Expression",
+        "start-process",
+        "Add-Type",
+        "Set-Content",
+    ] {
         let err = latch::caps::Policy::default()
             .with_cmdlets(&[], &[never.to_string()])
             .unwrap_err();
-        assert!(err.contains("never lends"), "{err}");
+        assert!(err.contains("not in Latch's cmdlet catalog"), "{err}");
     }
 }
 

@@ -115,7 +115,8 @@ fn a_guest_naming_another_integrations_secret_is_refused_at_start_on_every_trans
         "a",
         "[integration.ssh]\nkey_secret = \"a-key\"\nuser = \"svc\"\n\
          [integration.winrm]\nuser = 'LAB\\svc'\npassword_secret = \"a-pw\"\n\
-         [integration.ldap]\nuser = \"svc@lab.test\"\npassword_secret = \"a-pw\"\n",
+         [integration.ldap]\nuser = \"svc@lab.test\"\npassword_secret = \"a-pw\"\n\
+         [integration.directory]\nread = [\"DC=latch,DC=test\"]\n",
         &format!(
             "servers = [{{ id = \"a-1\", host = \"127.0.0.1\", port = {port}, via = \"ssh\" }}]"
         ),
@@ -141,7 +142,8 @@ fn a_guest_naming_another_integrations_secret_is_refused_at_start_on_every_trans
             "[integration.winrm] password_secret = \"b-pw\"",
         ),
         (
-            "[integration.ldap]\nuser = \"svc-b@lab.test\"\npassword_secret = \"b-pw\"\nread = [\"DC=latch,DC=test\"]\n",
+            "[integration.ldap]\nuser = \"svc-b@lab.test\"\npassword_secret = \"b-pw\"\n\
+             [integration.directory]\nread = [\"DC=latch,DC=test\"]\n",
             "a-pw",
             "ldap",
             "[integration.ldap] password_secret = \"b-pw\"",

@@ -2,6 +2,7 @@
 //!
 //! Guests must be built first (`make guests`); the helpers say so if they are not.
 
+mod ad_bounds;
 mod api;
 mod aws_creds;
 mod azure;

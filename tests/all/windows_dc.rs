@@ -177,6 +177,13 @@ impl DcEnv {
         let sha = sha256_hex(&std::fs::read(&guest).unwrap());
         let q = |s: &str| serde_json::to_string(s).unwrap();
         let list = |v: &[&str]| v.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+        // The directory bounds, the same whichever transport reaches the DC.
+        let directory = format!(
+            "[integration.directory]\nread = [{}]\nchange = [{}]\ngroups = [{}]\n",
+            q(dc.get("BASE_DN")),
+            q(dc.get("USERS_OU")),
+            q(dc.get("GROUPS_OU"))
+        );
         let (standin, host, port, user, table) = if transport == "winrm" {
             let s = crate::winrm::StandIn::start_with_users(
                 &format!("LATCH:svc_latch:{}\n", dc.get("SVC_PW")),
@@ -193,10 +200,11 @@ impl DcEnv {
             let table = format!(
                 "[integration.winrm]\nca_file = \"standin-ca.pem\"\nhttps_ports = [{}]\n\
                  user = 'LATCH\\svc_latch'\npassword_secret = \"dc-password\"\n\
-                 read = [{}]\nchange = [{}]\n",
+                 read = [{}]\nchange = [{}]\n{}",
                 s.https,
                 list(AD_READS),
-                list(AD_CHANGES)
+                list(AD_CHANGES),
+                directory
             );
             let port = s.https;
             (
@@ -209,12 +217,9 @@ impl DcEnv {
         } else {
             let table = format!(
                 "[integration.ldap]\nca_file = \"dc-ca.pem\"\nuser = {}\n\
-                 password_secret = \"dc-password\"\nread = [{}]\nchange = [{}]\n\
-                 groups = [{}]\n",
+                 password_secret = \"dc-password\"\n{}",
                 q(dc.get("SVC_USER")),
-                q(dc.get("BASE_DN")),
-                q(dc.get("USERS_OU")),
-                q(dc.get("GROUPS_OU"))
+                directory
             );
             (
                 None,
@@ -519,7 +524,12 @@ fn hostile_requests(transport: &str) {
     for permission in ["*", "*)(|(cn=*", "Domain Admins", "JIT-Admins*"] {
         let p = format!("--permission={permission}");
         let err = env.grant("lhostile2", &[&p]).unwrap_err();
-        assert!(!err.is_empty(), "{permission}");
+        // Found by an exact, escaped `cn` search under groups_ou — so never a wildcard, and
+        // never a group elsewhere (Domain Admins lives under CN=Users).
+        assert!(
+            err.contains("is not a group under groups_ou"),
+            "{permission}: {err}"
+        );
     }
     // `check --connect` logs in over the integration's transport (a plan: reads only).
     let out = crate::fleet::latch(&[
@@ -653,10 +663,12 @@ fn the_service_password_rotates_on_the_dc_over_winrm() {
             .into_iter()
             .filter(|c| c["cmdlet"] == "Set-ADAccountPassword")
             .collect();
-        // One reset: the rotation's, of the service account itself, with the value now in
-        // the secret store (the stand-in records its hash, never the value).
+        // One reset: the rotation's, of the service account itself — named svc_latch by the
+        // guest, resolved by the host to its DN and checked to be the service account's own
+        // entry before it was sent — with the value now in the secret store (the stand-in
+        // records its hash, never the value).
         assert_eq!(resets.len(), 1, "{resets:?}");
-        assert_eq!(resets[0]["parameters"][0][1]["value"], "svc_latch");
+        assert_eq!(resets[0]["parameters"][0][1]["value"], dc.get("SVC_DN"));
         assert_eq!(
             resets[0]["parameters"][2][1]["sha256"],
             latch::runtime::sha256_hex(new.as_bytes())
@@ -672,7 +684,7 @@ fn the_service_password_rotates_on_the_dc_over_winrm() {
 /// `add-service-credential` of the windows-dc guest whose config names `user` as the service
 /// account, carried out live, bound as the real service account with `password`.
 fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport {
-    use latch::caps::ldap::Bases;
+    use latch::caps::directory::Bases;
     use latch::caps::ldap::live::LdapSettings;
     use latch::caps::winrm::transport::tls_config;
     use latch::caps::{Live, Policy, Secret, SecretStore};
@@ -700,7 +712,7 @@ fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport 
     .unwrap();
     let policy = Policy::parse(&[format!("{}:636", dc.get("ADDR"))], &[])
         .unwrap()
-        .with_ldap(bases);
+        .with_directory(bases);
     let config = serde_json::json!({
         "host": dc.get("ADDR"), "domain": "latch.test", "netbios": "LATCH",
         "base_dn": dc.get("BASE_DN"), "users_ou": dc.get("USERS_OU"),

@@ -585,7 +585,11 @@ fn policy(s: &StandIn) -> Policy {
         .unwrap()
         .with_cmdlets(
             &["Get-LocalUser".into(), "Get-LocalGroupMember".into()],
-            &["New-LocalUser".into(), "Add-LocalGroupMember".into()],
+            &[
+                "New-LocalUser".into(),
+                "Add-LocalGroupMember".into(),
+                "Disconnect-LatchSession".into(),
+            ],
         )
         .unwrap()
 }
@@ -614,10 +618,8 @@ fn hostile_values_arrive_as_the_exact_literal_or_are_refused_before_sending() {
             serde_json::json!({"cmdlet": "Get-LocalUser", "read": true,
                 "parameters": [["Name", {"text": v}]]})
         })
-        .chain([
-            serde_json::json!({"cmdlet": "Get-LocalGroupMember", "read": true,
-            "parameters": [["Group", {"list": hostile()}]]}),
-        ])
+        .chain([serde_json::json!({"cmdlet": "Get-LocalUser", "read": true,
+            "parameters": [["Name", {"list": hostile()}]]})])
         .collect();
     let kit = Kit::built("winrm-probe");
     let report = kit.run_on(
@@ -660,12 +662,10 @@ fn hostile_values_arrive_as_the_exact_literal_or_are_refused_before_sending() {
     // A run whose only call is refused sends nothing at all: no connection, no login.
     let before = s.wire().len();
     // (And a call too long for a Windows command line: 8 values of 8 KiB.)
-    let big: Vec<Value> = (0..8)
-        .map(|i| serde_json::json!([format!("P{i}"), {"text": "x".repeat(8000)}]))
-        .collect();
+    let big: Vec<String> = (0..8).map(|_| "x".repeat(8000)).collect();
     let only_nul = serde_json::json!([{"cmdlet": "Get-LocalUser", "read": true,
         "parameters": [["Name", {"text": "a\u{0}b"}]]},
-        {"cmdlet": "Get-LocalUser", "read": true, "parameters": big}]);
+        {"cmdlet": "Get-LocalUser", "read": true, "parameters": [["Name", {"list": big}]]}]);
     let report = kit.run_on(
         "probe",
         policy(&s),
@@ -691,8 +691,9 @@ fn a_grant_password_reaches_windows_exactly_and_nowhere_else() {
         {"cmdlet": "Get-LocalGroupMember", "read": true, "parameters": [["Group", {"text": "Remote Desktop Users"}]]},
         // Again: Windows' non-terminating error comes back beside the (empty) objects.
         {"cmdlet": "Add-LocalGroupMember", "parameters": [["Group", {"text": "Remote Desktop Users"}], ["Member", {"list": ["jit-alice"]}]]},
-        // A required parameter missing: PowerShell itself fails (exit code 1), one error.
-        {"cmdlet": "New-LocalUser", "parameters": [["Description", {"text": "no name"}]]},
+        // PowerShell itself fails (exit code 1: the optional logoff module is not installed
+        // there), one error.
+        {"cmdlet": "Disconnect-LatchSession", "parameters": [["UserName", {"text": "jit-alice"}]]},
     ]);
     let options = CallOptions {
         secrets: CallSecrets {

@@ -55,6 +55,9 @@ PERMISSIVE_MODIFY = "1.2.840.113556.1.4.1413"
 CMDLETS = {
     "Get-ADUser": {"LDAPFilter": ("text", True), "SearchBase": ("text", False), "Properties": ("texts", False)},
     "Get-ADGroup": {"LDAPFilter": ("text", True), "SearchBase": ("text", False)},
+    # What Latch's host sends itself to resolve an account given by name (sAMAccountName, GUID,
+    # SID) to its DN before it checks the bounds: never a guest's call.
+    "Get-ADObject": {"LDAPFilter": ("text", True), "SearchBase": ("text", False), "Properties": ("texts", False)},
     "New-ADUser": {"Name": ("text", True), "SamAccountName": ("text", False), "UserPrincipalName": ("text", False),
                    "Path": ("text", False), "Description": ("text", False), "AccountPassword": ("secure", False),
                    "Enabled": ("bool", False), "AccountExpirationDate": ("date", False)},
@@ -703,6 +706,26 @@ class Ad:
                 props.append(key)
         attrs = USER_ATTRS + [USER_PROPERTIES[p] for p in props]
         return [self.user_json(dn, a, props) for dn, a in self._get(conn, bound, CLASS_FILTER["ADUser"], attrs)]
+
+    def do_Get_ADObject(self, conn, bound):
+        # Get-ADObject's default properties, and the requested ones under the name asked for.
+        wanted = {p.lower(): p for p in bound.get("Properties", [])}
+        unknown = [p for p in wanted if p not in ("samaccountname", "userprincipalname")]
+        if unknown:
+            raise AdError(f"One or more properties are invalid.\r\nParameter name: {wanted[unknown[0]]}",
+                          "ActiveDirectoryCmdlet:System.ArgumentException", "InvalidArgument", ":",
+                          "ArgumentException")
+        attrs = ["distinguishedName", "name", "objectClass", "objectGUID"] + [wanted[p] for p in wanted]
+        out = []
+        for dn, a in self._get(conn, bound, "(objectClass=*)", attrs):
+            oc = a.get("objectclass") or []
+            obj = {"DistinguishedName": dn, "Name": self._text(a, "name"),
+                   "ObjectClass": oc[-1].decode() if oc else None,
+                   "ObjectGUID": guid_string((a.get("objectguid") or [None])[0])}
+            for low, asked in wanted.items():
+                obj[asked] = self._text(a, asked)
+            out.append(self._entity(obj))
+        return out
 
     def do_Get_ADGroup(self, conn, bound):
         return [self.group_json(dn, a) for dn, a in self._get(conn, bound, CLASS_FILTER["ADGroup"], GROUP_ATTRS)]

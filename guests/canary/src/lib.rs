@@ -85,11 +85,17 @@ impl Integration for Canary {
             },
         ];
         winrm::invoke(&target(5985), "Set-LocalUser", &set)?;
-        let token_param = [Parameter {
-            name: "Token".into(),
-            value: Value::Secret(SecretRef::Named(SECRET.into())),
-        }];
-        winrm::invoke(&target(5985), "Set-Item", &token_param)?;
+        let token_param = [
+            Parameter {
+                name: "Name".into(),
+                value: Value::Text("canary2".into()),
+            },
+            Parameter {
+                name: "Password".into(),
+                value: Value::Secret(SecretRef::Named(SECRET.into())),
+            },
+        ];
+        winrm::invoke(&target(5985), "New-LocalUser", &token_param)?;
         let state = if config.contains("\"state\"") {
             String::from_utf8_lossy(&token).into_owned()
         } else {

@@ -75,14 +75,14 @@ impl Guest for Compat {
                 port: 5985,
                 ..t.clone()
             },
-            "Add-LocalGroupMember",
+            "New-LocalUser",
             &[
                 Parameter {
-                    name: "Group".into(),
-                    value: Some("Remote Desktop Users".into()),
+                    name: "Name".into(),
+                    value: Some("compat".into()),
                 },
                 Parameter {
-                    name: "Confirm".into(),
+                    name: "Disabled".into(),
                     value: None,
                 },
             ],

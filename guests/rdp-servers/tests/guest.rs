@@ -15,6 +15,13 @@ fn kit() -> Kit {
     Kit::built("rdp_servers")
 }
 
+/// A script whose WinRM service account is the config's (the one a rotation may set).
+fn script() -> Script {
+    let mut s = Script::new();
+    s.winrm_account("latch-svc");
+    s
+}
+
 fn config() -> String {
     serde_json::json!({
         "servers": [
@@ -53,7 +60,7 @@ const NO_PARAMS: &[(&str, ParamValue)] = &[];
 #[test]
 #[rustfmt::skip]
 fn first_grant_creates_a_marked_expiring_account_in_remote_desktop_users() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS)
         .objects(r#"[{"Name":"Administrator","Enabled":true,"Description":"Built-in"}]"#, &[]);
     s.on_winrm(T, "New-LocalUser", &[
@@ -85,7 +92,7 @@ fn first_grant_creates_a_marked_expiring_account_in_remote_desktop_users() {
 #[test]
 #[rustfmt::skip]
 fn granting_again_sets_a_new_password_and_expiry_and_enables() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS).objects(
         &format!(r#"[{{"Name":"jit_alice","Enabled":false,"Description":"{MARKER}"}}]"#), &[]);
     s.on_winrm(T, "Set-LocalUser", &[
@@ -103,7 +110,7 @@ fn granting_again_sets_a_new_password_and_expiry_and_enables() {
 
 #[test]
 fn an_account_latch_did_not_create_is_refused_untouched() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS).objects(
         r#"[{"Name":"JIT_ALICE","Enabled":true,"Description":"made by hand"}]"#,
         &[],
@@ -123,7 +130,7 @@ fn revoke_removes_the_member_disables_and_scrambles() {
         "account": "jit_alice", "group": "Remote Desktop Users"}).to_string();
     let mut request = grant_request("g-1", "ws-1", "Connect", "alice@corp.example", EXPIRES);
     request.state = Some(state);
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS).objects(
         &format!(r#"[{{"Name":"jit_alice","Enabled":true,"Description":"{MARKER}"}}]"#), &[]);
     s.on_winrm_read(T, "Get-LocalGroupMember", &[("Group", t("Remote Desktop Users"))])
@@ -150,7 +157,7 @@ fn revoke_calls_the_installed_logoff_cmdlet_last() {
     let mut request = grant_request("g-1", "ws-1", "Connect", "alice@corp.example", EXPIRES);
     request.state = Some(serde_json::json!({"server": "ws-1", "host": "10.0.0.5", "port": 5986,
         "account": "jit_alice", "group": "Remote Desktop Users"}).to_string());
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(T, "Get-LocalUser", NO_PARAMS).objects(
         &format!(r#"[{{"Name":"jit_alice","Enabled":false,"Description":"{MARKER}"}}]"#), &[]);
     s.on_winrm_read(T, "Get-LocalGroupMember", &[("Group", t("Remote Desktop Users"))]).objects("[]", &[]);
@@ -163,7 +170,7 @@ fn revoke_calls_the_installed_logoff_cmdlet_last() {
     run.assert_script_done();
     run.assert_ok();
     c["session_logoff_cmdlet"] = "logoff.exe 2".into();
-    let run = kit().run(&Script::new(), Export::Validate { config: c.to_string() });
+    let run = kit().run(&script(), Export::Validate { config: c.to_string() });
     assert!(matches!(run.guest_error(), GuestError::InvalidConfig(_)));
 }
 
@@ -187,7 +194,7 @@ fn hostile_names_servers_and_permissions_are_refused_before_anything_is_sent() {
         let mut request = grant_request("g-1", "ws-1", "Connect", "x@corp.example", EXPIRES);
         request.identity.username = Some(name.to_string());
         let run = kit().run_with_secrets(
-            &Script::new(),
+            &script(),
             Export::Grant {
                 config: config(),
                 request,
@@ -207,7 +214,7 @@ fn hostile_names_servers_and_permissions_are_refused_before_anything_is_sent() {
     ] {
         let request = grant_request("g-1", resource, permission, "alice@corp.example", EXPIRES);
         let run = kit().run_with_secrets(
-            &Script::new(),
+            &script(),
             Export::Grant {
                 config: config(),
                 request,
@@ -228,13 +235,13 @@ fn rotation_sets_the_local_service_account_password_from_the_hosts_handle() {
     c["credential_rotation_days"] = 30.into();
     c["user"] = "WS1\\latch-svc".into();
     let run = kit().run(
-        &Script::new(),
+        &script(),
         Export::Validate {
             config: c.to_string(),
         },
     );
     assert_eq!(run.lifecycle().rotate_after_days, Some(30));
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm(
         T,
         "Set-LocalUser",
@@ -261,7 +268,7 @@ fn rotation_sets_the_local_service_account_password_from_the_hosts_handle() {
     // A domain account's password is the domain's: refused, not set server by server.
     c["user"] = "svc@corp.example".into();
     let run = kit().run(
-        &Script::new(),
+        &script(),
         Export::Validate {
             config: c.to_string(),
         },

@@ -201,6 +201,10 @@ pub struct Script {
     secrets: Vec<String>,
     cmdlets_read: Vec<String>,
     cmdlets_change: Vec<String>,
+    /// `[integration.directory]` as written: read, change, groups.
+    directory: (Vec<String>, Vec<String>, Vec<String>),
+    /// The account WinRM logs in as.
+    winrm_account: Option<String>,
 }
 
 /// One expected call and its reply; the reply defaults to the expectation's empty success.
@@ -231,6 +235,22 @@ impl Script {
     /// An empty script: the guest may make no capability call at all.
     pub fn new() -> Script {
         Script::default()
+    }
+
+    /// Lend the directory bounds `[integration.directory]` would: `read`, `change`, `groups`
+    /// as the operator writes them. A script implies none (every directory call is refused
+    /// without them), so a refusal is tested against the bounds as written.
+    pub fn directory(&mut self, read: &[&str], change: &[&str], groups: &[&str]) -> &mut Script {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        self.directory = (own(read), own(change), own(groups));
+        self
+    }
+
+    /// Name the account WinRM logs in as (`[integration.winrm] user`): the only one a new
+    /// service password may be set on.
+    pub fn winrm_account(&mut self, account: &str) -> &mut Script {
+        self.winrm_account = Some(account.to_string());
+        self
     }
 
     /// Also allow `rule` (an `allow` entry) without expecting a call to it.
@@ -390,12 +410,9 @@ impl Script {
         for step in &self.steps {
             step.expect.implies(&mut implied);
         }
-        let bases = latch::caps::ldap::Bases::parse(
-            &implied.ldap_read,
-            &implied.ldap_change,
-            &implied.ldap_groups,
-        )
-        .expect("script DNs are valid");
+        let (read, change, groups) = &self.directory;
+        let bases = latch::caps::directory::Bases::parse(read, change, groups)
+            .expect("script DNs are valid");
         let aws = if implied.aws_regions.is_empty() {
             latch::caps::cloud::AwsPolicy::default()
         } else {
@@ -415,7 +432,8 @@ impl Script {
         Policy::parse(&implied.allow, &implied.secrets)
             .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
             .expect("script targets and cmdlets are valid")
-            .with_ldap(bases)
+            .with_directory(bases)
+            .with_winrm_account(self.winrm_account.clone())
             .with_aws(aws)
             .with_azure(azure)
     }

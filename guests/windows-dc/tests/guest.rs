@@ -22,6 +22,16 @@ fn kit() -> Kit {
     Kit::built("windows_dc")
 }
 
+/// A script with the directory bounds the operator writes for this config (the test kit
+/// implies none): searches under the domain, accounts under `OU=Latch`, group members under
+/// `OU=JIT Groups`; the WinRM service account as the config names it.
+fn script() -> Script {
+    let mut s = Script::new();
+    s.directory(&[BASE], &[OU], &[GROUPS])
+        .winrm_account("svc_latch@latch.test");
+    s
+}
+
 fn config(transport: &str) -> String {
     serde_json::json!({
         "host": "dc1.latch.test",
@@ -109,7 +119,7 @@ fn modify(dn: &str, changes: Vec<Change>) -> Op {
 #[test]
 fn validate_says_what_the_host_does() {
     let run = kit().run(
-        &Script::new(),
+        &script(),
         Export::Validate {
             config: config("ldap"),
         },
@@ -121,7 +131,7 @@ fn validate_says_what_the_host_does() {
     let mut c: serde_json::Value = serde_json::from_str(&config("ldap")).unwrap();
     c["credential_rotation_days"] = 30.into();
     let run = kit().run(
-        &Script::new(),
+        &script(),
         Export::Validate {
             config: c.to_string(),
         },
@@ -133,7 +143,7 @@ fn validate_says_what_the_host_does() {
 #[rustfmt::skip]
 fn rotation_resets_the_service_accounts_own_password_from_the_hosts_handle() {
     const SVC: &str = "CN=svc_latch,CN=Users,DC=latch,DC=test";
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, find_user("svc_latch")).entries(&[(SVC, &[("userAccountControl", &["512"])])]);
     s.on_ldap(LDAP, modify(SVC, vec![Change::Replace(Attribute {
         name: "unicodePwd".into(),
@@ -156,7 +166,7 @@ fn rotation_resets_the_service_accounts_own_password_from_the_hosts_handle() {
 #[test]
 #[rustfmt::skip]
 fn first_grant_over_ldap_creates_a_marked_expiring_account_then_adds_it() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, find_user("jit_alice"));
     s.on_ldap(LDAP, Op::Add {
         dn: ALICE.into(),
@@ -189,7 +199,7 @@ fn first_grant_over_ldap_creates_a_marked_expiring_account_then_adds_it() {
 #[test]
 #[rustfmt::skip]
 fn first_grant_over_winrm_uses_the_ad_cmdlets() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_winrm_read(WINRM, "Get-ADUser", &[
         ("LDAPFilter", ParamValue::Text("(&(objectClass=user)(sAMAccountName=jit_alice))".into())),
         ("SearchBase", ParamValue::Text(BASE.into())),
@@ -221,7 +231,7 @@ fn an_account_latch_did_not_create_is_refused_untouched() {
         (ALICE, "created by hand"),
         ("CN=jit_alice,CN=Users,DC=latch,DC=test", MARKER),
     ] {
-        let mut s = Script::new();
+        let mut s = script();
         s.on_ldap(LDAP, find_user("jit_alice"))
             .entries(&[(dn, &[("description", &[description]), ("userAccountControl", &["512"])])]);
         let run = kit().run_with_secrets(&s, grant("ldap", "Connect", "alice@corp.example"), password());
@@ -236,7 +246,7 @@ fn an_account_latch_did_not_create_is_refused_untouched() {
 #[test]
 #[rustfmt::skip]
 fn granting_again_resets_the_password_and_expiry_and_keeps_membership() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, find_user("jit_alice")).entries(&[(ALICE, &[
         ("description", &[MARKER]), ("userAccountControl", &["514"]), ("memberOf", &[CONNECT]),
     ])]);
@@ -252,7 +262,7 @@ fn granting_again_resets_the_password_and_expiry_and_keeps_membership() {
 #[rustfmt::skip]
 fn revoke_removes_the_member_disables_and_scrambles() {
     let state = serde_json::json!({"account": "jit_alice", "dn": ALICE, "group": CONNECT}).to_string();
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, find_user("jit_alice")).entries(&[(ALICE, &[
         ("description", &[MARKER]), ("userAccountControl", &["512"]), ("memberOf", &[CONNECT]),
     ])]);
@@ -266,7 +276,7 @@ fn revoke_removes_the_member_disables_and_scrambles() {
 
 #[test]
 fn revoking_what_is_gone_succeeds() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, find_user("jit_alice"));
     let run = kit().run_with_secrets(&s, revoke("ldap", None), password());
     run.assert_script_done();
@@ -276,7 +286,7 @@ fn revoking_what_is_gone_succeeds() {
 #[test]
 #[rustfmt::skip]
 fn discovery_offers_connect_and_the_groups_found() {
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, Op::Search {
         base: GROUPS.into(),
         scope: Scope::Subtree,
@@ -319,7 +329,7 @@ fn hostile_names_are_refused_before_anything_is_sent() {
                 grant_request("g-1", "latch.test", "Connect", "x@corp.example", EXPIRES);
             request.identity.username = Some(name.to_string());
             let run = kit().run_with_secrets(
-                &Script::new(),
+                &script(),
                 Export::Grant {
                     config: config(transport),
                     request,
@@ -334,7 +344,7 @@ fn hostile_names_are_refused_before_anything_is_sent() {
         }
     }
     let long = format!("{}@corp.example", "a".repeat(300));
-    let run = kit().run_with_secrets(&Script::new(), grant("ldap", "Connect", &long), password());
+    let run = kit().run_with_secrets(&script(), grant("ldap", "Connect", &long), password());
     run.assert_nothing_carried_out();
     assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
 }
@@ -343,7 +353,7 @@ fn hostile_names_are_refused_before_anything_is_sent() {
 #[rustfmt::skip]
 fn a_hostile_permission_is_only_ever_an_escaped_filter_value() {
     let permission = "*)(|(cn=*";
-    let mut s = Script::new();
+    let mut s = script();
     s.on_ldap(LDAP, Op::Search {
         base: GROUPS.into(),
         scope: Scope::Subtree,

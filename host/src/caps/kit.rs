@@ -30,7 +30,9 @@ pub enum Reply {
 }
 
 /// What a script's expectations imply for the policy: the targets, secrets and cmdlets they
-/// name are allowed, and nothing else.
+/// name are allowed, and nothing else. Directory bounds are never implied: a script states
+/// them as the operator would write them (`Script::directory`), so a test of a refusal is a
+/// test against the policy as written, not one widened to what the script expects.
 #[derive(Clone, Debug, Default)]
 pub struct Implied {
     /// `allow` rules.
@@ -41,12 +43,6 @@ pub struct Implied {
     pub cmdlets_read: Vec<String>,
     /// Cmdlets for `winrm.invoke`.
     pub cmdlets_change: Vec<String>,
-    /// `ldap.read` bases.
-    pub ldap_read: Vec<String>,
-    /// `ldap.change` bases.
-    pub ldap_change: Vec<String>,
-    /// `ldap.groups` bases.
-    pub ldap_groups: Vec<String>,
     /// `service:Action`s called, as reads.
     pub aws_read: Vec<String>,
     /// Regions called.

@@ -21,6 +21,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod directory;
 pub mod kit;
 pub mod ldap;
 pub mod live;
@@ -102,6 +103,22 @@ pub trait Call:
     /// sent. May narrow the call (a certificate's validity is clamped to the grant): what is
     /// carried out and recorded is the narrowed call.
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError>;
+    /// Reads the host must make before the call can be fully authorized (an AD account
+    /// given by name, to resolve to its DN): carried out by the same backend, recorded before
+    /// the call, their answers handed to [`Call::resolve`].
+    fn lookups(&self) -> Vec<CapCall> {
+        Vec::new()
+    }
+    /// Finish authorizing with the lookups' answers, in order (may narrow the call: a name
+    /// replaced by the DN it resolved to).
+    fn resolve(
+        &mut self,
+        state: &CallState,
+        answers: Vec<Result<CapReply, CapError>>,
+    ) -> Result<(), CapError> {
+        let _ = (state, answers);
+        Ok(())
+    }
     /// The audit record of the call: a JSON object holding no secret (names, lengths).
     fn record(&self) -> serde_json::Map<String, serde_json::Value>;
     /// The empty success a dry run, or a plan's change, answers it with.
@@ -151,10 +168,6 @@ impl CapCall {
     /// Its audit record.
     pub fn record(&self) -> serde_json::Map<String, serde_json::Value> {
         self.0.record()
-    }
-
-    fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
-        self.0.authorize(state)
     }
 }
 
@@ -499,7 +512,18 @@ pub(crate) async fn dispatch_all(
     let started = Instant::now();
     let mut checked = Vec::with_capacity(calls.len());
     for mut call in calls {
-        let verdict = call.authorize(state);
+        let mut verdict = call.0.authorize(state);
+        let lookups = match &verdict {
+            Ok(()) => call.0.lookups(),
+            Err(_) => Vec::new(),
+        };
+        if !lookups.is_empty() {
+            let mut answers = Vec::with_capacity(lookups.len());
+            for lookup in lookups {
+                answers.push(look_up(state, lookup).await);
+            }
+            verdict = call.0.resolve(state, answers);
+        }
         let planned = state.plan && call.effect() == Effect::Change;
         if let Err(error) = &verdict {
             tracing::warn!(integration = %state.integration, capability = call.capability(), %error, "capability call refused");
@@ -558,6 +582,32 @@ pub(crate) async fn dispatch_all(
         results.push(result);
     }
     results
+}
+
+/// Carry out one of the host's own reads for a call (see [`Call::lookups`]) and record it.
+async fn look_up(state: &mut CallState, lookup: CapCall) -> Result<CapReply, CapError> {
+    let started = Instant::now();
+    let result = {
+        let ctx = CallContext {
+            integration: &state.integration,
+            secrets: &state.secrets,
+            resolved: &state.resolved,
+        };
+        state.backend.call(ctx, &lookup).await
+    };
+    let secrets = state.scrubber();
+    let result = result
+        .map(|r| r.scrubbed(&secrets))
+        .map_err(|e| e.scrubbed(&secrets));
+    let outcome = match &result {
+        Ok(_) => Outcome::Ok { status: None },
+        Err(error) => Outcome::Failed {
+            error: error.clone(),
+        },
+    };
+    let micros = started.elapsed().as_micros() as u64;
+    state.record(CallRecord::new(lookup, outcome, micros, &secrets));
+    result
 }
 
 /// Every capability, registered here and nowhere else: its WIT bindings (every contract

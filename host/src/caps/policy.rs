@@ -181,8 +181,11 @@ pub struct Policy {
     cmdlets_read: BTreeSet<String>,
     /// Cmdlets only `winrm.invoke` may run.
     cmdlets_change: BTreeSet<String>,
-    /// What `ldap` calls may touch.
-    ldap: super::ldap::Bases,
+    /// What the directory calls may touch (`ldap.*` and the AD cmdlets alike).
+    directory: super::directory::Bases,
+    /// The account WinRM logs in as (`[integration.winrm] user`): the only one a new service
+    /// password may be set on.
+    winrm_account: Option<String>,
     /// What `cloud.aws` may call.
     aws: super::cloud::AwsPolicy,
     /// What `cloud.azure` may read.
@@ -197,7 +200,8 @@ impl Policy {
             secrets: secrets.into_iter().collect(),
             cmdlets_read: BTreeSet::new(),
             cmdlets_change: BTreeSet::new(),
-            ldap: super::ldap::Bases::default(),
+            directory: super::directory::Bases::default(),
+            winrm_account: None,
             aws: super::cloud::AwsPolicy::default(),
             azure: super::cloud::AzurePolicy::default(),
         }
@@ -225,20 +229,31 @@ impl Policy {
         &self.aws
     }
 
-    /// Also lend the directory bases of `[integration.ldap]`.
-    pub fn with_ldap(mut self, bases: super::ldap::Bases) -> Self {
-        self.ldap = bases;
+    /// Also lend the directory bounds of `[integration.directory]`.
+    pub fn with_directory(mut self, bases: super::directory::Bases) -> Self {
+        self.directory = bases;
         self
     }
 
-    /// What `ldap` calls may touch.
-    pub fn ldap_bases(&self) -> &super::ldap::Bases {
-        &self.ldap
+    /// Name the account WinRM logs in as.
+    pub fn with_winrm_account(mut self, account: Option<String>) -> Self {
+        self.winrm_account = account;
+        self
+    }
+
+    /// The account WinRM logs in as, if the integration names one.
+    pub fn winrm_account(&self) -> Option<&str> {
+        self.winrm_account.as_deref()
+    }
+
+    /// What directory calls may touch, on every transport.
+    pub fn directory(&self) -> &super::directory::Bases {
+        &self.directory
     }
 
     /// Also lend the cmdlets of `[integration.winrm]`: `read` ones to `winrm.read` and
-    /// `winrm.invoke`, `change` ones to `winrm.invoke` only. A cmdlet that runs arbitrary
-    /// code (`winrm::NEVER`) or is not `Verb-Noun` is an error.
+    /// `winrm.invoke`, `change` ones to `winrm.invoke` only. Only cmdlets of the catalog can
+    /// be lent (`winrm/catalog.toml`), and one that changes the server never as a read.
     pub fn with_cmdlets(mut self, read: &[String], change: &[String]) -> Result<Self, String> {
         let check = |list: &str, name: &String| -> Result<String, String> {
             if !super::winrm::is_cmdlet(name) {
@@ -246,15 +261,7 @@ impl Policy {
                     "winrm.{list}: {name:?} is not a cmdlet name (Verb-Noun)"
                 ));
             }
-            if super::winrm::NEVER
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(name))
-            {
-                return Err(format!(
-                    "winrm.{list}: {name} runs code given as data or starts processes; Latch \
-                     never lends it (a guest would no longer be readable as a runbook)"
-                ));
-            }
+            super::winrm::catalog::lendable(list, name)?;
             Ok(name.to_ascii_lowercase())
         };
         for name in read {

@@ -27,44 +27,14 @@ impl Expectation for ExpectLdap {
         }
     }
     fn implies(&self, policy: &mut Implied) {
+        // The target only: the directory bounds are the script's to state, as written.
         policy.target(&self.target);
-        match &self.op {
-            Op::Search { base, .. } => policy.ldap_read.push(base.clone()),
-            Op::Modify { dn, changes }
-                if changes
-                    .iter()
-                    .all(|c| c.attribute().name.eq_ignore_ascii_case("member")) =>
-            {
-                policy.ldap_groups.push(dn.clone());
-                for c in changes {
-                    for v in &c.attribute().values {
-                        if let super::Value::Text(member) = v {
-                            policy.ldap_change.push(parent(member));
-                        }
-                    }
-                }
-            }
-            Op::Add { dn, .. } | Op::Modify { dn, .. } | Op::Delete { dn } => {
-                policy.ldap_change.push(parent(dn))
-            }
-        }
     }
     fn clone_box(&self) -> Box<dyn Expectation> {
         Box::new(self.clone())
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
-    }
-}
-
-/// The parent of `dn` (itself if it cannot be parsed or has one RDN).
-fn parent(dn: &str) -> String {
-    match super::dn::Dn::parse(dn) {
-        Ok(mut d) if d.0.len() > 1 => {
-            d.0.remove(0);
-            d.to_string()
-        }
-        _ => dn.to_string(),
     }
 }
 

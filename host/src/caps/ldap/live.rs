@@ -393,11 +393,26 @@ fn values(
     Ok(set)
 }
 
+/// Most entries one search may answer (the server is asked for one more, to tell).
+pub const MAX_ENTRIES: usize = 10_000;
+/// Most bytes of DNs, attribute names and values one search may answer.
+pub const MAX_RESULT_BYTES: usize = 16 << 20;
+
 fn entry(raw: ldap3::ResultEntry) -> Result<Entry, CapError> {
     let parsed = std::panic::catch_unwind(|| SearchEntry::construct(raw))
         .map_err(|_| CapError::Failed("the directory sent a malformed entry".to_string()))?;
-    let mut attributes: Vec<(String, Vec<String>)> = parsed.attrs.into_iter().collect();
-    for (name, vals) in parsed.bin_attrs {
+    // Never handed out, asked for or not.
+    let secret = |name: &String| crate::caps::directory::is_secret_attribute(name);
+    let mut attributes: Vec<(String, Vec<String>)> = parsed
+        .attrs
+        .into_iter()
+        .filter(|(name, _)| !secret(name))
+        .collect();
+    for (name, vals) in parsed
+        .bin_attrs
+        .into_iter()
+        .filter(|(name, _)| !secret(name))
+    {
         let b64 = base64::engine::general_purpose::STANDARD;
         attributes.push((
             format!("{name};binary"),
@@ -445,8 +460,15 @@ async fn carry_out(
             } else {
                 attributes.iter().map(String::as_str).collect()
             };
+            let too_many = || {
+                CapError::Failed(format!(
+                    "the search under {base:?} answers more than {MAX_ENTRIES} entries or \
+                     {MAX_RESULT_BYTES} bytes: narrow it (base, scope, filter)"
+                ))
+            };
             let result = ldap
                 .with_timeout(timeout)
+                .with_search_options(ldap3::SearchOptions::new().sizelimit(MAX_ENTRIES as i32 + 1))
                 .search(base, scope, &text, attrs)
                 .await
                 .map_err(|e| op_error(&url, "search", e))?;
@@ -455,10 +477,27 @@ async fn carry_out(
             if res.rc == 32 {
                 return Ok(CapReply::Entries(Vec::new()));
             }
+            // sizeLimitExceeded: more than asked for.
+            if res.rc == 4 || found.len() > MAX_ENTRIES {
+                return Err(too_many());
+            }
             if res.rc != 0 {
                 return Err(result_error(&url, "search", res.rc, &res.text));
             }
-            let entries = found.into_iter().map(entry).collect::<Result<_, _>>()?;
+            let entries: Vec<Entry> = found.into_iter().map(entry).collect::<Result<_, _>>()?;
+            let bytes: usize = entries
+                .iter()
+                .map(|e| {
+                    e.dn.len()
+                        + e.attributes
+                            .iter()
+                            .map(|(n, vs)| n.len() + vs.iter().map(String::len).sum::<usize>())
+                            .sum::<usize>()
+                })
+                .sum();
+            if bytes > MAX_RESULT_BYTES {
+                return Err(too_many());
+            }
             Ok(CapReply::Entries(entries))
         }
         Op::Add { dn, attributes } => {
@@ -510,8 +549,8 @@ async fn check_own_entry(
              and {dn:?} is not {user:?}'s"
         ))
     };
-    if let Ok(own) = super::dn::Dn::parse(user) {
-        let target = super::dn::Dn::parse(dn).map_err(|_| refused())?;
+    if let Ok(own) = crate::caps::directory::dn::Dn::parse(user) {
+        let target = crate::caps::directory::dn::Dn::parse(dn).map_err(|_| refused())?;
         return if own.same_as(&target) {
             Ok(())
         } else {

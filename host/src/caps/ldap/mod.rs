@@ -5,8 +5,9 @@
 //! directory than it was lent:
 //! - a guest writes no filter syntax: a search's filter is a list of equality pairs that the
 //!   host assembles, each value escaped per RFC 4515 (`ldap3::ldap_escape`);
-//! - every DN is **parsed** ([`dn::Dn`], RFC 4514) and compared RDN by RDN with the bases of
-//!   `[integration.ldap]`: searches under `read`; entries added, changed and deleted only
+//! - every DN is **parsed** ([`Dn`], RFC 4514) and compared RDN by RDN with the bounds of
+//!   `[integration.directory]` ([`Bases`], which the AD cmdlets over WinRM are held to as
+//!   well): searches under `read`; entries added, changed and deleted only
 //!   strictly under `change`; groups at or under `groups` may only have `member` values added
 //!   or removed, and only DNs under `change` (a guest can put only its own accounts into
 //!   groups). What is sent is the host's re-serialization of the parsed DN;
@@ -17,16 +18,19 @@
 //!   AD wants, UTF-16LE in quotes, on the way to the wire) and a `secret-ref` goes nowhere
 //!   else (it could otherwise be written into a readable attribute);
 //! - the connection is always TLS with the certificate verified (see [`live`]); plain LDAP
-//!   is never used, so `unicodePwd` never travels in clear.
+//!   is never used, so `unicodePwd` never travels in clear;
+//! - attributes that hold secrets (LAPS, BitLocker, gMSA, password data:
+//!   [`super::directory::is_secret_attribute`]) are never asked for, filtered on or returned,
+//!   and a search's answer is bounded ([`live::MAX_ENTRIES`], [`live::MAX_RESULT_BYTES`]).
 
-pub mod dn;
 pub mod kit;
 pub mod live;
 pub(crate) mod wit;
 
 use serde::Serialize;
 
-use self::dn::Dn;
+use super::directory::dn::Dn;
+use super::directory::{Bases, check_attribute_name};
 use super::{Call, CapError, CapReply, Effect, Target, check_text, record_of};
 use crate::world::{CallState, SecretRef};
 
@@ -140,46 +144,6 @@ pub struct LdapCall {
     /// the live part carries it out only on the bound account's own entry.
     #[serde(skip)]
     pub own_entry_only: bool,
-}
-
-/// What an integration's `ldap` calls may touch (`[integration.ldap]`'s bases, parsed).
-#[derive(Clone, Debug, Default)]
-pub struct Bases {
-    /// Searches start at or under one of these.
-    pub read: Vec<Dn>,
-    /// Entries strictly under one of these may be added, changed and deleted.
-    pub change: Vec<Dn>,
-    /// Groups at or under one of these may gain or lose `member`s (DNs under `change`).
-    pub groups: Vec<Dn>,
-}
-
-impl Bases {
-    /// Parse the three lists of `[integration.ldap]`; an error names the list and the DN.
-    pub fn parse(read: &[String], change: &[String], groups: &[String]) -> Result<Bases, String> {
-        let list = |name: &str, dns: &[String]| -> Result<Vec<Dn>, String> {
-            dns.iter()
-                .map(|d| Dn::parse(d).map_err(|e| format!("ldap.{name}: {e}")))
-                .collect()
-        };
-        Ok(Bases {
-            read: list("read", read)?,
-            change: list("change", change)?,
-            groups: list("groups", groups)?,
-        })
-    }
-
-    fn change_covers(&self, dn: &Dn) -> bool {
-        self.change.iter().any(|b| dn.is_under(b))
-    }
-
-    fn groups_cover(&self, dn: &Dn) -> bool {
-        self.groups.iter().any(|b| dn.is_at_or_under(b))
-    }
-
-    fn listed(dns: &[Dn]) -> String {
-        let all: Vec<String> = dns.iter().map(|d| format!("{:?}", d.to_string())).collect();
-        format!("[{}]", all.join(", "))
-    }
 }
 
 /// Attributes an `ldap.add` or `ldap.modify` may write on an entry under `change`.
@@ -304,12 +268,13 @@ pub fn filter_text(pairs: &[(String, String)]) -> String {
     }
 }
 
-/// An attribute name: a letter, then letters, digits and `-`; at most 64. (`;binary` and
-/// other options are not accepted.)
-pub fn is_attribute_name(name: &str) -> bool {
-    name.len() <= 64
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+/// A malformed attribute name is the guest's mistake; one that holds secrets, a refusal.
+fn attribute_refused(message: String) -> CapError {
+    if message.contains("holds secrets") {
+        CapError::Denied(message)
+    } else {
+        CapError::InvalidRequest(message)
+    }
 }
 
 fn invalid(message: String) -> CapError {
@@ -332,7 +297,7 @@ fn count(what: &str, n: usize) -> Result<(), CapError> {
 /// Argument checks, then the bases, the secrets and the target against the policy. Every
 /// DN is replaced by the host's serialization of it.
 fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
-    let bases = state.policy.ldap_bases();
+    let bases = state.policy.directory();
     match &mut call.op {
         Op::Search {
             base,
@@ -344,19 +309,15 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
             count("filter pairs", filter.len())?;
             count("attributes", attributes.len())?;
             for (name, value) in filter.iter() {
-                if !is_attribute_name(name) {
-                    return Err(invalid(format!("filter attribute {name:?} is not a name")));
-                }
+                check_attribute_name("filter attribute", name).map_err(attribute_refused)?;
                 check_text(&format!("filter value of {name}"), value, MAX_VALUE)?;
             }
             for name in attributes.iter() {
-                if !is_attribute_name(name) {
-                    return Err(invalid(format!("attribute {name:?} is not a name")));
-                }
+                check_attribute_name("attribute", name).map_err(attribute_refused)?;
             }
-            if !bases.read.iter().any(|b| dn.is_at_or_under(b)) {
+            if !bases.read_covers(&dn) {
                 return Err(CapError::Denied(format!(
-                    "search base {:?} is not at or under the integration's ldap.read bases {}",
+                    "search base {:?} is not at or under the integration's directory.read bases {}",
                     dn.to_string(),
                     Bases::listed(&bases.read)
                 )));
@@ -416,7 +377,7 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
                     };
                     if !a.name.eq_ignore_ascii_case("member") {
                         return Err(CapError::Denied(format!(
-                            "only `member` of a group under ldap.groups may change, not {:?}",
+                            "only `member` of a group under directory.groups may change, not {:?}",
                             a.name
                         )));
                     }
@@ -434,7 +395,7 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
                         let m = parsed("member", member)?;
                         if !bases.change_covers(&m) {
                             return Err(CapError::Denied(format!(
-                                "member {:?} is not under the integration's ldap.change bases \
+                                "member {:?} is not under the integration's directory.change bases \
                                  {}: a guest puts only its own accounts into groups",
                                 m.to_string(),
                                 Bases::listed(&bases.change)
@@ -476,8 +437,8 @@ fn is_own_password_change(state: &CallState, changes: &[Change]) -> bool {
 
 fn denied_change(what: &str, dn: &Dn, bases: &Bases) -> CapError {
     CapError::Denied(format!(
-        "cannot {what} {:?}: entries change only strictly under the integration's ldap.change \
-         bases {} (and groups' members under ldap.groups {})",
+        "cannot {what} {:?}: entries change only strictly under the integration's \
+         directory.change bases {} (and groups' members under directory.groups {})",
         dn.to_string(),
         Bases::listed(&bases.change),
         Bases::listed(&bases.groups)
@@ -565,6 +526,240 @@ fn check_secret(state: &CallState, r: &SecretRef) -> Result<(), CapError> {
 mod tests {
     use super::*;
 
+    /// The policy as an operator writes it (the README's example): the refusals below are
+    /// tested against it, not against bounds widened to what a call expects.
+    fn operator_state(secrets: crate::world::CallSecrets) -> CallState {
+        let text = r#"
+[[integration]]
+name = "corp-dc"
+guest = "guests/windows_dc.wasm"
+sha256 = "ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01ab01"
+allow = ["dc1.corp.example:636"]
+[integration.ldap]
+user = "svc_latch@corp.example"
+password_secret = "corp-dc-password"
+[integration.directory]
+read = ["DC=corp,DC=example"]
+change = ["OU=Latch,DC=corp,DC=example"]
+groups = ["OU=JIT Groups,DC=corp,DC=example"]
+"#;
+        let config =
+            crate::config::Config::parse(text, std::path::Path::new("/etc/latch/latch.toml"))
+                .unwrap();
+        let policy = config.integrations[0].policy.clone();
+        CallState::new(
+            "corp-dc".into(),
+            std::sync::Arc::new(policy),
+            std::sync::Arc::new(crate::caps::Recorder),
+            None,
+            secrets,
+            false,
+            1 << 20,
+        )
+    }
+
+    fn call(op: Op) -> LdapCall {
+        LdapCall {
+            target: Target {
+                host: "dc1.corp.example".into(),
+                port: 636,
+                user: None,
+            },
+            op,
+            own_entry_only: false,
+        }
+    }
+
+    fn text(name: &str, values: &[&str]) -> Attribute {
+        Attribute {
+            name: name.into(),
+            values: values.iter().map(|v| Value::Text(v.to_string())).collect(),
+        }
+    }
+
+    const USER: &str = "CN=jit_alice,OU=Latch,DC=corp,DC=example";
+    const GROUP: &str = "CN=JIT-Admins,OU=JIT Groups,DC=corp,DC=example";
+
+    fn add(attributes: Vec<Attribute>) -> Op {
+        Op::Add {
+            dn: USER.into(),
+            attributes,
+        }
+    }
+
+    fn user_classes() -> Attribute {
+        text(
+            "objectClass",
+            &["top", "person", "organizationalPerson", "user"],
+        )
+    }
+
+    #[test]
+    fn every_refusal_holds_against_the_policy_as_the_operator_wrote_it() {
+        let password = crate::world::CallSecrets {
+            grant_password: Some(crate::caps::Secret::new(b"Pw-123456789!abc".to_vec())),
+            new_service_password: None,
+        };
+        let state = operator_state(password);
+        let pwd = |r: SecretRef| Attribute {
+            name: "unicodePwd".into(),
+            values: vec![Value::Password(r)],
+        };
+        let member = |op: fn(Attribute) -> Change, dn: &str| Op::Modify {
+            dn: GROUP.into(),
+            changes: vec![op(text("member", &[dn]))],
+        };
+        // What the operator lends goes through: each refusal below is of its own cause.
+        let allowed = [
+            add(vec![
+                user_classes(),
+                text("sAMAccountName", &["jit_alice"]),
+                text("userAccountControl", &["514"]),
+                pwd(SecretRef::GrantPassword),
+            ]),
+            member(Change::Add, USER),
+            member(Change::Delete, USER),
+            Op::Modify {
+                dn: USER.into(),
+                changes: vec![Change::Replace(text("userAccountControl", &["512"]))],
+            },
+            Op::Search {
+                base: "OU=Latch,DC=corp,DC=example".into(),
+                scope: Scope::Subtree,
+                filter: vec![("sAMAccountName".into(), "jit_alice".into())],
+                attributes: vec!["description".into()],
+            },
+            Op::Delete { dn: USER.into() },
+        ];
+        for op in allowed {
+            let mut c = call(op.clone());
+            assert_eq!(authorize(&state, &mut c), Ok(()), "{op:?}");
+        }
+        let refused: Vec<(Op, &str)> = vec![
+            (
+                add(vec![
+                    user_classes(),
+                    text("servicePrincipalName", &["HTTP/x"]),
+                ]),
+                "is not one Latch writes",
+            ),
+            (
+                add(vec![user_classes(), text("userAccountControl", &["66048"])]),
+                "Latch sets only 512 (enabled) or 514",
+            ),
+            (
+                add(vec![text("objectClass", &["top", "computer", "user"])]),
+                "Latch adds users only",
+            ),
+            (
+                add(vec![text("objectClass", &["top", "person"])]),
+                "must be a user",
+            ),
+            (
+                add(vec![user_classes(), text("unicodePwd", &["clear"])]),
+                "unicodePwd takes a secret-ref only",
+            ),
+            (
+                add(vec![
+                    user_classes(),
+                    Attribute {
+                        name: "description".into(),
+                        values: vec![Value::Password(SecretRef::GrantPassword)],
+                    },
+                ]),
+                "a password goes only into unicodePwd",
+            ),
+            (
+                add(vec![user_classes(), pwd(SecretRef::NewServicePassword)]),
+                "no new service password here",
+            ),
+            (
+                Op::Modify {
+                    dn: GROUP.into(),
+                    changes: vec![Change::Replace(text("member", &[USER]))],
+                },
+                "never replaced",
+            ),
+            (
+                member(Change::Add, "CN=Administrator,CN=Users,DC=corp,DC=example"),
+                "a guest puts only its own accounts into groups",
+            ),
+            (
+                Op::Modify {
+                    dn: GROUP.into(),
+                    changes: vec![Change::Add(text("description", &["x"]))],
+                },
+                "only `member` of a group",
+            ),
+            (
+                Op::Modify {
+                    dn: "CN=Domain Admins,CN=Users,DC=corp,DC=example".into(),
+                    changes: vec![Change::Add(text("member", &[USER]))],
+                },
+                "cannot modify",
+            ),
+            (
+                Op::Modify {
+                    dn: USER.into(),
+                    changes: vec![Change::Replace(text("objectClass", &["computer"]))],
+                },
+                "objectClass is not changed",
+            ),
+            (
+                Op::Add {
+                    dn: "CN=x,CN=Users,DC=corp,DC=example".into(),
+                    attributes: vec![user_classes()],
+                },
+                "cannot add",
+            ),
+            (
+                Op::Add {
+                    dn: "OU=Latch,DC=corp,DC=example".into(),
+                    attributes: vec![user_classes()],
+                },
+                "cannot add",
+            ),
+            (
+                Op::Delete {
+                    dn: "CN=Administrator,CN=Users,DC=corp,DC=example".into(),
+                },
+                "cannot delete",
+            ),
+            (
+                Op::Search {
+                    base: "DC=other,DC=example".into(),
+                    scope: Scope::Subtree,
+                    filter: Vec::new(),
+                    attributes: Vec::new(),
+                },
+                "not at or under the integration's directory.read",
+            ),
+            (
+                Op::Search {
+                    base: "DC=corp,DC=example".into(),
+                    scope: Scope::Subtree,
+                    filter: Vec::new(),
+                    attributes: vec!["ms-Mcs-AdmPwd".into()],
+                },
+                "holds secrets",
+            ),
+            (
+                Op::Search {
+                    base: "DC=corp,DC=example".into(),
+                    scope: Scope::Subtree,
+                    filter: vec![("msLAPS-Password".into(), "guess".into())],
+                    attributes: Vec::new(),
+                },
+                "holds secrets",
+            ),
+        ];
+        for (op, says) in refused {
+            let mut c = call(op.clone());
+            let e = authorize(&state, &mut c).unwrap_err().to_string();
+            assert!(e.contains(says), "{op:?}\n=> {e}");
+        }
+    }
+
     #[test]
     fn filters_escape_every_value() {
         let f = filter_text(&[
@@ -577,14 +772,5 @@ mod tests {
             "(&(objectClass=user)(sAMAccountName=\\2a\\29\\28|\\28cn=\\2a)(cn=a\\5cb\\00))"
         );
         assert_eq!(filter_text(&[]), "(objectClass=*)");
-    }
-
-    #[test]
-    fn attribute_names_are_plain() {
-        assert!(is_attribute_name("sAMAccountName"));
-        assert!(is_attribute_name("msDS-UserPasswordExpiryTimeComputed"));
-        for bad in ["", "1cn", "cn;binary", "cn)", "a b", "*"] {
-            assert!(!is_attribute_name(bad), "{bad}");
-        }
     }
 }

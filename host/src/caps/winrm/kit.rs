@@ -34,6 +34,10 @@ impl Expectation for ExpectInvoke {
     }
     fn implies(&self, policy: &mut Implied) {
         policy.target(&self.target);
+        // A read the host makes itself (an AD name resolved) is lent to no guest.
+        if super::catalog::catalog().get(&self.cmdlet).is_none() {
+            return;
+        }
         match self.effect {
             Effect::Read => policy.cmdlets_read.push(self.cmdlet.clone()),
             Effect::Change => policy.cmdlets_change.push(self.cmdlet.clone()),
@@ -49,12 +53,12 @@ impl Expectation for ExpectInvoke {
 
 impl std::fmt::Display for ExpectInvoke {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let call = Invoke {
-            target: self.target.clone(),
-            cmdlet: self.cmdlet.clone(),
-            parameters: self.parameters.clone(),
-            effect: self.effect,
-        };
+        let call = Invoke::new(
+            self.target.clone(),
+            self.cmdlet.clone(),
+            self.parameters.clone(),
+            self.effect,
+        );
         write!(f, "{call}")
     }
 }

@@ -1,10 +1,13 @@
 //! `winrm.read` / `winrm.invoke`: run one PowerShell cmdlet on a Windows server over WinRM.
 //!
 //! Defends against script injection and against a guest running more than it was lent:
-//! - a guest names a cmdlet and typed parameters, never a script. The cmdlet must look like
-//!   `Verb-Noun` and be on the integration's allowlist (`[integration.winrm] read` for
-//!   `winrm.read`, `read` or `change` for `winrm.invoke`); cmdlets that run arbitrary code
-//!   (`Invoke-Expression`, `Start-Process`, …) cannot be listed at all;
+//! - a guest names a cmdlet and typed parameters, never a script. The cmdlet must be in the
+//!   host's catalog ([`catalog`], `catalog.toml`: the only cmdlets Latch lends, each with its
+//!   parameters and their kinds) and on the integration's allowlist (`[integration.winrm]
+//!   read` for `winrm.read`, `read` or `change` for `winrm.invoke`); each parameter must be
+//!   one the catalog lists, by its full name, with a value of its kind; parameters that name
+//!   directory objects are held to `[integration.directory]` as `ldap.*` calls are
+//!   ([`checks`]);
 //! - parameter names must be identifiers; every value becomes an inert literal in
 //!   [`render_command`]: strings single-quoted (doubling `'` *and* the typographic quotes
 //!   U+2018–U+201B that PowerShell also accepts), integers as digits, booleans bound with a
@@ -19,6 +22,8 @@
 //! The target must be in the `allow` list. (The live transport is the WinRM issue's; until
 //! then a live call fails saying so.)
 
+pub mod catalog;
+mod checks;
 pub mod kit;
 pub(crate) mod live;
 pub mod pool;
@@ -30,8 +35,7 @@ pub mod wsman;
 use serde::Serialize;
 
 use super::{
-    Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, check_text,
-    record_of,
+    Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, record_of,
 };
 use crate::world::{CallState, SecretRef};
 
@@ -46,6 +50,28 @@ pub struct Invoke {
     pub parameters: Vec<(String, ParamValue)>,
     /// `winrm.read` or `winrm.invoke`.
     pub effect: Effect,
+    /// AD identities the checks found as names, to resolve to DNs before the call goes
+    /// (filled and emptied by the host; a guest never sets it).
+    #[serde(skip)]
+    pub resolving: Vec<checks::Resolve>,
+}
+
+impl Invoke {
+    /// A call of `cmdlet` with `parameters` on `target`.
+    pub fn new(
+        target: Target,
+        cmdlet: impl Into<String>,
+        parameters: Vec<(String, ParamValue)>,
+        effect: Effect,
+    ) -> Invoke {
+        Invoke {
+            target,
+            cmdlet: cmdlet.into(),
+            parameters,
+            effect,
+            resolving: Vec::new(),
+        }
+    }
 }
 
 impl Call for Invoke {
@@ -63,6 +89,19 @@ impl Call for Invoke {
     }
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
         authorize(state, self)
+    }
+    fn lookups(&self) -> Vec<super::CapCall> {
+        self.resolving
+            .iter()
+            .map(|r| checks::lookup(self, r))
+            .collect()
+    }
+    fn resolve(
+        &mut self,
+        state: &CallState,
+        answers: Vec<Result<CapReply, CapError>>,
+    ) -> Result<(), CapError> {
+        checks::resolved(state, self, answers)
     }
     fn record(&self) -> serde_json::Map<String, serde_json::Value> {
         record_of(self)
@@ -101,25 +140,6 @@ pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 /// Most elements of a list value.
 pub const MAX_LIST: usize = 256;
 
-/// Cmdlets that run code given as data, start processes or load code: never lendable,
-/// whatever the allowlist says (checked when `latch.toml` is read).
-pub const NEVER: &[&str] = &[
-    "Invoke-Expression",
-    "Invoke-Command",
-    "Invoke-Item",
-    "Start-Process",
-    "Start-Job",
-    "Start-ThreadJob",
-    "Add-Type",
-    "New-Object",
-    "Import-Module",
-    "Set-ExecutionPolicy",
-    "New-PSSession",
-    "Enter-PSSession",
-    "Register-ScheduledTask",
-    "New-Service",
-];
-
 /// Is `name` of the form `Verb-Noun` (letters; digits in the noun)?
 pub fn is_cmdlet(name: &str) -> bool {
     let Some((verb, noun)) = name.split_once('-') else {
@@ -138,77 +158,37 @@ fn is_parameter_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// Check a `winrm` call's cmdlet, parameters and secret handles, then the allowlist and
-/// the target against the policy.
-fn authorize(state: &CallState, call: &Invoke) -> Result<(), CapError> {
-    let Invoke {
-        target,
-        cmdlet,
-        parameters,
-        effect,
-    } = call;
-    if !is_cmdlet(cmdlet) {
+/// Check a `winrm` call: its cmdlet and every parameter against the catalog and the
+/// directory bounds ([`checks`]), then the allowlist and the target against the policy.
+fn authorize(state: &CallState, call: &mut Invoke) -> Result<(), CapError> {
+    if !is_cmdlet(&call.cmdlet) {
         return Err(CapError::InvalidRequest(format!(
-            "cmdlet {cmdlet:?} is not of the form Verb-Noun"
+            "cmdlet {:?} is not of the form Verb-Noun",
+            call.cmdlet
         )));
     }
-    if parameters.len() > MAX_PARAMETERS {
+    if call.parameters.len() > MAX_PARAMETERS {
         return Err(CapError::InvalidRequest(format!(
             "{} parameters, more than the {MAX_PARAMETERS} allowed",
-            parameters.len()
+            call.parameters.len()
         )));
     }
-    for (name, value) in parameters.iter() {
+    for (name, _) in &call.parameters {
         if !is_parameter_name(name) {
             return Err(CapError::InvalidRequest(format!(
                 "parameter name {name:?} must be letters and digits, starting with a letter"
             )));
         }
-        check_value(state, name, value)?;
     }
     state
         .policy
-        .check_cmdlet(cmdlet, *effect)
+        .check_cmdlet(&call.cmdlet, call.effect)
         .map_err(CapError::Denied)?;
-    state.policy.check_target(target).map_err(CapError::Denied)
-}
-
-fn check_value(state: &CallState, name: &str, value: &ParamValue) -> Result<(), CapError> {
-    match value {
-        ParamValue::Text(v) => check_text(&format!("parameter {name}"), v, MAX_VALUE_BYTES),
-        ParamValue::TextList(items) => {
-            if items.len() > MAX_LIST {
-                return Err(CapError::InvalidRequest(format!(
-                    "parameter {name} lists {} values, more than the {MAX_LIST} allowed",
-                    items.len()
-                )));
-            }
-            items
-                .iter()
-                .try_for_each(|v| check_text(&format!("parameter {name}"), v, MAX_VALUE_BYTES))
-        }
-        ParamValue::Secret(SecretRef::Named(secret)) => {
-            super::secrets::check_name(secret).map_err(CapError::InvalidRequest)?;
-            state.policy.check_secret(secret).map_err(CapError::Denied)
-        }
-        ParamValue::Secret(SecretRef::GrantPassword) if state.secrets.grant_password.is_none() => {
-            Err(CapError::Denied(format!(
-                "parameter {name}: there is no grant password here (only a grant of an \
-                 integration whose credential is a password has one)"
-            )))
-        }
-        ParamValue::Secret(SecretRef::NewServicePassword)
-            if state.secrets.new_service_password.is_none() =>
-        {
-            Err(CapError::Denied(format!(
-                "parameter {name}: there is no new service password outside a rotation"
-            )))
-        }
-        ParamValue::Integer(_)
-        | ParamValue::Boolean(_)
-        | ParamValue::Switch
-        | ParamValue::Secret(_) => Ok(()),
-    }
+    state
+        .policy
+        .check_target(&call.target)
+        .map_err(CapError::Denied)?;
+    checks::check(state, call)
 }
 
 /// A PowerShell single-quoted literal of `value`: nothing inside it is expanded.
@@ -434,16 +414,16 @@ mod tests {
              -InputObject @(Get-LocalUser)"
         );
         assert!(plain.stdin.is_none());
-        let call = Invoke {
-            target: crate::caps::Target {
+        let call = Invoke::new(
+            crate::caps::Target {
                 host: "h".into(),
                 port: 5985,
                 user: None,
             },
-            cmdlet: "Set-LocalUser".into(),
-            parameters: params,
-            effect: crate::caps::Effect::Change,
-        };
+            "Set-LocalUser",
+            params,
+            crate::caps::Effect::Change,
+        );
         assert!(!format!("{call:?} {call}").contains("Canary"));
     }
 

@@ -774,22 +774,224 @@ pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientCon
 mod tests {
     use super::*;
 
-    fn pair() -> (Ntlm, Ntlm) {
-        // Two sealed contexts are only had through a login; the layout is tested on its own.
-        (Ntlm::new(), Ntlm::new())
+    // ---- Real sealed messages: an NTLMv2 login between two contexts in memory ----
+
+    use sspi::ServerRequestFlags;
+
+    const USER: &str = r"CORP\winrm";
+    const PASSWORD: &str = "Tr0ub4dor&3";
+    const ENVELOPE: &[u8] = b"<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\">\
+        <s:Body><rsp:Stream Name=\"stdout\">c2VjcmV0</rsp:Stream></s:Body></s:Envelope>";
+
+    /// A client context made as `ntlm_login` makes it, and a server context that accepted its
+    /// NTLMv2 login knowing the password as `server_password` (sspi's own acceptor).
+    fn login_pair(server_password: &str) -> Result<(Ntlm, Ntlm), sspi::Error> {
+        let identity = |password: &str| AuthIdentity {
+            username: Username::parse(USER).expect("a user name"),
+            password: password.to_string().into(),
+        };
+        let (mut client, mut server) = (Ntlm::new(), Ntlm::new());
+        let client_identity = identity(PASSWORD);
+        let mut client_handle = client
+            .acquire_credentials_handle()
+            .with_credential_use(CredentialUse::Outbound)
+            .with_auth_data(&client_identity)
+            .execute(&mut client)?
+            .credentials_handle;
+        let server_identity = identity(server_password);
+        let mut server_handle = server
+            .acquire_credentials_handle()
+            .with_credential_use(CredentialUse::Inbound)
+            .with_auth_data(&server_identity)
+            .execute(&mut server)?
+            .credentials_handle;
+        let flags = ClientRequestFlags::CONFIDENTIALITY
+            | ClientRequestFlags::INTEGRITY
+            | ClientRequestFlags::ALLOCATE_MEMORY;
+        let target = "HTTP/winrm.test";
+        let token = || vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
+
+        let mut negotiate = token();
+        let mut builder = client
+            .initialize_security_context()
+            .with_credentials_handle(&mut client_handle)
+            .with_context_requirements(flags)
+            .with_target_data_representation(DataRepresentation::Native)
+            .with_target_name(target)
+            .with_output(&mut negotiate);
+        let status = client
+            .initialize_security_context_impl(&mut builder)
+            .and_then(|mut g| g.resolve_to_result())?
+            .status;
+        assert_eq!(status, SecurityStatus::ContinueNeeded);
+
+        let mut challenge = token();
+        let builder = server
+            .accept_security_context()
+            .with_credentials_handle(&mut server_handle)
+            .with_context_requirements(ServerRequestFlags::ALLOCATE_MEMORY)
+            .with_target_data_representation(DataRepresentation::Native)
+            .with_input(&mut negotiate)
+            .with_output(&mut challenge);
+        let status = server
+            .accept_security_context_impl(builder)
+            .and_then(|mut g| g.resolve_to_result())?
+            .status;
+        assert_eq!(status, SecurityStatus::ContinueNeeded);
+
+        let mut authenticate = token();
+        let mut builder = client
+            .initialize_security_context()
+            .with_credentials_handle(&mut client_handle)
+            .with_context_requirements(flags)
+            .with_target_data_representation(DataRepresentation::Native)
+            .with_target_name(target)
+            .with_input(&mut challenge)
+            .with_output(&mut authenticate);
+        let status = client
+            .initialize_security_context_impl(&mut builder)
+            .and_then(|mut g| g.resolve_to_result())?
+            .status;
+        assert_eq!(status, SecurityStatus::Ok);
+
+        let mut nothing = token();
+        let builder = server
+            .accept_security_context()
+            .with_credentials_handle(&mut server_handle)
+            .with_context_requirements(ServerRequestFlags::ALLOCATE_MEMORY)
+            .with_target_data_representation(DataRepresentation::Native)
+            .with_input(&mut authenticate)
+            .with_output(&mut nothing);
+        let status = server
+            .accept_security_context_impl(builder)
+            .and_then(|mut g| g.resolve_to_result())?
+            .status;
+        assert_eq!(status, SecurityStatus::CompleteNeeded);
+        assert_eq!(server.complete_auth_token(&mut [])?, SecurityStatus::Ok);
+        Ok((client, server))
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> usize {
+        hay.windows(needle.len())
+            .position(|w| w == needle)
+            .expect("in the sealed body")
+    }
+
+    /// Where a sealed body's 16-byte signature starts; the ciphertext follows it.
+    fn signature_at(body: &[u8]) -> usize {
+        let marker = b"\tContent-Type: application/octet-stream\r\n";
+        find(body, marker) + marker.len() + 4
+    }
+
+    fn refused(ntlm: &mut Ntlm, body: &[u8]) -> String {
+        match unseal(ntlm, body) {
+            Ok(plain) => panic!("accepted: {:?}", String::from_utf8_lossy(&plain)),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
     fn answers_that_are_not_sealed_properly_are_refused() {
-        let (mut a, _) = pair();
+        let (mut a, _) = login_pair(PASSWORD).unwrap();
         for body in [
             &b""[..],
             b"--Encrypted Boundary\r\n",
             b"Length=12\r\n\tContent-Type: application/octet-stream\r\n\x10\x00\x00\x00short--Encrypted Boundary--\r\n",
             b"Length=x\r\n",
+            ENVELOPE,
         ] {
             assert!(unseal(&mut a, body).is_err(), "{body:?}");
         }
+    }
+
+    #[test]
+    fn the_in_memory_login_checks_the_password() {
+        let e = login_pair("not the password").unwrap_err();
+        assert_eq!(e.error_type, sspi::ErrorKind::LogonDenied, "{e}");
+    }
+
+    #[test]
+    fn sealed_messages_are_opened_both_ways_in_order() {
+        let (mut client, mut server) = login_pair(PASSWORD).expect("an NTLMv2 login in memory");
+        let request = seal(&mut client, ENVELOPE).unwrap();
+        assert!(request.windows(ENVELOPE.len()).all(|w| w != ENVELOPE));
+        assert_eq!(unseal(&mut server, &request).unwrap(), ENVELOPE);
+        for answer in [ENVELOPE, b"<s:Envelope/>".as_slice(), b"".as_slice()] {
+            let body = seal(&mut server, answer).unwrap();
+            assert_eq!(unseal(&mut client, &body).unwrap(), answer);
+        }
+    }
+
+    #[test]
+    fn a_tampered_answer_is_refused() {
+        // A flipped ciphertext byte, at the start, middle and end.
+        for offset in [0, ENVELOPE.len() / 2, ENVELOPE.len() - 1] {
+            let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+            let mut body = seal(&mut server, ENVELOPE).unwrap();
+            let at = signature_at(&body) + 16 + offset;
+            body[at] ^= 0x01;
+            let why = refused(&mut client, &body);
+            assert!(why.contains("signature"), "{offset}: {why}");
+        }
+        // A flipped signature byte: version, checksum, sequence number.
+        for byte in [0, 4, 11, 12] {
+            let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+            let mut body = seal(&mut server, ENVELOPE).unwrap();
+            let at = signature_at(&body) + byte;
+            body[at] ^= 0x80;
+            let why = refused(&mut client, &body);
+            assert!(
+                why.contains("signature or sequence check failed"),
+                "byte {byte}: {why}"
+            );
+        }
+        // A declared length that is not the sealed one.
+        let sealed_length = format!("Length={}\r\n", ENVELOPE.len());
+        for declared in [ENVELOPE.len() + 1, ENVELOPE.len() - 1, 0] {
+            let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+            let body = seal(&mut server, ENVELOPE).unwrap();
+            let at = find(&body, sealed_length.as_bytes());
+            let body = [
+                &body[..at],
+                format!("Length={declared}\r\n").as_bytes(),
+                &body[at + sealed_length.len()..],
+            ]
+            .concat();
+            let why = refused(&mut client, &body);
+            assert!(
+                why.contains("differs from OriginalContent"),
+                "{declared}: {why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_replayed_reordered_reflected_or_foreign_answer_is_refused() {
+        let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+        let answer = seal(&mut server, ENVELOPE).unwrap();
+        assert_eq!(unseal(&mut client, &answer).unwrap(), ENVELOPE);
+        assert!(refused(&mut client, &answer).contains("sequence"));
+
+        let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+        let _first = seal(&mut server, b"<first/>").unwrap();
+        let second = seal(&mut server, b"<second/>").unwrap();
+        assert!(refused(&mut client, &second).contains("sequence"));
+
+        // Plaintext in the ciphertext's place: unsealed, so refused.
+        let (mut client, mut server) = login_pair(PASSWORD).unwrap();
+        let mut body = seal(&mut server, ENVELOPE).unwrap();
+        let at = signature_at(&body) + 16;
+        body[at..at + ENVELOPE.len()].copy_from_slice(ENVELOPE);
+        refused(&mut client, &body);
+
+        // The client's own request sent back, and another session's answer.
+        let (mut client, _server) = login_pair(PASSWORD).unwrap();
+        let request = seal(&mut client, ENVELOPE).unwrap();
+        refused(&mut client, &request);
+        let (mut client, _server) = login_pair(PASSWORD).unwrap();
+        let (_other, mut other_server) = login_pair(PASSWORD).unwrap();
+        let foreign = seal(&mut other_server, ENVELOPE).unwrap();
+        refused(&mut client, &foreign);
     }
 
     #[test]

@@ -22,12 +22,7 @@ async fn run(
     parameters: Vec<(String, ParamValue)>,
     effect: Effect,
 ) -> Result<CmdletOutput, v0_2::types::Error> {
-    let call = CapCall::new(Invoke {
-        target: target.into(),
-        cmdlet,
-        parameters,
-        effect,
-    });
+    let call = CapCall::new(Invoke::new(target.into(), cmdlet, parameters, effect));
     match dispatch(state, call).await? {
         CapReply::Cmdlet(out) => Ok(out),
         other => Err(CapError::Failed(format!("backend answered {other:?} to winrm")).into()),
