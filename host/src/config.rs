@@ -595,6 +595,10 @@ struct AzureSection {
     resource_groups: Vec<String>,
     #[serde(default)]
     providers: Vec<String>,
+    /// What `$expand` may name (e.g. `instanceView`); none by default (`userData` holds
+    /// bootstrap secrets).
+    #[serde(default)]
+    expand: Vec<String>,
     /// `client-secret`, `workload-identity` or `managed-identity`.
     credential: String,
     tenant_id: Option<String>,
@@ -613,6 +617,7 @@ fn check_azure(
 )> {
     let policy =
         crate::caps::cloud::AzurePolicy::parse(&s.subscriptions, &s.resource_groups, &s.providers)
+            .and_then(|p| p.with_expand(&s.expand))
             .map_err(anyhow::Error::msg)?;
     let settings = azure_settings(
         "azure",

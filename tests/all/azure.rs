@@ -113,6 +113,7 @@ known_hosts = "{}"
 subscriptions = ["{SUB}"]
 resource_groups = ["rg-web"]
 providers = ["Microsoft.Compute", "Microsoft.Network"]
+expand = ["instanceView"]
 endpoint = "{ep}"
 authority = "{ep}"
 {azure}

@@ -427,6 +427,7 @@ impl Script {
                 &[],
                 &implied.azure_providers,
             )
+            .and_then(|p| p.with_expand(&implied.azure_expand))
             .expect("script Azure paths are valid")
         };
         Policy::parse(&implied.allow, &implied.secrets)

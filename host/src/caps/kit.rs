@@ -51,6 +51,8 @@ pub struct Implied {
     pub azure_subscriptions: Vec<String>,
     /// Azure resource providers read.
     pub azure_providers: Vec<String>,
+    /// Azure `$expand` values asked for.
+    pub azure_expand: Vec<String>,
 }
 
 impl Implied {

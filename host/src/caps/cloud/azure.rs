@@ -5,7 +5,10 @@
 //! character set; each segment percent-encoded on the way out) and bounded by
 //! `[integration.azure]`: its `subscriptions`, its `resource_groups` (when listed, a
 //! subscription-wide list is refused: it would show other groups' resources) and its
-//! `providers` (`Microsoft.Compute`, `Microsoft.Network`). Only GET is lent.
+//! `providers` (`Microsoft.Compute`, `Microsoft.Network`) — every provider a path names, an
+//! extension resource's too (`…/virtualMachines/vm1/providers/Microsoft.Authorization/…`);
+//! `$expand` only with the values `[integration.azure] expand` lends (a VM's `userData`
+//! holds bootstrap secrets). Only GET is lent.
 //!
 //! Tokens come from Microsoft Entra ID for a service principal's **client secret** (the
 //! secret named in `[integration.azure] client_secret`, from the secret store, at each token
@@ -121,11 +124,13 @@ impl Call for AzureCall {
                 "an Azure request needs its api-version".into(),
             ));
         }
-        state
-            .policy
-            .azure()
-            .check(&segments)
-            .map_err(CapError::Denied)
+        let policy = state.policy.azure();
+        for (name, value) in &self.query {
+            if name.eq_ignore_ascii_case("$expand") {
+                policy.check_expand(value).map_err(CapError::Denied)?;
+            }
+        }
+        policy.check(&segments).map_err(CapError::Denied)
     }
     fn record(&self) -> serde_json::Map<String, serde_json::Value> {
         record_of(self)
@@ -158,6 +163,8 @@ pub struct AzurePolicy {
     /// `None`: every group of the subscriptions.
     resource_groups: Option<BTreeSet<String>>,
     providers: BTreeSet<String>,
+    /// What `$expand` may name (lower-case); empty: no `$expand` at all.
+    expand: BTreeSet<String>,
 }
 
 fn is_guid(s: &str) -> bool {
@@ -219,7 +226,33 @@ impl AzurePolicy {
             subscriptions: subs,
             resource_groups: (!groups.is_empty()).then_some(groups),
             providers: provs,
+            expand: BTreeSet::new(),
         })
+    }
+
+    /// Also lend `$expand` with these values (`[integration.azure] expand`, e.g.
+    /// `instanceView`).
+    pub fn with_expand(mut self, values: &[String]) -> Result<Self, String> {
+        for v in values {
+            if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("azure.expand: {v:?} is not an expand value"));
+            }
+            self.expand.insert(v.to_ascii_lowercase());
+        }
+        Ok(self)
+    }
+
+    /// May `$expand` be `value` (comma-separated names)?
+    pub fn check_expand(&self, value: &str) -> Result<(), String> {
+        for v in value.split(',').map(str::trim) {
+            if !self.expand.contains(&v.to_ascii_lowercase()) {
+                return Err(format!(
+                    "$expand={v} is not in the integration's [integration.azure] expand \
+                     (a VM's userData, for one, holds bootstrap secrets)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// May a GET of this path be made? `segments` starts with `subscriptions`.
@@ -255,17 +288,38 @@ impl AzurePolicy {
                 rest
             }
         };
-        match after_group {
-            [p, provider, ..] if p.eq_ignore_ascii_case("providers") => {
-                if self.providers.contains(&provider.to_ascii_lowercase()) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "provider {provider} is not in the integration's [integration.azure] providers"
-                    ))
+        // `providers/{namespace}`, then `{type}/{name}` pairs; a `providers` where a type
+        // belongs starts an extension resource of another provider, checked the same way.
+        let mut at = after_group;
+        let mut first = true;
+        loop {
+            match at {
+                [p, provider, tail @ ..] if p.eq_ignore_ascii_case("providers") => {
+                    if !self.providers.contains(&provider.to_ascii_lowercase()) {
+                        return Err(format!(
+                            "provider {provider} is not in the integration's [integration.azure] \
+                             providers"
+                        ));
+                    }
+                    let mut rest = tail;
+                    loop {
+                        match rest {
+                            [p, ..] if p.eq_ignore_ascii_case("providers") => break,
+                            [_kind, _name, more @ ..] => rest = more,
+                            _ => return Ok(()),
+                        }
+                    }
+                    at = rest;
+                    first = false;
                 }
+                _ if first => {
+                    return Err(
+                        "only resources of a provider (…/providers/Microsoft.X/…) may be read"
+                            .into(),
+                    );
+                }
+                _ => return Ok(()),
             }
-            _ => Err("only resources of a provider (…/providers/Microsoft.X/…) may be read".into()),
         }
     }
 }
@@ -547,8 +601,65 @@ mod tests {
             format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/a%2Fb"),
             format!("/subscriptions/{SUB}//resourceGroups"),
             "subscriptions/x".to_string(),
+            // An extension resource of a provider not lent, on a VM of one that is.
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm1/providers/Microsoft.Authorization/roleAssignments"),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/vm1/extensions/e1/providers/Microsoft.KeyVault/vaults/v"),
         ] {
             assert!(check(&bad).is_err(), "{bad}");
+        }
+        // A resource merely *named* `providers` is a name, not an extension.
+        assert!(check(&format!("/subscriptions/{SUB}/resourceGroups/rg-web/providers/Microsoft.Compute/virtualMachines/providers/instanceView")).is_ok());
+        // An extension of a lent provider is fine.
+        let both = AzurePolicy::parse(
+            &[SUB.into()],
+            &[],
+            &["Microsoft.Compute".into(), "Microsoft.Authorization".into()],
+        )
+        .unwrap();
+        let s = seg(&format!("/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1/providers/Microsoft.Authorization/roleAssignments")).unwrap();
+        let s: Vec<&str> = s.iter().map(String::as_str).collect();
+        assert!(both.check(&s).is_ok());
+        // $expand only with what is lent.
+        assert!(p.check_expand("instanceView").is_err());
+        let p = p.with_expand(&["instanceView".into()]).unwrap();
+        assert!(p.check_expand("instanceView").is_ok());
+        assert!(p.check_expand("InstanceView").is_ok());
+        assert!(p.check_expand("userData").is_err());
+        assert!(p.check_expand("instanceView,userData").is_err());
+        assert!(AzurePolicy::default().with_expand(&["a,b".into()]).is_err());
+    }
+
+    #[test]
+    fn a_call_expands_only_what_is_lent() {
+        let policy = AzurePolicy::parse(&[SUB.into()], &[], &["Microsoft.Compute".into()])
+            .and_then(|p| p.with_expand(&["instanceView".into()]))
+            .unwrap();
+        let state = crate::world::CallState::new(
+            "t".into(),
+            std::sync::Arc::new(crate::caps::Policy::default().with_azure(policy)),
+            std::sync::Arc::new(crate::caps::Recorder),
+            None,
+            Default::default(),
+            false,
+            1 << 20,
+        );
+        let vm = format!(
+            "/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1"
+        );
+        let call = |expand: &str| AzureCall {
+            path: vm.clone(),
+            query: vec![
+                ("api-version".into(), "2024-07-01".into()),
+                ("$expand".into(), expand.into()),
+            ],
+        };
+        assert!(call("instanceView").authorize(&state).is_ok());
+        for bad in ["userData", "instanceView,userData", "UserData"] {
+            let e = call(bad).authorize(&state).unwrap_err().to_string();
+            assert!(
+                e.contains("userData") || e.contains("UserData"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -75,6 +75,13 @@ impl Expectation for ExpectAzure {
         {
             policy.azure_providers.push(p.to_string());
         }
+        for (name, value) in self.query.iter().flatten() {
+            if name.eq_ignore_ascii_case("$expand") {
+                policy
+                    .azure_expand
+                    .extend(value.split(',').map(|v| v.trim().to_string()));
+            }
+        }
     }
     fn clone_box(&self) -> Box<dyn Expectation> {
         Box::new(self.clone())

@@ -139,7 +139,15 @@ impl Call for AwsCall {
             ));
         }
         for (name, value) in &self.parameters {
-            if !is_word(name, 128, b".") || matches!(name.as_str(), "Action" | "Version") {
+            // The host writes Action and Version, and signs: a parameter of those names, in
+            // any case, or of SigV4's own (X-Amz-…), is not a guest's.
+            let reserved = ["Action", "Version"]
+                .iter()
+                .any(|r| name.eq_ignore_ascii_case(r))
+                || name
+                    .get(..6)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("X-Amz-"));
+            if !is_word(name, 128, b".-") || reserved {
                 return bad(format!("parameter name {name:?} is not a query parameter"));
             }
             check_text(&format!("parameter {name}"), value, MAX_VALUE)?;
@@ -175,6 +183,31 @@ impl std::fmt::Display for AwsCall {
     }
 }
 
+/// Actions that answer with credentials or secrets: never lent to a guest, whatever
+/// `[integration.aws]` lists (the guest would hold them; the host alone holds credentials).
+/// Matched case-insensitively.
+pub const CREDENTIAL_ACTIONS: &[&str] = &[
+    "sts:AssumeRole",
+    "sts:AssumeRoleWithSAML",
+    "sts:AssumeRoleWithWebIdentity",
+    "sts:AssumeRoot",
+    "sts:GetSessionToken",
+    "sts:GetFederationToken",
+    "iam:CreateAccessKey",
+    "iam:CreateServiceSpecificCredential",
+    "iam:ResetServiceSpecificCredential",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "ec2:GetPasswordData",
+    // Not spoken by `cloud.aws` (JSON protocols), listed so they never become lendable.
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:BatchGetSecretValue",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "kms:Decrypt",
+];
+
 /// `[integration.aws]`'s bounds: the actions (as `service:Action`) and regions a guest may
 /// call. Empty: nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -189,6 +222,12 @@ impl AwsPolicy {
     /// Parse the lists of `[integration.aws]`; every error names the list and the entry.
     pub fn parse(read: &[String], change: &[String], regions: &[String]) -> Result<Self, String> {
         let action = |list: &str, a: &String| -> Result<String, String> {
+            if CREDENTIAL_ACTIONS.iter().any(|c| c.eq_ignore_ascii_case(a)) {
+                return Err(format!(
+                    "aws.{list}: {a} answers with credentials or secrets; Latch never lends it \
+                     to a guest (the host alone holds credentials)"
+                ));
+            }
             let ok = a.split_once(':').is_some_and(|(s, act)| {
                 SERVICES.iter().any(|(known, _)| *known == s) && is_word(act, 64, b"")
             });
@@ -316,5 +355,46 @@ mod tests {
         }
         assert!(AwsPolicy::parse(&[], &[], &["US-EAST-1".into()]).is_err());
         assert!(AwsPolicy::parse(&[], &[], &[]).is_err());
+        for credentials in ["sts:AssumeRole", "STS:assumerole", "iam:CreateAccessKey"] {
+            let e = AwsPolicy::parse(&[], &[credentials.into()], &["*".into()]).unwrap_err();
+            assert!(e.contains("never lends it"), "{credentials}: {e}");
+        }
+    }
+
+    #[test]
+    fn reserved_parameters_are_refused_in_any_case() {
+        let policy = crate::caps::Policy::default().with_aws(
+            AwsPolicy::parse(&["ec2:DescribeInstances".into()], &[], &["*".into()]).unwrap(),
+        );
+        let state = crate::world::CallState::new(
+            "t".into(),
+            std::sync::Arc::new(policy),
+            std::sync::Arc::new(crate::caps::Recorder),
+            None,
+            Default::default(),
+            false,
+            1 << 20,
+        );
+        for name in [
+            "Action",
+            "action",
+            "ACTION",
+            "Version",
+            "version",
+            "X-Amz-Security-Token",
+            "x-amz-date",
+        ] {
+            let mut c = call(&[(name, "RunInstances")]);
+            let e = c.authorize(&state).unwrap_err();
+            assert!(
+                e.to_string().contains("not a query parameter"),
+                "{name}: {e}"
+            );
+        }
+        assert!(
+            call(&[("Filter.1.Name", "tag:env")])
+                .authorize(&state)
+                .is_ok()
+        );
     }
 }
