@@ -86,7 +86,8 @@ fi
 echo "(refused, as it must be)"
 say "Start the connector (latch serve): HTTP API, and revokes at expiry with nobody touching it"
 sed -i '1i listen = "127.0.0.1:8711"' "$data/latch.toml"
-LATCH_TOKEN=$("$latch" token create --config "$data/latch.toml" demo)
+# A token scoped to this one integration (it may revoke only its own grants, reads no audit).
+LATCH_TOKEN=$("$latch" token create --config "$data/latch.toml" demo --integration linux --for 1h)
 export LATCH_TOKEN
 "$latch" serve --config "$data/latch.toml" 2>"$data/serve.log" &
 serve_pid=$!

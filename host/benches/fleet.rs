@@ -329,6 +329,9 @@ fn api_latency(data: &Path, connector: &Arc<Connector>, rt: &tokio::runtime::Run
             "--config",
             config.to_str().unwrap(),
             "bench",
+            "--all-integrations",
+            "--revoke-others",
+            "--read-audit",
         ])
         .output()
         .unwrap();

@@ -38,6 +38,8 @@ pub struct Config {
     pub secret_stores: std::collections::BTreeMap<String, secrets::RemoteStore>,
     /// Where `latch serve` listens for the HTTP API (default 127.0.0.1:8700).
     pub listen: std::net::SocketAddr,
+    /// `[api]`: TLS for the API, or plain HTTP beyond loopback on purpose.
+    pub api: ApiSettings,
     /// `[audit] forward_file`: `latch serve` appends every audit record there as JSON lines.
     pub audit_forward_file: Option<PathBuf>,
     /// Sandbox sizing.
@@ -224,11 +226,32 @@ pub fn no_lifecycle() -> Lifecycle {
     }
 }
 
+/// `[api]`: how `latch serve` speaks to callers.
+#[derive(Clone, Debug, Default)]
+pub struct ApiSettings {
+    /// The certificate chain and private key files (PEM) of the API's TLS; reloaded when
+    /// they change.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on a non-loopback address, on purpose (warned at every start).
+    pub insecure_http: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_http: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    #[serde(default)]
+    api: ApiSection,
     #[serde(default)]
     secrets: SecretsSection,
     #[serde(default)]
@@ -817,6 +840,36 @@ struct IntegrationSection {
     config: toml::Table,
 }
 
+/// `[api]`: beyond loopback the API speaks TLS, or plain HTTP only when the operator says so
+/// (bearer tokens, and the private keys and passwords grants deliver, would cross a network
+/// in clear).
+fn check_api(
+    s: ApiSection,
+    listen: &std::net::SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<ApiSettings> {
+    let tls = match (s.tls_cert, s.tls_key) {
+        (Some(c), Some(k)) => Some((data_dir.join(c), data_dir.join(k))),
+        (None, None) => None,
+        _ => bail!("set both tls_cert and tls_key (PEM files), or neither"),
+    };
+    if tls.is_some() && s.insecure_http {
+        bail!("insecure_http = true and TLS at once: choose one");
+    }
+    if tls.is_none() && !s.insecure_http && !listen.ip().is_loopback() {
+        bail!(
+            "listen {listen} is not a loopback address: the API carries bearer tokens and the \
+             private keys and passwords grants deliver, so beyond loopback it speaks TLS — set \
+             [api] tls_cert and tls_key — or, knowingly, insecure_http = true (warned at \
+             every start)"
+        );
+    }
+    Ok(ApiSettings {
+        tls,
+        insecure_http: s.insecure_http,
+    })
+}
+
 /// The longest grant when an integration sets no `max_duration`.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
 
@@ -871,6 +924,7 @@ impl Config {
                 .with_context(|| format!("listen {l:?} is not an address like 127.0.0.1:8700"))?,
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 8700)),
         };
+        let api = check_api(file.api, &listen, &data_dir).context("api")?;
         let audit_forward_file = file.audit.forward_file.map(|f| data_dir.join(f));
         if audit_forward_file
             .as_deref()
@@ -897,6 +951,7 @@ impl Config {
             secrets_env_prefix,
             secret_stores,
             listen,
+            api,
             audit_forward_file,
             runtime,
             integrations,

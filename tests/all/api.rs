@@ -50,6 +50,9 @@ fn serving() -> (Env, Serve, u16, String) {
         "--config",
         env.config.to_str().unwrap(),
         "tests",
+        "--all-integrations",
+        "--revoke-others",
+        "--read-audit",
     ]);
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -607,4 +610,106 @@ fn a_plan_through_the_api_changes_nothing() {
         })
         .expect("the plan is audited");
     assert_eq!(requested["actor"], "token:tests");
+}
+
+/// Schemathesis (a third-party OpenAPI fuzzer) against a served API on the real fleet: every
+/// check it has, its boundary and fuzzing phases, a fixed seed. Half of the generated
+/// integration names, resources and grant ids are real ones, so requests get past the 404s
+/// into the guest and the ledger; the resource is the server nothing listens on, so no
+/// fuzzed grant changes a real server. Afterwards no grant is left half-done and the audit
+/// chain still verifies.
+#[test]
+fn schemathesis_finds_no_failure_in_the_served_api() {
+    let _g = crate::e2e::shared();
+    let (env, _serve, port, token) = serving();
+    let req = json!({"integration": "linux", "resource": "web-1", "user": "st-fuzz@corp.example",
+                     "duration": 900});
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/grants",
+        Some(&token),
+        Some(&req.to_string()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let granted: Value = serde_json::from_str(&body).unwrap();
+    let id = granted["grant_id"].as_str().unwrap().to_string();
+
+    let scratch = env.tmp.path().join("schemathesis");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut config = std::fs::read_to_string(repo.join("tests/api/schemathesis.toml")).unwrap();
+    config.push_str(&format!(
+        "\n[dictionaries.resource]\nvalues = [\"web-down\"]\n\
+         [dictionaries.grant]\nvalues = [\"{id}\"]\n"
+    ));
+    let config_path = scratch.join("schemathesis.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let st = repo.join("target/py/bin/schemathesis");
+    assert!(
+        st.exists(),
+        "{} is missing: run `make setup` (tests/winrm/requirements.txt)",
+        st.display()
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let out = std::process::Command::new("timeout")
+        .args(["--signal=INT", "--kill-after=30", "600"])
+        .arg(&st)
+        .arg("--config-file")
+        .arg(&config_path)
+        .args(["run", &format!("{url}/v1/openapi.json"), "--url", &url])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "all", "--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", "25", "--seed", "42"])
+        .args(["--generation-database", "none", "--workers", "1"])
+        .args(["--no-color"])
+        .current_dir(&scratch)
+        .env("HYPOTHESIS_STORAGE_DIRECTORY", scratch.join("hypothesis"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis failed ({:?}):\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Tested: 10"), "{text}");
+    assert!(
+        !text.contains(&token),
+        "the token must be filtered from schemathesis' output"
+    );
+
+    let (status, body) = http(port, "GET", "/v1/grants", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    let grants: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        grants.iter().any(|g| g["resource_id"] == "web-down"),
+        "no fuzzed grant got past the 404s to the guest: {body}"
+    );
+    for g in &grants {
+        let state = g["state"].as_str().unwrap();
+        assert!(
+            ["active", "revoked", "failed"].contains(&state),
+            "a fuzzed request left a grant half-done: {g}"
+        );
+    }
+    // The real grant was fuzzed at too: revoke it if it is still active, so web-1 is clean.
+    http(
+        port,
+        "POST",
+        &format!("/v1/grants/{id}/revoke"),
+        Some(&token),
+        Some("{}"),
+    );
+    assert!(
+        eventually(30, || {
+            let (_, body) = http(port, "GET", &format!("/v1/grants/{id}"), Some(&token), None);
+            body.contains("\"revoked\"")
+        }),
+        "the fuzz grant was not revoked"
+    );
+    let out = latch(&["audit", "verify", "--config", env.config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
 }

@@ -785,7 +785,14 @@ regions = ["{region}"]
     }
     let config = tmp.path().join("latch.toml");
     std::fs::write(&config, toml).unwrap();
-    let out = crate::fleet::latch(&["token", "create", "--config", config.to_str().unwrap(), "t"]);
+    let out = crate::fleet::latch(&[
+        "token",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "t",
+        "--all-integrations",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let creds = [

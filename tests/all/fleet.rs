@@ -353,6 +353,7 @@ impl Serve {
                 let Ok(line) = line else { break };
                 let addr = line
                     .split_once("API on http://")
+                    .or_else(|| line.split_once("API on https://"))
                     .and_then(|(_, rest)| rest.split_whitespace().next())
                     .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
                 match addr {

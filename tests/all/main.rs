@@ -4,6 +4,7 @@
 
 mod ad_bounds;
 mod api;
+mod api_auth;
 mod aws_creds;
 mod azure;
 mod canary;

@@ -78,14 +78,14 @@ pub struct Where {
 }
 
 enum Target {
-    Local(Config),
+    Local(Box<Config>),
     Remote(Remote),
 }
 
 impl Where {
     fn target(&self) -> anyhow::Result<Target> {
         match (&self.config, &self.url) {
-            (Some(path), _) => Ok(Target::Local(Config::load(path)?)),
+            (Some(path), _) => Ok(Target::Local(Box::new(Config::load(path)?))),
             (None, Some(url)) => Ok(Target::Remote(Remote::from_env(url)?)),
             (None, None) => bail!("give --config FILE or --url URL"),
         }
@@ -684,11 +684,26 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     // The address actually bound (with `listen = "127.0.0.1:0"` the kernel picks the port):
     // the one line tests and supervisors read to find the API.
     let bound = listener.local_addr().unwrap_or(config.listen);
+    let certs = match &config.api.tls {
+        Some((cert, key)) => Some(crate::api::tls::Reloading::new(cert, key)?),
+        None => None,
+    };
     eprintln!(
-        "latch serve: {} integration(s); API on http://{bound} (bearer tokens); ledger {}; revoking at expiry",
+        "latch serve: {} integration(s); API on {}://{bound} (bearer tokens); ledger {}; revoking at expiry",
         config.integrations.len(),
+        if certs.is_some() { "https" } else { "http" },
         ledger.path().display(),
     );
+    if certs.is_none() && !bound.ip().is_loopback() {
+        // Only with [api] insecure_http = true (the config refuses it otherwise).
+        let warning = format!(
+            "the API listens on {bound} in PLAIN HTTP ([api] insecure_http = true): bearer \
+             tokens, and the private keys and passwords grants deliver, cross the network \
+             readable by anyone on the path; set [api] tls_cert and tls_key"
+        );
+        tracing::warn!("{warning}");
+        eprintln!("latch serve: WARNING: {warning}");
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -697,7 +712,16 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         connector: connector.clone(),
         ledger: ledger.clone(),
     });
-    let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_stop = stop_rx.clone();
+    let http = async move {
+        match certs {
+            Some(certs) => crate::api::tls::serve(listener, app, certs, stopped(http_stop)).await,
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(http_stop))
+                .await
+                .map_err(anyhow::Error::from),
+        }
+    };
     let mut scheduler =
         crate::scheduler::Scheduler::new(connector, ledger).rotating(&config.secrets_dir);
     if let Some(path) = &config.audit_forward_file {
@@ -756,21 +780,100 @@ pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// `latch token create`: a new API token, printed once and stored only as its sha256.
-pub fn token_create(config: &Path, name: &str) -> anyhow::Result<ExitCode> {
+/// `latch token create`: a new API token with a scope and an expiry, printed once and stored
+/// only as its sha256.
+pub fn token_create(
+    config: &Path,
+    name: &str,
+    scope: crate::ledger::TokenScope,
+    lifetime: &str,
+) -> anyhow::Result<ExitCode> {
     crate::config::check_integration_name(name).context("token name")?;
     let config = Config::load(config)?;
+    if scope.integrations.is_empty() {
+        anyhow::bail!(
+            "a token acts on the integrations its scope names: give --integration NAME \
+             (repeat it for more) or --all-integrations"
+        );
+    }
+    for i in scope.integrations.iter().filter(|i| *i != "*") {
+        config.integration(i).context("--integration")?;
+    }
+    let lifetime = crate::config::parse_duration(lifetime).context("--for")?;
+    if lifetime.as_secs() > crate::ledger::token::MAX_LIFETIME_SECS {
+        anyhow::bail!("--for: a token lives at most 366 days (make a new one then)");
+    }
+    let expires_at = crate::caps::certs::ca::unix_now() + lifetime.as_secs();
     let ledger = Ledger::open(&config.data_dir)?;
     let token = crate::api::new_token();
     let event = crate::ledger::Event {
         actor: super::actor::os_actor(),
         event: "token.created".into(),
+        detail: serde_json::json!({ "name": name, "expires_at": expires_at, "scope": scope }),
+        outcome: "ok".into(),
+        ..Default::default()
+    };
+    ledger.add_token(
+        name,
+        &crate::api::token_hash(&token),
+        expires_at,
+        &scope,
+        event,
+    )?;
+    println!("{token}");
+    eprintln!(
+        "token {name:?} created ({}; until {}); it is shown once and stored only as its sha256",
+        scope.describe(),
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(expires_at))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch token list`: every token's name, scope, expiry and status.
+pub fn token_list(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let tokens = Ledger::open(&config.data_dir)?.tokens()?;
+    let now = crate::caps::certs::ca::unix_now();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let when = |t: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t));
+    let rows: Vec<[String; 4]> = tokens
+        .iter()
+        .map(|t| {
+            let status = match t.unusable(now) {
+                None => "active".to_string(),
+                Some(_) if t.revoked_at.is_some() => "revoked".to_string(),
+                Some(_) => "expired".to_string(),
+            };
+            [
+                t.name.clone(),
+                t.scope.describe(),
+                when(t.expires_at).to_string(),
+                status,
+            ]
+        })
+        .collect();
+    print_table(["NAME", "SCOPE", "EXPIRES", "STATUS"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `latch token revoke`: the token stops working now.
+pub fn token_revoke(config: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let ledger = Ledger::open(&config.data_dir)?;
+    let event = crate::ledger::Event {
+        actor: super::actor::os_actor(),
+        event: "token.revoked".into(),
         detail: serde_json::json!({ "name": name }),
         outcome: "ok".into(),
         ..Default::default()
     };
-    ledger.add_token(name, &crate::api::token_hash(&token), event)?;
-    println!("{token}");
-    eprintln!("token {name:?} created; it is shown once and stored only as its sha256");
+    if ledger.revoke_token(name, event)? {
+        println!("token {name:?} revoked");
+    } else {
+        println!("token {name:?} was revoked already");
+    }
     Ok(ExitCode::SUCCESS)
 }

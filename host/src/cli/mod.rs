@@ -119,12 +119,44 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Create a token: printed once, stored only as its sha256.
+    /// Create a token with a scope and an expiry: printed once, stored only as its sha256.
     Create {
         /// Path to latch.toml.
         #[arg(long)]
         config: PathBuf,
         /// A name for the token (shown as the actor in the audit log).
+        name: String,
+        /// An integration it may grant on (and plan, extend, list); repeat for more.
+        #[arg(long = "integration")]
+        integrations: Vec<String>,
+        /// Every integration, present and future (instead of --integration).
+        #[arg(long, conflicts_with = "integrations")]
+        all_integrations: bool,
+        /// It may also revoke and extend grants that another caller asked for.
+        #[arg(long)]
+        revoke_others: bool,
+        /// It may read the audit log and the metrics.
+        #[arg(long)]
+        read_audit: bool,
+        /// How long it works (default 30d, at most 366d).
+        #[arg(long = "for", default_value = "30d")]
+        lifetime: String,
+    },
+    /// List the tokens: name, scope, expiry, revoked or not (never a token itself).
+    List {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token now: the next request with it is refused (401).
+    Revoke {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The token's name.
         name: String,
     },
 }
@@ -179,8 +211,31 @@ impl Cli {
             Command::Grant(args) => access::grant(args).await,
             Command::Extend(args) => access::extend(args).await,
             Command::Serve { config } => access::serve(&config).await,
-            Command::Token(TokenCommand::Create { config, name }) => {
-                access::token_create(&config, &name)
+            Command::Token(TokenCommand::Create {
+                config,
+                name,
+                integrations,
+                all_integrations,
+                revoke_others,
+                read_audit,
+                lifetime,
+            }) => {
+                let scope = crate::ledger::TokenScope {
+                    integrations: if all_integrations {
+                        vec!["*".into()]
+                    } else {
+                        integrations
+                    },
+                    revoke_others,
+                    read_audit,
+                };
+                access::token_create(&config, &name, scope, &lifetime)
+            }
+            Command::Token(TokenCommand::List { config, json }) => {
+                access::token_list(&config, json)
+            }
+            Command::Token(TokenCommand::Revoke { config, name }) => {
+                access::token_revoke(&config, &name)
             }
             Command::Grants { at, state, json } => {
                 access::grants(&at, state.as_deref(), json).await

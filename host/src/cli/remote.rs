@@ -1,9 +1,9 @@
 //! The CLI's client for a running connector (`--url`, token from `LATCH_TOKEN`).
 //!
 //! Defends the API token: it is read only from the environment (never a flag, so it stays out
-//! of shell history and `ps`), and sent only over plain HTTP to a loopback address — the API
-//! has no TLS of its own, so a token must not cross a network in the clear. Reach a remote
-//! connector through an SSH tunnel or a TLS proxy on this machine.
+//! of shell history and `ps`), and sent over `https://` (the server's certificate verified
+//! against the system's roots, or the CA file in `LATCH_CA_FILE`) or over plain `http://`
+//! to a loopback address only — a token never crosses a network in the clear.
 
 use std::net::IpAddr;
 
@@ -14,9 +14,13 @@ use serde_json::Value;
 
 /// The environment variable holding the API token.
 pub const TOKEN_ENV: &str = "LATCH_TOKEN";
+/// The environment variable naming a CA file (PEM) the API's certificate is verified
+/// against, instead of the system's roots.
+pub const CA_ENV: &str = "LATCH_CA_FILE";
 
-/// A connector's API at `http://host:port`.
+/// A connector's API at `http(s)://host:port`.
 pub struct Remote {
+    tls: bool,
     host: String,
     port: u16,
     token: String,
@@ -31,11 +35,11 @@ impl Remote {
 
     /// Check `url` and `token`.
     pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Remote> {
-        let rest = url.strip_prefix("http://").with_context(|| {
-            format!(
-                "--url {url:?}: only http://ADDRESS:PORT on this machine is supported (the API has no TLS; tunnel to it)"
-            )
-        })?;
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            _ => bail!("--url {url:?}: give https://HOST:PORT (or http:// to this machine)"),
+        };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         let (host, port) = authority
             .rsplit_once(':')
@@ -48,10 +52,10 @@ impl Remote {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let loopback =
             host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
+        if !loopback && !tls {
             bail!(
-                "--url {url:?}: the token would cross the network in the clear; the CLI only talks \
-                 to a connector on this machine (use an SSH tunnel: ssh -L 8700:127.0.0.1:8700 …)"
+                "--url {url:?}: the token would cross the network in the clear; use https:// \
+                 (the connector's [api] tls_cert), or an SSH tunnel to it"
             );
         }
         let token = token
@@ -63,6 +67,7 @@ impl Remote {
                 )
             })?;
         Ok(Remote {
+            tls,
             host: host.to_string(),
             port,
             token,
@@ -81,15 +86,25 @@ impl Remote {
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         // A grant may take as long as its integration's deadline (at most 10 minutes).
-        let client = crate::http::builder(Duration::from_secs(10), Duration::from_secs(660))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut builder = crate::http::builder(Duration::from_secs(10), Duration::from_secs(660));
+        if self.tls
+            && let Some(ca) = std::env::var_os(CA_ENV)
+        {
+            // That CA only, not the system's roots beside it.
+            let ca = std::path::PathBuf::from(ca);
+            let tls = crate::caps::winrm::transport::tls_config(Some(&ca))
+                .map_err(anyhow::Error::msg)
+                .context(CA_ENV)?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let client = builder.build().context("cannot build the HTTP client")?;
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        let url = format!("http://{host}:{}{path}", self.port);
+        let scheme = if self.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{host}:{}{path}", self.port);
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut request = client
             .request(method, &url)
@@ -127,17 +142,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_http_urls() {
+    fn https_anywhere_plain_http_to_loopback_only() {
         let token = || Some("latch_x".to_string());
         for good in [
             "http://127.0.0.1:8700",
             "http://localhost:8700/",
             "http://[::1]:8700",
+            "https://127.0.0.1:8700",
+            "https://connector.corp:8700",
         ] {
             Remote::new(good, token()).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for (bad, why) in [
-            ("https://127.0.0.1:8700", "no TLS"),
+            ("ftp://127.0.0.1:8700", "give https://"),
             ("http://10.0.0.5:8700", "in the clear"),
             ("http://connector.corp:8700", "in the clear"),
             ("http://127.0.0.1", "give the port"),

@@ -44,7 +44,8 @@ pub struct Record {
     pub integration: Option<String>,
     pub guest_sha256: Option<String>,
     pub target: Option<String>,
-    #[schema(value_type = Object)]
+    /// What the event says beyond its columns: an object, or null when it says nothing.
+    #[schema(value_type = Option<Object>)]
     pub detail: serde_json::Value,
     pub outcome: String,
     pub prev_hash: String,

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::audit::{self, Broken, Event, Record};
 use super::error::{LedgerError, Result};
 use super::grant::{GrantRecord, State, check_grant_id};
+use super::token::{TokenRecord, TokenScope};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -73,6 +74,15 @@ CREATE INDEX grants_by_resource ON grants (integration, resource_id, state);
 "#,
     r#"
 ALTER TABLE grants ADD COLUMN guest_state TEXT;
+"#,
+    // Tokens get a scope, an expiry and a revocation. Tokens made before could do
+    // everything: they keep that scope, and expire 30 days from this migration.
+    r#"
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+ALTER TABLE tokens ADD COLUMN scope TEXT;
+UPDATE tokens SET expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 2592000,
+    scope = '{"integrations":["*"],"revoke_others":true,"read_audit":true}';
 "#,
 ];
 
@@ -556,14 +566,24 @@ impl Ledger {
         })
     }
 
-    /// Store API token `name` by its sha256 (the token itself is never stored).
-    pub fn add_token(&self, name: &str, sha256: &str, event: Event) -> Result<()> {
+    /// Store API token `name` by its sha256 (the token itself is never stored), with its
+    /// expiry and scope.
+    pub fn add_token(
+        &self,
+        name: &str,
+        sha256: &str,
+        expires_at: u64,
+        scope: &TokenScope,
+        event: Event,
+    ) -> Result<()> {
+        let scope = serde_json::to_string(scope).map_err(anyhow::Error::from)?;
         blocking(|| -> Result<()> {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             tx.execute(
-                "INSERT INTO tokens (name, sha256, created_at) VALUES (?1, ?2, ?3)",
-                params![name, sha256, now_ms() / 1000],
+                "INSERT INTO tokens (name, sha256, created_at, expires_at, scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, sha256, now_ms() / 1000, expires_at as i64, scope],
             )
             .with_context(|| format!("a token named {name:?} exists already"))?;
             append(&tx, event)?;
@@ -572,20 +592,74 @@ impl Ledger {
         })
     }
 
-    /// The name of the token whose sha256 is `sha256`, if any.
-    pub fn token_name(&self, sha256: &str) -> Result<Option<String>> {
-        blocking(|| self.token_name_now(sha256))
+    /// The token whose sha256 is `sha256`, if any (expired or revoked ones too: the caller
+    /// says why they no longer work).
+    pub fn token(&self, sha256: &str) -> Result<Option<TokenRecord>> {
+        blocking(|| -> Result<Option<TokenRecord>> {
+            Ok(self
+                .conn()
+                .query_row(
+                    "SELECT * FROM tokens WHERE sha256 = ?1",
+                    params![sha256],
+                    token_of,
+                )
+                .optional()?)
+        })
     }
 
-    fn token_name_now(&self, sha256: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT name FROM tokens WHERE sha256 = ?1",
-                params![sha256],
-                |r| r.get(0),
-            )
-            .optional()?)
+    /// Every token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        blocking(|| -> Result<Vec<TokenRecord>> {
+            let conn = self.conn();
+            let mut q = conn.prepare("SELECT * FROM tokens ORDER BY created_at, name")?;
+            let rows = q
+                .query_map([], token_of)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Revoke token `name` now; `false` if it was revoked already. Unknown: not found.
+    pub fn revoke_token(&self, name: &str, event: Event) -> Result<bool> {
+        blocking(|| -> Result<bool> {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let known: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT revoked_at FROM tokens WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match known {
+                None => Err(LedgerError::Invalid(format!("no token named {name:?}"))),
+                Some(Some(_)) => Ok(false),
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1",
+                        params![name, now_ms() / 1000],
+                    )?;
+                    append(&tx, event)?;
+                    tx.commit()?;
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    /// Who asked for grant `grant_id` (the actor of its `grant.requested` record).
+    pub fn requested_by(&self, grant_id: &str) -> Result<Option<String>> {
+        blocking(|| -> Result<Option<String>> {
+            Ok(self
+                .conn()
+                .query_row(
+                    "SELECT actor FROM audit WHERE grant_id = ?1 AND event = 'grant.requested'
+                     ORDER BY seq LIMIT 1",
+                    params![grant_id],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     /// Grants per state, and capability calls per outcome (from the audit log).
@@ -698,6 +772,20 @@ fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+fn token_of(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
+    let scope: Option<String> = row.get("scope")?;
+    Ok(TokenRecord {
+        name: row.get("name")?,
+        created_at: row.get::<_, i64>("created_at")? as u64,
+        expires_at: row.get::<_, Option<i64>>("expires_at")?.unwrap_or(0) as u64,
+        revoked_at: row.get::<_, Option<i64>>("revoked_at")?.map(|t| t as u64),
+        // A scope that does not parse grants nothing.
+        scope: scope
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+    })
 }
 
 fn grant_of(row: &Row<'_>) -> rusqlite::Result<GrantRecord> {
