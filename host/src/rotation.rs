@@ -138,6 +138,15 @@ fn check_owned(connector: &Connector, ic: &IntegrationConfig, name: &str) -> any
     Ok(())
 }
 
+/// A rotation stopped before anything changed on any server: forget the `.next` it made
+/// (`fresh`), so the secrets are as they were, and hand back the error.
+fn unchanged(fresh: bool, next: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    if fresh {
+        let _ = std::fs::remove_file(next);
+    }
+    e
+}
+
 /// The servers of resource `r` that must accept the new credential before the switch:
 /// where grants act (a plan of a grant) and where the guest's `add-service-credential` acts
 /// (`plan_add`, a plan of it) — refused, before any change, if the latter misses one of the
@@ -307,29 +316,17 @@ async fn run(
         let old_public = public(&files.name)?;
         let mut proving = Vec::new();
         for r in &resources {
-            let plan = call(add(&r.id, &new_public), true)
-                .await
-                .with_context(|| format!("planning the new key on {}", r.id));
-            let servers = match plan {
-                Ok(plan) => servers_to_prove(connector, ic, r, &[Transport::Ssh], &plan).await,
-                Err(e) => Err(e),
+            let servers = async {
+                let plan = call(add(&r.id, &new_public), true)
+                    .await
+                    .with_context(|| format!("planning the new key on {}", r.id))?;
+                servers_to_prove(connector, ic, r, &[Transport::Ssh], &plan).await
             };
-            proving.push(servers.map(|s| (r.id.clone(), s)));
-            if proving.last().is_some_and(|p| p.is_err()) {
-                break;
+            match servers.await {
+                Ok(s) => proving.push((r.id.clone(), s)),
+                Err(e) => return Err(unchanged(fresh, &files.next, e)),
             }
         }
-        let proving: anyhow::Result<Vec<_>> = proving.into_iter().collect();
-        let proving = match proving {
-            Ok(p) => p,
-            Err(e) => {
-                // Nothing changed anywhere: leave the secrets as they were.
-                if fresh {
-                    let _ = std::fs::remove_file(&files.next);
-                }
-                return Err(e);
-            }
-        };
         let mut servers = BTreeSet::new();
         for (id, to_prove) in proving {
             let report = call(add(&id, &new_public), false)
@@ -473,32 +470,18 @@ async fn run_password(
     };
     let mut proving = Vec::new();
     for r in &resources {
-        let plan = call(add(&r.id), true)
-            .await
-            .with_context(|| format!("planning the new password on {}", r.id));
-        let servers = match plan {
-            Ok(plan) => {
-                let wanted = [Transport::Winrm, Transport::Ldap];
-                servers_to_prove(connector, ic, r, &wanted, &plan).await
-            }
-            Err(e) => Err(e),
+        let servers = async {
+            let plan = call(add(&r.id), true)
+                .await
+                .with_context(|| format!("planning the new password on {}", r.id))?;
+            let wanted = [Transport::Winrm, Transport::Ldap];
+            servers_to_prove(connector, ic, r, &wanted, &plan).await
         };
-        proving.push(servers.map(|s| (r.id.clone(), s)));
-        if proving.last().is_some_and(|p| p.is_err()) {
-            break;
+        match servers.await {
+            Ok(s) => proving.push((r.id.clone(), s)),
+            Err(e) => return Err(unchanged(fresh, &files.next, e)),
         }
     }
-    let proving: anyhow::Result<Vec<_>> = proving.into_iter().collect();
-    let proving = match proving {
-        Ok(p) => p,
-        Err(e) => {
-            // Nothing was set anywhere: leave the secrets as they were.
-            if fresh {
-                let _ = std::fs::remove_file(&files.next);
-            }
-            return Err(e);
-        }
-    };
     let mut checked = BTreeSet::new();
     for (id, servers) in proving {
         let mut done = true;
