@@ -17,12 +17,12 @@
 #
 # Needs: target/release/latch, target/wasm32-wasip2/guest/ec2_ssh.wasm (cargo build
 # --release -p latch; make guests); moto in target/py (make setup); awscli is installed into
-# target/py here from tests/bench-requirements.txt if missing. moto listens on 127.0.0.1:45150.
+# target/py here from tests/bench-requirements.txt if missing. moto listens on 127.0.0.1:25150.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 RUNS=${RUNS:-5}
-PORT=45150
+PORT=25150
 latch=$root/target/release/latch
 guest=$root/target/wasm32-wasip2/guest/ec2_ssh.wasm
 work=$root/target/ec2-discovery

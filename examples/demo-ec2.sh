@@ -14,7 +14,7 @@ guest=$root/target/wasm32-wasip2/guest/ec2_ssh.wasm
 fleet=$root/target/fleet-demo-ec2
 data=$root/target/demo-ec2
 moto=$root/target/moto-demo
-port=45170
+port=25170
 export LATCH_LOG=${LATCH_LOG:-error}
 export AWS_EC2_METADATA_DISABLED=true
 

@@ -16,7 +16,7 @@ use crate::ec2::{
 };
 use crate::fleet::cert_login;
 
-const PORT: u16 = 45200;
+const PORT: u16 = 25200;
 const ROLE: &str = "arn:aws:iam::123456789012:role/latch-connector";
 
 /// The peer's directory: `fixture.json`, `token` (the identity provider's token), and

@@ -12,7 +12,7 @@ use crate::ec2::{cloud, repo, run, serial};
 use crate::fleet::{cert_login, cli_grant_with, cli_resources_with, cli_revoke_with, data_dir_for};
 use latch::runtime::sha256_hex;
 
-const PORT: u16 = 45160;
+const PORT: u16 = 25160;
 const SUB: &str = "3b5d1a9c-7e2f-4c1a-9d3b-5e6f7a8b9c0d";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "535fb089-9ff3-47b6-9bfb-4f1264799865";

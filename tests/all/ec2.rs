@@ -10,7 +10,11 @@ use std::sync::OnceLock;
 use crate::fleet::{cert_login, cli_grant_with, cli_resources_with, cli_revoke_with, data_dir_for};
 use latch::runtime::sha256_hex;
 
-const PORT: u16 = 45130;
+/// moto's port. The peers' fixed ports (moto 25130, OpenBao 25140, the Azure stand-in 25160,
+/// GCP 25180, the hostile endpoint 25190, the AWS identity peer 25200) lie below Linux's
+/// ephemeral range (32768-60999): a fixed port inside it can be taken by any test's outgoing
+/// connection, which once made a peer fail to start ("Address already in use").
+const PORT: u16 = 25130;
 /// Fleet hosts 1..=3 on 127.0.14.2..4.
 const HOSTS: usize = 3;
 
@@ -464,7 +468,7 @@ fn revoke_reaches_the_address_kept_at_grant_after_the_instance_left_discovery() 
     assert!(!cert_login(&known, &granted, "true").status.success());
 }
 
-const BAO_PORT: u16 = 45140;
+const BAO_PORT: u16 = 25140;
 
 /// The fleet's service key as the product we mirror keeps it in a secret manager: JSON with
 /// `base64_private_key`.
@@ -623,7 +627,7 @@ fn the_service_key_comes_from_openbao_kv2() {
     assert_eq!(c.snapshots(), before, "a host changed");
 }
 
-const GCP_PORT: u16 = 45180;
+const GCP_PORT: u16 = 25180;
 
 #[test]
 fn the_service_key_comes_from_gcp_secret_manager() {
@@ -732,7 +736,7 @@ fn the_service_key_comes_from_gcp_secret_manager() {
     assert!(!err.contains("PRIVATE KEY"), "the key leaked: {err}");
 }
 
-const HOSTILE_PORT: u16 = 45190;
+const HOSTILE_PORT: u16 = 25190;
 
 /// An endpoint that answers garbage, too much, or 10,000 instances on a page: each is a
 /// clear error, nothing is granted, no host changes, and `latch serve` keeps serving.
