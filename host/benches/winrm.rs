@@ -103,6 +103,69 @@ fn main() {
         latch.push((format!("{name}_cold"), cold));
         latch.push((format!("{name}_warm"), warm));
     }
+
+    // A cmdlet with a secret parameter: the script names `$latch0`, the value goes on stdin
+    // (one more request, the `Send`). Against the same cmdlet on the same account with a
+    // text parameter instead, on the same warm pool, interleaved, in the same run (issue 20).
+    let secret_params = vec![
+        ("Name".to_string(), ParamValue::Text("Administrator".into())),
+        (
+            "Password".to_string(),
+            ParamValue::Secret(latch::world::SecretRef::GrantPassword),
+        ),
+    ];
+    let wire = wire_script("Set-LocalUser", &secret_params, |_| {
+        Ok(Secret::new(b"Bench-New-Passw0rd!y".to_vec()))
+    })
+    .unwrap();
+    let secret_args = wsman::powershell_arguments(&wire.script);
+    // The baseline: the same cmdlet changing the same account, a text parameter instead.
+    let plain_params = vec![
+        ("Name".to_string(), ParamValue::Text("Administrator".into())),
+        ("Description".to_string(), ParamValue::Text("bench".into())),
+    ];
+    let plain_args = wsman::powershell_arguments(
+        &wire_script("Set-LocalUser", &plain_params, |_| unreachable!())
+            .unwrap()
+            .script,
+    );
+    let stdin = wire.stdin.as_ref().expect("a secret goes on stdin");
+    let mut with_secret = Vec::new();
+    for port in [http, https] {
+        let endpoint = settings.endpoint("localhost", port);
+        let pool = WinrmPool::default();
+        let once = |args: &[String], stdin: Option<&[u8]>| {
+            let t = Instant::now();
+            let r = rt
+                .block_on(pool.run(
+                    "bench",
+                    &settings,
+                    &endpoint,
+                    &creds,
+                    Run {
+                        program: "powershell.exe",
+                        arguments: args,
+                        stdin,
+                    },
+                ))
+                .unwrap();
+            assert_eq!(
+                r.exit_code,
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            t.elapsed()
+        };
+        once(&plain_args, None);
+        let mut plain = Vec::new();
+        let mut secret = Vec::new();
+        for _ in 0..N {
+            plain.push(once(&plain_args, None));
+            secret.push(once(&secret_args, Some(stdin.expose())));
+        }
+        with_secret.push((if port == http { "http" } else { "https" }, plain, secret));
+    }
     let out = Command::new(&py)
         .arg(root().join("tests/winrm/bench_pywinrm.py"))
         .args(["--http", &http.to_string(), "--https", &https.to_string()])
@@ -143,6 +206,24 @@ fn main() {
         let (x, y, z) = stats(pys);
         println!(
             "{case:<12} {:>24} {:>24} {:>7.2}x",
+            format!("{a:.2} / {b:.2} / {c:.2}"),
+            format!("{x:.2} / {y:.2} / {z:.2}"),
+            b / y
+        );
+    }
+    println!();
+    println!(
+        "Set-LocalUser -Password (a secret, on stdin) vs -Description (text, no stdin), warm, interleaved:"
+    );
+    println!(
+        "{:<12} {:>24} {:>24} {:>8}",
+        "transport", "with a secret (stdin)", "without (baseline)", "ratio"
+    );
+    for (name, plain, secret) in with_secret {
+        let (a, b, c) = stats(secret);
+        let (x, y, z) = stats(plain);
+        println!(
+            "{name:<12} {:>24} {:>24} {:>7.2}x",
             format!("{a:.2} / {b:.2} / {c:.2}"),
             format!("{x:.2} / {y:.2} / {z:.2}"),
             b / y
