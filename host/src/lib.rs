@@ -11,8 +11,6 @@ pub mod config;
 pub mod connector;
 pub mod http;
 pub mod ledger;
-pub mod rotation;
 pub mod runtime;
-pub mod scheduler;
 pub mod service;
 pub mod world;

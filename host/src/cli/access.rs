@@ -723,7 +723,7 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         }
     };
     let mut scheduler =
-        crate::scheduler::Scheduler::new(connector, ledger).rotating(&config.secrets_dir);
+        crate::service::scheduler::Scheduler::new(connector, ledger).rotating(&config.secrets_dir);
     if let Some(path) = &config.audit_forward_file {
         let forwarder = crate::ledger::forward::Forwarder::open(path)?;
         eprintln!(
@@ -754,7 +754,7 @@ pub async fn rotate(config: &Path, integration: &str, json: bool) -> anyhow::Res
     let config = Config::load(config)?;
     let connector = live_connector(&config)?;
     let ledger = Ledger::open(&config.data_dir)?;
-    let r = crate::rotation::rotate(
+    let r = crate::service::rotation::rotate(
         &connector,
         &ledger,
         &config.secrets_dir,

@@ -10,6 +10,8 @@
 pub(crate) mod credentials;
 mod error;
 mod plan;
+pub mod rotation;
+pub mod scheduler;
 
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ use crate::runtime::{
     GrantRequest, Granted as Granted0, GuestError, Identity, Integration, Resource, Returned,
 };
 use credentials::Issued;
+
+/// How long past its call deadline a `granting` grant is left before it counts as abandoned
+/// (by the [`scheduler`]); a grant's lease runs this much past the deadline.
+pub const GRACE_SECS: u64 = 10;
 
 /// What someone asks for.
 #[derive(Clone, Debug)]
@@ -360,7 +366,7 @@ pub async fn revoke(
     // A lease: the scheduler takes up a `revoking` grant with no retry time at once (one a
     // crashed process left). This one is being carried out here; the scheduler takes it
     // only if this process dies (or fails, which sets the retry time itself).
-    let lease = unix_now() + ic.limits.deadline.as_secs() + crate::scheduler::GRACE_SECS;
+    let lease = unix_now() + ic.limits.deadline.as_secs() + GRACE_SECS;
     ledger.update_leased(&record, from, revoke_requested(actor, &record), Some(lease))?;
     carry_out_revoke(connector, ledger, record, actor).await
 }

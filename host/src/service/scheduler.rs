@@ -24,8 +24,7 @@ use crate::service;
 
 /// How often the scheduler looks for due grants.
 pub const TICK: Duration = Duration::from_secs(1);
-/// How long past its call deadline a `granting` grant is left before it counts as abandoned.
-pub const GRACE_SECS: u64 = 10;
+pub use service::GRACE_SECS;
 /// The longest wait between two revoke attempts.
 pub const MAX_BACKOFF_SECS: u64 = 300;
 /// How many revokes one tick runs at once.
@@ -71,7 +70,7 @@ impl Scheduler {
         let Some(dir) = &self.secrets_dir else { return };
         let now = unix_now();
         for (_, ic) in self.connector.integrations() {
-            if !crate::rotation::due(ic, dir) {
+            if !super::rotation::due(ic, dir) {
                 continue;
             }
             {
@@ -90,7 +89,7 @@ impl Scheduler {
             );
             tokio::spawn(async move {
                 let result =
-                    crate::rotation::rotate(&connector, &ledger, &dir, &name, "scheduler").await;
+                    super::rotation::rotate(&connector, &ledger, &dir, &name, "scheduler").await;
                 let mut busy = rotations.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
                     Ok(r) => {
