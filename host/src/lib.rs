@@ -10,7 +10,9 @@ pub mod cli;
 pub mod config;
 pub mod connector;
 pub mod http;
-pub mod ledger;
 pub mod runtime;
 pub mod service;
 pub mod world;
+
+/// The ledger: its own crate, below everything that records.
+pub use latch_ledger as ledger;
