@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use latch::caps::directory::Bases;
 use latch::caps::ldap::live::LdapSettings;
+use latch::caps::registry::{self, LiveSettings};
 use latch::caps::winrm::pool::WinrmSettings;
 use latch::caps::winrm::transport::tls_config;
-use latch::caps::{Live, Policy, Secret, SecretStore};
+use latch::caps::{Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export};
 use latch_testkit::{Kit, grant_request};
 
@@ -125,12 +126,13 @@ fn main() {
     winrm.transport.tls = Arc::new(tls_config(Some(&sdir.join("ca.pem"))).unwrap());
     winrm.default_user = Some("LATCH\\svc_latch".into());
     winrm.password_secret = Some("winrm-password".into());
-    let live = Arc::new(Live::new(
+    let live = Arc::new(registry::live(
         store,
-        HashMap::new(),
-        [("dc-winrm".to_string(), winrm)].into_iter().collect(),
-        [("dc-ldap".to_string(), ldap)].into_iter().collect(),
-        Default::default(),
+        LiveSettings {
+            winrm: [("dc-winrm".to_string(), winrm)].into_iter().collect(),
+            ldap: [("dc-ldap".to_string(), ldap)].into_iter().collect(),
+            ..Default::default()
+        },
     ));
     let bases = || {
         Bases::parse(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::caps::{Backend, Live, SecretStore, Unavailable};
+use crate::caps::{Backend, SecretStore, Unavailable, registry};
 use crate::config::{Config, IntegrationConfig};
 use crate::runtime::{
     Export, Guest, Integration, Lifecycle, Metadata, Returned, Runtime, sha256_hex,
@@ -166,7 +166,13 @@ pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
                 .filter_map(|i| i.azure.clone().map(|a| (i.name.clone(), a)))
                 .collect(),
         };
-        Ok(Arc::new(Live::new(secrets, ssh, winrm, ldap, cloud)))
+        let settings = registry::LiveSettings {
+            ssh,
+            winrm,
+            ldap,
+            cloud,
+        };
+        Ok(Arc::new(registry::live(secrets, settings)))
     })
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use latch::caps::directory::Bases;
-use latch::caps::{Live, Outcome, Policy, Secret, SecretStore};
+use latch::caps::registry::{self, LiveSettings};
+use latch::caps::{Outcome, Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export, Returned};
 use latch_testkit::{Kit, grant_request};
 use serde_json::{Value, json};
@@ -95,12 +96,12 @@ fn ad_cmdlets_over_winrm_are_held_to_the_directory_bounds_on_a_real_dc() {
     settings.default_user = Some("LATCH\\svc_latch".into());
     settings.password_secret = Some("dc-password".into());
     let secrets = env.config.parent().unwrap().join("secrets");
-    let live = Arc::new(Live::new(
+    let live = Arc::new(registry::live(
         SecretStore::new(Some(&secrets), None).unwrap(),
-        Default::default(),
-        [("probe".to_string(), settings)].into_iter().collect(),
-        Default::default(),
-        Default::default(),
+        LiveSettings {
+            winrm: [("probe".to_string(), settings)].into_iter().collect(),
+            ..Default::default()
+        },
     ));
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let policy = Policy::parse(&[format!("localhost:{}", standin.https)], &[])

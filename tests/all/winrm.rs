@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use latch::caps::registry::{self, LiveSettings};
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
 use latch::caps::winrm::shell::{ExchangeError, Run, ShellError};
 use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint, tls_config};
@@ -571,12 +572,12 @@ fn live(s: &StandIn) -> Arc<Live> {
     let store = SecretStore::new(Some(secrets.path()), None).unwrap();
     std::mem::forget(secrets); // read at each call; removed with the process's temp files
     let winrm = [("probe".to_string(), s.settings())].into_iter().collect();
-    Arc::new(Live::new(
+    Arc::new(registry::live(
         store,
-        Default::default(),
-        winrm,
-        Default::default(),
-        Default::default(),
+        LiveSettings {
+            winrm,
+            ..Default::default()
+        },
     ))
 }
 

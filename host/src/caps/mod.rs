@@ -27,8 +27,10 @@ pub mod ldap;
 pub mod live;
 pub mod log;
 pub mod policy;
+pub mod registry;
 pub mod secrets;
 pub mod ssh;
+mod state;
 pub mod winrm;
 
 use std::future::Future;
@@ -41,7 +43,9 @@ pub use live::Live;
 pub use policy::{Policy, Target};
 pub use secrets::{Secret, SecretStore};
 
-use crate::world::{CallSecrets, CallState, SecretRef};
+pub use state::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
+
+use crate::world::SecretRef;
 
 /// A boxed future, so that [`Backend`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -608,31 +612,6 @@ async fn look_up(state: &mut CallState, lookup: CapCall) -> Result<CapReply, Cap
     let micros = started.elapsed().as_micros() as u64;
     state.record(CallRecord::new(lookup, outcome, micros, &secrets));
     result
-}
-
-/// Every capability, registered here and nowhere else: its WIT bindings (every contract
-/// version it serves) and its live part. A capability's module holds everything else.
-pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
-    ssh::wit::link(linker)?;
-    winrm::wit::link(linker)?;
-    ldap::wit::link(linker)?;
-    cloud::wit::link(linker)?;
-    secrets::wit::link(linker)?;
-    certs::wit::link(linker)?;
-    log::wit::link(linker)?;
-    Ok(())
-}
-
-/// The live parts of every capability (see [`link`]: the same list).
-pub(crate) fn live_parts(ctx: &live::LiveContext) -> Vec<Box<dyn live::LivePart>> {
-    vec![
-        Box::new(ssh::live::Part::new(ctx)),
-        Box::new(winrm::live::Part::new(ctx)),
-        Box::new(ldap::live::Part::new(ctx)),
-        Box::new(cloud::live::Part::new(ctx)),
-        Box::new(secrets::live::Part::new(ctx)),
-        Box::new(certs::live::Part::new(ctx)),
-    ]
 }
 
 impl From<crate::world::v0_2::types::Target> for Target {

@@ -26,10 +26,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+pub use crate::caps::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
 pub use crate::world::{
-    AccessDetails, CallSecrets, CallState, CredentialKind, GrantRequest, GrantScope, Granted,
-    GuestError, Identity, Lifecycle, MemoryCapExceeded, Metadata, Page, Resource,
-    ServiceCredential,
+    AccessDetails, CredentialKind, GrantRequest, Granted, GuestError, Identity, Lifecycle,
+    Metadata, Page, Resource, ServiceCredential,
 };
 pub use inspect::Inspection;
 
@@ -173,7 +173,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v0_1::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        crate::caps::link(&mut linker)?;
+        crate::caps::registry::link(&mut linker)?;
 
         let ticker = Ticker::start(&engine);
         Ok(Runtime {

@@ -1,5 +1,5 @@
-//! The contract as the host sees it: the bindings of every version it serves, the
-//! version-neutral model the rest of the host works with, and the per-call state.
+//! The contract as the host sees it: the bindings of every version it serves and the
+//! version-neutral model the rest of the host works with. It imports nothing of the host.
 //!
 //! This module sits below both [`crate::runtime`] (which instantiates guests) and
 //! [`crate::caps`] (which implements the imports), so neither imports the other's
@@ -10,11 +10,9 @@
 //! keeps loading after 0.2.0. The model is the newest version's types ([`v0_2`]); an older
 //! version converts to and from them in its own module ([`v0_1`]), and nowhere else.
 
-mod state;
 pub mod v0_1;
 pub mod v0_2;
 
-pub use state::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
 pub use v0_2::types::{
     AccessDetails, CredentialKind, Error as GuestError, GrantRequest, Granted, Identity, Lifecycle,
     Metadata, Page, Resource, SecretRef, ServiceCredential,

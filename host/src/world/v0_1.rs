@@ -25,8 +25,6 @@ pub use self::latch::connector::types;
 use super::v0_2::types as now;
 pub use exports::latch::connector::integration;
 
-impl types::Host for super::CallState {}
-
 impl From<types::Target> for now::Target {
     fn from(t: types::Target) -> Self {
         now::Target {

@@ -10,5 +10,3 @@ wasmtime::component::bindgen!({
 
 pub use self::latch::connector::types;
 pub use exports::latch::connector::integration;
-
-impl types::Host for super::CallState {}

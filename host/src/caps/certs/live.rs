@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{CaPublicKey, SignSshUser, ca};
-use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::live::LivePart;
 use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
 
 /// Signs with the connector's user CA.
@@ -12,9 +12,10 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    pub(crate) fn new(ctx: &LiveContext) -> Self {
+    /// The part, reading from `secrets`.
+    pub fn new(secrets: &Arc<SecretStore>) -> Self {
         Part {
-            secrets: ctx.secrets.clone(),
+            secrets: secrets.clone(),
         }
     }
 }

@@ -14,7 +14,7 @@ pub(crate) mod wit;
 use serde::Serialize;
 
 use super::{Call, CapError, CapReply, Effect, check_text, record_of};
-use crate::world::CallState;
+use crate::caps::CallState;
 
 /// `certs.ca-public-key`: the CA's public key (public; always allowed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -160,8 +160,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::caps::GrantScope;
     use crate::caps::{Policy, Recorder};
-    use crate::world::GrantScope;
 
     fn state(grant: Option<GrantScope>) -> CallState {
         CallState::new(

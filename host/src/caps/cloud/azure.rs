@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::live::{Failure, read, transport_error};
 use super::sigv4::uri_encode;
+use crate::caps::CallState;
 use crate::caps::{Call, CapError, CapReply, Effect, Secret, SecretStore, check_text, record_of};
-use crate::world::CallState;
 
 /// Most segments of a resource path.
 const MAX_SEGMENTS: usize = 16;
@@ -634,7 +634,7 @@ mod tests {
         let policy = AzurePolicy::parse(&[SUB.into()], &[], &["Microsoft.Compute".into()])
             .and_then(|p| p.with_expand(&["instanceView".into()]))
             .unwrap();
-        let state = crate::world::CallState::new(
+        let state = crate::caps::CallState::new(
             "t".into(),
             std::sync::Arc::new(crate::caps::Policy::default().with_azure(policy)),
             std::sync::Arc::new(crate::caps::Recorder),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{AwsCall, MAX_ANSWER, creds, sigv4};
-use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::live::LivePart;
 use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply};
 
 /// The cloud settings of every integration that has them.
@@ -85,19 +85,19 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    pub(crate) fn new(ctx: &LiveContext) -> Self {
+    /// The part, with `[integration.aws]` and `[integration.azure]` per integration name.
+    pub fn new(cloud: CloudSettings, secrets: &std::sync::Arc<crate::caps::SecretStore>) -> Self {
         let client = crate::http::builder(Duration::from_secs(10), BUDGET)
             .build()
             .ok();
         Part {
-            settings: ctx.cloud.aws.clone(),
-            azure: ctx
-                .cloud
+            settings: cloud.aws,
+            azure: cloud
                 .azure
-                .iter()
-                .map(|(k, v)| (k.clone(), (v.clone(), Default::default())))
+                .into_iter()
+                .map(|(k, v)| (k, (v, Default::default())))
                 .collect(),
-            secrets: ctx.secrets.clone(),
+            secrets: secrets.clone(),
             client,
         }
     }

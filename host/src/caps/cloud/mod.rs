@@ -32,7 +32,7 @@ use serde::Serialize;
 pub use azure::{AzureCall, AzurePolicy};
 
 use super::{Call, CapError, CapReply, Effect, check_text, record_of};
-use crate::world::CallState;
+use crate::caps::CallState;
 
 /// Most parameters of one call.
 pub const MAX_PARAMETERS: usize = 200;
@@ -366,7 +366,7 @@ mod tests {
         let policy = crate::caps::Policy::default().with_aws(
             AwsPolicy::parse(&["ec2:DescribeInstances".into()], &[], &["*".into()]).unwrap(),
         );
-        let state = crate::world::CallState::new(
+        let state = crate::caps::CallState::new(
             "t".into(),
             std::sync::Arc::new(policy),
             std::sync::Arc::new(crate::caps::Recorder),

@@ -5,8 +5,9 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{AwsCall, AzureCall, MAX_REQUESTS};
+use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch_all};
-use crate::world::{CallState, v0_2};
+use crate::world::v0_2;
 
 use v0_2::latch::connector::cloud as now;
 

@@ -19,7 +19,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Mod, SearchEntry};
 use zeroize::Zeroizing;
 
 use super::{Attribute, Change, Entry, LdapCall, Op, Scope, Value};
-use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::live::LivePart;
 use crate::caps::{
     BoxFuture, CallContext, CapCall, CapError, CapReply, Secret, SecretStore, Target,
 };
@@ -96,10 +96,11 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    pub(crate) fn new(ctx: &LiveContext) -> Self {
+    /// The part, with `[integration.ldap]` per integration name.
+    pub fn new(settings: HashMap<String, LdapSettings>, secrets: &Arc<SecretStore>) -> Self {
         Part {
-            settings: ctx.ldap.clone(),
-            secrets: ctx.secrets.clone(),
+            settings,
+            secrets: secrets.clone(),
             idle: Mutex::new(HashMap::new()),
         }
     }

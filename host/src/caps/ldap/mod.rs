@@ -32,7 +32,8 @@ use serde::Serialize;
 use super::directory::dn::Dn;
 use super::directory::{Bases, check_attribute_name};
 use super::{Call, CapError, CapReply, Effect, Target, check_text, record_of};
-use crate::world::{CallState, SecretRef};
+use crate::caps::CallState;
+use crate::world::SecretRef;
 
 /// How far below the base a search looks (mirrors `ldap.scope`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -528,7 +529,7 @@ mod tests {
 
     /// The policy as an operator writes it (the README's example): the refusals below are
     /// tested against it, not against bounds widened to what a call expects.
-    fn operator_state(secrets: crate::world::CallSecrets) -> CallState {
+    fn operator_state(secrets: crate::caps::CallSecrets) -> CallState {
         let text = r#"
 [[integration]]
 name = "corp-dc"
@@ -596,7 +597,7 @@ groups = ["OU=JIT Groups,DC=corp,DC=example"]
 
     #[test]
     fn every_refusal_holds_against_the_policy_as_the_operator_wrote_it() {
-        let password = crate::world::CallSecrets {
+        let password = crate::caps::CallSecrets {
             grant_password: Some(crate::caps::Secret::new(b"Pw-123456789!abc".to_vec())),
             new_service_password: None,
         };

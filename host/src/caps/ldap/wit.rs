@@ -4,8 +4,9 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{Attribute, Change, Entry, LdapCall, Op, Scope, Value};
+use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, dispatch};
-use crate::world::{CallState, v0_2};
+use crate::world::v0_2;
 
 use v0_2::latch::connector::ldap as now;
 

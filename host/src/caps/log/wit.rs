@@ -4,7 +4,8 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::sanitize;
-use crate::world::{CallState, v0_1, v0_2};
+use crate::caps::CallState;
+use crate::world::{v0_1, v0_2};
 
 /// Link `log` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {

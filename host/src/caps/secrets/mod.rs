@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use store::SecretStore;
 
 use super::{Call, CapError, CapReply, Effect, record_of};
-use crate::world::CallState;
+use crate::caps::CallState;
 
 /// `secrets.get`: the value of secret `name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

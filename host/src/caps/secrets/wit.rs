@@ -3,8 +3,9 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::Get;
+use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, dispatch};
-use crate::world::{CallState, v0_1, v0_2};
+use crate::world::{v0_1, v0_2};
 
 /// Link `secrets` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {

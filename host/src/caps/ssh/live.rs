@@ -1,10 +1,11 @@
 //! The live part of `ssh`: the connection pool, with each integration's settings.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::Exec;
 use super::client::{SshPool, SshSettings};
-use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::live::LivePart;
 use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
 
 /// Runs `ssh` calls over pooled connections.
@@ -15,10 +16,11 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    pub(crate) fn new(ctx: &LiveContext) -> Self {
+    /// The part, with `[integration.ssh]` per integration name.
+    pub fn new(settings: HashMap<String, SshSettings>, secrets: &Arc<SecretStore>) -> Self {
         Part {
-            settings: ctx.ssh.clone(),
-            secrets: ctx.secrets.clone(),
+            settings,
+            secrets: secrets.clone(),
             pool: SshPool::default(),
         }
     }

@@ -14,7 +14,7 @@ pub(crate) mod wit;
 use serde::Serialize;
 
 use super::{Call, CapError, CapReply, Effect, Output, Target, check_text, record_of};
-use crate::world::CallState;
+use crate::caps::CallState;
 
 /// `ssh.read` / `ssh.exec`: `argv` on `target`, with `stdin`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -4,8 +4,9 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::Exec;
+use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch};
-use crate::world::{CallState, v0_1, v0_2};
+use crate::world::{v0_1, v0_2};
 
 /// Link `ssh` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {

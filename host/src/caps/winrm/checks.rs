@@ -11,10 +11,11 @@ use serde_json::Value as Json;
 
 use super::catalog::{self, Entry, Kind};
 use super::{Invoke, MAX_LIST, MAX_VALUE_BYTES};
+use crate::caps::CallState;
 use crate::caps::directory::dn::Dn;
 use crate::caps::directory::{Bases, check_attribute_name, filter};
 use crate::caps::{CapCall, CapError, CapReply, Effect, ParamValue, check_text};
-use crate::world::{CallState, SecretRef};
+use crate::world::SecretRef;
 
 /// An AD identity the host must resolve before the call may go: where it is in the call, and
 /// what it must turn out to be.

@@ -8,7 +8,7 @@ use super::pool::{WinrmPool, WinrmSettings, cap_error};
 use super::shell::Run;
 use super::transport::Credentials;
 use super::{Invoke, wire_script, wsman};
-use crate::caps::live::{LiveContext, LivePart};
+use crate::caps::live::LivePart;
 use crate::caps::{
     BoxFuture, CallContext, CapCall, CapError, CapReply, CmdletOutput, Secret, SecretStore,
 };
@@ -26,10 +26,11 @@ pub(crate) struct Part {
 }
 
 impl Part {
-    pub(crate) fn new(ctx: &LiveContext) -> Self {
+    /// The part, with `[integration.winrm]` per integration name.
+    pub fn new(settings: HashMap<String, WinrmSettings>, secrets: &Arc<SecretStore>) -> Self {
         Part {
-            settings: ctx.winrm.clone(),
-            secrets: ctx.secrets.clone(),
+            settings,
+            secrets: secrets.clone(),
             pool: WinrmPool::default(),
         }
     }

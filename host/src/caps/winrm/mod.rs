@@ -37,7 +37,8 @@ use serde::Serialize;
 use super::{
     Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, record_of,
 };
-use crate::world::{CallState, SecretRef};
+use crate::caps::CallState;
+use crate::world::SecretRef;
 
 /// `winrm.read` / `winrm.invoke`: one cmdlet with typed parameters on `target`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

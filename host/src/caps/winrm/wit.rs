@@ -4,8 +4,9 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::Invoke;
+use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, CmdletOutput, Effect, ParamValue, dispatch};
-use crate::world::{CallState, v0_1, v0_2};
+use crate::world::{v0_1, v0_2};
 
 use v0_2::latch::connector::winrm as now;
 
