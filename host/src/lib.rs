@@ -9,10 +9,12 @@ pub mod caps;
 pub mod cli;
 pub mod config;
 pub mod connector;
-pub mod http;
 pub mod runtime;
 pub mod service;
 pub mod world;
 
 /// The ledger: its own crate, below everything that records.
 pub use latch_ledger as ledger;
+
+/// The host's one HTTP client builder (in the cloud-auth crate, its main user).
+pub use latch_cloud_auth::http;

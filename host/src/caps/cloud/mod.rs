@@ -18,11 +18,8 @@
 //!   the host; throttling and server errors are retried with backoff inside a budget.
 
 pub mod azure;
-pub mod creds;
 pub mod kit;
 pub mod live;
-pub(crate) mod memo;
-pub mod sigv4;
 pub(crate) mod wit;
 
 use std::collections::BTreeSet;
@@ -30,6 +27,11 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 pub use azure::{AzureCall, AzurePolicy};
+/// The largest answer body the host accepts (a DescribeInstances page of 1,000 instances
+/// is about 3 MB).
+pub use latch_cloud_auth::answer::MAX_ANSWER;
+/// AWS signing, credentials and the token memo: below this capability and the secret stores.
+pub use latch_cloud_auth::{creds, memo, sigv4};
 
 use super::{Call, CapError, CapReply, Effect, check_text, record_of};
 use crate::caps::CallState;
@@ -40,9 +42,6 @@ pub const MAX_PARAMETERS: usize = 200;
 pub const MAX_VALUE: usize = 4096;
 /// Most requests in one `cloud.aws` call.
 pub const MAX_REQUESTS: usize = 64;
-/// The largest answer body the host accepts (a DescribeInstances page of 1,000 instances
-/// is about 3 MB).
-pub const MAX_ANSWER: usize = 32 << 20;
 
 /// The query-protocol version of each service `cloud.aws` speaks.
 pub const SERVICES: &[(&str, &str)] = &[

@@ -10,14 +10,13 @@
 pub mod kit;
 pub(crate) mod live;
 pub mod remote;
-mod scrub;
 mod store;
 pub(crate) mod wit;
 
 use std::fmt;
 
+pub use latch_secret::{REDACTED, Scrubber, Secret, SecretSource};
 pub use remote::RemoteStore;
-pub use scrub::{REDACTED, Scrubber};
 use serde::Serialize;
 pub use store::SecretStore;
 
@@ -68,34 +67,6 @@ impl fmt::Display for Get {
 /// Most bytes of a secret name.
 pub const MAX_NAME_BYTES: usize = 128;
 
-/// A secret value. Never printed; zeroed on drop (`zeroize`, spare capacity included).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(zeroize::Zeroizing<Vec<u8>>);
-
-impl Secret {
-    /// Wrap `bytes`.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Secret(zeroize::Zeroizing::new(bytes))
-    }
-
-    /// The value; the caller takes care not to print it.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
 /// Check that `name` is a plain secret name, or `STORE:PATH` (a secret of a configured
 /// remote store: a plain store name, then a path as [`remote::check_path`] allows).
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -140,12 +111,6 @@ fn check_plain(name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_never_print() {
-        let s = Secret::new(b"hunter2".to_vec());
-        assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
-    }
 
     #[test]
     fn names_cannot_be_paths() {

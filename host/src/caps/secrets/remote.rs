@@ -18,9 +18,10 @@
 use std::time::{Duration, SystemTime};
 
 use super::Secret;
-use crate::caps::cloud::live::AwsSettings;
-use crate::caps::cloud::memo::Memo;
-use crate::caps::cloud::{creds, sigv4};
+use latch_cloud_auth::answer::error_of;
+use latch_cloud_auth::aws::AwsSettings;
+use latch_cloud_auth::memo::Memo;
+use latch_cloud_auth::{creds, sigv4};
 
 /// Longest a fetch may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -69,7 +70,7 @@ pub enum RemoteStore {
         /// The vault's URL.
         vault: reqwest::Url,
         /// The audience, authority and credential.
-        settings: crate::caps::cloud::azure::AzureSettings,
+        settings: latch_cloud_auth::azure::AzureSettings,
     },
     /// GCP Secret Manager of `project`.
     GcpSecretManager {
@@ -102,7 +103,7 @@ impl RemoteStore {
                 ..
             } => vec![secret_id_secret.as_str()],
             RemoteStore::AzureKeyVault { settings, .. } => match &settings.credential {
-                crate::caps::cloud::azure::AzureCredential::ClientSecret { secret, .. } => {
+                latch_cloud_auth::azure::AzureCredential::ClientSecret { secret, .. } => {
                     vec![secret.as_str()]
                 }
                 _ => Vec::new(),
@@ -409,7 +410,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String>
 async fn key_vault_get(
     client: &reqwest::Client,
     vault: &reqwest::Url,
-    settings: &crate::caps::cloud::azure::AzureSettings,
+    settings: &latch_cloud_auth::azure::AzureSettings,
     secrets: &super::SecretStore,
     path: &str,
 ) -> Result<Option<Secret>, String> {
@@ -426,7 +427,7 @@ async fn key_vault_get(
     }
     let token = TOKENS
         .get(&format!("key-vault {settings:?}"), || {
-            crate::caps::cloud::azure::fetch_token(client, settings, secrets)
+            latch_cloud_auth::azure::fetch_token(client, settings, secrets)
         })
         .await
         .map_err(|e| format!("no token for the vault: {e}"))?;
@@ -441,7 +442,7 @@ async fn key_vault_get(
     url.set_query(Some("api-version=7.5"));
     let (status, body) = bearer_get(client, url, &token).await?;
     if status != 200 {
-        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        let (code, message) = error_of(&body);
         if status == 404 || code == "SecretNotFound" {
             return Ok(None);
         }
@@ -589,7 +590,7 @@ async fn gcp_token(
     let status = response.status().as_u16();
     let body = zeroize::Zeroizing::new(read_capped(response).await?);
     if status != 200 {
-        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        let (code, message) = error_of(&body);
         return Err(format!("no token: HTTP {status} {code}: {message}"));
     }
     let json: serde_json::Value =
@@ -606,7 +607,7 @@ async fn gcp_token(
 }
 
 fn uri_encode_form(s: &str) -> String {
-    crate::caps::cloud::sigv4::uri_encode(s)
+    latch_cloud_auth::sigv4::uri_encode(s)
 }
 
 /// Secret Manager's `versions/{v}:access`, checked against its CRC32C.
@@ -646,7 +647,7 @@ async fn gcp_get(
         .map_err(|e| format!("bad URL: {e}"))?;
     let (status, body) = bearer_get(client, url, &token).await?;
     if status != 200 {
-        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        let (code, message) = error_of(&body);
         if status == 404 || code == "NOT_FOUND" {
             return Ok(None);
         }
@@ -743,7 +744,7 @@ async fn aws_get(
     let status = response.status().as_u16();
     let body = zeroize::Zeroizing::new(read_capped(response).await?);
     if status != 200 {
-        let (code, message) = crate::caps::cloud::live::error_of(&body);
+        let (code, message) = error_of(&body);
         if code == "ResourceNotFoundException" {
             return Ok(None);
         }

@@ -21,6 +21,12 @@ pub struct SecretStore {
     remote: BTreeMap<String, RemoteStore>,
 }
 
+impl latch_secret::SecretSource for SecretStore {
+    fn secret(&self, name: &str) -> Result<Option<Secret>, String> {
+        self.get(name)
+    }
+}
+
 impl SecretStore {
     /// A store reading files of `dir` (if any) and variables `{env_prefix}{NAME}` (if any),
     /// where NAME is the secret name upper-cased with `-` and `.` as `_`.

@@ -192,19 +192,9 @@ fn authorize(state: &CallState, call: &mut Invoke) -> Result<(), CapError> {
     checks::check(state, call)
 }
 
-/// A PowerShell single-quoted literal of `value`: nothing inside it is expanded.
-pub fn powershell_literal(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
-            out.push(c);
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
-}
+/// A PowerShell single-quoted literal of `value`: nothing inside it is expanded. (Beside
+/// the scrubber, which looks for a secret in this form too.)
+pub use latch_secret::encoding::powershell_literal;
 
 /// Render `cmdlet` and its parameters, with `secret` deciding what a secret handle becomes.
 fn render(

@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::creds::Credentials;
+use crate::creds::Credentials;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -109,7 +109,7 @@ pub fn uri_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::caps::Secret;
+    use latch_secret::Secret;
 
     fn creds() -> Credentials {
         Credentials {

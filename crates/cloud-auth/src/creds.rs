@@ -29,10 +29,11 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::live::{AwsSettings, Failure, is_loopback_or, read, transport_error};
-use super::memo::Memo;
-use super::sigv4::uri_encode;
-use crate::caps::Secret;
+use crate::answer::{Failure, is_loopback_or, read, transport_error};
+use crate::aws::AwsSettings;
+use crate::memo::Memo;
+use crate::sigv4::uri_encode;
+use latch_secret::Secret;
 
 /// An access key, its secret, and a session token when temporary.
 #[derive(Clone)]

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long a failure is answered from memory.
-pub(crate) const FAILURE_KEPT: Duration = Duration::from_secs(5);
+pub const FAILURE_KEPT: Duration = Duration::from_secs(5);
 
 /// A value or the failure to get it, and until when it is kept.
 type Kept<T> = (Result<T, String>, Instant);
 
 /// Values of type `T` by source (a key naming where they come from, never a secret).
-pub(crate) struct Memo<T>(tokio::sync::Mutex<HashMap<String, Kept<T>>>);
+pub struct Memo<T>(tokio::sync::Mutex<HashMap<String, Kept<T>>>);
 
 impl<T: Clone> Default for Memo<T> {
     fn default() -> Self {
@@ -26,7 +26,7 @@ impl<T: Clone> Default for Memo<T> {
 
 impl<T: Clone> Memo<T> {
     /// The kept value of `key`, or `fetch`'s, which gives the value and how long it lives.
-    pub(crate) async fn get<F, Fut>(&self, key: &str, fetch: F) -> Result<T, String>
+    pub async fn get<F, Fut>(&self, key: &str, fetch: F) -> Result<T, String>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(T, Duration), String>>,
@@ -48,13 +48,13 @@ impl<T: Clone> Memo<T> {
 
 impl<T> Memo<T> {
     /// Drop what is kept for `key` (a token the service called expired before its time).
-    pub(crate) async fn forget(&self, key: &str) {
+    pub async fn forget(&self, key: &str) {
         self.0.lock().await.remove(key);
     }
 }
 
 /// How long a value that lives `life` is kept.
-pub(crate) fn keep_for(life: Duration) -> Duration {
+pub fn keep_for(life: Duration) -> Duration {
     life - Duration::from_secs(300).min(life / 2)
 }
 

@@ -20,7 +20,7 @@
 use base64::Engine;
 use zeroize::Zeroizing;
 
-use super::Secret;
+use crate::Secret;
 
 /// Shortest value looked for as it is.
 const MIN_PLAIN: usize = 4;
@@ -150,7 +150,7 @@ fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
         if json.len() >= 2 {
             push(json.as_bytes()[1..json.len() - 1].to_vec(), MIN_PLAIN);
         }
-        let quoted = Zeroizing::new(crate::caps::winrm::powershell_literal(text));
+        let quoted = Zeroizing::new(crate::encoding::powershell_literal(text));
         push(quoted.as_bytes()[1..quoted.len() - 1].to_vec(), MIN_PLAIN);
         let form = Zeroizing::new(url::form_urlencoded::byte_serialize(value).collect::<String>());
         push(form.as_bytes().to_vec(), MIN_PLAIN);
@@ -200,7 +200,7 @@ mod tests {
             format!("json {}", serde_json::to_string(CANARY).unwrap()),
             format!(
                 "At line:1 char:9 ConvertTo-SecureString {} -AsPlainText",
-                crate::caps::winrm::powershell_literal(CANARY)
+                crate::encoding::powershell_literal(CANARY)
             ),
             format!(
                 "Action=X&Value={}",
