@@ -11,10 +11,12 @@ pub mod config;
 pub mod connector;
 pub mod runtime;
 pub mod service;
-pub mod world;
 
 /// The ledger: its own crate, below everything that records.
 pub use latch_ledger as ledger;
 
 /// The host's one HTTP client builder (in the cloud-auth crate, its main user).
 pub use latch_cloud_auth::http;
+
+/// The contract's bindings, every version served: their own crate, below the rest.
+pub use latch_contract as world;

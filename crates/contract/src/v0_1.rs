@@ -14,7 +14,7 @@
 //! - service credentials are SSH keys only.
 
 wasmtime::component::bindgen!({
-    path: "../wit/0.1.0",
+    path: "../../wit/0.1.0",
     world: "integration-guest",
     imports: { default: async },
     exports: { default: async },

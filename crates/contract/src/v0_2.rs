@@ -1,7 +1,7 @@
 //! `latch:connector@0.2.0` (`wit/connector.wit`): the current contract, and the host's model.
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "integration-guest",
     imports: { default: async },
     exports: { default: async },

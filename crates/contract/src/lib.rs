@@ -1,9 +1,8 @@
 //! The contract as the host sees it: the bindings of every version it serves and the
 //! version-neutral model the rest of the host works with. It imports nothing of the host.
 //!
-//! This module sits below both [`crate::runtime`] (which instantiates guests) and
-//! [`crate::caps`] (which implements the imports), so neither imports the other's
-//! internals.
+//! This crate sits below both the runtime (which instantiates guests) and the capabilities
+//! (which implement the imports), so neither imports the other's internals.
 //!
 //! Versioned like Spin's `spin_world::v1`/`v2` and Zed's `since_vX_Y_Z`: each contract
 //! version has its own generated module, linked side by side, so a guest built for 0.1.0
