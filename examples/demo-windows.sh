@@ -215,8 +215,8 @@ bash tests/samba/dc.sh ldap "$dc" ldapsearch -LLL -o ldif-wrap=no -b "$BASE_DN" 
 
 say "The password was shown once and is recorded nowhere: not in the audit log, ledger or WAL"
 show "$latch" audit tail --config "$cfg" -n 6
-printf '$ %s\n' "latch audit tail --config $cfg -n 1000 | grep -cF <password>"
-"$latch" audit tail --config "$cfg" -n 1000 | grep -cF -f <(printf '%s\n' "$pw") || true
+printf '$ %s\n' "latch audit tail --config $cfg -n 1000 --json | grep -cF <password>"
+"$latch" audit tail --config "$cfg" -n 1000 --json | grep -cF -f <(printf '%s\n' "$pw") || true
 printf '$ %s\n' "grep -rlF <password> $data --exclude-dir=standin   # files holding it"
 grep -rlF -f <(printf '%s\n' "$pw") "$data" --exclude-dir=standin || echo "(none)"
 

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     // sspi `#[instrument]`s its functions with their arguments (the buffers it seals hold
     // envelopes, a grant's password among them). Its Debug output showed no secret in our
     // trace test, but that is its choice to change: it is silenced whatever the filter says.
-    let filter = EnvFilter::try_new(&cli.log)
+    let filter = EnvFilter::try_new(cli.log_filter())
         .unwrap_or_else(|_| EnvFilter::new("warn"))
         .add_directive("sspi=off".parse().expect("a valid directive"));
     tracing_subscriber::fmt()

@@ -120,6 +120,50 @@ fn dry_run_shows_refusals_and_fails() {
 }
 
 #[test]
+fn a_dry_run_that_stops_after_a_read_says_why_and_prints_its_error_once() {
+    // No LATCH_LOG: the default a user gets.
+    let out = Command::new(env!("CARGO_BIN_EXE_latch"))
+        .args([
+            "guest",
+            "call",
+            &path("ssh_servers"),
+            "grant",
+            "--config",
+            r#"{"servers":[{"name":"web-1","host":"127.0.0.2"}],"user_groups":["Default"]}"#,
+            "--request",
+            r#"{"grant_id":"g-1","resource_id":"web-1","permission":"Default","identity":{"email":"alice@corp.example","username":"alice"},"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBwtHcPM+IHEXVf0JAOZalYJ9PfFoDkXt/uQ9vNsbWLQ alice","expires_at":4000000000}"#,
+            "--allow",
+            "127.0.0.2:22",
+            "--dry-run",
+        ])
+        .env_remove("LATCH_LOG")
+        .output()
+        .expect("run latch");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("grant: FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("note: a dry run answers every call, reads too, with an empty success")
+            && stdout.contains("`latch grant --plan`"),
+        "{stdout}"
+    );
+    // The failure is the command's answer, printed once: no log line repeats it.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.contains("guest call failed"), "{stderr}");
+
+    // A dry run that read nothing before failing gets no such note.
+    let refused = latch(&[
+        "guest",
+        "call",
+        &path("denial_reach_unlisted"),
+        "discover",
+        "--dry-run",
+    ]);
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("note:"));
+}
+
+#[test]
 fn without_dry_run_nothing_is_carried_out_and_it_says_so() {
     let out = latch(&[
         "guest",

@@ -530,7 +530,7 @@ pub(crate) async fn dispatch_all(
         }
         let planned = state.plan && call.effect() == Effect::Change;
         if let Err(error) = &verdict {
-            tracing::warn!(integration = %state.integration, capability = call.capability(), %error, "capability call refused");
+            tracing::warn!(target: "latch::outcome", integration = %state.integration, capability = call.capability(), %error, "capability call refused");
         }
         checked.push((call, verdict, planned));
     }

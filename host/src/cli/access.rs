@@ -1,4 +1,4 @@
-//! `latch init`, `resources`, `grant`, `extend`, `revoke`, `grants`, `audit`: just-in-time
+//! `latch init`, `resources`, `grant`, `extend`, `revoke`, `grants`: just-in-time
 //! access from the command line, acting locally on a configuration (`--config`) or through a
 //! running connector's API (`--url`, token from `LATCH_TOKEN`).
 
@@ -14,7 +14,6 @@ use crate::caps::SecretStore;
 use crate::caps::certs::ca::{self, CA_SECRET};
 use crate::config::{Config, parse_duration};
 use crate::connector::live_connector;
-use crate::ledger::audit::Record;
 use crate::ledger::{GrantRecord, Ledger, State, check_grant_id};
 use crate::service::{self, GrantArgs};
 
@@ -77,13 +76,13 @@ pub struct Where {
     pub url: Option<String>,
 }
 
-enum Target {
+pub(super) enum Target {
     Local(Box<Config>),
     Remote(Remote),
 }
 
 impl Where {
-    fn target(&self) -> anyhow::Result<Target> {
+    pub(super) fn target(&self) -> anyhow::Result<Target> {
         match (&self.config, &self.url) {
             (Some(path), _) => Ok(Target::Local(Box::new(Config::load(path)?))),
             (None, Some(url)) => Ok(Target::Remote(Remote::from_env(url)?)),
@@ -608,69 +607,6 @@ pub(super) fn print_table<const N: usize>(head: [&str; N], rows: &[[String; N]])
     for line in table.lines() {
         println!("{}", line.trim_end());
     }
-}
-
-/// `latch audit verify`: check the hash chain (and, with `against`, that no record of a
-/// forwarded copy is missing or different); exit 1 naming the first bad record.
-pub fn audit_verify(config: &Path, against: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    let ledger = Ledger::open(&config.data_dir)?;
-    let mut result = ledger.audit_verify()?;
-    if let (Ok(_), Some(copy)) = (&result, against) {
-        let forwarded = crate::ledger::forward::read(copy)?;
-        let n = forwarded.len();
-        result =
-            crate::ledger::forward::verify_against(&ledger.audit_all()?, forwarded).and(result);
-        if result.is_ok() {
-            println!(
-                "ok: all {n} records of {} are in the ledger, unchanged",
-                copy.display()
-            );
-        }
-    }
-    match result {
-        Ok(n) => {
-            println!(
-                "ok: {n} audit records, chain intact ({})",
-                ledger.path().display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(broken) => {
-            println!("TAMPERED: {broken}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// `latch audit tail`: the last records.
-pub async fn audit_tail(at: &Where, n: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let records: Vec<Record> = match at.target()? {
-        Target::Local(config) => Ledger::open(&config.data_dir)?.audit_tail(n)?,
-        Target::Remote(api) => serde_json::from_value(api.get(&format!("/v1/audit?n={n}")).await?)?,
-    };
-    for r in records {
-        if json {
-            println!("{}", serde_json::to_string(&r)?);
-        } else {
-            let when =
-                humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(r.time as u64));
-            println!(
-                "{:>6} {when} {:<18} {:<9} {} {} {}",
-                r.seq,
-                r.event,
-                r.outcome,
-                r.grant_id.as_deref().unwrap_or("-"),
-                r.target.as_deref().unwrap_or(""),
-                if r.detail.is_null() {
-                    String::new()
-                } else {
-                    r.detail.to_string()
-                }
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `latch serve`: the HTTP API and the expiry scheduler, until SIGINT or SIGTERM.

@@ -375,6 +375,7 @@ fn report_json(export: &str, dry_run: bool, report: &CallReport) -> anyhow::Resu
         "error": error,
         "calls": report.records,
         "dropped_calls": report.dropped_records,
+        "note": dry_run_note(dry_run, report),
     }))
 }
 
@@ -401,7 +402,25 @@ fn print_report(export: &str, dry_run: bool, report: &CallReport) -> anyhow::Res
     if report.dropped_records > 0 {
         println!("  … and {} more, not kept", report.dropped_records);
     }
+    if let Some(note) = dry_run_note(dry_run, report) {
+        println!("note: {note}");
+    }
     Ok(())
+}
+
+/// Why a dry run may fail where a real call would not: it answers reads with nothing. Said
+/// when a dry run failed after a read, with where to look instead.
+fn dry_run_note(dry_run: bool, report: &CallReport) -> Option<&'static str> {
+    let read = report
+        .records
+        .iter()
+        .any(|r| r.call.effect() == crate::caps::Effect::Read);
+    (dry_run && report.result.is_err() && read).then_some(
+        "a dry run answers every call, reads too, with an empty success (status 0, no \
+         output), so a guest that decides from what it read (the Linux integrations' probe) \
+         stops there. `latch grant --plan` carries out the reads for real and records the \
+         changes without making them.",
+    )
 }
 
 /// One line per capability call, with the exact command as it would be run.

@@ -2,6 +2,7 @@
 
 mod access;
 mod actor;
+mod audit;
 mod connect;
 mod guest;
 mod remote;
@@ -21,11 +22,25 @@ use crate::runtime::Export;
 #[derive(Debug, Parser)]
 #[command(name = "latch", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Log filter (tracing syntax), e.g. `info` or `latch=debug`.
-    #[arg(long, global = true, env = "LATCH_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter (tracing syntax), e.g. `info` or `latch=debug`. Default: `warn`; outside
+    /// `latch serve` also `latch::outcome=off`, since the command prints the error itself.
+    #[arg(long, global = true, env = "LATCH_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The log filter: `--log` / `LATCH_LOG` as given, else the command's default. A failed
+    /// or refused call is logged (target `latch::outcome`) for `latch serve`, whose caller
+    /// is across the network; a one-shot command prints that error once, as its own.
+    pub fn log_filter(&self) -> String {
+        match (&self.log, &self.command) {
+            (Some(filter), _) => filter.clone(),
+            (None, Command::Serve { .. }) => "warn".into(),
+            (None, _) => "warn,latch::outcome=off".into(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,10 +256,10 @@ impl Cli {
                 access::grants(&at, state.as_deref(), json).await
             }
             Command::Audit(AuditCommand::Verify { config, against }) => {
-                access::audit_verify(&config, against.as_deref())
+                audit::audit_verify(&config, against.as_deref())
             }
             Command::Audit(AuditCommand::Tail { at, lines, json }) => {
-                access::audit_tail(&at, lines, json).await
+                audit::audit_tail(&at, lines, json).await
             }
             Command::Rotate {
                 config,

@@ -565,7 +565,7 @@ impl Integration {
             Ok(returned) => Ok(returned),
         };
         if let Err(error) = &result {
-            tracing::warn!(integration = %self.name, kind = error.kind(), %error, "guest call failed");
+            tracing::warn!(target: "latch::outcome", integration = %self.name, kind = error.kind(), %error, "guest call failed");
         }
         CallReport {
             result,
