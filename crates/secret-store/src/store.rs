@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use super::{RemoteStore, Secret, check_name};
+use latch_secret::Secret;
+
+use crate::{RemoteStore, check_name};
 
 /// The configured secret sources: for a plain name the directory, then the environment; for
 /// `STORE:PATH` the remote store (secret manager) STORE.
