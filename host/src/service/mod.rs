@@ -9,6 +9,7 @@
 
 pub(crate) mod credentials;
 mod error;
+mod grant;
 mod plan;
 pub mod rotation;
 pub mod scheduler;
@@ -19,18 +20,20 @@ use serde::Serialize;
 
 pub use credentials::password as generate_password;
 pub use error::{ErrorKind, Result, ServiceError};
+pub use grant::grant;
 pub use plan::{Planned, Transport, login_of, plan_grant, servers_of};
 
 use crate::caps::certs::ca::unix_now;
 use crate::caps::{Outcome, Secret};
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
-use crate::ledger::{Event, GrantRecord, Ledger, State, new_grant_id};
+use crate::ledger::{Event, GrantRecord, Ledger, State};
 use crate::runtime::{
     AccessDetails, CallError, CallOptions, CallReport, CallSecrets, CredentialKind, Export,
     GrantRequest, Granted as Granted0, GuestError, Identity, Integration, Resource, Returned,
 };
 use credentials::Issued;
+use grant::run_grant;
 
 /// How long past its call deadline a `granting` grant is left before it counts as abandoned
 /// (by the [`scheduler`]); a grant's lease runs this much past the deadline.
@@ -184,162 +187,6 @@ pub fn check_duration(duration: Duration, ic: &IntegrationConfig) -> Result<()> 
         )));
     }
     Ok(())
-}
-
-/// Give access.
-pub async fn grant(connector: &Connector, ledger: &Ledger, args: GrantArgs) -> Result<Granted> {
-    let (integration, ic) = integration(connector, &args.integration)?;
-    check_duration(args.duration, ic)?;
-    let issued = credentials::issue(ic, &args.email, args.public_key.as_deref())?;
-    let now = unix_now();
-    let mut record = GrantRecord {
-        grant_id: new_grant_id(),
-        integration: ic.name.clone(),
-        resource_id: args.resource.clone(),
-        permission: args
-            .permission
-            .clone()
-            .unwrap_or_else(|| ic.lifecycle.default_permission.clone()),
-        email: args.email.clone(),
-        requested_username: args.username.clone(),
-        public_key: issued.public_key.clone().unwrap_or_default(),
-        created_at: now,
-        expires_at: now + args.duration.as_secs(),
-        state: State::Granting,
-        username: None,
-        host: None,
-        port: None,
-        revoked_at: None,
-        last_error: None,
-        guest_sha256: integration.guest().sha256().to_string(),
-        granting_since: None,
-        cleanup_due_at: None,
-        cleaned_up_at: None,
-        guest_state: None,
-    };
-    let actor = args.actor.clone();
-    ledger.create(
-        &record,
-        event(
-            &actor,
-            "grant.requested",
-            &record,
-            "pending",
-            serde_json::json!({
-                "requester": record.email,
-                "resource": record.resource_id,
-                "permission": record.permission,
-                "expires_at": record.expires_at,
-                "public_key": record.public_key,
-            }),
-        ),
-    )?;
-    let _serial = connector
-        .lock_resource(&record.integration, &record.resource_id)
-        .await;
-    let report = run_grant(connector, integration, ic, &record, &issued).await;
-    audit_calls(ledger, &actor, &record, &report)?;
-    // Did any command run on a server? (A connection refused, or a host key refused, runs
-    // nothing.)
-    let ran_a_command = report
-        .records
-        .iter()
-        .any(|r| r.call.target().is_some() && matches!(r.outcome, Outcome::Ok { .. }));
-    let touched_a_server = report
-        .records
-        .iter()
-        .any(|r| !matches!(r.outcome, Outcome::Refused { .. }));
-    match report.result {
-        Ok(Returned::Granted(Granted0 {
-            access,
-            state: guest_state,
-        })) => {
-            record.state = State::Active;
-            record.username = Some(access.username.clone());
-            record.host = Some(access.host.clone());
-            record.port = Some(access.port);
-            record.guest_state = Some(guest_state);
-            let detail = serde_json::json!({
-                "username": access.username, "host": access.host, "port": access.port,
-            });
-            ledger.update(
-                &record,
-                State::Granting,
-                event(&actor, "grant.active", &record, "ok", detail),
-            )?;
-            Ok(Granted::new(record, access, issued))
-        }
-        other => {
-            let call_error = not_granted(other);
-            let error = call_error.to_string();
-            let detail = serde_json::json!({ "error": error });
-            if !touched_a_server {
-                // Refused before any capability call was carried out (bad input, policy):
-                // nothing happened anywhere, so no grant is kept and nothing is undone; the
-                // refusal stays in the audit log.
-                ledger.discard(
-                    &record.grant_id,
-                    event(&actor, "grant.refused", &record, "refused", detail),
-                )?;
-                return Err(ServiceError::guest("grant refused", call_error));
-            }
-            record.state = State::Failed;
-            record.last_error = Some(error.clone());
-            ledger.update(
-                &record,
-                State::Granting,
-                event(&actor, "grant.failed", &record, "failed", detail),
-            )?;
-            // Undo whatever part of the grant happened; revoke is idempotent.
-            let undo = run_revoke(connector, integration, ic, &record).await;
-            audit_calls(ledger, &actor, &record, &undo)?;
-            match &undo.result {
-                Ok(_) => {
-                    let rolled_back = event(
-                        &actor,
-                        "grant.rolled_back",
-                        &record,
-                        "ok",
-                        serde_json::Value::Null,
-                    );
-                    ledger.audit(rolled_back)?;
-                }
-                Err(e) if ran_a_command => {
-                    // Whatever part of the grant happened may still be on the server: hand
-                    // the grant to the scheduler, which retries the revoke until it succeeds.
-                    tracing::error!(grant = %record.grant_id, "rolling back the failed grant failed: {e}");
-                    record.state = State::Revoking;
-                    record.last_error = Some(format!("rollback failed: {e}"));
-                    let detail =
-                        serde_json::json!({ "error": e.to_string(), "retried_by": "latch serve" });
-                    ledger.update(
-                        &record,
-                        State::Failed,
-                        event(&actor, "grant.rolled_back", &record, "failed", detail),
-                    )?;
-                    ledger.retry_at(&record.grant_id, unix_now() + 2)?;
-                }
-                Err(e) => {
-                    // No command ever ran on the server (it could not be reached, or its host
-                    // key was refused): nothing to undo there; the grant stays `failed`.
-                    tracing::warn!(grant = %record.grant_id, "rollback could not reach the server either: {e}");
-                    let detail =
-                        serde_json::json!({ "error": e.to_string(), "no_command_ran": true });
-                    ledger.audit(event(
-                        &actor,
-                        "grant.rolled_back",
-                        &record,
-                        "skipped",
-                        detail,
-                    ))?;
-                }
-            }
-            Err(ServiceError::guest(
-                format!("grant {} failed", record.grant_id),
-                call_error,
-            ))
-        }
-    }
 }
 
 /// Take access away (revoking a revoked grant succeeds and changes nothing). `actor` is who
@@ -615,36 +462,6 @@ fn not_granted(result: std::result::Result<Returned, CallError>) -> CallError {
         Err(e) => e,
         Ok(r) => CallError::Trap(format!("grant returned {r:?} instead of access details")),
     }
-}
-
-/// Run the guest's `grant` for `record`: a new grant, or an extension (the new expiry is in
-/// `record`). Its answer is [`checked`] before anyone sees it.
-async fn run_grant(
-    connector: &Connector,
-    integration: &Integration,
-    ic: &IntegrationConfig,
-    record: &GrantRecord,
-    issued: &Issued,
-) -> CallReport {
-    let export = Export::Grant {
-        config: ic.config_json.clone(),
-        request: request_of(record),
-    };
-    let options = CallOptions {
-        secrets: CallSecrets {
-            grant_password: issued.password.clone(),
-            new_service_password: None,
-        },
-        plan: false,
-    };
-    let mut report = integration
-        .call_with(connector.runtime(), export, options)
-        .await;
-    report.result = match report.result {
-        Ok(Returned::Granted(g)) => checked(g).map(Returned::Granted),
-        other => other,
-    };
-    report
 }
 
 /// Run the guest's `revoke` for `record`: a revoke, or the rollback of a failed grant.
