@@ -1,7 +1,26 @@
-//! AWS endpoints: where a request goes. Signing is [`crate::sigv4`]; credentials
-//! [`crate::creds`].
+//! AWS endpoints and credentials: where a request goes and what it is signed with. Signing
+//! is [`crate::sigv4`]; where credentials come from, [`crate::creds`].
+
+use latch_secret::Secret;
 
 use crate::answer::is_loopback_or;
+
+/// An access key, its secret, and a session token when temporary.
+#[derive(Clone)]
+pub struct Credentials {
+    /// `AKIA…` / `ASIA…`: not secret; it appears in every signed request.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret: Secret,
+    /// The session token of temporary credentials.
+    pub session_token: Option<Secret>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, [redacted])", self.access_key_id)
+    }
+}
 
 /// `[integration.aws]`'s connection settings.
 #[derive(Clone, Debug, Default)]

@@ -35,22 +35,7 @@ use crate::memo::Memo;
 use crate::sigv4::uri_encode;
 use latch_secret::Secret;
 
-/// An access key, its secret, and a session token when temporary.
-#[derive(Clone)]
-pub struct Credentials {
-    /// `AKIA…` / `ASIA…`: not secret; it appears in every signed request.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret: Secret,
-    /// The session token of temporary credentials.
-    pub session_token: Option<Secret>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, [redacted])", self.access_key_id)
-    }
-}
+pub use crate::aws::Credentials;
 
 /// The host's credentials, by the chain above; `profile`: `[integration.aws] profile`.
 pub async fn resolve(

@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::creds::Credentials;
+use crate::aws::Credentials;
 
 type HmacSha256 = Hmac<Sha256>;
 
