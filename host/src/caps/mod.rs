@@ -26,6 +26,7 @@ pub mod kit;
 pub mod ldap;
 pub mod live;
 pub mod log;
+pub mod login;
 pub mod policy;
 pub mod registry;
 pub mod secrets;
@@ -103,6 +104,11 @@ pub trait Call:
     fn target(&self) -> Option<&Target> {
         None
     }
+    /// The server it logs in to as the integration's service account, and the name of the
+    /// login that proves that account there (its capability's, in [`login::Logins`]).
+    fn login(&self) -> Option<(&'static str, &Target)> {
+        None
+    }
     /// The capability's argument checks, then the integration's policy, before anything is
     /// sent. May narrow the call (a certificate's validity is clamped to the grant): what is
     /// carried out and recorded is the narrowed call.
@@ -162,6 +168,11 @@ impl CapCall {
     /// The server it acts on, if any.
     pub fn target(&self) -> Option<&Target> {
         self.0.target()
+    }
+
+    /// The server it logs in to as the service account, and the login's name.
+    pub fn login(&self) -> Option<(&'static str, &Target)> {
+        self.0.login()
     }
 
     /// The empty success a dry run, or a plan's change, answers it with.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::cloud::live::CloudSettings;
 use super::ldap::live::LdapSettings;
 use super::live::{Live, LivePart};
+use super::login::Logins;
 use super::ssh::client::SshSettings;
 use super::winrm::pool::WinrmSettings;
 use super::{CallState, SecretStore};
@@ -50,4 +51,33 @@ pub fn live(secrets: SecretStore, settings: LiveSettings) -> Live {
         Box::new(certs::live::Part::new(&secrets)),
     ];
     Live::new(parts)
+}
+
+/// The service logins of one integration (see [`super::login`]), each built by its
+/// capability from the integration's settings for it: a capability the integration has no
+/// table for has no login.
+pub fn service_logins(
+    secrets: &Arc<SecretStore>,
+    ssh: Option<&SshSettings>,
+    winrm: &WinrmSettings,
+    ldap: Option<&LdapSettings>,
+) -> Logins {
+    let mut logins = Logins::new();
+    if let Some(s) = ssh {
+        logins.insert(
+            ssh::login::NAME,
+            Box::new(ssh::login::Login::new(s.clone(), secrets.clone())),
+        );
+    }
+    logins.insert(
+        winrm::login::NAME,
+        Box::new(winrm::login::Login::new(winrm.clone(), secrets.clone())),
+    );
+    if let Some(l) = ldap {
+        logins.insert(
+            ldap::login::NAME,
+            Box::new(ldap::login::Login::new(l.clone(), secrets.clone())),
+        );
+    }
+    logins
 }

@@ -12,9 +12,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::caps::winrm::shell::ExchangeError;
-use crate::caps::winrm::transport::{Connection, Credentials};
-use crate::caps::{CapError, SecretStore, Target};
+use crate::caps::Target;
+use crate::caps::login::Proof;
 use crate::config::{Config, IntegrationConfig};
 use crate::connector::Connector;
 use crate::service::Transport;
@@ -35,9 +34,10 @@ struct Status {
 /// Run the check; exit 1 unless every server authenticated.
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let connector = crate::connector::live_connector(config)?;
-    let secrets = crate::connector::secret_store(config)?;
+    let secrets = std::sync::Arc::new(crate::connector::secret_store(config)?);
     let mut statuses = Vec::new();
     for (_, ic) in connector.integrations() {
+        let logins = ic.service_logins(&secrets);
         let targets = match targets(&connector, ic).await {
             Ok(t) => t,
             Err(e) => {
@@ -52,10 +52,15 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
         };
         for ((transport, _), target) in targets {
-            let outcome = match transport {
-                Transport::Ssh => check_ssh(ic, &secrets, &target).await,
-                Transport::Ldap => check_ldap(ic, &secrets, &target).await,
-                Transport::Winrm => check_winrm(ic, &secrets, &target).await,
+            let outcome = match logins.get(transport) {
+                Some(login) => login
+                    .prove(&target, Proof::Configured)
+                    .await
+                    .map_err(|e| (e.kind(), e.to_string())),
+                None => Err((
+                    "refused",
+                    format!("the integration has no [integration.{transport}] settings"),
+                )),
             };
             let (status, reason) = match outcome {
                 Ok(()) => ("authenticated", None),
@@ -63,7 +68,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             };
             statuses.push(Status {
                 integration: ic.name.clone(),
-                transport: transport.as_str(),
+                transport,
                 target: target.to_string(),
                 status,
                 reason,
@@ -119,90 +124,4 @@ async fn targets(
         }
     }
     Ok(found)
-}
-
-async fn check_ssh(
-    ic: &IntegrationConfig,
-    secrets: &SecretStore,
-    target: &Target,
-) -> Result<(), (&'static str, String)> {
-    let settings = ic.ssh.as_ref().ok_or((
-        "refused",
-        "the integration has no [integration.ssh] settings".to_string(),
-    ))?;
-    let user = target
-        .user
-        .clone()
-        .or_else(|| settings.default_user.clone())
-        .ok_or(("refused", "no SSH account is configured".to_string()))?;
-    crate::caps::ssh::client::check_login(settings, secrets, &settings.key_secret, target, &user)
-        .await
-        .map_err(|e| match e {
-            CapError::Unreachable(m) => ("unreachable", m),
-            other => ("refused", other.to_string()),
-        })
-}
-
-async fn check_ldap(
-    ic: &IntegrationConfig,
-    secrets: &SecretStore,
-    target: &Target,
-) -> Result<(), (&'static str, String)> {
-    let settings = ic.ldap.as_ref().ok_or((
-        "refused",
-        "the integration has no [integration.ldap] settings".to_string(),
-    ))?;
-    let user = settings.default_user.clone().ok_or((
-        "refused",
-        "no directory account: set [integration.ldap] user".to_string(),
-    ))?;
-    let secret = settings.password_secret.as_deref().ok_or((
-        "refused",
-        "no directory password: set [integration.ldap] password_secret".to_string(),
-    ))?;
-    let password = secrets
-        .get(secret)
-        .map_err(|e| ("refused", e))?
-        .ok_or(("refused", format!("secret {secret:?} is not in the store")))?;
-    crate::caps::ldap::live::connect(settings, target, &user, &password)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            CapError::Unreachable(m) if !m.contains("TLS verification") => ("unreachable", m),
-            other => ("refused", other.to_string()),
-        })
-}
-
-async fn check_winrm(
-    ic: &IntegrationConfig,
-    secrets: &SecretStore,
-    target: &Target,
-) -> Result<(), (&'static str, String)> {
-    let settings = &ic.winrm;
-    let user = settings.default_user.clone().ok_or((
-        "refused",
-        "no WinRM account: set [integration.winrm] user".to_string(),
-    ))?;
-    let secret = settings.password_secret.as_deref().ok_or((
-        "refused",
-        "no WinRM password: set [integration.winrm] password_secret".to_string(),
-    ))?;
-    let password = secrets
-        .get(secret)
-        .map_err(|e| ("refused", e))?
-        .ok_or(("refused", format!("secret {secret:?} is not in the store")))?;
-    let endpoint = settings.endpoint(&target.host, target.port);
-    let login = async {
-        let mut conn = Connection::open(
-            &endpoint,
-            &settings.transport,
-            &Credentials { user, password },
-        )
-        .await?;
-        conn.prove_login().await
-    };
-    login.await.map_err(|e| match e {
-        ExchangeError::Unreachable(m) => ("unreachable", m),
-        other => ("refused", other.to_string()),
-    })
 }

@@ -105,6 +105,21 @@ pub struct IntegrationConfig {
 }
 
 impl IntegrationConfig {
+    /// Its service logins (`latch check --connect`, rotation), by name.
+    pub fn service_logins(
+        &self,
+        secrets: &std::sync::Arc<secrets::SecretStore>,
+    ) -> crate::caps::login::Logins {
+        crate::caps::registry::service_logins(
+            secrets,
+            self.ssh.as_ref(),
+            &self.winrm,
+            self.ldap.as_ref(),
+        )
+    }
+}
+
+impl IntegrationConfig {
     /// Apply what the guest said of this configuration: the lifecycle (`validate`) and the
     /// credential kind (`describe`). Checked like the rest of `latch.toml`.
     ///

@@ -140,41 +140,18 @@ pub async fn plan_grant(
     })
 }
 
-/// How the host logs in to a server a guest acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// `ssh.*` with the service key.
-    Ssh,
-    /// `winrm.*` with the service account's password.
-    Winrm,
-    /// `ldap.*` bound as the service account.
-    Ldap,
-}
+/// How the host logs in to a server a guest acts on: the name of the capability's service
+/// login (`ssh`, `winrm`, `ldap`; see `caps::login`).
+pub type Transport = &'static str;
 
-impl Transport {
-    /// Its name in tables: `ssh`, `winrm`, `ldap`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Ssh => "ssh",
-            Transport::Winrm => "winrm",
-            Transport::Ldap => "ldap",
-        }
-    }
-}
-
-/// The server a capability call acted on, and how it is logged in to (by the call's type;
-/// calls that reach no server of the integration's own, such as `secrets.get`, have none).
+/// The server a capability call logged in to as the service account, and the login that
+/// proves that account there (calls that reach no server of the integration's own, such as
+/// `secrets.get`, have none).
 pub fn login_of(record: &CallRecord) -> Option<(Transport, crate::caps::Target)> {
-    let call = &record.call;
-    if let Some(e) = call.get::<crate::caps::ssh::Exec>() {
-        Some((Transport::Ssh, e.target.clone()))
-    } else if let Some(w) = call.get::<crate::caps::winrm::Invoke>() {
-        Some((Transport::Winrm, w.target.clone()))
-    } else {
-        call.get::<crate::caps::ldap::LdapCall>()
-            .map(|l| (Transport::Ldap, l.target.clone()))
-    }
+    record
+        .call
+        .login()
+        .map(|(login, target)| (login, target.clone()))
 }
 
 /// Every server a grant of `resource` would act on: the targets of a **plan** of a grant

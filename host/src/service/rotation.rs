@@ -42,7 +42,8 @@ use anyhow::{Context, bail};
 use crate::caps::SecretStore;
 use crate::caps::Target;
 use crate::caps::certs::ca::generate_key_pair;
-use crate::caps::ssh::client::{check_login, service_public_key};
+use crate::caps::login::{Logins, Proof, Takes};
+use crate::caps::ssh::client::service_public_key;
 use crate::config::IntegrationConfig;
 use crate::connector::Connector;
 use crate::ledger::{Event, Ledger};
@@ -262,7 +263,7 @@ async fn run(
             secrets_dir.display()
         );
     }
-    let Some(settings) = ic.ssh.as_ref() else {
+    if ic.ssh.is_none() {
         return run_password(
             connector,
             ledger,
@@ -272,9 +273,12 @@ async fn run(
             &files,
         )
         .await;
-    };
-    let store = SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?;
+    }
+    let store =
+        std::sync::Arc::new(SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?);
     let public = |name: &str| service_public_key(&store, name).map_err(|e| anyhow::anyhow!("{e}"));
+    let logins = ic.service_logins(&store);
+    let key_logins = taking(&logins, Takes::Key);
     let resources = service::resources(connector, integration_name).await?;
     let base = Event {
         actor: actor.into(),
@@ -320,7 +324,7 @@ async fn run(
                 let plan = call(add(&r.id, &new_public), true)
                     .await
                     .with_context(|| format!("planning the new key on {}", r.id))?;
-                servers_to_prove(connector, ic, r, &[Transport::Ssh], &plan).await
+                servers_to_prove(connector, ic, r, &key_logins, &plan).await
             };
             match servers.await {
                 Ok(s) => proving.push((r.id.clone(), s)),
@@ -332,21 +336,17 @@ async fn run(
             let report = call(add(&id, &new_public), false)
                 .await
                 .with_context(|| format!("authorizing the new key on {id}"))?;
-            servers.extend(to_prove.into_iter().map(|(_, t)| t));
+            servers.extend(to_prove);
             servers.extend(
                 report
                     .records
                     .iter()
                     .filter_map(service::login_of)
-                    .filter(|(t, _)| *t == Transport::Ssh)
-                    .map(|(_, t)| t),
+                    .filter(|(t, _)| key_logins.contains(t)),
             );
         }
-        for target in &servers {
-            let Some(user) = target.user.as_deref().or(settings.default_user.as_deref()) else {
-                bail!("{target} names no account and the integration has no service user");
-            };
-            check_login(settings, &store, &next_name, target, user)
+        for (login, target) in &servers {
+            prove(&logins, login, target, Proof::KeySecret(&next_name))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| {
@@ -431,11 +431,14 @@ async fn run_password(
         let password = service::credentials::password(&ic.password);
         write_private(&files.next, password.expose())?;
     }
-    let store = SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?;
+    let store =
+        std::sync::Arc::new(SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?);
     let next = store
         .get(&format!("{}.next", files.name))
         .map_err(anyhow::Error::msg)?
         .context("the new password file vanished")?;
+    let logins = ic.service_logins(&store);
+    let password_logins = taking(&logins, Takes::Password);
     let resources = service::resources(connector, integration_name).await?;
     let base = Event {
         actor: actor.into(),
@@ -474,8 +477,7 @@ async fn run_password(
             let plan = call(add(&r.id), true)
                 .await
                 .with_context(|| format!("planning the new password on {}", r.id))?;
-            let wanted = [Transport::Winrm, Transport::Ldap];
-            servers_to_prove(connector, ic, r, &wanted, &plan).await
+            servers_to_prove(connector, ic, r, &password_logins, &plan).await
         };
         match servers.await {
             Ok(s) => proving.push((r.id.clone(), s)),
@@ -486,14 +488,16 @@ async fn run_password(
     for (id, servers) in proving {
         let mut done = true;
         for server in &servers {
-            done &= prove_password(ic, server, &next).await.is_ok();
+            done &= prove(&logins, server.0, &server.1, Proof::Password(&next))
+                .await
+                .is_ok();
         }
         if !done {
             call(add(&id), false)
                 .await
                 .with_context(|| format!("setting the new password on {id}"))?;
             for server in &servers {
-                prove_password(ic, server, &next)
+                prove(&logins, server.0, &server.1, Proof::Password(&next))
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
                     .with_context(|| {
@@ -523,45 +527,27 @@ async fn run_password(
     })
 }
 
-/// Log in to `server` as the integration's service account with `password`, on a fresh
-/// connection, running nothing.
-async fn prove_password(
-    ic: &IntegrationConfig,
-    server: &(Transport, Target),
-    password: &crate::caps::Secret,
+/// The names of the logins that take `kind` of credential.
+fn taking(logins: &Logins, kind: Takes) -> Vec<Transport> {
+    logins
+        .iter()
+        .filter(|(_, l)| l.takes() == kind)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// Log in to `target` as the integration's service account with `proof` through its
+/// capability's login `login`, on a fresh connection, running nothing.
+async fn prove(
+    logins: &Logins,
+    login: &str,
+    target: &Target,
+    proof: Proof<'_>,
 ) -> Result<(), String> {
-    let (how, target) = server;
-    match *how {
-        Transport::Ssh => Err("a password is not proven over SSH".into()),
-        Transport::Winrm => {
-            use crate::caps::winrm::transport::{Connection, Credentials};
-            let settings = &ic.winrm;
-            let user = settings
-                .default_user
-                .clone()
-                .ok_or("no WinRM account: set [integration.winrm] user")?;
-            let endpoint = settings.endpoint(&target.host, target.port);
-            let credentials = Credentials {
-                user,
-                password: password.clone(),
-            };
-            let mut conn = Connection::open(&endpoint, &settings.transport, &credentials)
-                .await
-                .map_err(|e| e.to_string())?;
-            conn.prove_login().await.map_err(|e| e.to_string())
-        }
-        Transport::Ldap => {
-            let settings = ic.ldap.as_ref().ok_or("no [integration.ldap]")?;
-            let user = settings
-                .default_user
-                .clone()
-                .ok_or("no directory account: set [integration.ldap] user")?;
-            crate::caps::ldap::live::connect(settings, target, &user, password)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    }
+    let Some(l) = logins.get(login) else {
+        return Err(format!("the integration has no {login} login"));
+    };
+    l.prove(target, proof).await.map_err(|e| e.to_string())
 }
 
 /// Make `path` hold `bytes`, mode 0600 from its creation, atomically and durably: written to

@@ -194,6 +194,31 @@ pub async fn connect(
     user: &str,
     password: &Secret,
 ) -> Result<Ldap, CapError> {
+    open(settings, target, user, password)
+        .await
+        .map_err(|f| f.error)
+}
+
+/// A connection that could not be opened: the error a capability call answers, and whether
+/// it failed the TLS check (the server was reached, and is not the one it must be).
+pub(crate) struct Failed {
+    pub(crate) tls: bool,
+    pub(crate) error: CapError,
+}
+
+impl From<CapError> for Failed {
+    fn from(error: CapError) -> Self {
+        Failed { tls: false, error }
+    }
+}
+
+/// [`connect`], telling a TLS verification failure apart by type.
+pub(crate) async fn open(
+    settings: &LdapSettings,
+    target: &Target,
+    user: &str,
+    password: &Secret,
+) -> Result<Ldap, Failed> {
     let url = settings.url(target);
     // Our own socket, with Nagle off: ldap3 leaves it on, and each small LDAP request then
     // waits out the server's delayed ACK (≈ 40 ms per operation, measured).
@@ -239,7 +264,8 @@ pub async fn connect(
             "{url} refused the bind as {user:?}: {reason} ({}){}",
             bound.rc,
             diagnostic(&bound.text)
-        )));
+        ))
+        .into());
     }
     Ok(ldap)
 }
@@ -253,15 +279,30 @@ fn diagnostic(text: &str) -> String {
     }
 }
 
-fn connect_error(url: &str, e: LdapError) -> CapError {
+fn connect_error(url: &str, e: LdapError) -> Failed {
+    let tls = |source: &dyn std::fmt::Display| Failed {
+        tls: true,
+        error: CapError::Unreachable(format!("{url}: TLS verification failed: {source}")),
+    };
     match e {
-        LdapError::Rustls { source } => {
-            CapError::Unreachable(format!("{url}: TLS verification failed: {source}"))
+        LdapError::Rustls { source } => tls(&source),
+        // rustls' verification error, as the stream's I/O error it is wrapped in.
+        LdapError::Io { source }
+            if source
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                            | rustls::Error::InvalidCertRevocationList(_)
+                    )
+                }) =>
+        {
+            tls(&source)
         }
-        LdapError::Io { source } if source.to_string().contains("certificate") => {
-            CapError::Unreachable(format!("{url}: TLS verification failed: {source}"))
-        }
-        other => CapError::Unreachable(format!("{url}: {other}")),
+        other => CapError::Unreachable(format!("{url}: {other}")).into(),
     }
 }
 
@@ -603,5 +644,32 @@ impl LivePart for Part {
             }
             result
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls_verification_failure_is_told_apart_by_type_not_text() {
+        let url = "ldaps://dc.example:636";
+        let untrusted = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let failed = connect_error(url, LdapError::Io { source: untrusted });
+        assert!(failed.tls);
+        assert!(matches!(failed.error, CapError::Unreachable(_)));
+        // A message that merely mentions certificates is not a TLS failure.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused (no certificate involved)",
+        );
+        assert!(!connect_error(url, LdapError::Io { source: refused }).tls);
+        // Nor is a TLS protocol error that is not about the server's identity.
+        let garbled =
+            std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert!(!connect_error(url, LdapError::Io { source: garbled }).tls);
     }
 }

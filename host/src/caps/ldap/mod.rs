@@ -25,6 +25,7 @@
 
 pub mod kit;
 pub mod live;
+pub mod login;
 pub(crate) mod wit;
 
 use serde::Serialize;
@@ -188,6 +189,9 @@ impl Call for LdapCall {
     }
     fn target(&self) -> Option<&Target> {
         Some(&self.target)
+    }
+    fn login(&self) -> Option<(&'static str, &Target)> {
+        Some((login::NAME, &self.target))
     }
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
         authorize(state, self)

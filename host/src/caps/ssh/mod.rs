@@ -9,6 +9,7 @@
 pub mod client;
 pub mod kit;
 pub(crate) mod live;
+pub mod login;
 pub(crate) mod wit;
 
 use serde::Serialize;
@@ -46,6 +47,9 @@ impl Call for Exec {
     }
     fn target(&self) -> Option<&Target> {
         Some(&self.target)
+    }
+    fn login(&self) -> Option<(&'static str, &Target)> {
+        Some((login::NAME, &self.target))
     }
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
         authorize(state, self)

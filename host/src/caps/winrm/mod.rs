@@ -26,6 +26,7 @@ pub mod catalog;
 mod checks;
 pub mod kit;
 pub(crate) mod live;
+pub mod login;
 pub mod pool;
 pub mod shell;
 pub mod transport;
@@ -87,6 +88,9 @@ impl Call for Invoke {
     }
     fn target(&self) -> Option<&Target> {
         Some(&self.target)
+    }
+    fn login(&self) -> Option<(&'static str, &Target)> {
+        Some((login::NAME, &self.target))
     }
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
         authorize(state, self)

@@ -1,0 +1,69 @@
+//! The directory service login: a simple bind as the service account over LDAPS (or
+//! StartTLS), the certificate verified, then nothing.
+
+use std::sync::Arc;
+
+use super::live::{LdapSettings, open};
+use crate::caps::login::{LoginError, Proof, ServiceLogin, Takes, wrong_kind};
+use crate::caps::{BoxFuture, CapError, SecretStore, Target};
+
+/// The login's name, in [`crate::caps::login::Logins`] and in [`crate::caps::Call::login`].
+pub const NAME: &str = "ldap";
+
+/// The directory login of one integration.
+pub struct Login {
+    settings: LdapSettings,
+    secrets: Arc<SecretStore>,
+}
+
+impl Login {
+    /// With `[integration.ldap]`.
+    pub fn new(settings: LdapSettings, secrets: Arc<SecretStore>) -> Self {
+        Login { settings, secrets }
+    }
+}
+
+impl ServiceLogin for Login {
+    fn takes(&self) -> Takes {
+        Takes::Password
+    }
+
+    fn prove<'a>(
+        &'a self,
+        target: &'a Target,
+        proof: Proof<'a>,
+    ) -> BoxFuture<'a, Result<(), LoginError>> {
+        Box::pin(async move {
+            let refused = |m: &str| LoginError::Refused(m.to_string());
+            let user = self
+                .settings
+                .default_user
+                .clone()
+                .ok_or_else(|| refused("no directory account: set [integration.ldap] user"))?;
+            let password = match proof {
+                Proof::Password(p) => p.clone(),
+                Proof::KeySecret(_) => return Err(wrong_kind(NAME, Takes::Password)),
+                Proof::Configured => {
+                    let secret = self.settings.password_secret.as_deref().ok_or_else(|| {
+                        refused("no directory password: set [integration.ldap] password_secret")
+                    })?;
+                    self.secrets
+                        .get(secret)
+                        .map_err(LoginError::Refused)?
+                        .ok_or_else(|| {
+                            LoginError::Refused(format!("secret {secret:?} is not in the store"))
+                        })?
+                }
+            };
+            match open(&self.settings, target, &user, &password).await {
+                Ok(_) => Ok(()),
+                // Reached, and not the server it must be: a refusal, like a wrong password.
+                Err(f) if f.tls => Err(LoginError::Refused(f.error.to_string())),
+                Err(f) => Err(match f.error {
+                    CapError::Unreachable(m) => LoginError::Unreachable(m),
+                    other => LoginError::Refused(other.to_string()),
+                }),
+            }
+        })
+    }
+}
