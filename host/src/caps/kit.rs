@@ -22,7 +22,7 @@ pub enum Reply {
     /// A certificate or a public key.
     Text(String),
     /// Entries a directory search found.
-    Entries(Vec<super::ldap::Entry>),
+    Entries(Vec<super::directory::Entry>),
     /// Nothing (an LDAP add, modify or delete).
     Done,
     /// An error instead.

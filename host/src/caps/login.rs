@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{BoxFuture, Secret, Target};
+use super::{BoxFuture, Secret, SecretStore, Target};
 
 /// What a login proves.
 #[derive(Clone, Copy, Debug)]
@@ -80,4 +80,38 @@ pub fn wrong_kind(transport: &str, takes: Takes) -> LoginError {
         Takes::Key => format!("a {transport} login takes a service key, not a password"),
         Takes::Password => format!("a {transport} login takes a password, not a key"),
     })
+}
+
+/// The account and password a password login (WinRM, LDAP) proves, from its table
+/// (`[integration.TABLE]`'s `user` and `password_secret`) and `proof`.
+pub fn password_login(
+    table: &str,
+    default_user: Option<&str>,
+    password_secret: Option<&str>,
+    secrets: &SecretStore,
+    proof: Proof<'_>,
+) -> Result<(String, Secret), LoginError> {
+    let user = default_user.ok_or_else(|| {
+        LoginError::Refused(format!(
+            "no {table} account: set [integration.{table}] user"
+        ))
+    })?;
+    let password = match proof {
+        Proof::Password(p) => p.clone(),
+        Proof::KeySecret(_) => return Err(wrong_kind(table, Takes::Password)),
+        Proof::Configured => {
+            let secret = password_secret.ok_or_else(|| {
+                LoginError::Refused(format!(
+                    "no {table} password: set [integration.{table}] password_secret"
+                ))
+            })?;
+            secrets
+                .get(secret)
+                .map_err(LoginError::Refused)?
+                .ok_or_else(|| {
+                    LoginError::Refused(format!("secret {secret:?} is not in the store"))
+                })?
+        }
+    };
+    Ok((user.to_string(), password))
 }

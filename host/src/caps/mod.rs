@@ -32,6 +32,7 @@ pub mod registry;
 pub mod secrets;
 pub mod ssh;
 mod state;
+pub mod text;
 pub mod winrm;
 
 use std::future::Future;
@@ -40,9 +41,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use latch_secret::{Scrubber, Secret};
+pub use latch_secret_store::SecretStore;
 pub use live::Live;
 pub use policy::{Policy, Target};
-pub use secrets::{Secret, SecretStore};
 
 pub use state::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
 
@@ -256,7 +258,7 @@ pub enum CapReply {
     /// For the `certs` functions and `cloud.aws` (the answer's body).
     Text(String),
     /// For `ldap.search`.
-    Entries(Vec<ldap::Entry>),
+    Entries(Vec<directory::Entry>),
     /// For calls that answer nothing (`ldap.add`, `ldap.modify`, `ldap.delete`).
     Done,
 }
@@ -295,7 +297,7 @@ impl CallContext<'_> {
     /// Say that carrying out a call used `secret` (a password read from the store, a named
     /// `secret-ref`'s value): it is then scrubbed from everything that leaves the guest
     /// call — errors, replies, records — in every form Latch makes (see
-    /// [`secrets::Scrubber`]).
+    /// [`Scrubber`]).
     pub fn reveal(&self, secret: &Secret) {
         let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
         if !resolved.contains(secret) {
@@ -402,7 +404,7 @@ pub struct CallRecord {
 
 impl CallRecord {
     /// The record of `call`, which ended with `outcome`, scrubbed of `secrets`.
-    pub fn new(call: CapCall, outcome: Outcome, micros: u64, secrets: &secrets::Scrubber) -> Self {
+    pub fn new(call: CapCall, outcome: Outcome, micros: u64, secrets: &Scrubber) -> Self {
         let detail = match scrub_json(serde_json::Value::Object(call.record()), secrets) {
             serde_json::Value::Object(map) => map,
             _ => serde_json::Map::new(),
@@ -438,7 +440,7 @@ impl std::fmt::Debug for CallRecord {
 }
 
 /// `value` with every string in it scrubbed of `secrets`.
-fn scrub_json(value: serde_json::Value, secrets: &secrets::Scrubber) -> serde_json::Value {
+fn scrub_json(value: serde_json::Value, secrets: &Scrubber) -> serde_json::Value {
     use serde_json::Value;
     match value {
         Value::String(s) => Value::String(secrets.scrub(&s)),
@@ -456,7 +458,7 @@ fn scrub_json(value: serde_json::Value, secrets: &secrets::Scrubber) -> serde_js
 
 impl CapError {
     /// The same error with every secret of `secrets` scrubbed from its message.
-    pub fn scrubbed(self, secrets: &secrets::Scrubber) -> CapError {
+    pub fn scrubbed(self, secrets: &Scrubber) -> CapError {
         match self {
             CapError::InvalidRequest(m) => CapError::InvalidRequest(secrets.scrub(&m)),
             CapError::Denied(m) => CapError::Denied(secrets.scrub(&m)),
@@ -469,7 +471,7 @@ impl CapError {
 impl CapReply {
     /// The same reply with every secret of `secrets` scrubbed from what it carries (a
     /// secret's own value, `secrets.get`'s answer, is the one thing left as it is).
-    pub fn scrubbed(self, secrets: &secrets::Scrubber) -> CapReply {
+    pub fn scrubbed(self, secrets: &Scrubber) -> CapReply {
         if secrets.is_empty() {
             return self;
         }
@@ -487,7 +489,7 @@ impl CapReply {
             CapReply::Entries(entries) => CapReply::Entries(
                 entries
                     .into_iter()
-                    .map(|e| ldap::Entry {
+                    .map(|e| directory::Entry {
                         dn: secrets.scrub(&e.dn),
                         attributes: e
                             .attributes

@@ -10,8 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::secrets::Scrubber;
 use crate::caps::{Backend, CallRecord, MAX_RECORDS, Policy, Secret};
+use latch_secret::Scrubber;
 
 /// Bytes of stdout and of stderr kept per call; beyond this the guest's writes fail.
 const MAX_STDIO: usize = 64 * 1024;
@@ -118,7 +118,7 @@ impl CallState {
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        self.scrub(&crate::caps::log::sanitize(&tail))
+        self.scrub(&crate::caps::text::sanitize(&tail))
     }
 
     /// Every secret value of this call so far: the grant's password, the new service

@@ -20,6 +20,15 @@ pub mod filter;
 
 use self::dn::Dn;
 
+/// An entry of the directory, as a search finds it (`ldap.entry`; an AD lookup over WinRM).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// Its DN.
+    pub dn: String,
+    /// Attribute name → values.
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
 /// What an integration may touch in its directory (`[integration.directory]`, parsed).
 #[derive(Clone, Debug, Default)]
 pub struct Bases {

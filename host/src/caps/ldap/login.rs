@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::live::{LdapSettings, open};
-use crate::caps::login::{LoginError, Proof, ServiceLogin, Takes, wrong_kind};
+use crate::caps::login::{LoginError, Proof, ServiceLogin, Takes, password_login};
 use crate::caps::{BoxFuture, CapError, SecretStore, Target};
 
 /// The login's name, in [`crate::caps::login::Logins`] and in [`crate::caps::Call::login`].
@@ -34,27 +34,13 @@ impl ServiceLogin for Login {
         proof: Proof<'a>,
     ) -> BoxFuture<'a, Result<(), LoginError>> {
         Box::pin(async move {
-            let refused = |m: &str| LoginError::Refused(m.to_string());
-            let user = self
-                .settings
-                .default_user
-                .clone()
-                .ok_or_else(|| refused("no directory account: set [integration.ldap] user"))?;
-            let password = match proof {
-                Proof::Password(p) => p.clone(),
-                Proof::KeySecret(_) => return Err(wrong_kind(NAME, Takes::Password)),
-                Proof::Configured => {
-                    let secret = self.settings.password_secret.as_deref().ok_or_else(|| {
-                        refused("no directory password: set [integration.ldap] password_secret")
-                    })?;
-                    self.secrets
-                        .get(secret)
-                        .map_err(LoginError::Refused)?
-                        .ok_or_else(|| {
-                            LoginError::Refused(format!("secret {secret:?} is not in the store"))
-                        })?
-                }
-            };
+            let (user, password) = password_login(
+                NAME,
+                self.settings.default_user.as_deref(),
+                self.settings.password_secret.as_deref(),
+                &self.secrets,
+                proof,
+            )?;
             match open(&self.settings, target, &user, &password).await {
                 Ok(_) => Ok(()),
                 // Reached, and not the server it must be: a refusal, like a wrong password.

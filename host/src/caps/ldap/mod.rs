@@ -88,14 +88,9 @@ impl Change {
     }
 }
 
-/// An entry a search found (mirrors `ldap.entry`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    /// Its DN.
-    pub dn: String,
-    /// Attribute name → values.
-    pub attributes: Vec<(String, Vec<String>)>,
-}
+/// An entry a search found (mirrors `ldap.entry`): the directory's, shared with the AD
+/// lookups over WinRM.
+pub use crate::caps::directory::Entry;
 
 /// The operation of an `ldap` call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

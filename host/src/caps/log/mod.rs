@@ -7,28 +7,9 @@
 
 pub(crate) mod wit;
 
-/// Most bytes of one message kept; the rest is cut.
-pub const MAX_MESSAGE_BYTES: usize = 4096;
-
-/// `message`, cut to [`MAX_MESSAGE_BYTES`] and with control characters escaped.
-pub fn sanitize(message: &str) -> String {
-    let mut end = message.len().min(MAX_MESSAGE_BYTES);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = String::with_capacity(end);
-    for c in message[..end].chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if end < message.len() {
-        out.push_str("…[cut]");
-    }
-    out
-}
+/// Messages are cut and escaped by the host's one text sanitizer, shared with the other
+/// capabilities that pass on a server's or a guest's text.
+pub use crate::caps::text::{MAX_MESSAGE_BYTES, sanitize};
 
 #[cfg(test)]
 mod tests {

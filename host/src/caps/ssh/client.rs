@@ -203,7 +203,7 @@ async fn prove_posix_shell(
     }
     let shown = |b: &[u8]| {
         let text = String::from_utf8_lossy(b);
-        crate::caps::log::sanitize(&text.chars().take(120).collect::<String>())
+        crate::caps::text::sanitize(&text.chars().take(120).collect::<String>())
     };
     Err(CapError::Denied(format!(
         "{target}: the login shell of {user:?} does not read POSIX-quoted commands as \

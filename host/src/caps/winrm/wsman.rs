@@ -385,7 +385,7 @@ pub fn fault(xml: &str) -> Option<WsmanError> {
     Some(WsmanError::Fault {
         code,
         subcode,
-        message: crate::caps::log::sanitize(&message),
+        message: crate::caps::text::sanitize(&message),
     })
 }
 
