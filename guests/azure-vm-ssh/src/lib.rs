@@ -8,7 +8,7 @@
 //! resource: id = its resource id, name = its name, tags kept (plus `subscription`,
 //! `resource_group`, `address`). Tags filter exactly (Azure lists have no tag filter).
 //!
-//! What happens on a VM is `ssh-servers`' logic, `latch_guest_sdk::linux::access`, at its
+//! What happens on a VM is `ssh-servers`' logic, `latch_guest_sdk::linux::runbook`, at its
 //! primary NIC's private address (or its public one); the grant keeps the address, so its
 //! revoke reaches the VM after it left discovery or changed address.
 
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use arm::{COMPUTE, NETWORK, VMSS_NETWORK, VmId, at};
 use config::Config;
-use latch_guest_sdk::linux::access::{self, Place};
+use latch_guest_sdk::linux::runbook::{self, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
     ServiceCredential, Target, invalid_request,
@@ -88,14 +88,14 @@ impl Integration for AzureVmSsh {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        access::grant_found(&config.account, &request, || {
+        runbook::grant_found(&config.account, &request, || {
             find(&config, &request.resource_id)
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::revoke_found(&request, || match find(&config, &request.resource_id) {
+        runbook::revoke_found(&request, || match find(&config, &request.resource_id) {
             Ok(at) => Ok(Some(at)),
             Err(Error::InvalidRequest(_)) => Ok(None),
             Err(e) => Err(e),
@@ -104,7 +104,7 @@ impl Integration for AzureVmSsh {
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::cleanup_found(&request, &username, || find(&config, &request.resource_id))
+        runbook::cleanup_found(&request, &username, || find(&config, &request.resource_id))
     }
 
     fn add_service_credential(
@@ -113,7 +113,7 @@ impl Integration for AzureVmSsh {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::add_service_key(&find(&config, &resource_id)?, &credential)
+        runbook::add_service_key(&find(&config, &resource_id)?, &credential)
     }
 
     fn remove_service_credential(
@@ -122,7 +122,7 @@ impl Integration for AzureVmSsh {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::remove_service_key(&find(&config, &resource_id)?, &credential)
+        runbook::remove_service_key(&find(&config, &resource_id)?, &credential)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The azure-vm-ssh guest against scripted capabilities: the exact Resource Manager reads it
 //! makes (lists at once, every `nextLink`, instance views), what it makes of the answers,
 //! where a grant acts, and every refusal before anything is asked. What happens on the VM
-//! is `linux::access`, scripted command by command in ssh-servers' kit tests.
+//! is `linux::runbook`, scripted command by command in ssh-servers' kit tests.
 
 use latch::caps::CapError;
 use latch::caps::cloud::kit::ExpectAzure;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use latch_guest_sdk::linux::access;
+use latch_guest_sdk::linux::runbook;
 use latch_guest_sdk::{Error, invalid_config, names};
 use serde::Deserialize;
 
@@ -25,9 +25,9 @@ pub struct Config {
     /// The account settings every Linux integration shares (`user_groups`, `login_shell`,
     /// `user_key_name`, `credential_rotation_days`, `user_cleanup_days`,
     /// `custom_access_details`): keys of the same config, split off by
-    /// [`access::parse_config`].
+    /// [`runbook::parse_config`].
     #[serde(skip)]
-    pub account: access::Settings,
+    pub account: runbook::Settings,
 }
 
 /// `regions`: a list, or `"all"`.
@@ -80,7 +80,7 @@ fn is_tag_text(s: &str, max: usize) -> bool {
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
-        let (mut c, account) = access::parse_config::<Config>(json)?;
+        let (mut c, account) = runbook::parse_config::<Config>(json)?;
         c.account = account;
         match &c.regions {
             Regions::All(s) if s == "all" => {}

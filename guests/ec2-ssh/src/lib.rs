@@ -6,7 +6,7 @@
 //! resource: id = instance id, name = its `Name` tag, tags kept (plus `region`).
 //!
 //! What happens on an instance is exactly what `ssh-servers` does on a server:
-//! `latch_guest_sdk::linux::access` (grant, revoke, cleanup, service-key rotation), over the
+//! `latch_guest_sdk::linux::runbook` (grant, revoke, cleanup, service-key rotation), over the
 //! `ssh` capability, at the address the config names (private IP, public IP, or a tag's
 //! value). A grant keeps that address in its state, so its revoke reaches the instance even
 //! after discovery stops listing it or its public IP changes.
@@ -16,7 +16,7 @@ mod ec2;
 
 use config::{Address, Config, Regions};
 use ec2::Instance;
-use latch_guest_sdk::linux::access::{self, Place};
+use latch_guest_sdk::linux::runbook::{self, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata, Page, Resource,
     ServiceCredential, Target, invalid_request,
@@ -88,14 +88,14 @@ impl Integration for Ec2Ssh {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        access::grant_found(&config.account, &request, || {
+        runbook::grant_found(&config.account, &request, || {
             Ok(find(&config, &request.resource_id)?.0)
         })
     }
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::revoke_found(&request, || match find(&config, &request.resource_id) {
+        runbook::revoke_found(&request, || match find(&config, &request.resource_id) {
             Ok((at, _)) => Ok(Some(at)),
             Err(Error::InvalidRequest(_)) => Ok(None),
             Err(e) => Err(e),
@@ -104,7 +104,7 @@ impl Integration for Ec2Ssh {
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::cleanup_found(&request, &username, || {
+        runbook::cleanup_found(&request, &username, || {
             Ok(find(&config, &request.resource_id)?.0)
         })
     }
@@ -115,7 +115,7 @@ impl Integration for Ec2Ssh {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::add_service_key(&find(&config, &resource_id)?.0, &credential)
+        runbook::add_service_key(&find(&config, &resource_id)?.0, &credential)
     }
 
     fn remove_service_credential(
@@ -124,7 +124,7 @@ impl Integration for Ec2Ssh {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::remove_service_key(&find(&config, &resource_id)?.0, &credential)
+        runbook::remove_service_key(&find(&config, &resource_id)?.0, &credential)
     }
 }
 

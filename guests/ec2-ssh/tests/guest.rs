@@ -1,7 +1,7 @@
 //! The ec2-ssh guest against scripted capabilities: the exact EC2 requests it makes (regions
 //! at once, filters, pages by token, "all" regions), what it makes of the answers, where a
 //! grant acts, and every refusal before anything is asked. What happens on the instance is
-//! `linux::access`, scripted command by command in ssh-servers' kit tests.
+//! `linux::runbook`, scripted command by command in ssh-servers' kit tests.
 
 use latch::caps::cloud::kit::ExpectAws;
 use latch::runtime::{Export, GuestError};
@@ -181,7 +181,7 @@ fn a_grant_looks_the_instance_up_everywhere_then_acts_at_its_private_ip() {
     s.on(describe("us-east-1", &lookup)).text(&page(&[], None));
     s.on(describe("eu-west-1", &lookup))
         .text(&page(&[(ID, "running", "10.0.1.7", "web-2")], None));
-    // The first command of linux::access, as the service user at the instance's private
+    // The first command of linux::runbook, as the service user at the instance's private
     // IP (not the public one, not its interface's): refused here, so nothing else runs.
     s.on_linux_probe("apono@10.0.1.7:22", "alice", &[])
         .exit(1, "sudo: a password is required\n");

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use latch_guest_sdk::{Error, Target, invalid_config, invalid_request};
+use latch_guest_sdk::{Error, Target, ad, invalid_config, invalid_request};
 use serde::Deserialize;
 
 /// The permission that means the built-in Remote Desktop Users group.
@@ -160,42 +160,12 @@ impl Config {
                 )));
             }
         }
-        let prefix_ok = c.username_prefix.len() <= 8
-            && c.username_prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !c
-                .username_prefix
-                .starts_with(|ch: char| ch.is_ascii_digit());
-        if !prefix_ok {
-            return Err(invalid_config(
-                "username_prefix must be at most 8 of [a-z0-9_], not starting with a digit",
-            ));
-        }
+        ad::check_username_prefix(&c.username_prefix)?;
         if let Some(user) = &c.user {
-            let ok = !user.is_empty()
-                && user.len() <= 256
-                && !user
-                    .chars()
-                    .any(|ch| ch.is_control() || "\"/[]:;|=,+*?<>".contains(ch));
-            if !ok {
-                return Err(invalid_config(format!(
-                    "user {user:?} is not an account name (user, DOMAIN\\user or user@domain)"
-                )));
-            }
+            ad::check_service_user(user)?;
         }
         if let Some(name) = &c.password_secret {
-            let plain = !name.is_empty()
-                && name.len() <= 128
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !plain {
-                return Err(invalid_config(format!(
-                    "password_secret {name:?} must be a plain secret name ([A-Za-z0-9._-])"
-                )));
-            }
+            ad::check_password_secret(name)?;
         }
         if let Some(days) = c.user_cleanup_days
             && days > 3650

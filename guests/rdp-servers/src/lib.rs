@@ -276,13 +276,8 @@ impl Integration for RdpServers {
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
         config.server(&resource_id)?;
-        match credential {
-            // Setting the new password replaced the old one: nothing is left to remove.
-            ServiceCredential::Password => Ok(()),
-            ServiceCredential::SshKey(_) => Err(invalid_request(
-                "rdp-servers logs in with a password; it has no SSH key to remove",
-            )),
-        }
+        // Setting the new password replaced the old one: nothing is left to remove.
+        ad::password_replaced("rdp-servers", &credential)
     }
 }
 

@@ -4,7 +4,7 @@
 //! `ldap` filter itself); these let a guest build what it sends correctly in the first place,
 //! and check names against Windows' own limits before anything is sent.
 
-use crate::{Error, invalid_request, names};
+use crate::{Error, ServiceCredential, invalid_config, invalid_request, names};
 
 /// Longest `sAMAccountName` (and local account name) Windows accepts.
 pub const MAX_ACCOUNT: usize = 20;
@@ -20,6 +20,67 @@ pub fn check_account<'a>(what: &str, name: &'a str) -> Result<&'a str, Error> {
         )));
     }
     Ok(name)
+}
+
+/// The settings both Windows integrations have (`rdp-servers`, `windows-dc`), checked the
+/// same way in both.
+///
+/// `username_prefix`: at most 8 of `[a-z0-9_]`, not starting with a digit.
+pub fn check_username_prefix(prefix: &str) -> Result<(), Error> {
+    let ok = prefix.len() <= 8
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !prefix.starts_with(|ch: char| ch.is_ascii_digit());
+    if !ok {
+        return Err(invalid_config(
+            "username_prefix must be at most 8 of [a-z0-9_], not starting with a digit",
+        ));
+    }
+    Ok(())
+}
+
+/// `user`, the service account: `user`, `DOMAIN\user` or `user@domain`, printable, none of
+/// the characters Windows forbids, at most 256 bytes.
+pub fn check_service_user(user: &str) -> Result<(), Error> {
+    let ok = !user.is_empty()
+        && user.len() <= 256
+        && !user
+            .chars()
+            .any(|ch| ch.is_control() || "\"/[]:;|=,+*?<>".contains(ch));
+    if !ok {
+        return Err(invalid_config(format!(
+            "user {user:?} is not an account name (user, DOMAIN\\user or user@domain)"
+        )));
+    }
+    Ok(())
+}
+
+/// `password_secret`: a plain secret name (`[A-Za-z0-9._-]`, not starting with `.`).
+pub fn check_password_secret(name: &str) -> Result<(), Error> {
+    let plain = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain {
+        return Err(invalid_config(format!(
+            "password_secret {name:?} must be a plain secret name ([A-Za-z0-9._-])"
+        )));
+    }
+    Ok(())
+}
+
+/// `remove-service-credential` of an integration that logs in with a password: setting the
+/// new password replaced the old one, so nothing is left to remove; it has no SSH key.
+pub fn password_replaced(guest: &str, credential: &ServiceCredential) -> Result<(), Error> {
+    match credential {
+        ServiceCredential::Password => Ok(()),
+        ServiceCredential::SshKey(_) => Err(invalid_request(format!(
+            "{guest} logs in with a password; it has no SSH key to remove"
+        ))),
+    }
 }
 
 /// A value escaped for a DN's RDN (RFC 4514): `"+,;<=>\` and NUL, a leading space or `#`,

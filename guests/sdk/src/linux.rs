@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-pub mod access;
+/// A grant, a revoke and a cleanup on a Linux server, step by step: read it first.
+pub mod runbook;
 
 use crate::{Error, Output, Target, exec, exec_with_stdin, read, read_ok, run};
 

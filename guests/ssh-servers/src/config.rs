@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use latch_guest_sdk::{Error, Target, invalid_config, invalid_request, names};
 use serde::Deserialize;
 
-use latch_guest_sdk::linux::access;
+use latch_guest_sdk::linux::runbook;
 
 /// `config` of an `ssh-servers` integration.
 ///
@@ -19,9 +19,9 @@ pub struct Config {
     /// The account settings every Linux integration shares (`user_groups`, `login_shell`,
     /// `user_key_name`, `credential_rotation_days`, `user_cleanup_days`,
     /// `custom_access_details`): keys of the same config, split off by
-    /// [`access::parse_config`].
+    /// [`runbook::parse_config`].
     #[serde(skip)]
-    pub account: access::Settings,
+    pub account: runbook::Settings,
 }
 
 /// One server of the `servers` list.
@@ -75,7 +75,7 @@ fn is_host(s: &str) -> bool {
 impl Config {
     /// Parse and check `json`; every error names the field.
     pub fn parse(json: &str) -> Result<Config, Error> {
-        let (mut c, account) = access::parse_config::<Config>(json)?;
+        let (mut c, account) = runbook::parse_config::<Config>(json)?;
         c.account = account;
         if c.servers.is_empty() {
             return Err(invalid_config("servers: at least one server is needed"));

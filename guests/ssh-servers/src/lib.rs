@@ -1,12 +1,16 @@
 //! Latch integration `ssh-servers`: just-in-time access to Linux servers over SSH.
 //!
-//! What it does on a server, in order (every command is in `latch_guest_sdk::linux`):
-//! - **grant**: trust the connector's user CA (CA key, KRL, sshd drop-in, reload if changed);
-//!   create the account if missing, marked `latch-managed` — and **refuse** an existing
-//!   account Latch did not create; open it (shell, requested group, no expiry);
-//!   sign the requester's key for the account, valid until the grant expires;
-//! - **revoke**: put the grant's certificates on the KRL; remove the group; lock and expire
-//!   the account; end its sessions and processes;
+//! What it does on a server is **the Linux runbook**, `guests/sdk/src/linux/runbook.rs`
+//! (`runbook::grant`, `runbook::revoke`: each step a named function, each command shown in
+//! `guests/sdk/src/linux.rs`), in order:
+//! - **grant**: 1 probe (one read); 2 **refuse** an existing account Latch did not create,
+//!   or a group the server lacks; 3 trust the connector's user CA (CA key, KRL, sshd
+//!   drop-in, reload if changed); 4 open the account (created marked `latch-managed`, or
+//!   unlocked; shell, requested group, no expiry); 5 sign the requester's key for the
+//!   account, valid until the grant expires;
+//! - **revoke**: 1 probe; 2 put the grant's certificates on the KRL; 3 leave an account Latch
+//!   did not create untouched; 4 remove the group; 5 lock and expire the account; 6 end its
+//!   sessions and processes;
 //! - **cleanup**: delete a `latch-managed` account and its home — never any other;
 //! - **add- / remove-service-credential** (rotation of the service SSH key): edit the service
 //!   account's own `~/.ssh/authorized_keys`, as that account, atomically; never remove the
@@ -18,7 +22,7 @@
 mod config;
 
 use config::{Config, Server};
-use latch_guest_sdk::linux::access::{self, DEFAULT_GROUP, Place};
+use latch_guest_sdk::linux::runbook::{self, DEFAULT_GROUP, Place};
 use latch_guest_sdk::{
     CredentialKind, Error, GrantRequest, Granted, Integration, Level, Lifecycle, Metadata, Page,
     Resource, ServiceCredential, invalid_request, linux, log,
@@ -70,7 +74,7 @@ impl Integration for SshServers {
 
     fn grant(config: String, request: GrantRequest) -> Result<Granted, Error> {
         let config = Config::parse(&config)?;
-        access::grant_found(&config.account, &request, || {
+        runbook::grant_found(&config.account, &request, || {
             Ok(place(config.server(&request.resource_id)?))
         })
     }
@@ -80,14 +84,14 @@ impl Integration for SshServers {
         // Where the grant acted (its state), or, for a grant that left none, the server the
         // config names (a server no longer configured is an error: it may still hold the
         // account).
-        access::revoke_found(&request, || {
+        runbook::revoke_found(&request, || {
             Ok(Some(place(config.server(&request.resource_id)?)))
         })
     }
 
     fn cleanup(config: String, request: GrantRequest, username: String) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::cleanup_found(&request, &username, || {
+        runbook::cleanup_found(&request, &username, || {
             Ok(place(config.server(&request.resource_id)?))
         })
     }
@@ -98,7 +102,7 @@ impl Integration for SshServers {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::add_service_key(&place(config.server(&resource_id)?), &credential)
+        runbook::add_service_key(&place(config.server(&resource_id)?), &credential)
     }
 
     fn remove_service_credential(
@@ -107,7 +111,7 @@ impl Integration for SshServers {
         credential: ServiceCredential,
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
-        access::remove_service_key(&place(config.server(&resource_id)?), &credential)
+        runbook::remove_service_key(&place(config.server(&resource_id)?), &credential)
     }
 }
 

@@ -231,13 +231,8 @@ impl Integration for WindowsDc {
     ) -> Result<(), Error> {
         let config = Config::parse(&config)?;
         config.check_resource(&resource_id)?;
-        match credential {
-            // The reset replaced the old password: nothing is left to remove.
-            ServiceCredential::Password => Ok(()),
-            ServiceCredential::SshKey(_) => Err(invalid_request(
-                "windows-dc logs in with a password; it has no SSH key to remove",
-            )),
-        }
+        // Setting the new password replaced the old one: nothing is left to remove.
+        ad::password_replaced("windows-dc", &credential)
     }
 }
 

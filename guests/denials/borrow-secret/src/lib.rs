@@ -14,7 +14,7 @@
 //! Its rotation exports otherwise do what `ssh-servers` does over SSH (the SDK's
 //! `authorized_keys` edit), so a rotation that is allowed really works.
 
-use latch_guest_sdk::linux::access::{self, Place};
+use latch_guest_sdk::linux::runbook::{self, Place};
 use latch_guest_sdk::{
     AccessDetails, CredentialKind, Error, GrantRequest, Granted, Integration, Lifecycle, Metadata,
     Page, Resource, ServiceCredential, Target, invalid_config, ldap, read, winrm,
@@ -159,7 +159,7 @@ impl Integration for BorrowSecret {
         }
         let server = config.server(&resource_id)?;
         match server.via.as_str() {
-            "ssh" => access::add_service_key(
+            "ssh" => runbook::add_service_key(
                 &Place {
                     name: server.id.clone(),
                     target: server.target(&config.user),
@@ -178,7 +178,7 @@ impl Integration for BorrowSecret {
         let config = Config::parse(&config)?;
         let server = config.server(&resource_id)?;
         match server.via.as_str() {
-            "ssh" => access::remove_service_key(
+            "ssh" => runbook::remove_service_key(
                 &Place {
                     name: server.id.clone(),
                     target: server.target(&config.user),

@@ -1,15 +1,30 @@
-//! The whole of a Linux grant, revoke and cleanup, written once for every integration that
-//! reaches Linux servers over SSH (`ssh-servers`, `ec2-ssh`): they differ only in how they
-//! find a server; what happens on it is this module.
+//! **The Linux runbook**: what a grant, a revoke and a cleanup do on a server, step by step,
+//! written once for every integration that reaches Linux servers over SSH (`ssh-servers`,
+//! `ec2-ssh`, `azure-vm-ssh`): they differ only in how they find a server. Each step below
+//! is one function; each function of [`super`] (`linux.rs`) shows the exact command it runs.
 //!
-//! - **grant**: probe; refuse a foreign account or a missing group before any change; trust
-//!   the connector's user CA (CA key, KRL, sshd drop-in, reload if changed); create or open
-//!   the account (shell, group, no expiry); sign the requester's key for it;
-//! - **revoke**: the grant's certificates onto the KRL; group removed; account locked and
-//!   expired; its sessions ended;
-//! - **cleanup**: delete a `latch-managed` account and its home — never any other;
-//! - **service keys** (rotation): the service account's own `authorized_keys`, never the
-//!   last key.
+//! **grant** ([`grant`]):
+//! 1. *probe* — one read of the server: its user tools, Latch's CA, KRL and sshd drop-in, the
+//!    account and the group asked for;
+//! 2. *refuse what Latch may not touch* — an account that exists and Latch did not create
+//!    ([`refuse_unmanaged`]), a group the server lacks ([`refuse_missing_group`]): before
+//!    any change;
+//! 3. *trust the CA* ([`trust_ca`]) — the connector's user CA key, the KRL and the sshd
+//!    drop-in naming both, written only if they differ; sshd reloaded only then;
+//! 4. *open the account* — created marked `latch-managed`, or unlocked; its shell, the
+//!    group, no expiry;
+//! 5. *sign* ([`sign`]) — the requester's key, for the account, until the grant expires.
+//!
+//! **revoke** ([`revoke`]):
+//! 1. *probe*;
+//! 2. *distrust the grant's certificates* — its key id onto the KRL, whatever else happens;
+//! 3. *leave alone what is not Latch's* ([`is_latchs`]) — an account gone is fine, one Latch
+//!    did not create is left untouched (with a warning);
+//! 4. *take the group away*; 5. *lock and expire the account*; 6. *end its sessions*.
+//!
+//! **cleanup** ([`cleanup`]): delete a `latch-managed` account and its home — never any
+//! other. **Service keys** (rotation): the service account's own `authorized_keys`, never
+//! the last key.
 //!
 //! A grant leaves a [`State`]: the address and account it used, so its revoke and cleanup
 //! reach the same server after it was renamed, removed from the config, no longer
@@ -18,7 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    apply_trust, delete_user, key_blob, kill_sessions, lock_account, open_account, probe,
+    Server, apply_trust, delete_user, key_blob, kill_sessions, lock_account, open_account, probe,
     read_service_keys, remove_from_group, revoke_key_id, service_keys_path, with_key, without_key,
     write_service_keys,
 };
@@ -115,8 +130,9 @@ pub fn check_grant_id(id: &str) -> Result<(), Error> {
 }
 
 /// Give `user` access to `at` (creating or opening the account, in `group`), and sign the
-/// requester's key for it until the grant expires. Every refusal comes before any change.
-/// Returns the certificate and the state to keep.
+/// requester's key for it until the grant expires: the grant's steps, in order (see the
+/// module's docs). Every refusal comes before any change. Returns the certificate and the
+/// state to keep.
 pub fn grant(
     at: &Place,
     user: &str,
@@ -125,36 +141,65 @@ pub fn grant(
     request: &GrantRequest,
 ) -> Result<(String, State), Error> {
     check_grant_id(&request.grant_id)?;
-    let public_key = request
+    let public_key = requester_key(request)?;
+    let on = probe(&at.target, user, group.as_slice())?; // 1
+    refuse_unmanaged(at, &on, user)?; // 2
+    refuse_missing_group(at, &on, group)?;
+    trust_ca(&on)?; // 3
+    open_account(&on, user, shell, group)?; // 4
+    let certificate = sign(at, user, public_key, request)?; // 5
+    Ok((certificate, State::of(at, user, group)))
+}
+
+/// The requester's public key: a grant needs one (the host makes a pair when they bring
+/// none).
+pub fn requester_key(request: &GrantRequest) -> Result<&str, Error> {
+    request
         .public_key
         .as_deref()
-        .ok_or_else(|| invalid_request("a grant needs the requester's public key"))?;
-    let t = &at.target;
+        .ok_or_else(|| invalid_request("a grant needs the requester's public key"))
+}
 
-    let on = probe(t, user, group.as_slice())?;
-    if let Some(account) = &on.account
-        && !account.is_managed()
-    {
-        return Err(Error::Denied(format!(
+/// Grant step 2: refuse an account that exists on the server and was not created by Latch.
+pub fn refuse_unmanaged(at: &Place, on: &Server, user: &str) -> Result<(), Error> {
+    match &on.account {
+        Some(account) if !account.is_managed() => Err(Error::Denied(format!(
             "account {user:?} on {} exists and was not created by Latch; refusing to touch it",
             at.name
-        )));
+        ))),
+        _ => Ok(()),
     }
-    if let Some(group) = group
-        && !on.has_group(group)
-    {
-        return Err(invalid_request(format!(
+}
+
+/// Grant step 2: refuse a group the server does not have.
+pub fn refuse_missing_group(at: &Place, on: &Server, group: Option<&str>) -> Result<(), Error> {
+    match group {
+        Some(group) if !on.has_group(group) => Err(invalid_request(format!(
             "group {group:?} does not exist on {}",
             at.name
-        )));
+        ))),
+        _ => Ok(()),
     }
-    on.user_tools()?;
-    let trust = on.trust_plan(&certs::ca_public_key()?)?;
+}
 
-    if let Some(plan) = &trust {
-        apply_trust(&on, plan)?;
+/// Grant step 3: trust the connector's user CA — its key, the KRL and the sshd drop-in, each
+/// written only if it differs, sshd reloaded only then. Needs the server's user tools.
+pub fn trust_ca(on: &Server) -> Result<(), Error> {
+    on.user_tools()?;
+    if let Some(plan) = on.trust_plan(&certs::ca_public_key()?)? {
+        apply_trust(on, &plan)?;
     }
-    open_account(&on, user, shell, group)?;
+    Ok(())
+}
+
+/// Grant step 5: sign `public_key` for `user`, valid until the grant expires, its key id
+/// the grant's (what a revoke puts on the KRL).
+pub fn sign(
+    at: &Place,
+    user: &str,
+    public_key: &str,
+    request: &GrantRequest,
+) -> Result<String, Error> {
     let certificate = certs::sign_ssh_user(
         public_key,
         &[user.to_string()],
@@ -165,40 +210,55 @@ pub fn grant(
         Level::Info,
         &format!("granted {user} on {} until {}", at.name, request.expires_at),
     );
-    let state = State {
-        server: at.name.clone(),
-        host: t.host.clone(),
-        port: t.port,
-        service_user: t.user.clone().unwrap_or_default(),
-        account: user.to_string(),
-        group: group.map(str::to_string),
-    };
-    Ok((certificate, state))
+    Ok(certificate)
 }
 
-/// Take `user`'s access on `at` away; what is already gone is fine. An account Latch did not
-/// create is left untouched (with a warning).
+impl State {
+    /// What a grant of `user` (in `group`) on `at` leaves.
+    pub fn of(at: &Place, user: &str, group: Option<&str>) -> State {
+        State {
+            server: at.name.clone(),
+            host: at.target.host.clone(),
+            port: at.target.port,
+            service_user: at.target.user.clone().unwrap_or_default(),
+            account: user.to_string(),
+            group: group.map(str::to_string),
+        }
+    }
+}
+
+/// Take `user`'s access on `at` away; what is already gone is fine: the revoke's steps, in
+/// order (see the module's docs).
 pub fn revoke(at: &Place, user: &str, group: Option<&str>, grant_id: &str) -> Result<(), Error> {
     check_grant_id(grant_id)?;
-    let on = probe(&at.target, user, &[])?;
-    revoke_key_id(&on, grant_id)?;
-    let Some(account) = &on.account else {
-        return Ok(());
-    };
-    if !account.is_managed() {
-        log(
-            Level::Warn,
-            &format!("{user} on {} is not Latch's; left untouched", at.name),
-        );
-        return Ok(());
+    let on = probe(&at.target, user, &[])?; // 1
+    revoke_key_id(&on, grant_id)?; // 2
+    if !is_latchs(at, &on, user) {
+        return Ok(()); // 3
     }
     if let Some(group) = group {
-        remove_from_group(&on, user, group)?;
+        remove_from_group(&on, user, group)?; // 4
     }
-    lock_account(&on, user)?;
-    kill_sessions(&on, user)?;
+    lock_account(&on, user)?; // 5
+    kill_sessions(&on, user)?; // 6
     log(Level::Info, &format!("revoked {user} on {}", at.name));
     Ok(())
+}
+
+/// Revoke step 3: is there an account `user` on the server that Latch created? One that is
+/// gone needs nothing more; one Latch did not create is left untouched, with a warning.
+pub fn is_latchs(at: &Place, on: &Server, user: &str) -> bool {
+    match &on.account {
+        None => false,
+        Some(account) if !account.is_managed() => {
+            log(
+                Level::Warn,
+                &format!("{user} on {} is not Latch's; left untouched", at.name),
+            );
+            false
+        }
+        Some(_) => true,
+    }
 }
 
 /// Delete `user` on `at` if Latch created it; refuse any other account.
