@@ -58,13 +58,7 @@ pub fn check_service_user(user: &str) -> Result<(), Error> {
 
 /// `password_secret`: a plain secret name (`[A-Za-z0-9._-]`, not starting with `.`).
 pub fn check_password_secret(name: &str) -> Result<(), Error> {
-    let plain = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !plain {
+    if !names::is_secret_name(name) {
         return Err(invalid_config(format!(
             "password_secret {name:?} must be a plain secret name ([A-Za-z0-9._-])"
         )));

@@ -69,6 +69,17 @@ fn shorten(s: &str) -> String {
     }
 }
 
+/// A plain secret name, as the host's store takes one: 1 to 128 of `[A-Za-z0-9._-]`, not
+/// starting with `.` (so never a path).
+pub fn is_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

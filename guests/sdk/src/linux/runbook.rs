@@ -500,19 +500,13 @@ impl Settings {
                 "user_cleanup_days must be 0 to 3650, not {days}"
             )));
         }
-        if let Some(name) = &self.user_key_name {
-            let plain = !name.is_empty()
-                && name.len() <= 128
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !plain {
-                return Err(invalid_config(format!(
-                    "user_key_name {name:?} must be a plain secret name ([A-Za-z0-9._-], not \
-                     starting with '.')"
-                )));
-            }
+        if let Some(name) = &self.user_key_name
+            && !names::is_secret_name(name)
+        {
+            return Err(invalid_config(format!(
+                "user_key_name {name:?} must be a plain secret name ([A-Za-z0-9._-], not \
+                 starting with '.')"
+            )));
         }
         if let Some(d) = &self.custom_access_details
             && d.chars().count() > MAX_CUSTOM_DETAILS
