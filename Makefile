@@ -3,8 +3,8 @@
 
 CARGO ?= cargo
 GUEST_FLAGS := --profile guest --target wasm32-wasip2
-GUEST_CRATES := -p ssh-servers -p ec2-ssh -p azure-vm-ssh -p windows-dc -p rdp-servers -p compat-v0-1 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p denial-borrow-secret -p winrm-probe
-NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude canary-guest --exclude winrm-probe
+GUEST_CRATES := -p ssh-servers -p ec2-ssh -p azure-vm-ssh -p windows-dc -p rdp-servers -p compat-v0-1 -p compat-v0-2 -p canary-guest -p bench-guest -p denial-spin -p denial-balloon -p denial-sleep -p denial-trap -p denial-reach-unlisted -p denial-read-unlisted-secret -p denial-foreign-import -p denial-ambient -p denial-borrow-secret -p winrm-probe
+NATIVE := --workspace --exclude 'denial-*' --exclude bench-guest --exclude compat-v0-1 --exclude compat-v0-2 --exclude canary-guest --exclude winrm-probe
 GUEST_DIR := target/wasm32-wasip2/guest
 
 .PHONY: all setup setup-build setup-ssh setup-cloud setup-windows guests build test lint bench bench-fleet bench-first-grant bench-ec2-discovery demo demo-windows demo-ec2 clean

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use latch::caps::directory::Bases;
 use latch::caps::ldap::live::LdapSettings;
 use latch::caps::registry::{self, LiveSettings};
+use latch::caps::winrm::lent::Cmdlets;
 use latch::caps::winrm::pool::WinrmSettings;
 use latch::caps::winrm::transport::tls_config;
 use latch::caps::{Policy, Secret, SecretStore};
@@ -159,20 +160,22 @@ fn main() {
     ] {
         let policy = Policy::parse(&[format!("{host}:{port}")], &[])
             .unwrap()
-            .with_cmdlets(
-                &cmdlets(&["Get-ADUser", "Get-ADGroup"]),
-                &cmdlets(&[
-                    "New-ADUser",
-                    "Set-ADAccountPassword",
-                    "Set-ADAccountExpiration",
-                    "Enable-ADAccount",
-                    "Disable-ADAccount",
-                    "Add-ADGroupMember",
-                    "Remove-ADGroupMember",
-                ]),
+            .with(
+                Cmdlets::parse(
+                    &cmdlets(&["Get-ADUser", "Get-ADGroup"]),
+                    &cmdlets(&[
+                        "New-ADUser",
+                        "Set-ADAccountPassword",
+                        "Set-ADAccountExpiration",
+                        "Enable-ADAccount",
+                        "Disable-ADAccount",
+                        "Add-ADGroupMember",
+                        "Remove-ADGroupMember",
+                    ]),
+                )
+                .unwrap(),
             )
-            .unwrap()
-            .with_directory(bases());
+            .with(bases());
         let cfg = config(&env, transport, host, port);
         let mut times = Vec::new();
         for i in 0..=N {

@@ -53,10 +53,12 @@ impl Connector {
             ic.apply(lifecycle, metadata.credential)
                 .with_context(|| format!("integration {:?}", ic.name))?;
             // The account WinRM logs in as is known now (latch.toml's, or the guest's).
-            ic.policy = ic
-                .policy
-                .clone()
-                .with_winrm_account(ic.winrm.default_user.clone());
+            if let Some(account) = &ic.winrm.default_user {
+                ic.policy = ic
+                    .policy
+                    .clone()
+                    .with(crate::caps::winrm::lent::ServiceAccount(account.clone()));
+            }
             loaded.push((guest, ic));
         }
         let configs: Vec<IntegrationConfig> = loaded.iter().map(|(_, ic)| ic.clone()).collect();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use base64::Engine;
 use latch::caps::directory::Bases;
 use latch::caps::registry::{self, LiveSettings};
+use latch::caps::winrm::lent::{Cmdlets, ServiceAccount};
 use latch::caps::{Outcome, Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export, Returned};
 use latch_testkit::{Kit, grant_request};
@@ -106,18 +107,20 @@ fn ad_cmdlets_over_winrm_are_held_to_the_directory_bounds_on_a_real_dc() {
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let policy = Policy::parse(&[format!("localhost:{}", standin.https)], &[])
         .unwrap()
-        .with_cmdlets(
-            &strings(&["Get-ADUser"]),
-            &strings(&[
-                "Set-ADAccountPassword",
-                "Set-ADAccountExpiration",
-                "Add-ADGroupMember",
-                "Disable-ADAccount",
-                "New-ADUser",
-            ]),
+        .with(
+            Cmdlets::parse(
+                &strings(&["Get-ADUser"]),
+                &strings(&[
+                    "Set-ADAccountPassword",
+                    "Set-ADAccountExpiration",
+                    "Add-ADGroupMember",
+                    "Disable-ADAccount",
+                    "New-ADUser",
+                ]),
+            )
+            .unwrap(),
         )
-        .unwrap()
-        .with_directory(
+        .with(
             Bases::parse(
                 &[dc.get("BASE_DN").into()],
                 &[dc.get("USERS_OU").into()],
@@ -125,7 +128,7 @@ fn ad_cmdlets_over_winrm_are_held_to_the_directory_bounds_on_a_real_dc() {
             )
             .unwrap(),
         )
-        .with_winrm_account(Some("LATCH\\svc_latch".into()));
+        .with(ServiceAccount("LATCH\\svc_latch".into()));
     let reset = |identity: &str| {
         json!({"cmdlet": "Set-ADAccountPassword", "parameters": [
             ["Identity", {"text": identity}], ["Reset", {"switch": true}],

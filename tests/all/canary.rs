@@ -53,7 +53,7 @@ impl Backend for Wire {
         Box::pin(async move {
             if let Some(get) = call.get::<secrets::Get>() {
                 return match self.secrets.get(&get.name) {
-                    Ok(Some(s)) => Ok(CapReply::Secret(s)),
+                    Ok(Some(s)) => Ok(CapReply::new(s)),
                     _ => Err(CapError::Failed(format!("no secret {:?}", get.name))),
                 };
             }

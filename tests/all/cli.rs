@@ -43,7 +43,7 @@ fn inspect_shows_hash_world_imports_exports_and_describe() {
     let v = json(&out);
     let bytes = std::fs::read(crate::guest("bench_guest")).unwrap();
     assert_eq!(v["sha256"], latch::runtime::sha256_hex(&bytes));
-    assert_eq!(v["world"], "latch:connector/integration-guest@0.2.0");
+    assert_eq!(v["world"], "latch:connector/integration-guest@0.3.0");
     assert_eq!(v["describe"]["name"], "bench");
     let exports: Vec<&str> = v["exports"]
         .as_array()
@@ -51,12 +51,12 @@ fn inspect_shows_hash_world_imports_exports_and_describe() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(exports, ["latch:connector/integration@0.2.0"]);
+    assert_eq!(exports, ["latch:connector/integration@0.3.0"]);
     let imports = v["imports"].as_array().unwrap();
     assert!(
         imports
             .iter()
-            .any(|i| i["name"] == "latch:connector/ssh@0.2.0")
+            .any(|i| i["name"] == "latch:connector/ssh@0.3.0")
     );
     assert!(
         !imports

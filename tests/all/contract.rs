@@ -1,8 +1,12 @@
-//! Contract versions side by side: a guest built against `latch:connector@0.1.0`
-//! (`guests/compat-v0-1`, with its own frozen bindings) runs in the same runtime as 0.2.0
-//! guests, through every 0.1 import and export, with 0.1's meaning kept.
+//! Contract versions side by side: guests built against `latch:connector@0.1.0` and
+//! `@0.2.0` (`guests/compat-v0-1`, `guests/compat-v0-2`, each with its own frozen bindings)
+//! run in the same runtime as 0.3.0 guests, through their imports and exports, with their
+//! versions' meaning kept.
 
-use latch::caps::{Effect, ParamValue};
+use latch::caps::cloud::kit::ExpectAzure;
+use latch::caps::ldap::{Op, Scope};
+use latch::caps::winrm::lent::Cmdlets;
+use latch::caps::{CapError, Effect, ParamValue};
 use latch::runtime::{CredentialKind, Export, GuestError, ServiceCredential};
 use latch_testkit::{Kit, Script, grant_request};
 
@@ -14,10 +18,10 @@ fn compat() -> Kit {
 }
 
 #[test]
-fn a_0_1_guest_and_0_2_guests_load_side_by_side() {
+fn a_0_1_guest_and_0_3_guests_load_side_by_side() {
     assert_eq!(compat().contract(), "0.1.0");
-    assert_eq!(Kit::built("ssh_servers").contract(), "0.2.0");
-    assert_eq!(Kit::built("bench_guest").contract(), "0.2.0");
+    assert_eq!(Kit::built("ssh_servers").contract(), "0.3.0");
+    assert_eq!(Kit::built("bench_guest").contract(), "0.3.0");
     // Both run in the one shared runtime, one after the other and interleaved.
     let old = compat().run(&Script::new(), Export::Describe);
     let new = Kit::built("ssh_servers").run(&Script::new(), Export::Describe);
@@ -268,18 +272,11 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
 
     // A cmdlet listed only as a read is not lent to `winrm.invoke`'s opposite: the policy
     // itself says so, whatever the guest.
-    let policy = latch::caps::Policy::parse(&["127.0.0.2".into()], &[])
-        .unwrap()
-        .with_cmdlets(&["Get-LocalUser".into()], &["Set-LocalUser".into()])
-        .unwrap();
-    assert!(policy.check_cmdlet("get-localuser", Effect::Read).is_ok());
-    assert!(policy.check_cmdlet("Get-LocalUser", Effect::Change).is_ok());
-    assert!(policy.check_cmdlet("Set-LocalUser", Effect::Read).is_err());
-    assert!(
-        policy
-            .check_cmdlet("Remove-LocalUser", Effect::Change)
-            .is_err()
-    );
+    let cmdlets = Cmdlets::parse(&["Get-LocalUser".into()], &["Set-LocalUser".into()]).unwrap();
+    assert!(cmdlets.check("get-localuser", Effect::Read).is_ok());
+    assert!(cmdlets.check("Get-LocalUser", Effect::Change).is_ok());
+    assert!(cmdlets.check("Set-LocalUser", Effect::Read).is_err());
+    assert!(cmdlets.check("Remove-LocalUser", Effect::Change).is_err());
     // And cmdlets outside the catalog (code runners among them) cannot be lent at all.
     for never in [
         "Invoke-Expression",
@@ -287,9 +284,7 @@ fn winrm_calls_outside_the_policy_are_refused_before_anything_is_sent() {
         "Add-Type",
         "Set-Content",
     ] {
-        let err = latch::caps::Policy::default()
-            .with_cmdlets(&[], &[never.to_string()])
-            .unwrap_err();
+        let err = Cmdlets::parse(&[], &[never.to_string()]).unwrap_err();
         assert!(err.contains("not in Latch's cmdlet catalog"), "{err}");
     }
 }
@@ -358,4 +353,120 @@ fn compiled_guests_are_cached_and_checked_before_use() {
     // Another guest's name never finds this code.
     let other = CompileCache::new(&cache, &"0".repeat(64), runtime.engine());
     assert!(other.get(runtime.engine()).is_none());
+}
+
+fn compat_0_2() -> Kit {
+    Kit::built("compat-v0-2")
+}
+
+const VM: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm";
+
+/// Everything a 0.2 grant asks, in order, with `vm` as the Azure read's answer.
+fn a_0_2_grant(vm: Result<&str, CapError>) -> Script {
+    let mut s = Script::new();
+    s.on_secret("compat-token").value(b"tok");
+    s.on_ssh(T, &["useradd", "compat"]).stdin(b"tok");
+    s.on_winrm_read(
+        "svc@127.0.0.2:5985",
+        "Get-LocalUser",
+        &[("Name", ParamValue::TextList(vec!["compat".into()]))],
+    )
+    .objects(r#"[{"Name":"compat"}]"#, &[]);
+    let azure = s.on(ExpectAzure {
+        path: VM.into(),
+        query: Some(vec![("api-version".into(), "2024-07-01".into())]),
+    });
+    match vm {
+        Ok(body) => azure.text(body),
+        Err(e) => azure.error(e),
+    };
+    s.on_ca_public_key().text("ssh-ed25519 AAAA ca");
+    s.on_sign(&["compat"], "g-2").text("cert");
+    s
+}
+
+#[test]
+fn a_0_2_guest_loads_beside_0_3_guests_and_keeps_0_2_meaning() {
+    assert_eq!(compat_0_2().contract(), "0.2.0");
+    assert_eq!(Kit::built("ssh_servers").contract(), "0.3.0");
+    let old = compat_0_2().run(&Script::new(), Export::Describe);
+    assert_eq!(old.metadata().name, "compat-v0-2");
+
+    // discover: ssh.read and ldap.search through the 0.2 bindings.
+    let mut s = Script::new();
+    s.directory(&["dc=corp,dc=example"], &[], &[]);
+    s.on_read(T, &["hostname"]).ok("box-2\n");
+    s.on_ldap(
+        "svc@127.0.0.2:389",
+        Op::Search {
+            base: "dc=corp,dc=example".into(),
+            scope: Scope::Subtree,
+            filter: vec![("sAMAccountName".into(), "svc".into())],
+            attributes: vec!["cn".into()],
+        },
+    )
+    .entries(&[("cn=svc,dc=corp,dc=example", &[("cn", &["svc"])])]);
+    let run = compat_0_2().run(
+        &s,
+        Export::Discover {
+            config: CONFIG.into(),
+            cursor: None,
+        },
+    );
+    run.assert_script_done();
+    assert_eq!(run.resources()[0].name, "box-2");
+    assert_eq!(
+        run.resources()[0].tags,
+        [("dn".to_string(), "cn=svc,dc=corp,dc=example".to_string())]
+    );
+
+    // grant: every other 0.2 import; the state goes back to revoke as 0.2 had it.
+    let mut request = grant_request("g-2", "only", "Default", "a@corp.example", 4_000_000_000);
+    request.public_key = Some("ssh-ed25519 AAAA key".into());
+    let run = compat_0_2().run(
+        &a_0_2_grant(Ok("{}")),
+        Export::Grant {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    run.assert_script_done();
+    assert_eq!(run.granted().access.certificate.as_deref(), Some("cert"));
+    assert_eq!(run.granted().state, "azure: there");
+
+    // 0.3's `not-found` reaches a 0.2 guest as `failed`, in the words it had before 0.3,
+    // so a 0.2 guest that read "HTTP 404" out of them still can.
+    let run = compat_0_2().run(
+        &a_0_2_grant(Err(CapError::NotFound(
+            "GET …: HTTP 404 ResourceNotFound: gone".into(),
+        ))),
+        Export::Grant {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    run.assert_script_done();
+    assert_eq!(run.granted().state, "azure: gone (HTTP 404)");
+    // And a guest's own error comes back to the host in 0.2's cases.
+    let run = compat_0_2().run(
+        &a_0_2_grant(Err(CapError::Denied("GET …: HTTP 403".into()))),
+        Export::Grant {
+            config: CONFIG.into(),
+            request: request.clone(),
+        },
+    );
+    assert!(matches!(run.guest_error(), GuestError::Denied(m) if m.contains("403")));
+
+    let mut s = Script::new();
+    s.on_ssh(T, &["usermod", "-L", "azure: there"]);
+    request.state = Some("azure: there".into());
+    let run = compat_0_2().run(
+        &s,
+        Export::Revoke {
+            config: CONFIG.into(),
+            request,
+        },
+    );
+    run.assert_script_done();
+    run.assert_ok();
 }

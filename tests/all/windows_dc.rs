@@ -713,7 +713,7 @@ fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport 
     .unwrap();
     let policy = Policy::parse(&[format!("{}:636", dc.get("ADDR"))], &[])
         .unwrap()
-        .with_directory(bases);
+        .with(bases);
     let config = serde_json::json!({
         "host": dc.get("ADDR"), "domain": "latch.test", "netbios": "LATCH",
         "base_dn": dc.get("BASE_DN"), "users_ou": dc.get("USERS_OU"),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latch::caps::registry::{self, LiveSettings};
+use latch::caps::winrm::lent::Cmdlets;
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
 use latch::caps::winrm::shell::{ExchangeError, Run, ShellError};
 use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint, tls_config};
@@ -584,15 +585,17 @@ fn live(s: &StandIn) -> Arc<Live> {
 fn policy(s: &StandIn) -> Policy {
     Policy::parse(&[format!("localhost:{}", s.http)], &[])
         .unwrap()
-        .with_cmdlets(
-            &["Get-LocalUser".into(), "Get-LocalGroupMember".into()],
-            &[
-                "New-LocalUser".into(),
-                "Add-LocalGroupMember".into(),
-                "Disconnect-LatchSession".into(),
-            ],
+        .with(
+            Cmdlets::parse(
+                &["Get-LocalUser".into(), "Get-LocalGroupMember".into()],
+                &[
+                    "New-LocalUser".into(),
+                    "Add-LocalGroupMember".into(),
+                    "Disconnect-LatchSession".into(),
+                ],
+            )
+            .unwrap(),
         )
-        .unwrap()
 }
 
 fn grant(config: String) -> Export {

@@ -1,5 +1,5 @@
 //! `latch:connector@0.1.0` (`wit/0.1.0/connector.wit`), frozen: guests built for it keep
-//! loading and working. Everything that converts between 0.1 and the model (0.2) is here.
+//! loading and working. Everything that converts between 0.1 and the model (0.3) is here.
 //!
 //! What a 0.1 guest cannot say, and how the host fills it in:
 //! - reads and changes are not told apart: every `ssh.exec` and `winrm.invoke` is a
@@ -22,7 +22,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::latch::connector::types;
-use super::v0_2::types as now;
+use super::v0_3::types as now;
 pub use exports::latch::connector::integration;
 
 impl From<types::Target> for now::Target {
@@ -50,6 +50,8 @@ impl From<now::Error> for types::Error {
         match e {
             now::Error::InvalidConfig(m) => types::Error::InvalidConfig(m),
             now::Error::InvalidRequest(m) => types::Error::InvalidRequest(m),
+            // 0.1 has no `not-found`: the capability's own words, as `failed` (as before 0.3).
+            now::Error::NotFound(m) => types::Error::Failed(m),
             now::Error::Denied(m) => types::Error::Denied(m),
             now::Error::Unreachable(m) => types::Error::Unreachable(m),
             now::Error::Failed(m) => types::Error::Failed(m),

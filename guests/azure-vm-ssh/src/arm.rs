@@ -130,7 +130,7 @@ pub fn get_all(gets: &[(String, Vec<(String, String)>)]) -> Result<Vec<Option<Va
                 Ok(body) => out.push(Some(serde_json::from_str(&body).map_err(|e| {
                     Error::Failed(format!("GET {}: the answer is not JSON: {e}", r.path))
                 })?)),
-                Err(Error::Failed(m)) if m.contains("HTTP 404") => out.push(None),
+                Err(Error::NotFound(_)) => out.push(None),
                 Err(e) => return Err(e),
             }
         }

@@ -97,7 +97,7 @@ impl Integration for AzureVmSsh {
         let config = Config::parse(&config)?;
         runbook::revoke_found(&request, || match find(&config, &request.resource_id) {
             Ok(at) => Ok(Some(at)),
-            Err(Error::InvalidRequest(_)) => Ok(None),
+            Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         })
     }
@@ -325,7 +325,7 @@ fn find(config: &Config, id: &str) -> Result<Place, Error> {
             "{id} is outside this integration's subscriptions and resource groups"
         )));
     }
-    let unknown = || invalid_request(format!("no running VM {id} with this integration's tags"));
+    let unknown = || Error::NotFound(format!("no running VM {id} with this integration's tags"));
     let public = config.address == "public_ip";
     let address = match &vm_id {
         VmId::Vm { .. } => {

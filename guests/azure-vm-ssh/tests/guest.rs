@@ -170,21 +170,30 @@ fn a_grant_reads_the_vm_again_then_acts_at_its_nic() {
         .text(&view("deallocated"));
     let run = kit().run(&s, grant(&vm_id("web-1"), json!({})));
     run.assert_script_done();
-    assert!(
-        matches!(run.guest_error(), GuestError::InvalidRequest(m) if m.contains("no running VM"))
-    );
+    assert!(matches!(run.guest_error(), GuestError::NotFound(m) if m.contains("no running VM")));
 
     let mut s = Script::new();
-    s.on(get(&vm_id("web-1"), COMPUTE)).error(CapError::Failed(
-        "GET …: HTTP 404 ResourceNotFound: gone".into(),
-    ));
+    s.on(get(&vm_id("web-1"), COMPUTE))
+        .error(CapError::NotFound(
+            "GET …: HTTP 404 ResourceNotFound: gone".into(),
+        ));
     s.on(get(&format!("{}/instanceView", vm_id("web-1")), COMPUTE))
-        .error(CapError::Failed(
+        .error(CapError::NotFound(
             "GET …: HTTP 404 ResourceNotFound: gone".into(),
         ));
     let run = kit().run(&s, grant(&vm_id("web-1"), json!({})));
     run.assert_script_done();
-    assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
+    assert!(matches!(run.guest_error(), GuestError::NotFound(_)));
+
+    // Any other failure of the read is not "gone": it is the guest's error as it came.
+    let mut s = Script::new();
+    s.on(get(&vm_id("web-1"), COMPUTE)).error(CapError::Failed(
+        "GET …: HTTP 500 InternalError: busy".into(),
+    ));
+    s.on(get(&format!("{}/instanceView", vm_id("web-1")), COMPUTE))
+        .text(&view("running"));
+    let run = kit().run(&s, grant(&vm_id("web-1"), json!({})));
+    assert!(matches!(run.guest_error(), GuestError::Failed(m) if m.contains("HTTP 500")));
 }
 
 #[test]
@@ -271,4 +280,55 @@ fn hostile_and_out_of_scope_ids_reach_nothing() {
             run.guest_error()
         );
     }
+}
+
+/// A revoke that has no grant state to go by reads the VM again: only a VM that is not
+/// there (HTTP 404, or no longer running with the tags) is "nothing to do". One that is
+/// there without the address the integration connects to fails the revoke, so the service
+/// retries it and says so — before 0.3 it was skipped as if the VM were gone.
+#[test]
+fn a_revoke_skips_only_a_vm_that_is_not_found() {
+    let revoke = |extra: serde_json::Value| Export::Revoke {
+        config: config(extra),
+        request: grant_request(
+            "g-1",
+            &vm_id("web-1"),
+            "Default",
+            "alice@corp.example",
+            EXPIRES,
+        ),
+    };
+    let gone = || CapError::NotFound("GET …: HTTP 404 ResourceNotFound: gone".into());
+
+    let mut s = Script::new();
+    s.on(get(&vm_id("web-1"), COMPUTE)).error(gone());
+    s.on(get(&format!("{}/instanceView", vm_id("web-1")), COMPUTE))
+        .error(gone());
+    let run = kit().run(&s, revoke(json!({})));
+    run.assert_script_done();
+    run.assert_ok();
+
+    let mut s = Script::new();
+    s.on(get(&vm_id("web-1"), COMPUTE))
+        .text(&vm("web-1", "prod", "nic-1").to_string());
+    s.on(get(&format!("{}/instanceView", vm_id("web-1")), COMPUTE))
+        .text(&view("running"));
+    s.on(get(&nic_id("nic-1"), NETWORK))
+        .text(&nic("nic-1", "10.0.0.4", None).to_string());
+    let run = kit().run(&s, revoke(json!({"address": "public_ip"})));
+    run.assert_script_done();
+    match run.guest_error() {
+        GuestError::InvalidRequest(m) => assert!(m.contains("no public IP"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // A read that failed otherwise fails the revoke as it came.
+    let mut s = Script::new();
+    s.on(get(&vm_id("web-1"), COMPUTE)).error(CapError::Failed(
+        "GET …: HTTP 500 InternalError: busy".into(),
+    ));
+    s.on(get(&format!("{}/instanceView", vm_id("web-1")), COMPUTE))
+        .text(&view("running"));
+    let run = kit().run(&s, revoke(json!({})));
+    assert!(matches!(run.guest_error(), GuestError::Failed(m) if m.contains("HTTP 500")));
 }

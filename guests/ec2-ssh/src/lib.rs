@@ -95,9 +95,12 @@ impl Integration for Ec2Ssh {
 
     fn revoke(config: String, request: GrantRequest) -> Result<(), Error> {
         let config = Config::parse(&config)?;
+        // Only an instance that is gone (or no longer running, or no longer tagged for this
+        // integration) is "nothing to do"; one found without an address to reach is an
+        // error, so the revoke is retried and seen, never skipped.
         runbook::revoke_found(&request, || match find(&config, &request.resource_id) {
             Ok((at, _)) => Ok(Some(at)),
-            Err(Error::InvalidRequest(_)) => Ok(None),
+            Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         })
     }
@@ -182,7 +185,13 @@ fn find(config: &Config, id: &str) -> Result<(Place, Instance), Error> {
     let mut found = Vec::new();
     for (region, answer) in regions.iter().zip(ec2::call_all(&requests)) {
         let what = format!("ec2 DescribeInstances in {region}");
-        let page = ec2::parse_instances(&answer?, &what)?;
+        let body = match answer {
+            Ok(body) => body,
+            // Not in this region (EC2's own "no such instance"): look on in the others.
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        let page = ec2::parse_instances(&body, &what)?;
         found.extend(
             page.instances
                 .into_iter()
@@ -190,7 +199,7 @@ fn find(config: &Config, id: &str) -> Result<(Place, Instance), Error> {
         );
     }
     let Some(instance) = found.pop() else {
-        return Err(invalid_request(format!(
+        return Err(Error::NotFound(format!(
             "no running instance {id} in regions [{}] with this integration's tags",
             regions.join(", ")
         )));

@@ -3,6 +3,7 @@
 //! grant acts, and every refusal before anything is asked. What happens on the instance is
 //! `linux::runbook`, scripted command by command in ssh-servers' kit tests.
 
+use latch::caps::CapError;
 use latch::caps::cloud::kit::ExpectAws;
 use latch::runtime::{Export, GuestError};
 use latch_testkit::{Kit, Script, grant_request};
@@ -201,7 +202,7 @@ fn a_grant_looks_the_instance_up_everywhere_then_acts_at_its_private_ip() {
     let run = kit().run(&s, grant(ID));
     run.assert_script_done();
     match run.guest_error() {
-        GuestError::InvalidRequest(m) => assert!(m.contains("no running instance"), "{m}"),
+        GuestError::NotFound(m) => assert!(m.contains("no running instance"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -263,4 +264,66 @@ fn malformed_answers_are_clear_errors() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// A revoke that has no grant state to go by looks the instance up: only an instance that
+/// is not there is "nothing to do". One that is there without an address to reach, or a
+/// lookup that failed, fails the revoke (the service retries it and says so) — it is
+/// never skipped as if the instance were gone.
+#[test]
+fn a_revoke_skips_only_an_instance_that_is_not_found() {
+    const ID: &str = "i-0a1b2c3d4e5f60718";
+    let lookup = [("Filter.3.Name", "instance-id"), ("Filter.3.Value.1", ID)];
+    let revoke = || Export::Revoke {
+        config: two_regions(),
+        request: grant_request("g-1", ID, "Default", "alice@corp.example", EXPIRES),
+    };
+
+    // Listed in no region: gone; nothing else is asked.
+    let mut s = Script::new();
+    s.on(describe("us-east-1", &lookup)).text(&page(&[], None));
+    s.on(describe("eu-west-1", &lookup)).text(&page(&[], None));
+    let run = kit().run(&s, revoke());
+    run.assert_script_done();
+    run.assert_ok();
+
+    // There, but with no private IP to reach it at: an error, not a skipped revoke.
+    let mut s = Script::new();
+    s.on(describe("us-east-1", &lookup)).text(&page(&[], None));
+    s.on(describe("eu-west-1", &lookup))
+        .text(&page(&[(ID, "running", "", "web-2")], None));
+    let run = kit().run(&s, revoke());
+    run.assert_script_done();
+    match run.guest_error() {
+        GuestError::InvalidRequest(m) => assert!(m.contains("no private IP"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // A region that did not answer: the revoke fails; it does not guess.
+    let mut s = Script::new();
+    s.on(describe("us-east-1", &lookup))
+        .error(CapError::Unreachable(
+            "ec2 DescribeInstances in us-east-1: no answer".into(),
+        ));
+    s.on(describe("eu-west-1", &lookup)).text(&page(&[], None));
+    let run = kit().run(&s, revoke());
+    assert!(matches!(run.guest_error(), GuestError::Unreachable(_)));
+
+    // EC2's own "no such instance" in one region says nothing of the others: the lookup goes
+    // on there (and here finds the instance without an address).
+    let not_found = || {
+        CapError::NotFound("ec2 DescribeInstances: HTTP 400 InvalidInstanceID.NotFound: x".into())
+    };
+    let mut s = Script::new();
+    s.on(describe("us-east-1", &lookup)).error(not_found());
+    s.on(describe("eu-west-1", &lookup))
+        .text(&page(&[(ID, "running", "", "web-2")], None));
+    let run = kit().run(&s, revoke());
+    assert!(matches!(run.guest_error(), GuestError::InvalidRequest(_)));
+    let mut s = Script::new();
+    s.on(describe("us-east-1", &lookup)).error(not_found());
+    s.on(describe("eu-west-1", &lookup)).error(not_found());
+    let run = kit().run(&s, revoke());
+    run.assert_script_done();
+    run.assert_ok();
 }

@@ -1,6 +1,6 @@
 //! The guest side of Latch: what every integration needs, written once.
 //!
-//! - [`bindings`]: the `latch:connector@0.2.0` world, generated once here; a guest exports
+//! - [`bindings`]: the `latch:connector@0.3.0` world, generated once here; a guest exports
 //!   its integration with `latch_guest_sdk::export!(MyIntegration);`
 //! - [`names`]: POSIX account and group names, and deriving an account name from an e-mail;
 //! - [`ad`]: Windows account names, DN and filter escaping, AD times;

@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use latch::caps::kit::{Expectation, Implied, Names, Reply};
+use latch::caps::kit::{Expectation, Implied, Names};
 use latch::caps::{
     Backend, BoxFuture, CallContext, CapCall, CapError, CapReply, CmdletOutput, Effect, Outcome,
     Output, ParamValue, Policy, Secret, Target, certs, secrets, ssh, winrm,
@@ -111,7 +111,7 @@ impl Kit {
         self.guest.sha256()
     }
 
-    /// The contract version the guest was built against (`0.1.0`, `0.2.0`).
+    /// The contract version the guest was built against (`0.1.0`, `0.2.0`, `0.3.0`).
     pub fn contract(&self) -> &'static str {
         self.guest.contract()
     }
@@ -211,7 +211,7 @@ pub struct Script {
 #[derive(Clone, Debug)]
 pub struct Step {
     expect: Box<dyn Expectation>,
-    reply: Reply,
+    reply: Result<CapReply, CapError>,
 }
 
 /// Parse `[user@]host[:port]` (port 22 when absent) into a target.
@@ -261,7 +261,7 @@ impl Script {
 
     /// Expect `expect` (any capability's kit expectation), replying its default.
     pub fn on(&mut self, expect: impl Expectation) -> &mut Step {
-        let reply = expect.default_reply();
+        let reply = Ok(expect.default_reply());
         self.steps.push(Step {
             expect: Box::new(expect),
             reply,
@@ -400,43 +400,24 @@ impl Script {
     /// The policy this script implies: its targets, secrets and cmdlets, plus what
     /// [`Script::allow`], [`Script::allow_secret`] and [`Script::allow_cmdlets`] added.
     fn policy(&self) -> Policy {
-        let mut implied = Implied {
-            allow: self.allow.clone(),
-            secrets: self.secrets.clone(),
-            cmdlets_read: self.cmdlets_read.clone(),
-            cmdlets_change: self.cmdlets_change.clone(),
-            ..Implied::default()
-        };
+        let mut implied = Implied::new(self.allow.clone(), self.secrets.clone());
+        let cmdlets = implied.part::<winrm::kit::ImpliedCmdlets>();
+        cmdlets.read.extend(self.cmdlets_read.iter().cloned());
+        cmdlets.change.extend(self.cmdlets_change.iter().cloned());
         for step in &self.steps {
             step.expect.implies(&mut implied);
         }
         let (read, change, groups) = &self.directory;
         let bases = latch::caps::directory::Bases::parse(read, change, groups)
             .expect("script DNs are valid");
-        let aws = if implied.aws_regions.is_empty() {
-            latch::caps::cloud::AwsPolicy::default()
-        } else {
-            latch::caps::cloud::AwsPolicy::parse(&implied.aws_read, &[], &implied.aws_regions)
-                .expect("script AWS actions and regions are valid")
-        };
-        let azure = if implied.azure_subscriptions.is_empty() {
-            latch::caps::cloud::AzurePolicy::default()
-        } else {
-            latch::caps::cloud::AzurePolicy::parse(
-                &implied.azure_subscriptions,
-                &[],
-                &implied.azure_providers,
-            )
-            .and_then(|p| p.with_expand(&implied.azure_expand))
-            .expect("script Azure paths are valid")
-        };
-        Policy::parse(&implied.allow, &implied.secrets)
-            .and_then(|p| p.with_cmdlets(&implied.cmdlets_read, &implied.cmdlets_change))
-            .expect("script targets and cmdlets are valid")
-            .with_directory(bases)
-            .with_winrm_account(self.winrm_account.clone())
-            .with_aws(aws)
-            .with_azure(azure)
+        let policy = implied
+            .policy()
+            .expect("script targets, cmdlets and cloud scopes are valid")
+            .with(bases);
+        match &self.winrm_account {
+            Some(account) => policy.with(winrm::lent::ServiceAccount(account.clone())),
+            None => policy,
+        }
     }
 }
 
@@ -444,7 +425,9 @@ impl Step {
     /// Exit 0 with `stdout`.
     pub fn ok(&mut self, stdout: &str) -> &mut Step {
         self.exit(0, "");
-        if let Reply::Output(out) = &mut self.reply {
+        if let Ok(reply) = &mut self.reply
+            && let Some(out) = reply.get_mut::<Output>()
+        {
             out.stdout = stdout.as_bytes().to_vec();
         }
         self
@@ -452,11 +435,11 @@ impl Step {
 
     /// Exit `status` with `stderr`.
     pub fn exit(&mut self, status: i32, stderr: &str) -> &mut Step {
-        self.reply = Reply::Output(Output {
+        self.reply = Ok(CapReply::new(Output {
             status,
             stdout: Vec::new(),
             stderr: stderr.as_bytes().to_vec(),
-        });
+        }));
         self
     }
 
@@ -486,45 +469,44 @@ impl Step {
 
     /// Reply to a cmdlet with `objects` (a JSON array) and error messages `errors`.
     pub fn objects(&mut self, objects: &str, errors: &[&str]) -> &mut Step {
-        self.reply = Reply::Cmdlet(CmdletOutput {
+        self.reply = Ok(CapReply::new(CmdletOutput {
             objects: objects.to_string(),
             errors: errors.iter().map(|e| e.to_string()).collect(),
-        });
+        }));
         self
     }
 
     /// Reply to an `ldap.search` with `entries`: `(dn, [(attribute, [values])])`.
     pub fn entries(&mut self, entries: &[(&str, EntryAttributes<'_>)]) -> &mut Step {
-        self.reply = Reply::Entries(
-            entries
-                .iter()
-                .map(|(dn, attrs)| latch::caps::ldap::Entry {
-                    dn: dn.to_string(),
-                    attributes: attrs
-                        .iter()
-                        .map(|(n, v)| (n.to_string(), v.iter().map(|x| x.to_string()).collect()))
-                        .collect(),
-                })
-                .collect(),
-        );
+        let entries: Vec<latch::caps::ldap::Entry> = entries
+            .iter()
+            .map(|(dn, attrs)| latch::caps::ldap::Entry {
+                dn: dn.to_string(),
+                attributes: attrs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.iter().map(|x| x.to_string()).collect()))
+                    .collect(),
+            })
+            .collect();
+        self.reply = Ok(CapReply::new(entries));
         self
     }
 
     /// Reply to a secret with `value`.
     pub fn value(&mut self, value: &[u8]) -> &mut Step {
-        self.reply = Reply::Secret(value.to_vec());
+        self.reply = Ok(CapReply::new(Secret::new(value.to_vec())));
         self
     }
 
     /// Reply to a certs call with `text`.
     pub fn text(&mut self, text: &str) -> &mut Step {
-        self.reply = Reply::Text(text.to_string());
+        self.reply = Ok(CapReply::new(text.to_string()));
         self
     }
 
     /// Reply with `error` instead of a result.
     pub fn error(&mut self, error: CapError) -> &mut Step {
-        self.reply = Reply::Error(error);
+        self.reply = Err(error);
         self
     }
 }
@@ -573,15 +555,7 @@ impl Backend for Scripted {
             match state.steps.front() {
                 Some(_) if matched => {
                     let step = state.steps.pop_front().expect("front exists");
-                    match step.reply {
-                        Reply::Output(o) => Ok(CapReply::Output(o)),
-                        Reply::Cmdlet(c) => Ok(CapReply::Cmdlet(c)),
-                        Reply::Secret(v) => Ok(CapReply::Secret(Secret::new(v))),
-                        Reply::Text(t) => Ok(CapReply::Text(t)),
-                        Reply::Entries(e) => Ok(CapReply::Entries(e)),
-                        Reply::Done => Ok(CapReply::Done),
-                        Reply::Error(e) => Err(e),
-                    }
+                    step.reply
                 }
                 next => {
                     let expected =

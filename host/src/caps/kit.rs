@@ -3,59 +3,58 @@
 //! capability's module has a `kit` with its expectations; `guests/testkit` strings them
 //! into scripts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{CapCall, CapError, CmdletOutput, Output};
+use super::{CapCall, CapReply, Policy};
 
 /// Names bound by `{name}` placeholders in expected argv elements.
 pub type Names = HashMap<String, String>;
 
-/// A scripted reply.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// A command's output.
-    Output(Output),
-    /// A cmdlet's output.
-    Cmdlet(CmdletOutput),
-    /// A secret's value.
-    Secret(Vec<u8>),
-    /// A certificate or a public key.
-    Text(String),
-    /// Entries a directory search found.
-    Entries(Vec<super::directory::Entry>),
-    /// Nothing (an LDAP add, modify or delete).
-    Done,
-    /// An error instead.
-    Error(CapError),
-}
-
-/// What a script's expectations imply for the policy: the targets, secrets and cmdlets they
-/// name are allowed, and nothing else. Directory bounds are never implied: a script states
-/// them as the operator would write them (`Script::directory`), so a test of a refusal is a
-/// test against the policy as written, not one widened to what the script expects.
-#[derive(Clone, Debug, Default)]
+/// What a script's expectations imply for the policy: the targets and secrets they name are
+/// allowed, each capability's part ([`ImpliedPart`]) lends what its expectations named, and
+/// nothing else. Directory bounds are never implied: a script states them as the operator
+/// would write them (`Script::directory`), so a test of a refusal is a test against the
+/// policy as written, not one widened to what the script expects.
+#[derive(Debug, Default)]
 pub struct Implied {
     /// `allow` rules.
     pub allow: Vec<String>,
     /// Secret names.
     pub secrets: Vec<String>,
-    /// Cmdlets for `winrm.read`.
-    pub cmdlets_read: Vec<String>,
-    /// Cmdlets for `winrm.invoke`.
-    pub cmdlets_change: Vec<String>,
-    /// `service:Action`s called, as reads.
-    pub aws_read: Vec<String>,
-    /// Regions called.
-    pub aws_regions: Vec<String>,
-    /// Azure subscriptions read.
-    pub azure_subscriptions: Vec<String>,
-    /// Azure resource providers read.
-    pub azure_providers: Vec<String>,
-    /// Azure `$expand` values asked for.
-    pub azure_expand: Vec<String>,
+    parts: BTreeMap<&'static str, Box<dyn AnyPart>>,
+}
+
+/// A capability's part of what a script implies (winrm's cmdlets, cloud's actions and
+/// scopes), gathered by its expectations and lent as the slice the operator would write.
+pub trait ImpliedPart: std::fmt::Debug + Default + Send + 'static {
+    /// Add what was gathered to `policy`, as `latch.toml` would lend it.
+    fn lend(self, policy: Policy) -> Result<Policy, String>;
+}
+
+trait AnyPart: std::fmt::Debug + Send {
+    fn lend(self: Box<Self>, policy: Policy) -> Result<Policy, String>;
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+impl<P: ImpliedPart> AnyPart for P {
+    fn lend(self: Box<Self>, policy: Policy) -> Result<Policy, String> {
+        ImpliedPart::lend(*self, policy)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
 
 impl Implied {
+    /// What `allow` and `secrets` allow, and no capability's part yet.
+    pub fn new(allow: Vec<String>, secrets: Vec<String>) -> Self {
+        Implied {
+            allow,
+            secrets,
+            parts: BTreeMap::new(),
+        }
+    }
+
     /// Allow `target`'s host and port.
     pub fn target(&mut self, target: &super::Target) {
         self.allow.push(if target.host.contains(':') {
@@ -64,14 +63,33 @@ impl Implied {
             format!("{}:{}", target.host, target.port)
         });
     }
+
+    /// The part of type `P` (made empty on first use).
+    pub fn part<P: ImpliedPart>(&mut self) -> &mut P {
+        self.parts
+            .entry(std::any::type_name::<P>())
+            .or_insert_with(|| Box::new(P::default()))
+            .as_any_mut()
+            .downcast_mut()
+            .expect("a part is keyed by its own type")
+    }
+
+    /// The policy: the targets and secrets, then each part's slice.
+    pub fn policy(self) -> Result<Policy, String> {
+        let mut policy = Policy::parse(&self.allow, &self.secrets)?;
+        for part in self.parts.into_values() {
+            policy = part.lend(policy)?;
+        }
+        Ok(policy)
+    }
 }
 
 /// An expected capability call.
 pub trait Expectation: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static {
     /// Does `actual` match? Binds `{name}` placeholders in `names` only on a match.
     fn matches(&self, actual: &CapCall, names: &mut Names) -> bool;
-    /// What it answers unless the script says otherwise.
-    fn default_reply(&self) -> Reply;
+    /// What it answers unless the script says otherwise: its capability's empty success.
+    fn default_reply(&self) -> CapReply;
     /// Add what it implies to the policy.
     fn implies(&self, policy: &mut Implied);
     /// A boxed copy.

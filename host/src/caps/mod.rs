@@ -246,21 +246,155 @@ pub struct CmdletOutput {
     pub errors: Vec<String>,
 }
 
-/// What a backend answers to a [`CapCall`].
-#[derive(Debug)]
-pub enum CapReply {
-    /// For `ssh.read` and `ssh.exec`.
-    Output(Output),
-    /// For `winrm.read` and `winrm.invoke`.
-    Cmdlet(CmdletOutput),
-    /// For `secrets.get`.
-    Secret(Secret),
-    /// For the `certs` functions and `cloud.aws` (the answer's body).
-    Text(String),
-    /// For `ldap.search`.
-    Entries(Vec<directory::Entry>),
-    /// For calls that answer nothing (`ldap.add`, `ldap.modify`, `ldap.delete`).
-    Done,
+/// What a capability's calls are answered with: each capability has its own type (ssh's
+/// [`Output`], winrm's [`CmdletOutput`], secrets' [`Secret`], the certificate or body text of
+/// certs and cloud, ldap's entries), named by its call's [`Answered::Reply`]. Central code
+/// (dispatch, records, backends) holds one only as a [`CapReply`] and asks it only this.
+pub trait Reply: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Scrub every secret of `secrets` from what the reply carries (a secret's own value,
+    /// `secrets.get`'s answer, is the one thing left as it is).
+    fn scrub(&mut self, secrets: &Scrubber);
+    /// The exit status of the command the call ran, if it ran one (kept in its record).
+    fn status(&self) -> Option<i32> {
+        None
+    }
+}
+
+/// A capability call whose answer is a `Reply`: [`dispatch`] hands the guest's side of the
+/// capability that type, never a shared enum to match.
+pub trait Answered: Call {
+    /// What the call is answered with.
+    type Reply: Reply;
+}
+
+impl Reply for Output {
+    fn scrub(&mut self, secrets: &Scrubber) {
+        self.stdout = secrets.scrub_bytes(&self.stdout);
+        self.stderr = secrets.scrub_bytes(&self.stderr);
+    }
+    fn status(&self) -> Option<i32> {
+        Some(self.status)
+    }
+}
+
+impl Reply for CmdletOutput {
+    fn scrub(&mut self, secrets: &Scrubber) {
+        self.objects = secrets.scrub(&self.objects);
+        for e in &mut self.errors {
+            *e = secrets.scrub(e);
+        }
+    }
+}
+
+/// A certificate, a public key, a cloud answer's body.
+impl Reply for String {
+    fn scrub(&mut self, secrets: &Scrubber) {
+        *self = secrets.scrub(self);
+    }
+}
+
+/// `secrets.get`'s answer: the one reply that is a secret, so the one not scrubbed.
+impl Reply for Secret {
+    fn scrub(&mut self, _: &Scrubber) {}
+}
+
+/// What a directory operation found: a search's entries; none for a change.
+impl Reply for Vec<directory::Entry> {
+    fn scrub(&mut self, secrets: &Scrubber) {
+        for e in self {
+            e.dn = secrets.scrub(&e.dn);
+            for (_, values) in &mut e.attributes {
+                for v in values {
+                    *v = secrets.scrub(v);
+                }
+            }
+        }
+    }
+}
+
+/// The object-safe side of [`Reply`], for [`CapReply`].
+trait AnyReply: std::fmt::Debug + Send + Sync {
+    fn scrub(&mut self, secrets: &Scrubber);
+    fn status(&self) -> Option<i32>;
+    fn clone_box(&self) -> Box<dyn AnyReply>;
+    fn type_name(&self) -> &'static str;
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+impl<T: Reply> AnyReply for T {
+    fn scrub(&mut self, secrets: &Scrubber) {
+        Reply::scrub(self, secrets)
+    }
+    fn status(&self) -> Option<i32> {
+        Reply::status(self)
+    }
+    fn clone_box(&self) -> Box<dyn AnyReply> {
+        Box::new(self.clone())
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// What a backend answers to a [`CapCall`]: the call's capability's own [`Reply`], boxed.
+pub struct CapReply(Box<dyn AnyReply>);
+
+impl CapReply {
+    /// Box a capability's reply.
+    pub fn new(reply: impl Reply) -> Self {
+        CapReply(Box::new(reply))
+    }
+
+    /// The reply as the `R` its call is answered with. Another type is a bug of the backend
+    /// (a live part or a test script answering a call with another capability's reply),
+    /// reported as the call's failure, once, here.
+    pub fn take<R: Reply>(self) -> Result<R, CapError> {
+        let name = self.0.type_name();
+        self.0.into_any().downcast::<R>().map(|r| *r).map_err(|_| {
+            CapError::Failed(format!(
+                "the backend answered with a {name}, not the {} this call is answered with",
+                std::any::type_name::<R>()
+            ))
+        })
+    }
+
+    /// The reply, if it is an `R`.
+    pub fn get<R: Reply>(&self) -> Option<&R> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// The reply, if it is an `R`, to change (a test script's builder).
+    pub fn get_mut<R: Reply>(&mut self) -> Option<&mut R> {
+        self.0.as_any_mut().downcast_mut()
+    }
+
+    /// The exit status of the command the call ran, if it ran one.
+    pub fn status(&self) -> Option<i32> {
+        self.0.status()
+    }
+}
+
+impl Clone for CapReply {
+    fn clone(&self) -> Self {
+        CapReply(self.0.clone_box())
+    }
+}
+
+impl std::fmt::Debug for CapReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// Why a capability call failed (mirrors `types.error`, less `invalid-config`, which only a
@@ -271,6 +405,10 @@ pub enum CapError {
     /// The guest's arguments were malformed.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// What the call names does not exist (an HTTP 404, an AWS `*NotFound` code, LDAP
+    /// `noSuchObject`, a secret no store holds): the one error a revoke may read as "gone".
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The policy (or the server) refused.
     #[error("denied: {0}")]
     Denied(String),
@@ -461,6 +599,7 @@ impl CapError {
     pub fn scrubbed(self, secrets: &Scrubber) -> CapError {
         match self {
             CapError::InvalidRequest(m) => CapError::InvalidRequest(secrets.scrub(&m)),
+            CapError::NotFound(m) => CapError::NotFound(secrets.scrub(&m)),
             CapError::Denied(m) => CapError::Denied(secrets.scrub(&m)),
             CapError::Unreachable(m) => CapError::Unreachable(secrets.scrub(&m)),
             CapError::Failed(m) => CapError::Failed(secrets.scrub(&m)),
@@ -471,36 +610,11 @@ impl CapError {
 impl CapReply {
     /// The same reply with every secret of `secrets` scrubbed from what it carries (a
     /// secret's own value, `secrets.get`'s answer, is the one thing left as it is).
-    pub fn scrubbed(self, secrets: &Scrubber) -> CapReply {
-        if secrets.is_empty() {
-            return self;
+    pub fn scrubbed(mut self, secrets: &Scrubber) -> CapReply {
+        if !secrets.is_empty() {
+            self.0.scrub(secrets);
         }
-        match self {
-            CapReply::Output(o) => CapReply::Output(Output {
-                status: o.status,
-                stdout: secrets.scrub_bytes(&o.stdout),
-                stderr: secrets.scrub_bytes(&o.stderr),
-            }),
-            CapReply::Cmdlet(c) => CapReply::Cmdlet(CmdletOutput {
-                objects: secrets.scrub(&c.objects),
-                errors: c.errors.iter().map(|e| secrets.scrub(e)).collect(),
-            }),
-            CapReply::Text(t) => CapReply::Text(secrets.scrub(&t)),
-            CapReply::Entries(entries) => CapReply::Entries(
-                entries
-                    .into_iter()
-                    .map(|e| directory::Entry {
-                        dn: secrets.scrub(&e.dn),
-                        attributes: e
-                            .attributes
-                            .into_iter()
-                            .map(|(k, vs)| (k, vs.iter().map(|v| secrets.scrub(v)).collect()))
-                            .collect(),
-                    })
-                    .collect(),
-            ),
-            other @ (CapReply::Secret(_) | CapReply::Done) => other,
-        }
+        self
     }
 }
 
@@ -512,11 +626,15 @@ pub const MAX_RECORDS: usize = 10_000;
 /// The capability module that built `call` from the guest's arguments also authorizes it
 /// (argument checks, then the policy); authorization may narrow the call (a certificate's
 /// validity is clamped to the grant), and what is carried out and recorded is the narrowed call.
-pub(crate) async fn dispatch(state: &mut CallState, call: CapCall) -> Result<CapReply, CapError> {
-    dispatch_all(state, vec![call])
+pub(crate) async fn dispatch<C: Answered>(
+    state: &mut CallState,
+    call: C,
+) -> Result<C::Reply, CapError> {
+    dispatch_all(state, vec![CapCall::new(call)])
         .await
         .pop()
-        .expect("one call, one result")
+        .expect("one call, one result")?
+        .take()
 }
 
 /// [`dispatch`] for several calls at once: each is checked, then those that passed are
@@ -584,10 +702,9 @@ pub(crate) async fn dispatch_all(
             }
             (Ok(()), Some(result)) => {
                 let outcome = match &result {
-                    Ok(CapReply::Output(out)) => Outcome::Ok {
-                        status: Some(out.status),
+                    Ok(reply) => Outcome::Ok {
+                        status: reply.status(),
                     },
-                    Ok(_) => Outcome::Ok { status: None },
                     Err(error) => Outcome::Failed {
                         error: error.clone(),
                     },
@@ -627,8 +744,8 @@ async fn look_up(state: &mut CallState, lookup: CapCall) -> Result<CapReply, Cap
     result
 }
 
-impl From<crate::world::v0_2::types::Target> for Target {
-    fn from(t: crate::world::v0_2::types::Target) -> Self {
+impl From<crate::world::v0_3::types::Target> for Target {
+    fn from(t: crate::world::v0_3::types::Target) -> Self {
         Target {
             host: t.host,
             port: t.port,
@@ -637,9 +754,9 @@ impl From<crate::world::v0_2::types::Target> for Target {
     }
 }
 
-impl From<Output> for crate::world::v0_2::types::Output {
+impl From<Output> for crate::world::v0_3::types::Output {
     fn from(o: Output) -> Self {
-        crate::world::v0_2::types::Output {
+        crate::world::v0_3::types::Output {
             status: o.status,
             stdout: o.stdout,
             stderr: o.stderr,
@@ -652,6 +769,7 @@ impl From<CapError> for crate::world::GuestError {
         use crate::world::GuestError;
         match e {
             CapError::InvalidRequest(m) => GuestError::InvalidRequest(m),
+            CapError::NotFound(m) => GuestError::NotFound(m),
             CapError::Denied(m) => GuestError::Denied(m),
             CapError::Unreachable(m) => GuestError::Unreachable(m),
             CapError::Failed(m) => GuestError::Failed(m),
@@ -673,4 +791,59 @@ pub(crate) fn check_text(what: &str, value: &str, max: usize) -> Result<(), CapE
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_taken_as_its_own_type_only() {
+        let out = Output {
+            status: 3,
+            stdout: b"hunter2 here".to_vec(),
+            stderr: Vec::new(),
+        };
+        let reply = CapReply::new(out.clone());
+        assert_eq!(reply.status(), Some(3));
+        assert_eq!(reply.clone().take::<Output>(), Ok(out));
+        // Another capability's type is the backend's bug, said once, as the call's failure.
+        match reply.take::<CmdletOutput>() {
+            Err(CapError::Failed(m)) => {
+                assert!(m.contains("Output") && m.contains("CmdletOutput"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(CapReply::new(String::from("cert")).status(), None);
+    }
+
+    #[test]
+    fn every_reply_but_a_secret_is_scrubbed() {
+        let secret = Secret::new(b"hunter2".to_vec());
+        let mut scrubber = Scrubber::new();
+        scrubber.add(&secret);
+        let out = CapReply::new(Output {
+            status: 0,
+            stdout: b"pw=hunter2".to_vec(),
+            stderr: b"hunter2".to_vec(),
+        })
+        .scrubbed(&scrubber)
+        .take::<Output>()
+        .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+        let entries = CapReply::new(vec![directory::Entry {
+            dn: "cn=hunter2".into(),
+            attributes: vec![("description".into(), vec!["hunter2".into()])],
+        }])
+        .scrubbed(&scrubber)
+        .take::<Vec<directory::Entry>>()
+        .unwrap();
+        assert!(!format!("{entries:?}").contains("hunter2"));
+        let got = CapReply::new(secret.clone())
+            .scrubbed(&scrubber)
+            .take::<Secret>()
+            .unwrap();
+        assert_eq!(got.expose(), b"hunter2");
+    }
 }

@@ -1,4 +1,6 @@
-//! What an integration's guest may reach: the `allow` and `secrets` lists of `latch.toml`.
+//! What an integration's guest may reach: the `allow` and `secrets` lists of `latch.toml`,
+//! and each capability's own [`Slice`] of it (winrm's cmdlets, cloud's scopes, the
+//! directory's bounds), which the capability makes from its table and looks up by type.
 //!
 //! Defends against a guest (buggy, or modified by someone who should not have) acting on a
 //! server or reading a secret the operator never listed. Every capability call is checked here
@@ -14,9 +16,11 @@
 //! A target host that is empty, overlong, starts with `-` (it could be read as an option by a
 //! tool) or contains anything but letters, digits, `.`, `-`, `_` and `:` is refused outright.
 
-use std::collections::BTreeSet;
+use std::any::TypeId;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -172,128 +176,88 @@ pub fn check_target_host(host: &str) -> Result<Option<IpAddr>, String> {
     check_name(host).map(|()| None)
 }
 
-/// The policy of one integration: which targets and secrets its guest may use.
+/// A capability's own part of an integration's policy (winrm's cmdlets, cloud's scopes, the
+/// directory's bounds): made by the capability from its own table of `latch.toml`, held by
+/// [`Policy`] by its type and looked up by it, as Spin's factors keep their state. The policy
+/// knows none of them.
+pub trait Slice: Clone + fmt::Debug + Send + Sync + 'static {}
+
+/// The object-safe side of [`Slice`].
+trait AnySlice: fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<S: Slice> AnySlice for S {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The policy of one integration: which targets and secrets its guest may use, and each
+/// capability's [`Slice`] the operator lent.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     allow: Vec<AllowRule>,
     secrets: BTreeSet<String>,
-    /// Cmdlets `winrm.read` may run (lower-cased: PowerShell names are case-insensitive).
-    cmdlets_read: BTreeSet<String>,
-    /// Cmdlets only `winrm.invoke` may run.
-    cmdlets_change: BTreeSet<String>,
-    /// What the directory calls may touch (`ldap.*` and the AD cmdlets alike).
-    directory: super::directory::Bases,
-    /// The account WinRM logs in as (`[integration.winrm] user`): the only one a new service
-    /// password may be set on.
-    winrm_account: Option<String>,
-    /// What `cloud.aws` may call.
-    aws: super::cloud::AwsPolicy,
-    /// What `cloud.azure` may read.
-    azure: super::cloud::AzurePolicy,
+    slices: BTreeMap<SliceKey, Arc<dyn AnySlice>>,
+}
+
+/// A slice's type, named for `Debug`.
+#[derive(Clone, Copy)]
+struct SliceKey(TypeId, &'static str);
+
+impl PartialEq for SliceKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for SliceKey {}
+impl PartialOrd for SliceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for SliceKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+impl fmt::Debug for SliceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.1)
+    }
 }
 
 impl Policy {
-    /// A policy allowing exactly `allow` targets and `secrets` names.
+    /// A policy allowing exactly `allow` targets and `secrets` names, and no capability's
+    /// slice.
     pub fn new(allow: Vec<AllowRule>, secrets: impl IntoIterator<Item = String>) -> Self {
         Policy {
             allow,
             secrets: secrets.into_iter().collect(),
-            cmdlets_read: BTreeSet::new(),
-            cmdlets_change: BTreeSet::new(),
-            directory: super::directory::Bases::default(),
-            winrm_account: None,
-            aws: super::cloud::AwsPolicy::default(),
-            azure: super::cloud::AzurePolicy::default(),
+            slices: BTreeMap::new(),
         }
     }
 
-    /// Also lend the Azure scopes of `[integration.azure]`.
-    pub fn with_azure(mut self, azure: super::cloud::AzurePolicy) -> Self {
-        self.azure = azure;
+    /// Also lend a capability's `slice` (in place of one of its type lent before).
+    pub fn with<S: Slice>(mut self, slice: S) -> Self {
+        let key = SliceKey(TypeId::of::<S>(), std::any::type_name::<S>());
+        self.slices.insert(key, Arc::new(slice));
         self
     }
 
-    /// What `cloud.azure` may read.
-    pub fn azure(&self) -> &super::cloud::AzurePolicy {
-        &self.azure
+    /// The slice of type `S`, if the operator lent one.
+    pub fn get<S: Slice>(&self) -> Option<&S> {
+        let key = SliceKey(TypeId::of::<S>(), "");
+        self.slices.get(&key)?.as_any().downcast_ref()
     }
 
-    /// Also lend the AWS actions and regions of `[integration.aws]`.
-    pub fn with_aws(mut self, aws: super::cloud::AwsPolicy) -> Self {
-        self.aws = aws;
-        self
-    }
-
-    /// What `cloud.aws` may call.
-    pub fn aws(&self) -> &super::cloud::AwsPolicy {
-        &self.aws
-    }
-
-    /// Also lend the directory bounds of `[integration.directory]`.
-    pub fn with_directory(mut self, bases: super::directory::Bases) -> Self {
-        self.directory = bases;
-        self
-    }
-
-    /// Name the account WinRM logs in as.
-    pub fn with_winrm_account(mut self, account: Option<String>) -> Self {
-        self.winrm_account = account;
-        self
-    }
-
-    /// The account WinRM logs in as, if the integration names one.
-    pub fn winrm_account(&self) -> Option<&str> {
-        self.winrm_account.as_deref()
-    }
-
-    /// What directory calls may touch, on every transport.
-    pub fn directory(&self) -> &super::directory::Bases {
-        &self.directory
-    }
-
-    /// Also lend the cmdlets of `[integration.winrm]`: `read` ones to `winrm.read` and
-    /// `winrm.invoke`, `change` ones to `winrm.invoke` only. Only cmdlets of the catalog can
-    /// be lent (`winrm/catalog.toml`), and one that changes the server never as a read.
-    pub fn with_cmdlets(mut self, read: &[String], change: &[String]) -> Result<Self, String> {
-        let check = |list: &str, name: &String| -> Result<String, String> {
-            if !super::winrm::is_cmdlet(name) {
-                return Err(format!(
-                    "winrm.{list}: {name:?} is not a cmdlet name (Verb-Noun)"
-                ));
-            }
-            super::winrm::catalog::lendable(list, name)?;
-            Ok(name.to_ascii_lowercase())
-        };
-        for name in read {
-            self.cmdlets_read.insert(check("read", name)?);
+    /// The slice of type `S`, or the empty one (which lends nothing) if none was lent.
+    pub fn get_or_default<S: Slice + Default>(&self) -> std::borrow::Cow<'_, S> {
+        match self.get::<S>() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(S::default()),
         }
-        for name in change {
-            self.cmdlets_change.insert(check("change", name)?);
-        }
-        Ok(self)
-    }
-
-    /// May the guest run `cmdlet` with this effect?
-    pub fn check_cmdlet(&self, cmdlet: &str, effect: super::Effect) -> Result<(), String> {
-        let name = cmdlet.to_ascii_lowercase();
-        let listed = match effect {
-            super::Effect::Read => self.cmdlets_read.contains(&name),
-            super::Effect::Change => {
-                self.cmdlets_read.contains(&name) || self.cmdlets_change.contains(&name)
-            }
-        };
-        if listed {
-            return Ok(());
-        }
-        if effect == super::Effect::Read && self.cmdlets_change.contains(&name) {
-            return Err(format!(
-                "cmdlet {cmdlet} is listed as a change, not a read, in [integration.winrm]; \
-                 a plan would run it"
-            ));
-        }
-        Err(format!(
-            "cmdlet {cmdlet} is not in the integration's [integration.winrm] allowlist"
-        ))
     }
 
     /// Parse the `allow` strings and take the `secrets` names of a configuration.
@@ -410,6 +374,24 @@ mod tests {
             assert!(err.contains("allow entry"), "{rule}: {err}");
         }
         assert!(AllowRule::parse("[::1]:22").is_ok());
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct Lent(u8);
+    impl Slice for Lent {}
+    #[derive(Clone, Debug, Default, PartialEq)]
+    struct Other(u8);
+    impl Slice for Other {}
+
+    #[test]
+    fn slices_are_found_by_their_type_only() {
+        let p = policy(&[]);
+        assert_eq!(p.get::<Lent>(), None);
+        assert_eq!(*p.get_or_default::<Lent>(), Lent(0));
+        let p = p.with(Lent(1)).with(Other(2)).with(Lent(3));
+        assert_eq!(p.get::<Lent>(), Some(&Lent(3)));
+        assert_eq!(p.get::<Other>(), Some(&Other(2)));
+        assert!(format!("{p:?}").contains("Lent"));
     }
 
     #[test]

@@ -224,3 +224,4 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 // The shared `types` interface has no functions: every contract version's is served as is.
 impl crate::world::v0_1::types::Host for CallState {}
 impl crate::world::v0_2::types::Host for CallState {}
+impl crate::world::v0_3::types::Host for CallState {}

@@ -522,8 +522,11 @@ fn check_integration(
     }
     let winrm = s.winrm.unwrap_or_default();
     let policy = Policy::parse(&s.allow, &s.secrets)
-        .and_then(|p| p.with_cmdlets(&winrm.read, &winrm.change))
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with(
+            crate::caps::winrm::lent::Cmdlets::parse(&winrm.read, &winrm.change)
+                .map_err(anyhow::Error::msg)?,
+        );
     if s.directory.is_none()
         && let Some(c) = winrm.read.iter().chain(&winrm.change).find(|c| {
             crate::caps::winrm::catalog::catalog()
@@ -538,7 +541,7 @@ fn check_integration(
     }
     let winrm = check_winrm(winrm, data_dir).context("winrm")?;
     let policy = match &s.directory {
-        Some(d) => policy.with_directory(
+        Some(d) => policy.with(
             crate::caps::directory::Bases::parse(&d.read, &d.change, &d.groups)
                 .map_err(anyhow::Error::msg)?,
         ),
@@ -592,14 +595,14 @@ fn check_integration(
                 endpoint,
                 profile: section.profile,
             };
-            (policy.with_aws(bounds), Some(settings))
+            (policy.with(bounds), Some(settings))
         }
         None => (policy, None),
     };
     let (policy, azure) = match s.azure {
         Some(section) => {
             let (bounds, settings) = check_azure(section).context("azure")?;
-            (policy.with_azure(bounds), Some(settings))
+            (policy.with(bounds), Some(settings))
         }
         None => (policy, None),
     };

@@ -9,7 +9,8 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 pub fn world(contract: &str) -> &'static str {
     match contract {
         "0.1.0" => "latch:connector/integration-guest@0.1.0",
-        _ => "latch:connector/integration-guest@0.2.0",
+        "0.2.0" => "latch:connector/integration-guest@0.2.0",
+        _ => "latch:connector/integration-guest@0.3.0",
     }
 }
 
@@ -29,7 +30,7 @@ pub struct Inspection {
 /// One import or export.
 #[derive(Clone, Debug, Serialize)]
 pub struct Item {
-    /// Its name, e.g. `latch:connector/ssh@0.2.0`.
+    /// Its name, e.g. `latch:connector/ssh@0.3.0`.
     pub name: String,
     /// The function names it holds (an interface), or itself (a function).
     pub functions: Vec<String>,

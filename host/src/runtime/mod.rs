@@ -35,7 +35,8 @@ pub use inspect::Inspection;
 
 use crate::caps::secrets::Scrubber;
 use crate::caps::{Backend, CallRecord, Policy};
-use crate::world::{v0_1, v0_2};
+use crate::world::v0_2::Same;
+use crate::world::{v0_1, v0_2, v0_3};
 
 /// How often the epoch advances; the granularity of the CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
@@ -90,12 +91,12 @@ pub enum LoadError {
     Compile(wasmtime::Error),
     /// The component imports something the host does not provide.
     #[error(
-        "the guest imports something Latch does not lend: {0:#}; a guest may import only latch:connector/{{ssh,winrm,secrets,certs,log}} (0.2.0, or 0.1.0) and WASI 0.2"
+        "the guest imports something Latch does not lend: {0:#}; a guest may import only latch:connector/{{ssh,winrm,ldap,cloud,secrets,certs,log}} (0.3.0, 0.2.0, or 0.1.0 without ldap and cloud) and WASI 0.2"
     )]
     Link(wasmtime::Error),
     /// The component does not export the integration interface.
     #[error(
-        "not a Latch integration: {0:#}; it must export latch:connector/integration@0.2.0 (or @0.1.0)"
+        "not a Latch integration: {0:#}; it must export latch:connector/integration@0.3.0 (or @0.2.0, @0.1.0)"
     )]
     NotAnIntegration(wasmtime::Error),
 }
@@ -173,6 +174,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v0_1::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        v0_3::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         crate::caps::registry::link(&mut linker)?;
 
         let ticker = Ticker::start(&engine);
@@ -220,11 +222,14 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(LoadError::Link)?;
         // The newest contract the component exports; an older one only if it has no newer.
-        let pre = match v0_2::IntegrationGuestPre::new(pre.clone()) {
-            Ok(p) => GuestPre::V0_2(p),
-            Err(_) => GuestPre::V0_1(
+        let pre = if let Ok(p) = v0_3::IntegrationGuestPre::new(pre.clone()) {
+            GuestPre::V0_3(p)
+        } else if let Ok(p) = v0_2::IntegrationGuestPre::new(pre.clone()) {
+            GuestPre::V0_2(p)
+        } else {
+            GuestPre::V0_1(
                 v0_1::IntegrationGuestPre::new(pre).map_err(LoadError::NotAnIntegration)?,
-            ),
+            )
         };
         Ok(Guest {
             sha256,
@@ -282,6 +287,7 @@ impl Drop for Ticker {
 enum GuestPre {
     V0_1(v0_1::IntegrationGuestPre<CallState>),
     V0_2(v0_2::IntegrationGuestPre<CallState>),
+    V0_3(v0_3::IntegrationGuestPre<CallState>),
 }
 
 /// A compiled, linked guest: ready to instantiate, many times, concurrently.
@@ -297,11 +303,12 @@ impl Guest {
         &self.sha256
     }
 
-    /// The contract version the guest was built against, e.g. `0.2.0`.
+    /// The contract version the guest was built against, e.g. `0.3.0`.
     pub fn contract(&self) -> &'static str {
         match self.pre {
             GuestPre::V0_1(_) => "0.1.0",
             GuestPre::V0_2(_) => "0.2.0",
+            GuestPre::V0_3(_) => "0.3.0",
         }
     }
 
@@ -587,6 +594,14 @@ async fn run_export(
     export: Export,
 ) -> Result<Result<Returned, GuestError>, Failure> {
     match pre {
+        GuestPre::V0_3(pre) => {
+            let guest = pre
+                .instantiate_async(&mut *store)
+                .await
+                .map_err(Failure::Instantiate)?;
+            let api = guest.latch_connector_integration();
+            call_v0_3(api, store, export).await.map_err(Failure::Call)
+        }
         GuestPre::V0_2(pre) => {
             let guest = pre
                 .instantiate_async(&mut *store)
@@ -606,8 +621,8 @@ async fn run_export(
     }
 }
 
-async fn call_v0_2(
-    api: &v0_2::integration::Guest,
+async fn call_v0_3(
+    api: &v0_3::integration::Guest,
     store: &mut Store<CallState>,
     export: Export,
 ) -> wasmtime::Result<Result<Returned, GuestError>> {
@@ -653,6 +668,69 @@ async fn call_v0_2(
             .call_remove_service_credential(&mut *store, &config, &resource_id, &credential)
             .await?
             .map(|()| Returned::Unit),
+    })
+}
+
+/// A 0.2 guest, through the conversions of [`crate::world::v0_2`]: every type but `error`
+/// has 0.3's shape.
+async fn call_v0_2(
+    api: &v0_2::integration::Guest,
+    store: &mut Store<CallState>,
+    export: Export,
+) -> wasmtime::Result<Result<Returned, GuestError>> {
+    let unit = |r: Result<(), v0_2::types::Error>| r.map(|()| Returned::Unit).map_err(Into::into);
+    Ok(match export {
+        Export::Describe => Ok(Returned::Metadata(
+            api.call_describe(&mut *store).await?.same(),
+        )),
+        Export::Validate { config } => api
+            .call_validate(&mut *store, &config)
+            .await?
+            .map(|l| Returned::Lifecycle(l.same()))
+            .map_err(Into::into),
+        Export::Discover { config, cursor } => api
+            .call_discover(&mut *store, &config, cursor.as_deref())
+            .await?
+            .map(|p| Returned::Page(p.same()))
+            .map_err(Into::into),
+        Export::Grant { config, request } => api
+            .call_grant(&mut *store, &config, &request.same())
+            .await?
+            .map(|g| Returned::Granted(g.same()))
+            .map_err(Into::into),
+        Export::Revoke { config, request } => unit(
+            api.call_revoke(&mut *store, &config, &request.same())
+                .await?,
+        ),
+        Export::Cleanup {
+            config,
+            request,
+            username,
+        } => unit(
+            api.call_cleanup(&mut *store, &config, &request.same(), &username)
+                .await?,
+        ),
+        Export::AddServiceCredential {
+            config,
+            resource_id,
+            credential,
+        } => unit(
+            api.call_add_service_credential(&mut *store, &config, &resource_id, &credential.same())
+                .await?,
+        ),
+        Export::RemoveServiceCredential {
+            config,
+            resource_id,
+            credential,
+        } => unit(
+            api.call_remove_service_credential(
+                &mut *store,
+                &config,
+                &resource_id,
+                &credential.same(),
+            )
+            .await?,
+        ),
     })
 }
 

@@ -5,7 +5,7 @@
 //! that says `denied` is a 403 whether or not it had run commands before deciding.
 
 use crate::ledger::LedgerError;
-use crate::runtime::CallError;
+use crate::runtime::{CallError, GuestError};
 
 /// A service error.
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +65,14 @@ impl ServiceError {
             ServiceError::Conflict(_) => ErrorKind::Conflict,
             ServiceError::Internal(_) => ErrorKind::Internal,
             ServiceError::Guest { error, .. } => match error {
-                CallError::Guest(e) => match e.kind() {
-                    "invalid-request" => ErrorKind::BadRequest,
-                    "denied" => ErrorKind::Denied,
-                    "unreachable" | "failed" => ErrorKind::Remote,
-                    // invalid-config: latch.toml is wrong, which the requester cannot fix.
-                    _ => ErrorKind::Internal,
+                CallError::Guest(e) => match e {
+                    GuestError::InvalidRequest(_) => ErrorKind::BadRequest,
+                    // The resource the request names does not exist (any more).
+                    GuestError::NotFound(_) => ErrorKind::NotFound,
+                    GuestError::Denied(_) => ErrorKind::Denied,
+                    GuestError::Unreachable(_) | GuestError::Failed(_) => ErrorKind::Remote,
+                    // latch.toml is wrong, which the requester cannot fix.
+                    GuestError::InvalidConfig(_) => ErrorKind::Internal,
                 },
                 CallError::Deadline(_) => ErrorKind::Timeout,
                 CallError::Memory(_) | CallError::Trap(_) | CallError::Instantiate(_) => {
@@ -120,7 +122,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::runtime::GuestError;
 
     fn guest(error: CallError) -> ErrorKind {
         ServiceError::guest("grant g-1 failed", error).kind()
@@ -136,6 +137,7 @@ mod tests {
             ErrorKind::BadRequest
         );
         assert_eq!(g(GuestError::Denied("x".into())), ErrorKind::Denied);
+        assert_eq!(g(GuestError::NotFound("x".into())), ErrorKind::NotFound);
         assert_eq!(g(GuestError::Unreachable("x".into())), ErrorKind::Remote);
         assert_eq!(g(GuestError::Failed("x".into())), ErrorKind::Remote);
         assert_eq!(

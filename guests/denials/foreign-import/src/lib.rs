@@ -11,7 +11,7 @@ mod bindings {
             }
 
             world foreign {
-                include latch:connector/integration-guest@0.2.0;
+                include latch:connector/integration-guest@0.3.0;
                 import exfil;
             }
         "#,

@@ -1,8 +1,8 @@
 //! The test kit's half of `certs`: an expected CA key read or signing.
 
 use super::{CaPublicKey, SignSshUser};
-use crate::caps::CapCall;
-use crate::caps::kit::{Expectation, Implied, Names, Reply};
+use crate::caps::kit::{Expectation, Implied, Names};
+use crate::caps::{CapCall, CapReply};
 
 /// An expected `certs.ca-public-key`.
 #[derive(Clone, Debug)]
@@ -12,8 +12,8 @@ impl Expectation for ExpectCaPublicKey {
     fn matches(&self, actual: &CapCall, _: &mut Names) -> bool {
         actual.get::<CaPublicKey>().is_some()
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Text(String::new())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(String::new())
     }
     fn implies(&self, _: &mut Implied) {}
     fn clone_box(&self) -> Box<dyn Expectation> {
@@ -49,8 +49,8 @@ impl Expectation for ExpectSign {
                 && self.valid_before.is_none_or(|v| v == a.valid_before)
         })
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Text(String::new())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(String::new())
     }
     fn implies(&self, _: &mut Implied) {}
     fn clone_box(&self) -> Box<dyn Expectation> {

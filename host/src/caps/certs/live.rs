@@ -28,7 +28,7 @@ impl LivePart for Part {
     ) -> Option<BoxFuture<'a, Result<CapReply, CapError>>> {
         if call.get::<CaPublicKey>().is_some() {
             return Some(Box::pin(async move {
-                ca::public_key(&self.secrets).map(CapReply::Text)
+                ca::public_key(&self.secrets).map(CapReply::new)
             }));
         }
         let sign = call.get::<SignSshUser>()?;
@@ -40,7 +40,7 @@ impl LivePart for Part {
                 sign.valid_before,
                 &sign.key_id,
             )
-            .map(CapReply::Text)
+            .map(CapReply::new)
         }))
     }
 }

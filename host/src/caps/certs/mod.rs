@@ -13,7 +13,7 @@ pub(crate) mod wit;
 
 use serde::Serialize;
 
-use super::{Call, CapError, CapReply, Effect, check_text, record_of};
+use super::{Answered, Call, CapError, CapReply, Effect, check_text, record_of};
 use crate::caps::CallState;
 
 /// `certs.ca-public-key`: the CA's public key (public; always allowed).
@@ -33,6 +33,11 @@ pub struct SignSshUser {
     pub key_id: String,
 }
 
+/// The CA's public key line.
+impl Answered for CaPublicKey {
+    type Reply = String;
+}
+
 impl Call for CaPublicKey {
     fn capability(&self) -> &'static str {
         "certs.ca-public-key"
@@ -47,7 +52,7 @@ impl Call for CaPublicKey {
         serde_json::Map::new()
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Text(String::new())
+        CapReply::new(String::new())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())
@@ -64,6 +69,11 @@ impl std::fmt::Display for CaPublicKey {
 }
 
 /// Signing is a change: a plan mints no credential.
+/// The certificate.
+impl Answered for SignSshUser {
+    type Reply = String;
+}
+
 impl Call for SignSshUser {
     fn capability(&self) -> &'static str {
         "certs.sign-ssh-user"
@@ -78,7 +88,7 @@ impl Call for SignSshUser {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Text(String::new())
+        CapReply::new(String::new())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())

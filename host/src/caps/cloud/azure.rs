@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::caps::CallState;
-use crate::caps::{Call, CapError, CapReply, Effect, SecretStore, check_text, record_of};
+use crate::caps::{Answered, Call, CapError, CapReply, Effect, SecretStore, check_text, record_of};
 use latch_cloud_auth::answer::{Failure, read, transport_error};
 use latch_cloud_auth::azure::{ARM, fetch_token};
 pub use latch_cloud_auth::azure::{AzureCredential, AzureSettings, TokenCache};
@@ -93,6 +93,11 @@ impl AzureCall {
     }
 }
 
+/// The answer's body.
+impl Answered for AzureCall {
+    type Reply = String;
+}
+
 impl Call for AzureCall {
     fn capability(&self) -> &'static str {
         "cloud.azure"
@@ -126,7 +131,7 @@ impl Call for AzureCall {
                 "an Azure request needs its api-version".into(),
             ));
         }
-        let policy = state.policy.azure();
+        let policy = state.policy.get_or_default::<AzurePolicy>();
         for (name, value) in &self.query {
             if name.eq_ignore_ascii_case("$expand") {
                 policy.check_expand(value).map_err(CapError::Denied)?;
@@ -138,7 +143,7 @@ impl Call for AzureCall {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Text(String::new())
+        CapReply::new(String::new())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())
@@ -168,6 +173,8 @@ pub struct AzurePolicy {
     /// What `$expand` may name (lower-case); empty: no `$expand` at all.
     expand: BTreeSet<String>,
 }
+
+impl crate::caps::policy::Slice for AzurePolicy {}
 
 fn is_guid(s: &str) -> bool {
     s.len() == 36
@@ -386,6 +393,8 @@ pub(crate) async fn send(
                     let text = format!("{what}: HTTP {status} {code}: {message}");
                     if status == 401 || status == 403 {
                         CapError::Denied(text)
+                    } else if status == 404 {
+                        CapError::NotFound(text)
                     } else {
                         CapError::Failed(text)
                     }
@@ -470,7 +479,7 @@ mod tests {
             .unwrap();
         let state = crate::caps::CallState::new(
             "t".into(),
-            std::sync::Arc::new(crate::caps::Policy::default().with_azure(policy)),
+            std::sync::Arc::new(crate::caps::Policy::default().with(policy)),
             std::sync::Arc::new(crate::caps::Recorder),
             None,
             Default::default(),

@@ -1,8 +1,9 @@
 //! The test kit's half of `cloud`: an expected AWS call.
 
 use super::AwsCall;
-use crate::caps::CapCall;
-use crate::caps::kit::{Expectation, Implied, Names, Reply};
+use crate::caps::Policy;
+use crate::caps::kit::{Expectation, Implied, ImpliedPart, Names};
+use crate::caps::{CapCall, CapReply};
 
 /// An expected `cloud.aws` request.
 #[derive(Clone, Debug)]
@@ -23,12 +24,13 @@ impl Expectation for ExpectAws {
                 && self.parameters.as_ref().is_none_or(|p| *p == a.parameters)
         })
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Text(String::new())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(String::new())
     }
     fn implies(&self, policy: &mut Implied) {
-        policy.aws_read.push(self.action.clone());
-        policy.aws_regions.push(self.region.clone());
+        let lent = policy.part::<ImpliedAws>();
+        lent.read.push(self.action.clone());
+        lent.regions.push(self.region.clone());
     }
     fn clone_box(&self) -> Box<dyn Expectation> {
         Box::new(self.clone())
@@ -60,25 +62,25 @@ impl Expectation for ExpectAzure {
                 && self.query.as_ref().is_none_or(|q| *q == a.query)
         })
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Text(r#"{"value":[]}"#.into())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(String::from(r#"{"value":[]}"#))
     }
     fn implies(&self, policy: &mut Implied) {
+        let lent = policy.part::<ImpliedAzure>();
         let segs: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
         if let Some(sub) = segs.get(1) {
-            policy.azure_subscriptions.push(sub.to_string());
+            lent.subscriptions.push(sub.to_string());
         }
         if let Some(i) = segs
             .iter()
             .position(|s| s.eq_ignore_ascii_case("providers"))
             && let Some(p) = segs.get(i + 1)
         {
-            policy.azure_providers.push(p.to_string());
+            lent.providers.push(p.to_string());
         }
         for (name, value) in self.query.iter().flatten() {
             if name.eq_ignore_ascii_case("$expand") {
-                policy
-                    .azure_expand
+                lent.expand
                     .extend(value.split(',').map(|v| v.trim().to_string()));
             }
         }
@@ -94,5 +96,40 @@ impl Expectation for ExpectAzure {
 impl std::fmt::Display for ExpectAzure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "cloud.azure GET {}", self.path)
+    }
+}
+
+/// The AWS actions and regions a script's expectations call, lent as `[integration.aws]`
+/// `read` and `regions`.
+#[derive(Debug, Default)]
+pub struct ImpliedAws {
+    /// `service:Action`s, as reads.
+    pub read: Vec<String>,
+    /// Regions.
+    pub regions: Vec<String>,
+}
+
+impl ImpliedPart for ImpliedAws {
+    fn lend(self, policy: Policy) -> Result<Policy, String> {
+        Ok(policy.with(super::AwsPolicy::parse(&self.read, &[], &self.regions)?))
+    }
+}
+
+/// The Azure scopes a script's expectations read, lent as `[integration.azure]`.
+#[derive(Debug, Default)]
+pub struct ImpliedAzure {
+    /// Subscriptions read.
+    pub subscriptions: Vec<String>,
+    /// Resource providers read.
+    pub providers: Vec<String>,
+    /// `$expand` values asked for.
+    pub expand: Vec<String>,
+}
+
+impl ImpliedPart for ImpliedAzure {
+    fn lend(self, policy: Policy) -> Result<Policy, String> {
+        let bounds = super::AzurePolicy::parse(&self.subscriptions, &[], &self.providers)?
+            .with_expand(&self.expand)?;
+        Ok(policy.with(bounds))
     }
 }

@@ -70,7 +70,7 @@ impl LivePart for Part {
                     .ok_or_else(|| CapError::Failed("no HTTP client (TLS set-up failed)".into()))?;
                 super::azure::send(client, settings, tokens, &self.secrets, azure)
                     .await
-                    .map(CapReply::Text)
+                    .map(CapReply::new)
             }));
         }
         let aws = call.get::<AwsCall>()?;
@@ -85,7 +85,7 @@ impl LivePart for Part {
                 .client
                 .as_ref()
                 .ok_or_else(|| CapError::Failed("no HTTP client (TLS set-up failed)".into()))?;
-            send(client, settings, aws).await.map(CapReply::Text)
+            send(client, settings, aws).await.map(CapReply::new)
         }))
     }
 }
@@ -197,6 +197,16 @@ fn signed(
     Ok(request)
 }
 
+/// Does an AWS error code say that what the call names does not exist? Every service
+/// spells it in one of these ways: EC2's `InvalidInstanceID.NotFound`, Secrets Manager's
+/// `ResourceNotFoundException`, IAM's `NoSuchEntity`, S3's `NoSuchKey`.
+fn is_not_found_code(code: &str) -> bool {
+    code == "NotFound"
+        || code.ends_with(".NotFound")
+        || code.ends_with("NotFoundException")
+        || code.starts_with("NoSuch")
+}
+
 /// The capability error of a call that failed for good after `attempts`.
 fn cap_error(failure: Failure, call: &AwsCall, attempts: u32) -> CapError {
     let tries = if attempts > 1 {
@@ -232,8 +242,62 @@ fn cap_error(failure: Failure, call: &AwsCall, attempts: u32) -> CapError {
                 "AccessDenied" | "UnauthorizedOperation" | "AccessDeniedException" => {
                     CapError::Denied(text)
                 }
+                _ if status == 404 || is_not_found_code(&code) => CapError::NotFound(text),
                 _ => CapError::Failed(text),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::Effect;
+
+    fn call() -> AwsCall {
+        AwsCall {
+            service: "ec2".into(),
+            region: "eu-west-1".into(),
+            action: "DescribeInstances".into(),
+            parameters: Vec::new(),
+            effect: Effect::Read,
+        }
+    }
+
+    fn answer(status: u16, code: &str) -> CapError {
+        let failure = Failure::Answer {
+            status,
+            code: code.into(),
+            message: "m".into(),
+            retry_after: None,
+        };
+        cap_error(failure, &call(), 1)
+    }
+
+    #[test]
+    fn only_a_real_absence_is_not_found() {
+        for (status, code) in [
+            (400, "InvalidInstanceID.NotFound"),
+            (400, "ResourceNotFoundException"),
+            (404, "NoSuchEntity"),
+            (404, "Whatever"),
+        ] {
+            assert!(
+                matches!(answer(status, code), CapError::NotFound(m) if m.contains(code)),
+                "{code}"
+            );
+        }
+        for (status, code) in [
+            (400, "InvalidInstanceID.Malformed"),
+            (400, "InvalidParameterValue"),
+            (500, "InternalError"),
+            (400, "NotFoundish"),
+        ] {
+            assert!(
+                matches!(answer(status, code), CapError::Failed(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(answer(403, "AccessDenied"), CapError::Denied(_)));
     }
 }

@@ -33,7 +33,7 @@ pub use latch_cloud_auth::answer::MAX_ANSWER;
 /// AWS signing, credentials and the token memo: below this capability and the secret stores.
 pub use latch_cloud_auth::{creds, memo, sigv4};
 
-use super::{Call, CapError, CapReply, Effect, check_text, record_of};
+use super::{Answered, Call, CapError, CapReply, Effect, check_text, record_of};
 use crate::caps::CallState;
 
 /// Most parameters of one call.
@@ -105,6 +105,11 @@ pub fn is_region(s: &str) -> bool {
     is_word(s, 32, b"-") && s.bytes().all(|b| !b.is_ascii_uppercase())
 }
 
+/// The answer's body.
+impl Answered for AwsCall {
+    type Reply = String;
+}
+
 impl Call for AwsCall {
     fn capability(&self) -> &'static str {
         "cloud.aws"
@@ -153,7 +158,7 @@ impl Call for AwsCall {
         }
         self.effect = state
             .policy
-            .aws()
+            .get_or_default::<AwsPolicy>()
             .check(&self.qualified(), &self.region)
             .map_err(CapError::Denied)?;
         Ok(())
@@ -162,7 +167,7 @@ impl Call for AwsCall {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Text(String::new())
+        CapReply::new(String::new())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())
@@ -216,6 +221,8 @@ pub struct AwsPolicy {
     /// `None`: any region (`regions = ["*"]`).
     regions: Option<BTreeSet<String>>,
 }
+
+impl crate::caps::policy::Slice for AwsPolicy {}
 
 impl AwsPolicy {
     /// Parse the lists of `[integration.aws]`; every error names the list and the entry.
@@ -362,9 +369,8 @@ mod tests {
 
     #[test]
     fn reserved_parameters_are_refused_in_any_case() {
-        let policy = crate::caps::Policy::default().with_aws(
-            AwsPolicy::parse(&["ec2:DescribeInstances".into()], &[], &["*".into()]).unwrap(),
-        );
+        let policy = crate::caps::Policy::default()
+            .with(AwsPolicy::parse(&["ec2:DescribeInstances".into()], &[], &["*".into()]).unwrap());
         let state = crate::caps::CallState::new(
             "t".into(),
             std::sync::Arc::new(policy),

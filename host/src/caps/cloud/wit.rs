@@ -1,4 +1,4 @@
-//! The `cloud` interface (contract 0.2; 0.1 has none): each request becomes an [`AwsCall`],
+//! The `cloud` interface (contracts 0.2 and 0.3; 0.1 has none): each request becomes an [`AwsCall`],
 //! and all of one call's requests go through [`dispatch_all`] together, so they are carried
 //! out concurrently (a guest lists every region at once).
 
@@ -7,33 +7,27 @@ use wasmtime::component::{HasSelf, Linker};
 use super::{AwsCall, AzureCall, MAX_REQUESTS};
 use crate::caps::CallState;
 use crate::caps::{CapCall, CapError, CapReply, Effect, dispatch_all};
-use crate::world::v0_2;
+use crate::world::v0_2::Same;
+use crate::world::{v0_2, v0_3};
 
-use v0_2::latch::connector::cloud as now;
+use v0_3::latch::connector::cloud as now;
 
-/// Link `cloud` (0.2 only).
+/// Link `cloud` (0.2 and 0.3).
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_2::latch::connector::cloud::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
-/// Each result as the guest gets it: a body, or the error.
-fn bodies(
-    results: Vec<Result<CapReply, CapError>>,
-    what: &str,
-) -> Vec<Result<String, v0_2::types::Error>> {
+/// Each result as the guest gets it: a body (the calls' [`crate::caps::Answered::Reply`]),
+/// or the error.
+fn bodies(results: Vec<Result<CapReply, CapError>>) -> Vec<Result<String, v0_3::types::Error>> {
     results
         .into_iter()
-        .map(|result| match result {
-            Ok(CapReply::Text(body)) => Ok(body),
-            Ok(other) => {
-                Err(CapError::Failed(format!("backend answered {other:?} to {what}")).into())
-            }
-            Err(e) => Err(e.into()),
-        })
+        .map(|result| Ok(result.and_then(CapReply::take::<String>)?))
         .collect()
 }
 
-fn too_many<T>(requests: &[T]) -> Option<Vec<Result<String, v0_2::types::Error>>> {
+fn too_many<T>(requests: &[T]) -> Option<Vec<Result<String, v0_3::types::Error>>> {
     (requests.len() > MAX_REQUESTS).then(|| {
         let error = CapError::InvalidRequest(format!(
             "{} requests in one cloud call, more than the {MAX_REQUESTS} allowed",
@@ -47,7 +41,7 @@ impl now::Host for CallState {
     async fn azure(
         &mut self,
         requests: Vec<now::AzureRequest>,
-    ) -> Vec<Result<String, v0_2::types::Error>> {
+    ) -> Vec<Result<String, v0_3::types::Error>> {
         if let Some(refused) = too_many(&requests) {
             return refused;
         }
@@ -60,13 +54,13 @@ impl now::Host for CallState {
                 })
             })
             .collect();
-        bodies(dispatch_all(self, calls).await, "cloud.azure")
+        bodies(dispatch_all(self, calls).await)
     }
 
     async fn aws(
         &mut self,
         requests: Vec<now::AwsRequest>,
-    ) -> Vec<Result<String, v0_2::types::Error>> {
+    ) -> Vec<Result<String, v0_3::types::Error>> {
         if let Some(refused) = too_many(&requests) {
             return refused;
         }
@@ -82,6 +76,26 @@ impl now::Host for CallState {
                 })
             })
             .collect();
-        bodies(dispatch_all(self, calls).await, "cloud.aws")
+        bodies(dispatch_all(self, calls).await)
+    }
+}
+
+/// 0.2: the same calls; `not-found` (an HTTP 404, an AWS `*NotFound` code) reaches it as
+/// `failed`, worded as before 0.3 (see [`crate::world::v0_2`]).
+impl v0_2::latch::connector::cloud::Host for CallState {
+    async fn azure(
+        &mut self,
+        requests: Vec<v0_2::latch::connector::cloud::AzureRequest>,
+    ) -> Vec<Result<String, v0_2::types::Error>> {
+        let answers = now::Host::azure(self, requests.same()).await;
+        answers.into_iter().map(|a| a.map_err(Into::into)).collect()
+    }
+
+    async fn aws(
+        &mut self,
+        requests: Vec<v0_2::latch::connector::cloud::AwsRequest>,
+    ) -> Vec<Result<String, v0_2::types::Error>> {
+        let answers = now::Host::aws(self, requests.same()).await;
+        answers.into_iter().map(|a| a.map_err(Into::into)).collect()
     }
 }

@@ -40,6 +40,10 @@ pub struct Bases {
     pub groups: Vec<Dn>,
 }
 
+/// The directory's bounds are one slice, read by every transport that reaches a directory
+/// (`ldap.*` and the AD cmdlets over WinRM).
+impl crate::caps::policy::Slice for Bases {}
+
 impl Bases {
     /// Parse the three lists of `[integration.directory]`; an error names the list and the DN.
     pub fn parse(read: &[String], change: &[String], groups: &[String]) -> Result<Bases, String> {

@@ -1,8 +1,9 @@
 //! The test kit's half of `ldap`: an expected directory call.
 
+use super::Entry;
 use super::{LdapCall, Op};
-use crate::caps::Target;
-use crate::caps::kit::{Expectation, Implied, Names, Reply};
+use crate::caps::kit::{Expectation, Implied, Names};
+use crate::caps::{CapReply, Target};
 
 /// An expected `ldap` call: matched on the target and the operation after the host's checks
 /// (so DNs as the host serializes them).
@@ -20,11 +21,8 @@ impl Expectation for ExpectLdap {
             .get::<LdapCall>()
             .is_some_and(|a| a.target == self.target && a.op == self.op)
     }
-    fn default_reply(&self) -> Reply {
-        match self.op {
-            Op::Search { .. } => Reply::Entries(Vec::new()),
-            _ => Reply::Done,
-        }
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(Vec::<Entry>::new())
     }
     fn implies(&self, policy: &mut Implied) {
         // The target only: the directory bounds are the script's to state, as written.

@@ -325,6 +325,7 @@ fn result_error(url: &str, what: &str, rc: u32, text: &str) -> CapError {
     match rc {
         8 | 13 | 48 | 49 | 50 | 53 => CapError::Denied(message),
         51 | 52 => CapError::Unreachable(message),
+        32 => CapError::NotFound(message),
         _ => CapError::Failed(message),
     }
 }
@@ -517,7 +518,7 @@ async fn carry_out(
             let ldap3::SearchResult(found, res) = result;
             // noSuchObject for the base is "nothing there", not a failure.
             if res.rc == 32 {
-                return Ok(CapReply::Entries(Vec::new()));
+                return Ok(CapReply::new(Vec::<Entry>::new()));
             }
             // sizeLimitExceeded: more than asked for.
             if res.rc == 4 || found.len() > MAX_ENTRIES {
@@ -540,7 +541,7 @@ async fn carry_out(
             if bytes > MAX_RESULT_BYTES {
                 return Err(too_many());
             }
-            Ok(CapReply::Entries(entries))
+            Ok(CapReply::new(entries))
         }
         Op::Add { dn, attributes } => {
             let mut attrs = Vec::new();
@@ -548,7 +549,7 @@ async fn carry_out(
                 attrs.push((a.name.as_bytes().to_vec(), values(ctx, secrets, a)?));
             }
             check("add", ldap.with_timeout(timeout).add(dn, attrs).await)?;
-            Ok(CapReply::Done)
+            Ok(CapReply::new(Vec::<Entry>::new()))
         }
         Op::Modify { dn, changes } => {
             if call.own_entry_only {
@@ -567,11 +568,11 @@ async fn carry_out(
             }
             let result = ldap.with_timeout(timeout).modify(dn, mods).await;
             check("modify", result)?;
-            Ok(CapReply::Done)
+            Ok(CapReply::new(Vec::<Entry>::new()))
         }
         Op::Delete { dn } => {
             check("delete", ldap.with_timeout(timeout).delete(dn).await)?;
-            Ok(CapReply::Done)
+            Ok(CapReply::new(Vec::<Entry>::new()))
         }
     }
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::directory::dn::Dn;
 use super::directory::{Bases, check_attribute_name};
-use super::{Call, CapError, CapReply, Effect, Target, check_text, record_of};
+use super::{Answered, Call, CapError, CapReply, Effect, Target, check_text, record_of};
 use crate::caps::CallState;
 use crate::world::SecretRef;
 
@@ -167,6 +167,11 @@ pub const MAX_ITEMS: usize = 64;
 /// Most bytes of one value.
 pub const MAX_VALUE: usize = 4096;
 
+/// Every directory operation answers the entries it found: a search's; none for a change.
+impl Answered for LdapCall {
+    type Reply = Vec<Entry>;
+}
+
 impl Call for LdapCall {
     fn capability(&self) -> &'static str {
         match self.op {
@@ -195,10 +200,7 @@ impl Call for LdapCall {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        match self.op {
-            Op::Search { .. } => CapReply::Entries(Vec::new()),
-            _ => CapReply::Done,
-        }
+        CapReply::new(Vec::<Entry>::new())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())
@@ -297,7 +299,7 @@ fn count(what: &str, n: usize) -> Result<(), CapError> {
 /// Argument checks, then the bases, the secrets and the target against the policy. Every
 /// DN is replaced by the host's serialization of it.
 fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
-    let bases = state.policy.directory();
+    let bases = &*state.policy.get_or_default::<Bases>();
     match &mut call.op {
         Op::Search {
             base,

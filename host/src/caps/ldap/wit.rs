@@ -1,30 +1,33 @@
-//! The `ldap` interface (contract 0.2; 0.1 has none): each call becomes an [`LdapCall`] and
+//! The `ldap` interface (contracts 0.2 and 0.3; 0.1 has none): each call becomes an [`LdapCall`] and
 //! goes through [`dispatch`].
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{Attribute, Change, Entry, LdapCall, Op, Scope, Value};
 use crate::caps::CallState;
-use crate::caps::{CapCall, CapError, CapReply, dispatch};
-use crate::world::v0_2;
+use crate::caps::dispatch;
+use crate::world::v0_2::Same;
+use crate::world::{v0_2, v0_3};
 
-use v0_2::latch::connector::ldap as now;
+use v0_3::latch::connector::ldap as now;
 
-/// Link `ldap` (0.2 only).
+/// Link `ldap` (0.2 and 0.3).
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_2::latch::connector::ldap::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
+/// The entries the operation found (none for a change).
 async fn run(
     state: &mut CallState,
-    target: v0_2::types::Target,
+    target: v0_3::types::Target,
     op: Op,
-) -> Result<CapReply, v0_2::types::Error> {
-    let call = CapCall::new(LdapCall {
+) -> Result<Vec<Entry>, v0_3::types::Error> {
+    let call = LdapCall {
         target: target.into(),
         op,
         own_entry_only: false,
-    });
+    };
     Ok(dispatch(state, call).await?)
 }
 
@@ -42,22 +45,15 @@ fn attribute(a: now::Attribute) -> Attribute {
     }
 }
 
-fn done(reply: CapReply) -> Result<(), v0_2::types::Error> {
-    match reply {
-        CapReply::Done => Ok(()),
-        other => Err(CapError::Failed(format!("backend answered {other:?} to ldap")).into()),
-    }
-}
-
 impl now::Host for CallState {
     async fn search(
         &mut self,
-        target: v0_2::types::Target,
+        target: v0_3::types::Target,
         base: String,
         scope: now::Scope,
         filter: Vec<(String, String)>,
         attributes: Vec<String>,
-    ) -> Result<Vec<now::Entry>, v0_2::types::Error> {
+    ) -> Result<Vec<now::Entry>, v0_3::types::Error> {
         let scope = match scope {
             now::Scope::Base => Scope::Base,
             now::Scope::OneLevel => Scope::OneLevel,
@@ -69,31 +65,31 @@ impl now::Host for CallState {
             filter,
             attributes,
         };
-        match run(self, target, op).await? {
-            CapReply::Entries(entries) => Ok(entries
-                .into_iter()
-                .map(|Entry { dn, attributes }| now::Entry { dn, attributes })
-                .collect()),
-            other => Err(CapError::Failed(format!("backend answered {other:?} to ldap")).into()),
-        }
+        let entries = run(self, target, op).await?;
+        Ok(entries
+            .into_iter()
+            .map(|Entry { dn, attributes }| now::Entry { dn, attributes })
+            .collect())
     }
 
     async fn add(
         &mut self,
-        target: v0_2::types::Target,
+        target: v0_3::types::Target,
         dn: String,
         attributes: Vec<now::Attribute>,
-    ) -> Result<(), v0_2::types::Error> {
+    ) -> Result<(), v0_3::types::Error> {
         let attributes = attributes.into_iter().map(attribute).collect();
-        done(run(self, target, Op::Add { dn, attributes }).await?)
+        run(self, target, Op::Add { dn, attributes })
+            .await
+            .map(drop)
     }
 
     async fn modify(
         &mut self,
-        target: v0_2::types::Target,
+        target: v0_3::types::Target,
         dn: String,
         changes: Vec<now::Change>,
-    ) -> Result<(), v0_2::types::Error> {
+    ) -> Result<(), v0_3::types::Error> {
         let changes = changes
             .into_iter()
             .map(|c| match c {
@@ -102,7 +98,56 @@ impl now::Host for CallState {
                 now::Change::Replace(a) => Change::Replace(attribute(a)),
             })
             .collect();
-        done(run(self, target, Op::Modify { dn, changes }).await?)
+        run(self, target, Op::Modify { dn, changes })
+            .await
+            .map(drop)
+    }
+
+    async fn delete(
+        &mut self,
+        target: v0_3::types::Target,
+        dn: String,
+    ) -> Result<(), v0_3::types::Error> {
+        run(self, target, Op::Delete { dn }).await.map(drop)
+    }
+}
+
+/// 0.2: the same calls; `not-found` reaches it as `failed` (see [`crate::world::v0_2`]).
+impl v0_2::latch::connector::ldap::Host for CallState {
+    async fn search(
+        &mut self,
+        target: v0_2::types::Target,
+        base: String,
+        scope: v0_2::latch::connector::ldap::Scope,
+        filter: Vec<(String, String)>,
+        attributes: Vec<String>,
+    ) -> Result<Vec<v0_2::latch::connector::ldap::Entry>, v0_2::types::Error> {
+        now::Host::search(self, target.same(), base, scope.same(), filter, attributes)
+            .await
+            .map(Same::same)
+            .map_err(Into::into)
+    }
+
+    async fn add(
+        &mut self,
+        target: v0_2::types::Target,
+        dn: String,
+        attributes: Vec<v0_2::latch::connector::ldap::Attribute>,
+    ) -> Result<(), v0_2::types::Error> {
+        now::Host::add(self, target.same(), dn, attributes.same())
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn modify(
+        &mut self,
+        target: v0_2::types::Target,
+        dn: String,
+        changes: Vec<v0_2::latch::connector::ldap::Change>,
+    ) -> Result<(), v0_2::types::Error> {
+        now::Host::modify(self, target.same(), dn, changes.same())
+            .await
+            .map_err(Into::into)
     }
 
     async fn delete(
@@ -110,6 +155,8 @@ impl now::Host for CallState {
         target: v0_2::types::Target,
         dn: String,
     ) -> Result<(), v0_2::types::Error> {
-        done(run(self, target, Op::Delete { dn }).await?)
+        now::Host::delete(self, target.same(), dn)
+            .await
+            .map_err(Into::into)
     }
 }

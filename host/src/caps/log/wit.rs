@@ -1,16 +1,17 @@
-//! The `log` interface of every contract version (the same in 0.1 and 0.2). Not a
+//! The `log` interface of every contract version (the same in 0.1, 0.2 and 0.3). Not a
 //! capability call: nothing is recorded, see the module docs.
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::sanitize;
 use crate::caps::CallState;
-use crate::world::{v0_1, v0_2};
+use crate::world::{v0_1, v0_2, v0_3};
 
 /// Link `log` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     v0_1::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    v0_2::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    v0_2::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_3::latch::connector::log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
 /// A guest's message, tagged with the integration, at `level` (0 trace … 4 error).
@@ -23,6 +24,12 @@ fn write(state: &CallState, level: u8, message: &str) {
         2 => tracing::info!(integration, "guest: {message}"),
         3 => tracing::warn!(integration, "guest: {message}"),
         _ => tracing::error!(integration, "guest: {message}"),
+    }
+}
+
+impl v0_3::latch::connector::log::Host for CallState {
+    async fn write(&mut self, level: v0_3::latch::connector::log::Level, message: String) {
+        write(self, level as u8, &message);
     }
 }
 

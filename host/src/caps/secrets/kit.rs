@@ -1,8 +1,8 @@
 //! The test kit's half of `secrets`: an expected read of a secret.
 
 use super::Get;
-use crate::caps::CapCall;
-use crate::caps::kit::{Expectation, Implied, Names, Reply};
+use crate::caps::kit::{Expectation, Implied, Names};
+use crate::caps::{CapCall, CapReply};
 
 /// An expected `secrets.get`.
 #[derive(Clone, Debug)]
@@ -15,8 +15,8 @@ impl Expectation for ExpectGet {
     fn matches(&self, actual: &CapCall, _: &mut Names) -> bool {
         actual.get::<Get>().is_some_and(|a| a.name == self.name)
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Secret(Vec::new())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(crate::caps::Secret::new(Vec::new()))
     }
     fn implies(&self, policy: &mut Implied) {
         policy.secrets.push(self.name.clone());

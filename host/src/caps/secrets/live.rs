@@ -29,8 +29,8 @@ impl LivePart for Part {
         let get = call.get::<Get>()?;
         Some(Box::pin(async move {
             match self.secrets.get(&get.name) {
-                Ok(Some(secret)) => Ok(CapReply::Secret(secret)),
-                Ok(None) => Err(CapError::Failed(format!(
+                Ok(Some(secret)) => Ok(CapReply::new(secret)),
+                Ok(None) => Err(CapError::NotFound(format!(
                     "secret {:?} is not in the store",
                     get.name
                 ))),

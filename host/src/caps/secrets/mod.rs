@@ -20,7 +20,7 @@ pub use latch_secret_store::{
 };
 use serde::Serialize;
 
-use super::{Call, CapError, CapReply, Effect, record_of};
+use super::{Answered, Call, CapError, CapReply, Effect, record_of};
 use crate::caps::CallState;
 
 /// `secrets.get`: the value of secret `name`.
@@ -28,6 +28,10 @@ use crate::caps::CallState;
 pub struct Get {
     /// The secret's name (never its value).
     pub name: String,
+}
+
+impl Answered for Get {
+    type Reply = Secret;
 }
 
 impl Call for Get {
@@ -48,7 +52,7 @@ impl Call for Get {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Secret(Secret::new(Vec::new()))
+        CapReply::new(Secret::new(Vec::new()))
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())

@@ -1,8 +1,8 @@
 //! The test kit's half of `ssh`: an expected command.
 
 use super::Exec;
-use crate::caps::kit::{Expectation, Implied, Names, Reply, argv_matches};
-use crate::caps::{CapCall, Effect, Output, Target};
+use crate::caps::kit::{Expectation, Implied, Names, argv_matches};
+use crate::caps::{CapCall, CapReply, Effect, Output, Target};
 
 /// An expected `ssh.read` or `ssh.exec`; argv elements may hold `{name}` placeholders.
 #[derive(Clone, Debug)]
@@ -27,8 +27,8 @@ impl Expectation for ExpectExec {
             && self.stdin.as_ref().is_none_or(|s| *s == a.stdin)
             && argv_matches(&self.argv, &a.argv, names)
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Output(Output::default())
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(Output::default())
     }
     fn implies(&self, policy: &mut Implied) {
         policy.target(&self.target);

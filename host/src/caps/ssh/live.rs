@@ -50,7 +50,7 @@ impl LivePart for Part {
                     &exec.stdin,
                 )
                 .await
-                .map(CapReply::Output)
+                .map(CapReply::new)
         }))
     }
 }

@@ -14,7 +14,7 @@ pub(crate) mod wit;
 
 use serde::Serialize;
 
-use super::{Call, CapError, CapReply, Effect, Output, Target, check_text, record_of};
+use super::{Answered, Call, CapError, CapReply, Effect, Output, Target, check_text, record_of};
 use crate::caps::CallState;
 
 /// `ssh.read` / `ssh.exec`: `argv` on `target`, with `stdin`.
@@ -33,6 +33,10 @@ pub struct Exec {
 
 fn len_only<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(bytes.len() as u64)
+}
+
+impl Answered for Exec {
+    type Reply = Output;
 }
 
 impl Call for Exec {
@@ -58,7 +62,7 @@ impl Call for Exec {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Output(Output::default())
+        CapReply::new(Output::default())
     }
     fn clone_call(&self) -> Box<dyn Call> {
         Box::new(self.clone())

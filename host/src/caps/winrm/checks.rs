@@ -14,7 +14,7 @@ use super::{Invoke, MAX_LIST, MAX_VALUE_BYTES};
 use crate::caps::CallState;
 use crate::caps::directory::dn::Dn;
 use crate::caps::directory::{Bases, check_attribute_name, filter};
-use crate::caps::{CapCall, CapError, CapReply, Effect, ParamValue, check_text};
+use crate::caps::{CapCall, CapError, CapReply, CmdletOutput, Effect, ParamValue, check_text};
 use crate::world::SecretRef;
 
 /// An AD identity the host must resolve before the call may go: where it is in the call, and
@@ -57,7 +57,7 @@ pub(super) fn check(state: &CallState, call: &mut Invoke) -> Result<(), CapError
             entry.name
         )));
     }
-    let bases = state.policy.directory();
+    let bases = &*state.policy.get_or_default::<Bases>();
     if entry.names_directory_objects() && bases.is_empty() {
         return Err(denied(format!(
             "{} names directory objects, and the integration lends no [integration.directory] \
@@ -249,7 +249,10 @@ fn check_value(
         }
         Kind::LocalUser if own_entry => {
             // A new service password goes to the service account alone.
-            let account = state.policy.winrm_account().unwrap_or_default();
+            let account = state
+                .policy
+                .get::<super::lent::ServiceAccount>()
+                .map_or("", |a| a.0.as_str());
             if !same_account(texts[0], account) {
                 return Err(denied(format!(
                     "{what}: the new service password may be set only on the service account \
@@ -383,7 +386,7 @@ pub(super) fn resolved(
     call: &mut Invoke,
     answers: Vec<Result<CapReply, CapError>>,
 ) -> Result<(), CapError> {
-    let bases = state.policy.directory().clone();
+    let bases = state.policy.get_or_default::<Bases>().into_owned();
     let entry: &Entry = catalog::catalog()
         .get(&call.cmdlet)
         .expect("checked before");
@@ -395,11 +398,11 @@ pub(super) fn resolved(
                 .map_or("?", |(n, _)| n)
         );
         let found = match answer {
-            Ok(CapReply::Cmdlet(out)) => serde_json::from_str::<Json>(&out.objects)
-                .ok()
+            Ok(reply) => reply
+                .get::<CmdletOutput>()
+                .and_then(|out| serde_json::from_str::<Json>(&out.objects).ok())
                 .and_then(|j| j.as_array().cloned())
                 .unwrap_or_default(),
-            Ok(_) => Vec::new(),
             Err(e) => {
                 return Err(CapError::Failed(format!(
                     "{what}: resolving {:?} failed: {e}",
@@ -430,7 +433,10 @@ pub(super) fn resolved(
             ))
         })?;
         if r.own_entry {
-            let account = state.policy.winrm_account().unwrap_or_default();
+            let account = state
+                .policy
+                .get::<super::lent::ServiceAccount>()
+                .map_or("", |a| a.0.as_str());
             let upn = text("userPrincipalName");
             let own = same_account(&text("sAMAccountName"), account)
                 || (!upn.is_empty() && upn.eq_ignore_ascii_case(account));

@@ -1,8 +1,9 @@
 //! The test kit's half of `winrm`: an expected cmdlet.
 
 use super::Invoke;
-use crate::caps::kit::{Expectation, Implied, Names, Reply};
-use crate::caps::{CapCall, CmdletOutput, Effect, ParamValue, Target};
+use crate::caps::Policy;
+use crate::caps::kit::{Expectation, Implied, ImpliedPart, Names};
+use crate::caps::{CapCall, CapReply, CmdletOutput, Effect, ParamValue, Target};
 
 /// An expected `winrm.read` or `winrm.invoke`.
 #[derive(Clone, Debug)]
@@ -26,8 +27,8 @@ impl Expectation for ExpectInvoke {
                 && a.effect == self.effect
         })
     }
-    fn default_reply(&self) -> Reply {
-        Reply::Cmdlet(CmdletOutput {
+    fn default_reply(&self) -> CapReply {
+        CapReply::new(CmdletOutput {
             objects: "[]".into(),
             errors: Vec::new(),
         })
@@ -38,9 +39,10 @@ impl Expectation for ExpectInvoke {
         if super::catalog::catalog().get(&self.cmdlet).is_none() {
             return;
         }
+        let lent = policy.part::<ImpliedCmdlets>();
         match self.effect {
-            Effect::Read => policy.cmdlets_read.push(self.cmdlet.clone()),
-            Effect::Change => policy.cmdlets_change.push(self.cmdlet.clone()),
+            Effect::Read => lent.read.push(self.cmdlet.clone()),
+            Effect::Change => lent.change.push(self.cmdlet.clone()),
         }
     }
     fn clone_box(&self) -> Box<dyn Expectation> {
@@ -60,5 +62,20 @@ impl std::fmt::Display for ExpectInvoke {
             self.effect,
         );
         write!(f, "{call}")
+    }
+}
+
+/// The cmdlets a script's expectations run, lent as `[integration.winrm] read` / `change`.
+#[derive(Debug, Default)]
+pub struct ImpliedCmdlets {
+    /// Run by `winrm.read`.
+    pub read: Vec<String>,
+    /// Run by `winrm.invoke`.
+    pub change: Vec<String>,
+}
+
+impl ImpliedPart for ImpliedCmdlets {
+    fn lend(self, policy: Policy) -> Result<Policy, String> {
+        Ok(policy.with(super::lent::Cmdlets::parse(&self.read, &self.change)?))
     }
 }

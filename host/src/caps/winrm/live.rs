@@ -133,7 +133,7 @@ impl LivePart for Part {
                 .run(integration, settings, &endpoint, &credentials, run)
                 .await;
             let received = received.map_err(|e| cap_error(&endpoint.url(), e))?;
-            output(&endpoint.url(), received).map(CapReply::Cmdlet)
+            output(&endpoint.url(), received).map(CapReply::new)
         }))
     }
 }

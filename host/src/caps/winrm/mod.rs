@@ -25,6 +25,7 @@
 pub mod catalog;
 mod checks;
 pub mod kit;
+pub mod lent;
 pub(crate) mod live;
 pub mod login;
 pub mod pool;
@@ -36,7 +37,7 @@ pub mod wsman;
 use serde::Serialize;
 
 use super::{
-    Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, record_of,
+    Answered, Call, CapError, CapReply, CmdletOutput, Effect, ParamValue, Secret, Target, record_of,
 };
 use crate::caps::CallState;
 use crate::world::SecretRef;
@@ -76,6 +77,10 @@ impl Invoke {
     }
 }
 
+impl Answered for Invoke {
+    type Reply = CmdletOutput;
+}
+
 impl Call for Invoke {
     fn capability(&self) -> &'static str {
         match self.effect {
@@ -112,7 +117,7 @@ impl Call for Invoke {
         record_of(self)
     }
     fn empty_reply(&self) -> CapReply {
-        CapReply::Cmdlet(CmdletOutput {
+        CapReply::new(CmdletOutput {
             objects: "[]".into(),
             errors: Vec::new(),
         })
@@ -187,7 +192,8 @@ fn authorize(state: &CallState, call: &mut Invoke) -> Result<(), CapError> {
     }
     state
         .policy
-        .check_cmdlet(&call.cmdlet, call.effect)
+        .get_or_default::<lent::Cmdlets>()
+        .check(&call.cmdlet, call.effect)
         .map_err(CapError::Denied)?;
     state
         .policy

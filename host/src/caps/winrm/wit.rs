@@ -1,33 +1,32 @@
-//! The `winrm` interface of every contract version: each call becomes an [`Invoke`] (a
-//! [`CapCall`]) with typed parameters and goes through [`dispatch`].
+//! The `winrm` interface of every contract version: each call becomes an [`Invoke`] with
+//! typed parameters and goes through [`dispatch`], which answers it with a [`CmdletOutput`].
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::Invoke;
 use crate::caps::CallState;
-use crate::caps::{CapCall, CapError, CapReply, CmdletOutput, Effect, ParamValue, dispatch};
-use crate::world::{v0_1, v0_2};
+use crate::caps::{CmdletOutput, Effect, ParamValue, dispatch};
+use crate::world::v0_2::Same;
+use crate::world::{v0_1, v0_2, v0_3};
 
-use v0_2::latch::connector::winrm as now;
+use v0_3::latch::connector::winrm as now;
 
 /// Link `winrm` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     v0_1::latch::connector::winrm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    v0_2::latch::connector::winrm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
 async fn run(
     state: &mut CallState,
-    target: v0_2::types::Target,
+    target: v0_3::types::Target,
     cmdlet: String,
     parameters: Vec<(String, ParamValue)>,
     effect: Effect,
-) -> Result<CmdletOutput, v0_2::types::Error> {
-    let call = CapCall::new(Invoke::new(target.into(), cmdlet, parameters, effect));
-    match dispatch(state, call).await? {
-        CapReply::Cmdlet(out) => Ok(out),
-        other => Err(CapError::Failed(format!("backend answered {other:?} to winrm")).into()),
-    }
+) -> Result<CmdletOutput, v0_3::types::Error> {
+    let call = Invoke::new(target.into(), cmdlet, parameters, effect);
+    Ok(dispatch(state, call).await?)
 }
 
 fn typed(parameters: Vec<now::Parameter>) -> Vec<(String, ParamValue)> {
@@ -57,10 +56,10 @@ fn answer(out: CmdletOutput) -> now::CmdletOutput {
 impl now::Host for CallState {
     async fn read(
         &mut self,
-        target: v0_2::types::Target,
+        target: v0_3::types::Target,
         cmdlet: String,
         parameters: Vec<now::Parameter>,
-    ) -> Result<now::CmdletOutput, v0_2::types::Error> {
+    ) -> Result<now::CmdletOutput, v0_3::types::Error> {
         run(self, target, cmdlet, typed(parameters), Effect::Read)
             .await
             .map(answer)
@@ -68,13 +67,40 @@ impl now::Host for CallState {
 
     async fn invoke(
         &mut self,
-        target: v0_2::types::Target,
+        target: v0_3::types::Target,
         cmdlet: String,
         parameters: Vec<now::Parameter>,
-    ) -> Result<now::CmdletOutput, v0_2::types::Error> {
+    ) -> Result<now::CmdletOutput, v0_3::types::Error> {
         run(self, target, cmdlet, typed(parameters), Effect::Change)
             .await
             .map(answer)
+    }
+}
+
+/// 0.2: the same calls; `not-found` reaches it as `failed` (see [`crate::world::v0_2`]).
+impl v0_2::latch::connector::winrm::Host for CallState {
+    async fn read(
+        &mut self,
+        target: v0_2::types::Target,
+        cmdlet: String,
+        parameters: Vec<v0_2::latch::connector::winrm::Parameter>,
+    ) -> Result<v0_2::latch::connector::winrm::CmdletOutput, v0_2::types::Error> {
+        now::Host::read(self, target.same(), cmdlet, parameters.same())
+            .await
+            .map(Same::same)
+            .map_err(Into::into)
+    }
+
+    async fn invoke(
+        &mut self,
+        target: v0_2::types::Target,
+        cmdlet: String,
+        parameters: Vec<v0_2::latch::connector::winrm::Parameter>,
+    ) -> Result<v0_2::latch::connector::winrm::CmdletOutput, v0_2::types::Error> {
+        now::Host::invoke(self, target.same(), cmdlet, parameters.same())
+            .await
+            .map(Same::same)
+            .map_err(Into::into)
     }
 }
 
