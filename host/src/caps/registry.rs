@@ -22,7 +22,7 @@ pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmt
     cloud::wit::link(linker)?;
     secrets::wit::link(linker)?;
     certs::wit::link(linker)?;
-    log::wit::link(linker)?;
+    log::link(linker)?;
     Ok(())
 }
 

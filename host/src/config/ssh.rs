@@ -20,7 +20,7 @@ pub(super) struct SshSection {
 pub(super) fn check_ssh(s: SshSection, data_dir: &Path) -> anyhow::Result<SshSettings> {
     let key_secret = s.key_secret;
     if let Some(user) = &s.user {
-        crate::caps::certs::check_account_name("user", user).map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::caps::check_account_name("user", user).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     secrets::check_name(&key_secret)
         .map_err(anyhow::Error::msg)

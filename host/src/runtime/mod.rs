@@ -534,7 +534,7 @@ impl Integration {
             self.limits.memory,
         );
         let mut store = Store::new(runtime.engine(), state);
-        store.limiter(|s| &mut s.limiter);
+        store.limiter(|s| s.limiter());
         store.set_epoch_deadline(ticks(self.limits.deadline));
         store.epoch_deadline_trap();
 

@@ -131,7 +131,7 @@ impl Call for AzureCall {
                 "an Azure request needs its api-version".into(),
             ));
         }
-        let policy = state.policy.get_or_default::<AzurePolicy>();
+        let policy = state.policy().get_or_default::<AzurePolicy>();
         for (name, value) in &self.query {
             if name.eq_ignore_ascii_case("$expand") {
                 policy.check_expand(value).map_err(CapError::Denied)?;

@@ -157,7 +157,7 @@ impl Call for AwsCall {
             check_text(&format!("parameter {name}"), value, MAX_VALUE)?;
         }
         self.effect = state
-            .policy
+            .policy()
             .get_or_default::<AwsPolicy>()
             .check(&self.qualified(), &self.region)
             .map_err(CapError::Denied)?;

@@ -2,7 +2,7 @@
 //! and all of one call's requests go through [`dispatch_all`] together, so they are carried
 //! out concurrently (a guest lists every region at once).
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 use super::{AwsCall, AzureCall, MAX_REQUESTS};
 use crate::caps::CallState;
@@ -12,10 +12,21 @@ use crate::world::{v0_2, v0_3};
 
 use v0_3::latch::connector::cloud as now;
 
+/// `cloud`'s view of a guest call's state: its `Host` impls are on this, not on
+/// [`CallState`] itself, as wasmtime-wasi's are on `WasiCtxView` — a capability implements
+/// the contract's traits on a type of its own, so it can live in a crate of its own.
+pub struct Cloud<'a>(pub &'a mut CallState);
+
+struct HasCloud;
+
+impl HasData for HasCloud {
+    type Data<'a> = Cloud<'a>;
+}
+
 /// Link `cloud` (0.2 and 0.3).
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    v0_2::latch::connector::cloud::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    v0_2::latch::connector::cloud::add_to_linker::<_, HasCloud>(linker, |s| Cloud(s))?;
+    now::add_to_linker::<_, HasCloud>(linker, |s| Cloud(s))
 }
 
 /// Each result as the guest gets it: a body (the calls' [`crate::caps::Answered::Reply`]),
@@ -37,7 +48,7 @@ fn too_many<T>(requests: &[T]) -> Option<Vec<Result<String, v0_3::types::Error>>
     })
 }
 
-impl now::Host for CallState {
+impl now::Host for Cloud<'_> {
     async fn azure(
         &mut self,
         requests: Vec<now::AzureRequest>,
@@ -54,7 +65,7 @@ impl now::Host for CallState {
                 })
             })
             .collect();
-        bodies(dispatch_all(self, calls).await)
+        bodies(dispatch_all(self.0, calls).await)
     }
 
     async fn aws(
@@ -76,13 +87,13 @@ impl now::Host for CallState {
                 })
             })
             .collect();
-        bodies(dispatch_all(self, calls).await)
+        bodies(dispatch_all(self.0, calls).await)
     }
 }
 
 /// 0.2: the same calls; `not-found` (an HTTP 404, an AWS `*NotFound` code) reaches it as
 /// `failed`, worded as before 0.3 (see [`crate::world::v0_2`]).
-impl v0_2::latch::connector::cloud::Host for CallState {
+impl v0_2::latch::connector::cloud::Host for Cloud<'_> {
     async fn azure(
         &mut self,
         requests: Vec<v0_2::latch::connector::cloud::AzureRequest>,

@@ -299,7 +299,7 @@ fn count(what: &str, n: usize) -> Result<(), CapError> {
 /// Argument checks, then the bases, the secrets and the target against the policy. Every
 /// DN is replaced by the host's serialization of it.
 fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
-    let bases = &*state.policy.get_or_default::<Bases>();
+    let bases = &*state.policy().get_or_default::<Bases>();
     match &mut call.op {
         Op::Search {
             base,
@@ -422,7 +422,7 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
         }
     }
     state
-        .policy
+        .policy()
         .check_target(&call.target)
         .map_err(CapError::Denied)
 }
@@ -431,7 +431,7 @@ fn authorize(state: &CallState, call: &mut LdapCall) -> Result<(), CapError> {
 /// new service password, and nothing else. Allowed on the bound account's own entry only,
 /// which the live part checks against the directory before sending it.
 fn is_own_password_change(state: &CallState, changes: &[Change]) -> bool {
-    state.secrets.new_service_password.is_some()
+    state.secrets().new_service_password.is_some()
         && matches!(changes, [Change::Replace(a)]
             if a.name.eq_ignore_ascii_case("unicodePwd")
                 && a.values == [Value::Password(SecretRef::NewServicePassword)])
@@ -506,16 +506,16 @@ fn check_secret(state: &CallState, r: &SecretRef) -> Result<(), CapError> {
     match r {
         SecretRef::Named(name) => {
             super::secrets::check_name(name).map_err(CapError::InvalidRequest)?;
-            state.policy.check_secret(name).map_err(CapError::Denied)
+            state.policy().check_secret(name).map_err(CapError::Denied)
         }
-        SecretRef::GrantPassword if state.secrets.grant_password.is_none() => {
+        SecretRef::GrantPassword if state.secrets().grant_password.is_none() => {
             Err(CapError::Denied(
                 "there is no grant password here (only a grant of an integration whose \
                  credential is a password has one)"
                     .to_string(),
             ))
         }
-        SecretRef::NewServicePassword if state.secrets.new_service_password.is_none() => {
+        SecretRef::NewServicePassword if state.secrets().new_service_password.is_none() => {
             Err(CapError::Denied(
                 "there is no new service password here (only a rotation has one)".to_string(),
             ))

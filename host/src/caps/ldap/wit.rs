@@ -1,7 +1,7 @@
 //! The `ldap` interface (contracts 0.2 and 0.3; 0.1 has none): each call becomes an [`LdapCall`] and
 //! goes through [`dispatch`].
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 use super::{Attribute, Change, Entry, LdapCall, Op, Scope, Value};
 use crate::caps::CallState;
@@ -11,10 +11,21 @@ use crate::world::{v0_2, v0_3};
 
 use v0_3::latch::connector::ldap as now;
 
+/// `ldap`'s view of a guest call's state: its `Host` impls are on this, not on
+/// [`CallState`] itself, as wasmtime-wasi's are on `WasiCtxView` — a capability implements
+/// the contract's traits on a type of its own, so it can live in a crate of its own.
+pub struct Ldap<'a>(pub &'a mut CallState);
+
+struct HasLdap;
+
+impl HasData for HasLdap {
+    type Data<'a> = Ldap<'a>;
+}
+
 /// Link `ldap` (0.2 and 0.3).
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    v0_2::latch::connector::ldap::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    v0_2::latch::connector::ldap::add_to_linker::<_, HasLdap>(linker, |s| Ldap(s))?;
+    now::add_to_linker::<_, HasLdap>(linker, |s| Ldap(s))
 }
 
 /// The entries the operation found (none for a change).
@@ -45,7 +56,7 @@ fn attribute(a: now::Attribute) -> Attribute {
     }
 }
 
-impl now::Host for CallState {
+impl now::Host for Ldap<'_> {
     async fn search(
         &mut self,
         target: v0_3::types::Target,
@@ -65,7 +76,7 @@ impl now::Host for CallState {
             filter,
             attributes,
         };
-        let entries = run(self, target, op).await?;
+        let entries = run(self.0, target, op).await?;
         Ok(entries
             .into_iter()
             .map(|Entry { dn, attributes }| now::Entry { dn, attributes })
@@ -79,7 +90,7 @@ impl now::Host for CallState {
         attributes: Vec<now::Attribute>,
     ) -> Result<(), v0_3::types::Error> {
         let attributes = attributes.into_iter().map(attribute).collect();
-        run(self, target, Op::Add { dn, attributes })
+        run(self.0, target, Op::Add { dn, attributes })
             .await
             .map(drop)
     }
@@ -98,7 +109,7 @@ impl now::Host for CallState {
                 now::Change::Replace(a) => Change::Replace(attribute(a)),
             })
             .collect();
-        run(self, target, Op::Modify { dn, changes })
+        run(self.0, target, Op::Modify { dn, changes })
             .await
             .map(drop)
     }
@@ -108,12 +119,12 @@ impl now::Host for CallState {
         target: v0_3::types::Target,
         dn: String,
     ) -> Result<(), v0_3::types::Error> {
-        run(self, target, Op::Delete { dn }).await.map(drop)
+        run(self.0, target, Op::Delete { dn }).await.map(drop)
     }
 }
 
 /// 0.2: the same calls; `not-found` reaches it as `failed` (see [`crate::world::v0_2`]).
-impl v0_2::latch::connector::ldap::Host for CallState {
+impl v0_2::latch::connector::ldap::Host for Ldap<'_> {
     async fn search(
         &mut self,
         target: v0_2::types::Target,

@@ -128,9 +128,12 @@ fn authorize(state: &CallState, call: &Exec) -> Result<(), CapError> {
         )));
     }
     if let Some(user) = &target.user {
-        super::certs::check_account_name("target user", user)?;
+        super::check_account_name("target user", user)?;
     }
-    state.policy.check_target(target).map_err(CapError::Denied)
+    state
+        .policy()
+        .check_target(target)
+        .map_err(CapError::Denied)
 }
 
 /// Quote `argv` for a POSIX shell: every element becomes exactly one word.

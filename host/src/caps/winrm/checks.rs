@@ -57,7 +57,7 @@ pub(super) fn check(state: &CallState, call: &mut Invoke) -> Result<(), CapError
             entry.name
         )));
     }
-    let bases = &*state.policy.get_or_default::<Bases>();
+    let bases = &*state.policy().get_or_default::<Bases>();
     if entry.names_directory_objects() && bases.is_empty() {
         return Err(denied(format!(
             "{} names directory objects, and the integration lends no [integration.directory] \
@@ -183,7 +183,7 @@ fn check_value(
                     texts[0]
                 ))
             })?;
-            let Some(grant) = &state.grant else {
+            let Some(grant) = state.grant() else {
                 return Err(denied(format!(
                     "{what}: an expiry is set only while a grant is served"
                 )));
@@ -250,7 +250,7 @@ fn check_value(
         Kind::LocalUser if own_entry => {
             // A new service password goes to the service account alone.
             let account = state
-                .policy
+                .policy()
                 .get::<super::lent::ServiceAccount>()
                 .map_or("", |a| a.0.as_str());
             if !same_account(texts[0], account) {
@@ -279,13 +279,18 @@ fn check_secret(state: &CallState, what: &str, r: &SecretRef) -> Result<(), CapE
     match r {
         SecretRef::Named(secret) => {
             crate::caps::secrets::check_name(secret).map_err(CapError::InvalidRequest)?;
-            state.policy.check_secret(secret).map_err(CapError::Denied)
+            state
+                .policy()
+                .check_secret(secret)
+                .map_err(CapError::Denied)
         }
-        SecretRef::GrantPassword if state.secrets.grant_password.is_none() => Err(denied(format!(
-            "{what}: there is no grant password here (only a grant of an integration whose \
+        SecretRef::GrantPassword if state.secrets().grant_password.is_none() => {
+            Err(denied(format!(
+                "{what}: there is no grant password here (only a grant of an integration whose \
              credential is a password has one)"
-        ))),
-        SecretRef::NewServicePassword if state.secrets.new_service_password.is_none() => {
+            )))
+        }
+        SecretRef::NewServicePassword if state.secrets().new_service_password.is_none() => {
             Err(denied(format!(
                 "{what}: there is no new service password outside a rotation"
             )))
@@ -386,7 +391,7 @@ pub(super) fn resolved(
     call: &mut Invoke,
     answers: Vec<Result<CapReply, CapError>>,
 ) -> Result<(), CapError> {
-    let bases = state.policy.get_or_default::<Bases>().into_owned();
+    let bases = state.policy().get_or_default::<Bases>().into_owned();
     let entry: &Entry = catalog::catalog()
         .get(&call.cmdlet)
         .expect("checked before");
@@ -434,7 +439,7 @@ pub(super) fn resolved(
         })?;
         if r.own_entry {
             let account = state
-                .policy
+                .policy()
                 .get::<super::lent::ServiceAccount>()
                 .map_or("", |a| a.0.as_str());
             let upn = text("userPrincipalName");

@@ -191,12 +191,12 @@ fn authorize(state: &CallState, call: &mut Invoke) -> Result<(), CapError> {
         }
     }
     state
-        .policy
+        .policy()
         .get_or_default::<lent::Cmdlets>()
         .check(&call.cmdlet, call.effect)
         .map_err(CapError::Denied)?;
     state
-        .policy
+        .policy()
         .check_target(&call.target)
         .map_err(CapError::Denied)?;
     checks::check(state, call)

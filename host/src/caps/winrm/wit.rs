@@ -1,7 +1,7 @@
 //! The `winrm` interface of every contract version: each call becomes an [`Invoke`] with
 //! typed parameters and goes through [`dispatch`], which answers it with a [`CmdletOutput`].
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
 use super::Invoke;
 use crate::caps::CallState;
@@ -11,11 +11,22 @@ use crate::world::{v0_1, v0_2, v0_3};
 
 use v0_3::latch::connector::winrm as now;
 
+/// `winrm`'s view of a guest call's state: its `Host` impls are on this, not on
+/// [`CallState`] itself, as wasmtime-wasi's are on `WasiCtxView` — a capability implements
+/// the contract's traits on a type of its own, so it can live in a crate of its own.
+pub struct Winrm<'a>(pub &'a mut CallState);
+
+struct HasWinrm;
+
+impl HasData for HasWinrm {
+    type Data<'a> = Winrm<'a>;
+}
+
 /// Link `winrm` for every contract version served.
 pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    v0_1::latch::connector::winrm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    v0_2::latch::connector::winrm::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    now::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    v0_1::latch::connector::winrm::add_to_linker::<_, HasWinrm>(linker, |s| Winrm(s))?;
+    v0_2::latch::connector::winrm::add_to_linker::<_, HasWinrm>(linker, |s| Winrm(s))?;
+    now::add_to_linker::<_, HasWinrm>(linker, |s| Winrm(s))
 }
 
 async fn run(
@@ -53,14 +64,14 @@ fn answer(out: CmdletOutput) -> now::CmdletOutput {
     }
 }
 
-impl now::Host for CallState {
+impl now::Host for Winrm<'_> {
     async fn read(
         &mut self,
         target: v0_3::types::Target,
         cmdlet: String,
         parameters: Vec<now::Parameter>,
     ) -> Result<now::CmdletOutput, v0_3::types::Error> {
-        run(self, target, cmdlet, typed(parameters), Effect::Read)
+        run(self.0, target, cmdlet, typed(parameters), Effect::Read)
             .await
             .map(answer)
     }
@@ -71,14 +82,14 @@ impl now::Host for CallState {
         cmdlet: String,
         parameters: Vec<now::Parameter>,
     ) -> Result<now::CmdletOutput, v0_3::types::Error> {
-        run(self, target, cmdlet, typed(parameters), Effect::Change)
+        run(self.0, target, cmdlet, typed(parameters), Effect::Change)
             .await
             .map(answer)
     }
 }
 
 /// 0.2: the same calls; `not-found` reaches it as `failed` (see [`crate::world::v0_2`]).
-impl v0_2::latch::connector::winrm::Host for CallState {
+impl v0_2::latch::connector::winrm::Host for Winrm<'_> {
     async fn read(
         &mut self,
         target: v0_2::types::Target,
@@ -106,7 +117,7 @@ impl v0_2::latch::connector::winrm::Host for CallState {
 
 /// 0.1: string values or switches; every cmdlet is a change; the result comes back as an
 /// `output` (objects as JSON on stdout, error messages on stderr, status 1 if any).
-impl v0_1::latch::connector::winrm::Host for CallState {
+impl v0_1::latch::connector::winrm::Host for Winrm<'_> {
     async fn invoke(
         &mut self,
         target: v0_1::types::Target,
@@ -117,7 +128,7 @@ impl v0_1::latch::connector::winrm::Host for CallState {
             .into_iter()
             .map(|p| (p.name, p.value.map_or(ParamValue::Switch, ParamValue::Text)))
             .collect();
-        let out = run(self, target.into(), cmdlet, parameters, Effect::Change)
+        let out = run(self.0, target.into(), cmdlet, parameters, Effect::Change)
             .await
             .map_err(v0_1::types::Error::from)?;
         Ok(v0_1::types::Output {

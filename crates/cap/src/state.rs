@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::{Backend, CallRecord, MAX_RECORDS, Policy, Secret};
+use crate::{Backend, CallRecord, MAX_RECORDS, Policy, Secret};
 use latch_secret::Scrubber;
 
 /// Bytes of stdout and of stderr kept per call; beyond this the guest's writes fail.
@@ -60,7 +60,7 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub(crate) fn new(
+    pub fn new(
         integration: Arc<str>,
         policy: Arc<Policy>,
         backend: Arc<dyn Backend>,
@@ -99,6 +99,37 @@ impl CallState {
         }
     }
 
+    /// The integration the call is for.
+    pub fn integration(&self) -> &str {
+        &self.integration
+    }
+
+    /// The integration's policy, with every capability's slice.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The values the host made for this call, which the guest may name but never holds.
+    pub fn secrets(&self) -> &CallSecrets {
+        &self.secrets
+    }
+
+    /// The grant the call serves, if it serves one.
+    pub fn grant(&self) -> Option<&GrantScope> {
+        self.grant.as_ref()
+    }
+
+    /// Keep `secret`, which `secrets.get` is handing the guest: the host checks that none
+    /// of these comes back in what it keeps (a grant's state, its access details).
+    pub fn reveal_to_guest(&mut self, secret: Secret) {
+        self.revealed.push(secret);
+    }
+
+    /// The memory limiter of the call's store.
+    pub fn limiter(&mut self) -> &mut MemoryCap {
+        &mut self.limiter
+    }
+
     pub(crate) fn record(&mut self, record: CallRecord) {
         if self.records.len() < MAX_RECORDS {
             self.records.push(record);
@@ -108,22 +139,22 @@ impl CallState {
     }
 
     /// Take the capability records (and the count of those dropped past [`MAX_RECORDS`]).
-    pub(crate) fn take_records(&mut self) -> (Vec<CallRecord>, usize) {
+    pub fn take_records(&mut self) -> (Vec<CallRecord>, usize) {
         (std::mem::take(&mut self.records), self.dropped_records)
     }
 
     /// The last few lines the guest wrote to stderr (where a Rust panic message goes).
-    pub(crate) fn stderr_tail(&self) -> String {
+    pub fn stderr_tail(&self) -> String {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        self.scrub(&crate::caps::text::sanitize(&tail))
+        self.scrub(&crate::text::sanitize(&tail))
     }
 
     /// Every secret value of this call so far: the grant's password, the new service
     /// password, values `secrets.get` returned, and secrets the host read to carry calls out.
-    pub(crate) fn scrubber(&self) -> Scrubber {
+    pub fn scrubber(&self) -> Scrubber {
         let mut scrubber = Scrubber::new();
         scrubber.extend(&self.secrets.grant_password);
         scrubber.extend(&self.secrets.new_service_password);
@@ -141,12 +172,12 @@ impl CallState {
     /// `[redacted]` (see [`Scrubber`]): applied to all the guest writes into the host's log
     /// and errors (log messages, stdout, stderr, a panic's message), as to everything else
     /// that leaves the call.
-    pub(crate) fn scrub(&self, text: &str) -> String {
+    pub fn scrub(&self, text: &str) -> String {
         self.scrubber().scrub(text)
     }
 
     /// Send what the guest printed to the log, tagged with the integration.
-    pub(crate) fn flush_stdio(&self) {
+    pub fn flush_stdio(&self) {
         for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let bytes = pipe.contents();
             for line in String::from_utf8_lossy(&bytes).lines() {
@@ -182,7 +213,7 @@ pub struct MemoryCapExceeded {
 
 /// Caps the linear memory of one store; growing past the cap traps at once, so the error
 /// names the cause instead of surfacing later as the guest's own allocation failure.
-pub(crate) struct MemoryCap {
+pub struct MemoryCap {
     cap: usize,
 }
 
@@ -222,6 +253,6 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 }
 
 // The shared `types` interface has no functions: every contract version's is served as is.
-impl crate::world::v0_1::types::Host for CallState {}
-impl crate::world::v0_2::types::Host for CallState {}
-impl crate::world::v0_3::types::Host for CallState {}
+impl latch_contract::v0_1::types::Host for CallState {}
+impl latch_contract::v0_2::types::Host for CallState {}
+impl latch_contract::v0_3::types::Host for CallState {}

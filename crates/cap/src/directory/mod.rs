@@ -42,7 +42,7 @@ pub struct Bases {
 
 /// The directory's bounds are one slice, read by every transport that reaches a directory
 /// (`ldap.*` and the AD cmdlets over WinRM).
-impl crate::caps::policy::Slice for Bases {}
+impl crate::policy::Slice for Bases {}
 
 impl Bases {
     /// Parse the three lists of `[integration.directory]`; an error names the list and the DN.

@@ -1,15 +1,20 @@
-//! `log.write`: a guest's structured messages, into the connector's log.
+//! `log.write`: a guest's structured messages, into the connector's log. The smallest
+//! capability, and the worked example of `docs/CAPABILITIES.md`: a crate on the capability
+//! core (`latch-cap`) and the contract (`latch-contract`), listed in the host's registry by
+//! one line.
 //!
 //! Defends the log against a guest: messages are tagged with the integration (a guest cannot
 //! pose as the host), cut at [`MAX_MESSAGE_BYTES`], and control characters are escaped so a
 //! message cannot forge extra log lines. Logging is not an action on the world, so it is not
 //! recorded as a capability call.
 
-pub(crate) mod wit;
+pub mod wit;
+
+pub use wit::link;
 
 /// Messages are cut and escaped by the host's one text sanitizer, shared with the other
 /// capabilities that pass on a server's or a guest's text.
-pub use crate::caps::text::{MAX_MESSAGE_BYTES, sanitize};
+pub use latch_cap::text::{MAX_MESSAGE_BYTES, sanitize};
 
 #[cfg(test)]
 mod tests {

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{CaPublicKey, SignSshUser, ca};
-use crate::caps::live::LivePart;
-use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
+use crate::{CaPublicKey, SignSshUser, ca};
+use latch_cap::live::LivePart;
+use latch_cap::{BoxFuture, CallContext, CapCall, CapError, CapReply, SecretStore};
 
 /// Signs with the connector's user CA.
-pub(crate) struct Part {
+pub struct Part {
     secrets: Arc<SecretStore>,
 }
 

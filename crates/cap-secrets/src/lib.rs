@@ -8,8 +8,8 @@
 //! of the call holds the name only.
 
 pub mod kit;
-pub(crate) mod live;
-pub(crate) mod wit;
+pub mod live;
+pub mod wit;
 
 use std::fmt;
 
@@ -20,8 +20,8 @@ pub use latch_secret_store::{
 };
 use serde::Serialize;
 
-use super::{Answered, Call, CapError, CapReply, Effect, record_of};
-use crate::caps::CallState;
+use latch_cap::CallState;
+use latch_cap::{Answered, Call, CapError, CapReply, Effect, record_of};
 
 /// `secrets.get`: the value of secret `name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,7 +44,7 @@ impl Call for Get {
     fn authorize(&mut self, state: &CallState) -> Result<(), CapError> {
         check_name(&self.name).map_err(CapError::InvalidRequest)?;
         state
-            .policy
+            .policy()
             .check_secret(&self.name)
             .map_err(CapError::Denied)
     }

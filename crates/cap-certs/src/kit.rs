@@ -1,8 +1,8 @@
 //! The test kit's half of `certs`: an expected CA key read or signing.
 
-use super::{CaPublicKey, SignSshUser};
-use crate::caps::kit::{Expectation, Implied, Names};
-use crate::caps::{CapCall, CapReply};
+use crate::{CaPublicKey, SignSshUser};
+use latch_cap::kit::{Expectation, Implied, Names};
+use latch_cap::{CapCall, CapReply};
 
 /// An expected `certs.ca-public-key`.
 #[derive(Clone, Debug)]

@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ssh_key::certificate::{Builder, CertType};
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 
-use crate::caps::secrets::SecretStore;
-use crate::caps::{CapError, Secret};
+use latch_cap::SecretStore;
+use latch_cap::{CapError, Secret};
 
 /// The secret name of the CA's private key (`latch init` creates it).
 pub const CA_SECRET: &str = "latch-user-ca";

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{Get, SecretStore};
-use crate::caps::live::LivePart;
-use crate::caps::{BoxFuture, CallContext, CapCall, CapError, CapReply};
+use crate::{Get, SecretStore};
+use latch_cap::live::LivePart;
+use latch_cap::{BoxFuture, CallContext, CapCall, CapError, CapReply};
 
 /// Reads secrets from the store.
-pub(crate) struct Part {
+pub struct Part {
     secrets: Arc<SecretStore>,
 }
 

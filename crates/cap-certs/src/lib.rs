@@ -8,13 +8,15 @@
 
 pub mod ca;
 pub mod kit;
-pub(crate) mod live;
-pub(crate) mod wit;
+pub mod live;
+pub mod wit;
 
 use serde::Serialize;
 
-use super::{Answered, Call, CapError, CapReply, Effect, check_text, record_of};
-use crate::caps::CallState;
+use latch_cap::CallState;
+use latch_cap::{
+    Answered, Call, CapError, CapReply, Effect, check_account_name, check_text, record_of,
+};
 
 /// `certs.ca-public-key`: the CA's public key (public; always allowed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -115,23 +117,6 @@ pub const MAX_PRINCIPALS: usize = 8;
 /// Most bytes of a public key.
 pub const MAX_PUBLIC_KEY_BYTES: usize = 16 * 1024;
 
-/// Check an account name: a POSIX-portable user name, `[a-z_][a-z0-9_-]{0,31}`.
-pub(crate) fn check_account_name(what: &str, name: &str) -> Result<(), CapError> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    if !first_ok
-        || name.len() > 32
-        || !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        return Err(CapError::InvalidRequest(format!(
-            "{what} {name:?} is not a valid account name ([a-z_][a-z0-9_-]{{0,31}})"
-        )));
-    }
-    Ok(())
-}
-
 /// Check a signing call against the grant the guest call serves; clamp its validity.
 fn authorize(state: &CallState, call: &mut SignSshUser) -> Result<(), CapError> {
     let SignSshUser {
@@ -140,7 +125,7 @@ fn authorize(state: &CallState, call: &mut SignSshUser) -> Result<(), CapError> 
         valid_before,
         key_id,
     } = call;
-    let Some(grant) = &state.grant else {
+    let Some(grant) = state.grant() else {
         return Err(CapError::Denied(
             "certificates can be signed only while serving a grant".into(),
         ));
@@ -170,8 +155,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::caps::GrantScope;
-    use crate::caps::{Policy, Recorder};
+    use latch_cap::GrantScope;
+    use latch_cap::{Policy, Recorder};
 
     fn state(grant: Option<GrantScope>) -> CallState {
         CallState::new(

@@ -1,17 +1,28 @@
 //! The `certs` interface of every contract version (the same in 0.1, 0.2 and 0.3).
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasData, Linker};
 
-use super::{CaPublicKey, SignSshUser};
-use crate::caps::CallState;
-use crate::caps::{Answered, dispatch};
-use crate::world::{v0_1, v0_2, v0_3};
+use crate::{CaPublicKey, SignSshUser};
+use latch_cap::CallState;
+use latch_cap::{Answered, dispatch};
+use latch_contract::{v0_1, v0_2, v0_3};
+
+/// `certs`'s view of a guest call's state: its `Host` impls are on this, not on
+/// [`CallState`] itself, as wasmtime-wasi's are on `WasiCtxView` — a capability implements
+/// the contract's traits on a type of its own, so it can live in a crate of its own.
+pub struct Certs<'a>(pub &'a mut CallState);
+
+struct HasCerts;
+
+impl HasData for HasCerts {
+    type Data<'a> = Certs<'a>;
+}
 
 /// Link `certs` for every contract version served.
-pub(crate) fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    v0_1::latch::connector::certs::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    v0_2::latch::connector::certs::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    v0_3::latch::connector::certs::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    v0_1::latch::connector::certs::add_to_linker::<_, HasCerts>(linker, |s| Certs(s))?;
+    v0_2::latch::connector::certs::add_to_linker::<_, HasCerts>(linker, |s| Certs(s))?;
+    v0_3::latch::connector::certs::add_to_linker::<_, HasCerts>(linker, |s| Certs(s))
 }
 
 async fn text<C: Answered<Reply = String>>(
@@ -35,9 +46,9 @@ fn sign(
     }
 }
 
-impl v0_3::latch::connector::certs::Host for CallState {
+impl v0_3::latch::connector::certs::Host for Certs<'_> {
     async fn ca_public_key(&mut self) -> Result<String, v0_3::types::Error> {
-        text(self, CaPublicKey).await
+        text(self.0, CaPublicKey).await
     }
 
     async fn sign_ssh_user(
@@ -47,13 +58,13 @@ impl v0_3::latch::connector::certs::Host for CallState {
         valid_before: u64,
         key_id: String,
     ) -> Result<String, v0_3::types::Error> {
-        text(self, sign(public_key, principals, valid_before, key_id)).await
+        text(self.0, sign(public_key, principals, valid_before, key_id)).await
     }
 }
 
-impl v0_2::latch::connector::certs::Host for CallState {
+impl v0_2::latch::connector::certs::Host for Certs<'_> {
     async fn ca_public_key(&mut self) -> Result<String, v0_2::types::Error> {
-        text(self, CaPublicKey).await.map_err(Into::into)
+        text(self.0, CaPublicKey).await.map_err(Into::into)
     }
 
     async fn sign_ssh_user(
@@ -63,15 +74,15 @@ impl v0_2::latch::connector::certs::Host for CallState {
         valid_before: u64,
         key_id: String,
     ) -> Result<String, v0_2::types::Error> {
-        text(self, sign(public_key, principals, valid_before, key_id))
+        text(self.0, sign(public_key, principals, valid_before, key_id))
             .await
             .map_err(Into::into)
     }
 }
 
-impl v0_1::latch::connector::certs::Host for CallState {
+impl v0_1::latch::connector::certs::Host for Certs<'_> {
     async fn ca_public_key(&mut self) -> Result<String, v0_1::types::Error> {
-        text(self, CaPublicKey).await.map_err(Into::into)
+        text(self.0, CaPublicKey).await.map_err(Into::into)
     }
 
     async fn sign_ssh_user(
@@ -81,7 +92,7 @@ impl v0_1::latch::connector::certs::Host for CallState {
         valid_before: u64,
         key_id: String,
     ) -> Result<String, v0_1::types::Error> {
-        text(self, sign(public_key, principals, valid_before, key_id))
+        text(self.0, sign(public_key, principals, valid_before, key_id))
             .await
             .map_err(Into::into)
     }

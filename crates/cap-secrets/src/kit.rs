@@ -1,8 +1,8 @@
 //! The test kit's half of `secrets`: an expected read of a secret.
 
-use super::Get;
-use crate::caps::kit::{Expectation, Implied, Names};
-use crate::caps::{CapCall, CapReply};
+use crate::Get;
+use latch_cap::kit::{Expectation, Implied, Names};
+use latch_cap::{CapCall, CapReply};
 
 /// An expected `secrets.get`.
 #[derive(Clone, Debug)]
@@ -16,7 +16,7 @@ impl Expectation for ExpectGet {
         actual.get::<Get>().is_some_and(|a| a.name == self.name)
     }
     fn default_reply(&self) -> CapReply {
-        CapReply::new(crate::caps::Secret::new(Vec::new()))
+        CapReply::new(latch_cap::Secret::new(Vec::new()))
     }
     fn implies(&self, policy: &mut Implied) {
         policy.secrets.push(self.name.clone());
