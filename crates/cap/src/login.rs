@@ -63,6 +63,9 @@ impl std::fmt::Display for LoginError {
 pub trait ServiceLogin: Send + Sync {
     /// The kind of credential it takes.
     fn takes(&self) -> Takes;
+    /// The secret it proves the service account with as configured (`Proof::Configured`),
+    /// if the integration names one: what a rotation of the service credential rewrites.
+    fn secret(&self) -> Option<&str>;
     /// Log in to `target` as the service account with `proof`, run nothing, disconnect.
     fn prove<'a>(
         &'a self,

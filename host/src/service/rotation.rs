@@ -75,15 +75,7 @@ struct KeyFiles {
 
 impl KeyFiles {
     fn of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<KeyFiles> {
-        let name = match (&ic.ssh, service_password(ic)?) {
-            (Some(ssh), _) => ssh.key_secret.clone(),
-            (None, Some(name)) => name,
-            (None, None) => bail!(
-                "integration {:?} has no service credential to rotate (no [integration.ssh], \
-                 no WinRM or LDAP password secret)",
-                ic.name
-            ),
-        };
+        let (_, name) = credential_of(ic, secrets_dir)?;
         Ok(KeyFiles {
             current: secrets_dir.join(&name),
             next: secrets_dir.join(format!("{name}.next")),
@@ -93,22 +85,44 @@ impl KeyFiles {
     }
 }
 
-/// The secret holding the service password of an integration that logs in with one.
-fn service_password(ic: &IntegrationConfig) -> anyhow::Result<Option<String>> {
-    if ic.ssh.is_some() {
-        return Ok(None);
+/// What an integration's service account logs in with, as its capabilities' service logins
+/// say (no transport is named here): a key, if a login takes one (the secret it names);
+/// else the one password its password logins name — two different ones are refused, as
+/// rotation changes one account's password.
+fn credential_of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<(Takes, String)> {
+    let store =
+        std::sync::Arc::new(SecretStore::new(Some(secrets_dir), None).map_err(anyhow::Error::msg)?);
+    let logins = ic.service_logins(&store);
+    let named = |takes: Takes| -> Vec<(&str, &str)> {
+        logins
+            .iter()
+            .filter(|(_, l)| l.takes() == takes)
+            .filter_map(|(name, l)| l.secret().map(|s| (*name, s)))
+            .collect()
+    };
+    for takes in [Takes::Key, Takes::Password] {
+        let found = named(takes);
+        match found.as_slice() {
+            [] => continue,
+            [(_, secret), rest @ ..] if rest.iter().all(|(_, s)| s == secret) => {
+                return Ok((takes, secret.to_string()));
+            }
+            [(a, x), rest @ ..] => {
+                let (b, y) = rest.iter().find(|(_, s)| s != x).expect("one differs");
+                bail!(
+                    "integration {:?} logs in with two service credentials ([integration.{a}] \
+                     {x:?} and [integration.{b}] {y:?}); rotation changes one service \
+                     account's credential: name one secret in both tables",
+                    ic.name
+                );
+            }
+        }
     }
-    let winrm = ic.winrm.password_secret.clone();
-    let ldap = ic.ldap.as_ref().and_then(|l| l.password_secret.clone());
-    match (winrm, ldap) {
-        (Some(w), Some(l)) if w != l => bail!(
-            "integration {:?} logs in with two passwords ([integration.winrm] {w:?} and \
-             [integration.ldap] {l:?}); rotation changes one service account's password: \
-             name one secret in both tables",
-            ic.name
-        ),
-        (w, l) => Ok(w.or(l)),
-    }
+    bail!(
+        "integration {:?} has no service credential to rotate (no service key, no password \
+         secret in any table it logs in with)",
+        ic.name
+    )
 }
 
 /// Refuse to rotate `name` unless `ic` alone uses it: a secret another integration logs in
@@ -263,7 +277,7 @@ async fn run(
             secrets_dir.display()
         );
     }
-    if ic.ssh.is_none() {
+    if credential_of(ic, secrets_dir)?.0 == Takes::Password {
         return run_password(
             connector,
             ledger,

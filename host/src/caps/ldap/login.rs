@@ -28,6 +28,10 @@ impl ServiceLogin for Login {
         Takes::Password
     }
 
+    fn secret(&self) -> Option<&str> {
+        self.settings.password_secret.as_deref()
+    }
+
     fn prove<'a>(
         &'a self,
         target: &'a Target,

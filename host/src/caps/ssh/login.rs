@@ -28,6 +28,10 @@ impl ServiceLogin for Login {
         Takes::Key
     }
 
+    fn secret(&self) -> Option<&str> {
+        Some(&self.settings.key_secret)
+    }
+
     fn prove<'a>(
         &'a self,
         target: &'a Target,
