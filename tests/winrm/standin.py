@@ -566,7 +566,7 @@ def _string_list(node):
 
 def stdin_prelude(count):
     """The lines Latch puts between line 1 and the call to read `count` secrets from stdin
-    (host/src/caps/winrm/mod.rs, `stdin_prelude`): compared as text, exactly."""
+    (crates/cap-winrm/src/lib.rs, `stdin_prelude`): compared as text, exactly."""
     lines = ["$latch = @($input)",
              f"if ($latch.Count -ne {count}) {{ throw 'Latch: stdin did not carry the {count} secrets' }}"]
     for i in range(count):

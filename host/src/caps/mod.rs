@@ -9,9 +9,10 @@ pub use latch_cap::*;
 pub use latch_cap_log as log;
 /// `certs` and `secrets`, crates of their own too (`crates/cap-certs`, `crates/cap-secrets`).
 pub use {latch_cap_certs as certs, latch_cap_secrets as secrets};
+/// `ssh`, `winrm`, `ldap`, `cloud`: crates of their own (`crates/cap-<name>`).
+pub use {
+    latch_cap_cloud as cloud, latch_cap_ldap as ldap, latch_cap_ssh as ssh,
+    latch_cap_winrm as winrm,
+};
 
-pub mod cloud;
-pub mod ldap;
 pub mod registry;
-pub mod ssh;
-pub mod winrm;

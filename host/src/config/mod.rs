@@ -707,6 +707,41 @@ mod tests {
         Config::parse(text, Path::new("/etc/latch/latch.toml"))
     }
 
+    /// The README's directory example becomes exactly these slices of the policy (the
+    /// `ldap` capability's unit tests check their refusals against the same bounds).
+    #[test]
+    fn the_directory_table_is_the_policys_bases() {
+        let c = parse(&format!(
+            r#"
+            [[integration]]
+            name = "corp-dc"
+            guest = "guests/windows_dc.wasm"
+            sha256 = "{PIN}"
+            allow = ["dc1.corp.example:636"]
+            [integration.ldap]
+            user = "svc_latch@corp.example"
+            password_secret = "corp-dc-password"
+            [integration.directory]
+            read = ["DC=corp,DC=example"]
+            change = ["OU=Latch,DC=corp,DC=example"]
+            groups = ["OU=JIT Groups,DC=corp,DC=example"]
+            "#
+        ))
+        .unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let expected = crate::caps::directory::Bases::parse(
+            &s(&["DC=corp,DC=example"]),
+            &s(&["OU=Latch,DC=corp,DC=example"]),
+            &s(&["OU=JIT Groups,DC=corp,DC=example"]),
+        )
+        .unwrap();
+        let policy = &c.integrations[0].policy;
+        let bases = policy.get::<crate::caps::directory::Bases>().unwrap();
+        assert_eq!(format!("{bases:?}"), format!("{expected:?}"));
+        assert_eq!(policy.allow().collect::<Vec<_>>(), ["dc1.corp.example:636"]);
+        assert_eq!(policy.secret_names().count(), 0);
+    }
+
     #[test]
     fn a_full_integration_parses() {
         let c = parse(&format!(
