@@ -1,6 +1,6 @@
 //! The live backend: capability calls carried out for real, each by its capability's live
-//! part (`caps/<name>/live.rs`). This module knows no capability: the parts are built and
-//! listed in [`super::registry`].
+//! part (`crates/cap-<name>/src/live.rs`). This module knows no capability: the parts are built and
+//! listed in the host's registry (`latch::caps::registry`).
 
 use super::{Backend, BoxFuture, CallContext, CapCall, CapError, CapReply};
 
@@ -20,7 +20,7 @@ pub struct Live {
 }
 
 impl Live {
-    /// A live backend of `parts` (every capability's: [`super::registry::live`]; a test may
+    /// A live backend of `parts` (every capability's: the host's `registry::live`; a test may
     /// hold only the one it exercises).
     pub fn new(parts: Vec<Box<dyn LivePart>>) -> Self {
         Live { parts }

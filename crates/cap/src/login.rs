@@ -3,7 +3,7 @@
 //! every server a grant would reach; a rotation proves the new one before it switches.
 //!
 //! Each capability that logs in to servers (ssh, winrm, ldap) offers its own
-//! [`ServiceLogin`], built from its own settings in [`super::registry::service_logins`]; a
+//! [`ServiceLogin`], built from its own settings by the host's `registry::service_logins`; a
 //! call says which login reaches its server ([`super::Call::login`]). Central code names no
 //! transport and reads no error text: a login answers [`LoginError`], typed.
 

@@ -67,6 +67,8 @@ pub struct Rotated {
 
 /// The files of one integration's service key.
 struct KeyFiles {
+    /// A key or a password, as the integration's service logins take it.
+    takes: Takes,
     name: String,
     current: PathBuf,
     next: PathBuf,
@@ -75,8 +77,9 @@ struct KeyFiles {
 
 impl KeyFiles {
     fn of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<KeyFiles> {
-        let (_, name) = credential_of(ic, secrets_dir)?;
+        let (takes, name) = credential_of(ic, secrets_dir)?;
         Ok(KeyFiles {
+            takes,
             current: secrets_dir.join(&name),
             next: secrets_dir.join(format!("{name}.next")),
             retiring: secrets_dir.join(format!("{name}.retiring")),
@@ -277,7 +280,7 @@ async fn run(
             secrets_dir.display()
         );
     }
-    if credential_of(ic, secrets_dir)?.0 == Takes::Password {
+    if files.takes == Takes::Password {
         return run_password(
             connector,
             ledger,
