@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use latch::caps::directory::Bases;
 use latch::caps::ldap::live::LdapSettings;
-use latch::caps::registry::{self, LiveSettings};
+use latch::caps::registry;
+use latch::caps::table::Settings;
+use latch::caps::table::tls_config;
 use latch::caps::winrm::lent::Cmdlets;
 use latch::caps::winrm::pool::WinrmSettings;
-use latch::caps::winrm::transport::tls_config;
 use latch::caps::{Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export};
 use latch_testkit::{Kit, grant_request};
@@ -127,13 +128,12 @@ fn main() {
     winrm.transport.tls = Arc::new(tls_config(Some(&sdir.join("ca.pem"))).unwrap());
     winrm.default_user = Some("LATCH\\svc_latch".into());
     winrm.password_secret = Some("winrm-password".into());
+    let (mut over_winrm, mut over_ldap) = (Settings::default(), Settings::default());
+    over_winrm.insert(winrm);
+    over_ldap.insert(ldap);
     let live = Arc::new(registry::live(
         store,
-        LiveSettings {
-            winrm: [("dc-winrm".to_string(), winrm)].into_iter().collect(),
-            ldap: [("dc-ldap".to_string(), ldap)].into_iter().collect(),
-            ..Default::default()
-        },
+        [("dc-winrm", &over_winrm), ("dc-ldap", &over_ldap)],
     ));
     let bases = || {
         Bases::parse(

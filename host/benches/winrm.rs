@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use latch::caps::ParamValue;
 use latch::caps::Secret;
+use latch::caps::table::tls_config;
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
 use latch::caps::winrm::shell::Run;
-use latch::caps::winrm::transport::{Credentials, tls_config};
+use latch::caps::winrm::transport::Credentials;
 use latch::caps::winrm::{wire_script, wsman};
 
 const PASSWORD: &str = "Bench-Passw0rd!x";

@@ -52,13 +52,6 @@ impl Connector {
                 .with_context(|| format!("integration {:?}", ic.name))?;
             ic.apply(lifecycle, metadata.credential)
                 .with_context(|| format!("integration {:?}", ic.name))?;
-            // The account WinRM logs in as is known now (latch.toml's, or the guest's).
-            if let Some(account) = &ic.winrm.default_user {
-                ic.policy = ic
-                    .policy
-                    .clone()
-                    .with(crate::caps::winrm::lent::ServiceAccount(account.clone()));
-            }
             loaded.push((guest, ic));
         }
         let configs: Vec<IntegrationConfig> = loaded.iter().map(|(_, ic)| ic.clone()).collect();
@@ -140,40 +133,13 @@ pub fn secret_store(config: &Config) -> anyhow::Result<SecretStore> {
         .with_remote(config.secret_stores.clone()))
 }
 
-/// Start a connector whose capabilities are carried out for real: SSH with each
-/// integration's `[integration.ssh]` settings (as its guest's lifecycle amended them),
-/// secrets from the configured store.
+/// Start a connector whose capabilities are carried out for real: each with the settings
+/// of each integration's table of it (as its guest's lifecycle amended them), secrets from
+/// the configured store.
 pub fn live_connector(config: &Config) -> anyhow::Result<Connector> {
     let secrets = secret_store(config)?;
     Connector::start_with(config, |integrations| {
-        let ssh = integrations
-            .iter()
-            .filter_map(|i| i.ssh.clone().map(|s| (i.name.clone(), s)))
-            .collect();
-        let winrm = integrations
-            .iter()
-            .map(|i| (i.name.clone(), i.winrm.clone()))
-            .collect();
-        let ldap = integrations
-            .iter()
-            .filter_map(|i| i.ldap.clone().map(|l| (i.name.clone(), l)))
-            .collect();
-        let cloud = crate::caps::cloud::live::CloudSettings {
-            aws: integrations
-                .iter()
-                .filter_map(|i| i.aws.clone().map(|a| (i.name.clone(), a)))
-                .collect(),
-            azure: integrations
-                .iter()
-                .filter_map(|i| i.azure.clone().map(|a| (i.name.clone(), a)))
-                .collect(),
-        };
-        let settings = registry::LiveSettings {
-            ssh,
-            winrm,
-            ldap,
-            cloud,
-        };
+        let settings = integrations.iter().map(|i| (i.name.as_str(), &i.settings));
         Ok(Arc::new(registry::live(secrets, settings)))
     })
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use latch::caps::directory::Bases;
-use latch::caps::registry::{self, LiveSettings};
+use latch::caps::registry;
+use latch::caps::table::Settings;
 use latch::caps::winrm::lent::{Cmdlets, ServiceAccount};
 use latch::caps::{Outcome, Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export, Returned};
@@ -97,12 +98,11 @@ fn ad_cmdlets_over_winrm_are_held_to_the_directory_bounds_on_a_real_dc() {
     settings.default_user = Some("LATCH\\svc_latch".into());
     settings.password_secret = Some("dc-password".into());
     let secrets = env.config.parent().unwrap().join("secrets");
+    let mut of_probe = Settings::default();
+    of_probe.insert(settings);
     let live = Arc::new(registry::live(
         SecretStore::new(Some(&secrets), None).unwrap(),
-        LiveSettings {
-            winrm: [("probe".to_string(), settings)].into_iter().collect(),
-            ..Default::default()
-        },
+        [("probe", &of_probe)],
     ));
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let policy = Policy::parse(&[format!("localhost:{}", standin.https)], &[])

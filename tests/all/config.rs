@@ -129,7 +129,10 @@ fn bad_winrm_settings_are_refused_naming_the_field() {
         "[integration.winrm]\nuser = 'LAB\\latch-svc'\npassword_secret = \"w\"\nhttps_ports = [5986, 443]\n",
     );
     let config = Config::load(&path).unwrap();
-    let w = &config.integrations[0].winrm;
+    let w = config.integrations[0]
+        .settings
+        .get::<latch::caps::winrm::pool::WinrmSettings>()
+        .unwrap();
     assert_eq!(w.default_user.as_deref(), Some("LAB\\latch-svc"));
     assert!(w.endpoint("h", 443).tls && !w.endpoint("h", 5985).tls);
 }

@@ -686,8 +686,9 @@ fn the_service_password_rotates_on_the_dc_over_winrm() {
 fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport {
     use latch::caps::directory::Bases;
     use latch::caps::ldap::live::LdapSettings;
-    use latch::caps::registry::{self, LiveSettings};
-    use latch::caps::winrm::transport::tls_config;
+    use latch::caps::registry;
+    use latch::caps::table::Settings;
+    use latch::caps::table::tls_config;
     use latch::caps::{Policy, Secret, SecretStore};
     use latch::runtime::{CallOptions, CallSecrets, Export, ServiceCredential};
     let secrets = tempfile::tempdir().unwrap();
@@ -698,13 +699,9 @@ fn rotate_as(dc: &Dc, password: &str, user: &str) -> latch::runtime::CallReport 
     ));
     ldap.default_user = Some(dc.get("SVC_USER").into());
     ldap.password_secret = Some("dc-password".into());
-    let live = std::sync::Arc::new(registry::live(
-        store,
-        LiveSettings {
-            ldap: [("dc".to_string(), ldap)].into_iter().collect(),
-            ..Default::default()
-        },
-    ));
+    let mut of_dc = Settings::default();
+    of_dc.insert(ldap);
+    let live = std::sync::Arc::new(registry::live(store, [("dc", &of_dc)]));
     let bases = Bases::parse(
         &[dc.get("BASE_DN").into()],
         &[dc.get("USERS_OU").into()],

@@ -13,11 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use latch::caps::registry::{self, LiveSettings};
+use latch::caps::registry;
+use latch::caps::table::Settings;
+use latch::caps::table::tls_config;
 use latch::caps::winrm::lent::Cmdlets;
 use latch::caps::winrm::pool::{WinrmPool, WinrmSettings};
 use latch::caps::winrm::shell::{ExchangeError, Run, ShellError};
-use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint, tls_config};
+use latch::caps::winrm::transport::{AuthMethod, Connection, Credentials, Endpoint};
 use latch::caps::winrm::{wire_script, wsman};
 use latch::caps::{Live, Outcome, ParamValue, Policy, Secret, SecretStore};
 use latch::runtime::{CallOptions, CallSecrets, Export};
@@ -572,14 +574,9 @@ fn live(s: &StandIn) -> Arc<Live> {
     std::fs::write(secrets.path().join("winrm-password"), PASSWORD).unwrap();
     let store = SecretStore::new(Some(secrets.path()), None).unwrap();
     std::mem::forget(secrets); // read at each call; removed with the process's temp files
-    let winrm = [("probe".to_string(), s.settings())].into_iter().collect();
-    Arc::new(registry::live(
-        store,
-        LiveSettings {
-            winrm,
-            ..Default::default()
-        },
-    ))
+    let mut settings = Settings::default();
+    settings.insert(s.settings());
+    Arc::new(registry::live(store, [("probe", &settings)]))
 }
 
 fn policy(s: &StandIn) -> Policy {

@@ -20,6 +20,7 @@
 pub mod azure;
 pub mod kit;
 pub mod live;
+pub mod table;
 pub mod wit;
 
 use std::collections::BTreeSet;

@@ -19,6 +19,22 @@ pub struct CloudSettings {
     pub azure: HashMap<String, crate::azure::AzureSettings>,
 }
 
+impl CloudSettings {
+    /// Each integration's clouds (its [`crate::table::CloudTables`]), split per cloud.
+    pub fn from_tables(tables: HashMap<String, crate::table::CloudTables>) -> Self {
+        let mut out = CloudSettings::default();
+        for (name, t) in tables {
+            if let Some(aws) = t.aws {
+                out.aws.insert(name.clone(), aws);
+            }
+            if let Some(azure) = t.azure {
+                out.azure.insert(name, azure);
+            }
+        }
+        out
+    }
+}
+
 type AzureOf = (
     crate::azure::AzureSettings,
     std::sync::Arc<crate::azure::TokenCache>,

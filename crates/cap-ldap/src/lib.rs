@@ -26,6 +26,7 @@
 pub mod kit;
 pub mod live;
 pub mod login;
+pub mod table;
 pub mod wit;
 
 use serde::Serialize;

@@ -10,6 +10,7 @@ pub mod client;
 pub mod kit;
 pub mod live;
 pub mod login;
+pub mod table;
 pub mod wit;
 
 use serde::Serialize;

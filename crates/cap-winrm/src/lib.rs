@@ -30,6 +30,7 @@ pub mod live;
 pub mod login;
 pub mod pool;
 pub mod shell;
+pub mod table;
 pub mod transport;
 pub mod wit;
 pub mod wsman;

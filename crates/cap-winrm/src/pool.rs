@@ -63,7 +63,7 @@ impl WinrmSettings {
             ca_file: None,
             transport: TransportSettings {
                 auth: AuthMethod::Ntlm,
-                tls: Arc::new(crate::transport::tls_config(None)?),
+                tls: Arc::new(latch_cap::table::tls_config(None)?),
                 allow_unencrypted: false,
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(60),

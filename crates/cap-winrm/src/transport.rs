@@ -734,42 +734,6 @@ fn unseal(ntlm: &mut Ntlm, body: &[u8]) -> Result<Vec<u8>, ExchangeError> {
     Ok(plain)
 }
 
-/// The TLS client configuration: `ca_file`'s certificates as the only roots, or the
-/// system's (the platform verifier).
-pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?;
-    let config = match ca_file {
-        Some(path) => {
-            use rustls::pki_types::pem::PemObject as _;
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("ca_file {} holds no certificate", path.display()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-        None => {
-            use rustls_platform_verifier::BuilderVerifierExt as _;
-            builder
-                .with_platform_verifier()
-                .map_err(|e| format!("the system's TLS roots: {e}"))?
-                .with_no_client_auth()
-        }
-    };
-    Ok(config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ pub mod live;
 pub mod login;
 pub mod policy;
 mod state;
+pub mod table;
 pub mod text;
 
 use std::future::Future;

@@ -92,7 +92,7 @@ impl Remote {
         {
             // That CA only, not the system's roots beside it.
             let ca = std::path::PathBuf::from(ca);
-            let tls = crate::caps::winrm::transport::tls_config(Some(&ca))
+            let tls = crate::caps::table::tls_config(Some(&ca))
                 .map_err(anyhow::Error::msg)
                 .context(CA_ENV)?;
             builder = builder.tls_backend_preconfigured(tls);

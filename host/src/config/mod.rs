@@ -14,34 +14,22 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::caps::Policy;
-use crate::caps::cloud::AwsPolicy;
-use crate::caps::cloud::live::AwsSettings;
-use crate::caps::ldap::live::LdapSettings;
+use crate::caps::registry;
 use crate::caps::secrets;
-use crate::caps::ssh::client::SshSettings;
-use crate::caps::winrm::pool::WinrmSettings;
-use crate::caps::winrm::transport::AuthMethod;
+use crate::caps::table::{Settings, TableCx};
 use crate::runtime::{CredentialKind, Lifecycle, Limits, RuntimeConfig};
 
 mod api;
-mod cloud;
-mod ldap;
 mod password;
-mod ssh;
 mod stores;
-mod winrm;
 
+pub use crate::caps::table::parse_duration;
 pub use api::ApiSettings;
 pub use password::PasswordRules;
-pub use winrm::check_windows_account;
 
 use api::{ApiSection, check_api};
-use cloud::{AwsSection, AzureSection, check_azure};
-use ldap::{DirectorySection, LdapSection, check_ldap};
 use password::{PasswordSection, check_password};
-use ssh::{SshSection, check_ssh};
 use stores::{SecretsSection, check_store};
-use winrm::{WinrmSection, check_winrm};
 
 /// The parsed and checked configuration.
 #[derive(Clone, Debug)]
@@ -83,16 +71,9 @@ pub struct IntegrationConfig {
     pub limits: Limits,
     /// Its own settings, as the JSON handed to the guest.
     pub config_json: String,
-    /// How the host reaches its servers over SSH, if it does.
-    pub ssh: Option<SshSettings>,
-    /// `[integration.winrm]`'s transport settings (defaults when the table has none).
-    pub winrm: WinrmSettings,
-    /// `[integration.ldap]`'s connection settings, if it has the table.
-    pub ldap: Option<LdapSettings>,
-    /// `[integration.aws]`'s connection settings, if it has the table.
-    pub aws: Option<AwsSettings>,
-    /// `[integration.azure]`'s connection settings, if it has the table.
-    pub azure: Option<crate::caps::cloud::azure::AzureSettings>,
+    /// Each capability's settings from its tables (`[integration.ssh]`, …), by type: how the
+    /// host reaches the integration's servers and logs in to them.
+    pub settings: Settings,
     /// The longest grant this integration gives.
     pub max_duration: Duration,
     /// What the host does for this configuration, as the guest's `validate` said (filled in
@@ -110,12 +91,7 @@ impl IntegrationConfig {
         &self,
         secrets: &std::sync::Arc<secrets::SecretStore>,
     ) -> crate::caps::login::Logins {
-        crate::caps::registry::service_logins(
-            secrets,
-            self.ssh.as_ref(),
-            &self.winrm,
-            self.ldap.as_ref(),
-        )
+        registry::service_logins(secrets, &self.settings)
     }
 }
 
@@ -152,11 +128,15 @@ impl IntegrationConfig {
                 .context("the guest's service key secret")?;
             let lent = self.service_secrets();
             if lent.is_empty() {
+                let fields: Vec<&str> = registry::tables()
+                    .iter()
+                    .flat_map(|t| t.service_secret_fields().iter().copied())
+                    .collect();
                 bail!(
                     "the guest names secret {name:?} as its service credential, but latch.toml \
-                     lends this integration none: a guest never chooses a secret. Set \
-                     [integration.ssh] key_secret, or [integration.winrm] / [integration.ldap] \
-                     password_secret, to the secret you mean it to use"
+                     lends this integration none: a guest never chooses a secret. Set one of \
+                     {} to the secret you mean it to use",
+                    fields.join(", ")
                 );
             }
             if !lent.iter().any(|(_, s)| s == name) {
@@ -174,20 +154,11 @@ impl IntegrationConfig {
         }
         if let Some(user) = &lifecycle.service_user {
             let same = |configured: &str| configured.eq_ignore_ascii_case(user);
-            let mut configured = Vec::new();
-            if let Some(ssh) = &self.ssh
-                && let Some(u) = &ssh.default_user
-            {
-                configured.push(("[integration.ssh] user", u.clone()));
-            }
-            if let Some(u) = &self.winrm.default_user {
-                configured.push(("[integration.winrm] user", u.clone()));
-            }
-            if let Some(ldap) = &self.ldap
-                && let Some(u) = &ldap.default_user
-            {
-                configured.push(("[integration.ldap] user", u.clone()));
-            }
+            let configured: Vec<(&str, &str)> = self
+                .settings
+                .iter()
+                .filter_map(|s| s.service_user())
+                .collect();
             if let Some((field, u)) = configured.iter().find(|(_, u)| !same(u)) {
                 bail!(
                     "the guest names {user:?} as its service account, but latch.toml sets \
@@ -195,12 +166,8 @@ impl IntegrationConfig {
                      or remove the guest's setting"
                 );
             }
-            if let Some(ssh) = self.ssh.as_mut() {
-                ssh.default_user.get_or_insert_with(|| user.clone());
-            }
-            self.winrm.default_user.get_or_insert_with(|| user.clone());
-            if let Some(ldap) = self.ldap.as_mut() {
-                ldap.default_user.get_or_insert_with(|| user.clone());
+            for s in self.settings.iter_mut() {
+                s.adopt_service_user(user);
             }
         }
         if lifecycle.default_permission.is_empty() || lifecycle.default_permission.len() > 256 {
@@ -208,6 +175,10 @@ impl IntegrationConfig {
         }
         self.lifecycle = lifecycle;
         self.credential = credential;
+        // What the capabilities lend once the service account is known.
+        for s in self.settings.iter() {
+            self.policy = s.lend(std::mem::take(&mut self.policy));
+        }
         Ok(())
     }
 
@@ -215,17 +186,10 @@ impl IntegrationConfig {
     /// field naming each: the only secrets its transports log in with, and the only ones a
     /// rotation of it may rewrite.
     pub fn service_secrets(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if let Some(ssh) = &self.ssh {
-            out.push(("[integration.ssh] key_secret", ssh.key_secret.clone()));
-        }
-        if let Some(s) = &self.winrm.password_secret {
-            out.push(("[integration.winrm] password_secret", s.clone()));
-        }
-        if let Some(s) = self.ldap.as_ref().and_then(|l| l.password_secret.clone()) {
-            out.push(("[integration.ldap] password_secret", s));
-        }
-        out
+        self.settings
+            .iter()
+            .flat_map(|s| s.service_secrets())
+            .collect()
     }
 }
 
@@ -271,7 +235,6 @@ struct RuntimeSection {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct IntegrationSection {
     name: String,
     guest: PathBuf,
@@ -283,16 +246,28 @@ struct IntegrationSection {
     deadline: Option<String>,
     memory: Option<String>,
     max_duration: Option<String>,
-    ssh: Option<SshSection>,
-    winrm: Option<WinrmSection>,
-    ldap: Option<LdapSection>,
-    directory: Option<DirectorySection>,
-    aws: Option<AwsSection>,
-    azure: Option<AzureSection>,
     password: Option<PasswordSection>,
     #[serde(default)]
     config: toml::Table,
+    /// Every other key: a capability's table (`caps::registry::tables`), or a mistake
+    /// refused by name (serde cannot deny unknown fields beside a flattened map).
+    #[serde(flatten)]
+    tables: std::collections::BTreeMap<String, toml::Value>,
 }
+
+/// The keys of `[[integration]]` that are the file schema's own.
+const INTEGRATION_KEYS: &[&str] = &[
+    "name",
+    "guest",
+    "sha256",
+    "allow",
+    "secrets",
+    "deadline",
+    "memory",
+    "max_duration",
+    "password",
+    "config",
+];
 
 /// The longest grant when an integration sets no `max_duration`.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
@@ -416,14 +391,8 @@ fn host_secrets(
                 format!("integration {:?}'s service credential ({field})", ic.name),
             ));
         }
-        if let Some(azure) = &ic.azure
-            && let crate::caps::cloud::azure::AzureCredential::ClientSecret { secret, .. } =
-                &azure.credential
-        {
-            held.push((
-                secret.clone(),
-                format!("integration {:?}'s Azure client secret", ic.name),
-            ));
+        for (name, what) in ic.settings.iter().flat_map(|s| s.held_secrets()) {
+            held.push((name, format!("integration {:?}'s {what}", ic.name)));
         }
     }
     for (store, remote) in stores {
@@ -520,92 +489,26 @@ fn check_integration(
             .map_err(anyhow::Error::msg)
             .context("secrets")?;
     }
-    let winrm = s.winrm.unwrap_or_default();
-    let policy = Policy::parse(&s.allow, &s.secrets)
-        .map_err(anyhow::Error::msg)?
-        .with(
-            crate::caps::winrm::lent::Cmdlets::parse(&winrm.read, &winrm.change)
-                .map_err(anyhow::Error::msg)?,
-        );
-    if s.directory.is_none()
-        && let Some(c) = winrm.read.iter().chain(&winrm.change).find(|c| {
-            crate::caps::winrm::catalog::catalog()
-                .get(c)
-                .is_some_and(|e| e.names_directory_objects())
-        })
+    let policy = Policy::parse(&s.allow, &s.secrets).map_err(anyhow::Error::msg)?;
+    let tables = registry::tables();
+    if let Some(unknown) = s
+        .tables
+        .keys()
+        .find(|k| !tables.iter().any(|t| t.names().contains(&k.as_str())))
     {
+        let mut known: Vec<&str> = INTEGRATION_KEYS.to_vec();
+        known.extend(tables.iter().flat_map(|t| t.names().iter().copied()));
         bail!(
-            "winrm lends {c}, which names directory objects: set [integration.directory] read, \
-             change and groups (the bounds hold on WinRM as on LDAP)"
+            "unknown field `{unknown}`: an [[integration]] has {}",
+            known.join(", ")
         );
     }
-    let winrm = check_winrm(winrm, data_dir).context("winrm")?;
-    let policy = match &s.directory {
-        Some(d) => policy.with(
-            crate::caps::directory::Bases::parse(&d.read, &d.change, &d.groups)
-                .map_err(anyhow::Error::msg)?,
-        ),
-        None => policy,
-    };
-    let ldap = match s.ldap {
-        Some(section) => {
-            for (field, set) in [
-                ("read", section.read.is_some()),
-                ("change", section.change.is_some()),
-                ("groups", section.groups.is_some()),
-            ] {
-                if set {
-                    bail!(
-                        "ldap.{field} moved to [integration.directory] {field}: the directory \
-                         bounds hold on every transport (LDAP and the AD cmdlets over WinRM)"
-                    );
-                }
-            }
-            if s.directory.is_none() {
-                bail!(
-                    "[integration.ldap] lends nothing without [integration.directory]: set its \
-                     read, change and groups (the subtrees the guest may touch)"
-                );
-            }
-            Some(check_ldap(section, data_dir).context("ldap")?)
-        }
-        None => None,
-    };
-    let (policy, aws) = match s.aws {
-        Some(section) => {
-            let bounds = AwsPolicy::parse(&section.read, &section.change, &section.regions)
-                .map_err(anyhow::Error::msg)?;
-            let endpoint = section
-                .endpoint
-                .as_deref()
-                .map(AwsSettings::parse_endpoint)
-                .transpose()
-                .map_err(anyhow::Error::msg)
-                .context("aws.endpoint")?;
-            if let Some(p) = &section.profile
-                && (p.is_empty()
-                    || p.len() > 64
-                    || !p
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
-            {
-                bail!("aws.profile {p:?}: use 1 to 64 of [A-Za-z0-9._-]");
-            }
-            let settings = AwsSettings {
-                endpoint,
-                profile: section.profile,
-            };
-            (policy.with(bounds), Some(settings))
-        }
-        None => (policy, None),
-    };
-    let (policy, azure) = match s.azure {
-        Some(section) => {
-            let (bounds, settings) = check_azure(section).context("azure")?;
-            (policy.with(bounds), Some(settings))
-        }
-        None => (policy, None),
-    };
+    let mut cx = TableCx::new(s.tables, data_dir, policy);
+    for table in &tables {
+        table.check(&mut cx)?;
+    }
+    let (policy, settings, left) = cx.finish();
+    debug_assert!(left.is_empty(), "every table was known: {left:?}");
     let mut limits = Limits::default();
     if let Some(d) = &s.deadline {
         limits.deadline = parse_duration(d).context("deadline")?;
@@ -629,10 +532,6 @@ fn check_integration(
         Some(d) => parse_duration(d).context("max_duration")?,
         None => DEFAULT_MAX_DURATION,
     };
-    let ssh = match s.ssh {
-        Some(ssh) => Some(check_ssh(ssh, data_dir).context("ssh")?),
-        None => None,
-    };
     let password = check_password(s.password.unwrap_or_default()).context("password")?;
     Ok(IntegrationConfig {
         name: s.name,
@@ -641,11 +540,7 @@ fn check_integration(
         policy,
         limits,
         config_json,
-        ssh,
-        winrm,
-        ldap,
-        aws,
-        azure,
+        settings,
         max_duration,
         lifecycle: no_lifecycle(),
         credential: CredentialKind::None,
@@ -665,16 +560,6 @@ pub fn check_integration_name(name: &str) -> anyhow::Result<()> {
         bail!("name {name:?} must be 1 to 63 of [a-z0-9-], starting with a letter");
     }
     Ok(())
-}
-
-/// Parse a positive duration such as `90s`, `15m`, `8h` or `1h 30m`.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| anyhow::anyhow!("{text:?} is not a duration like 90s, 15m or 8h: {e}"))?;
-    if d.is_zero() {
-        bail!("duration {text:?} must be more than zero");
-    }
-    Ok(d)
 }
 
 /// Parse a size such as `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.
@@ -829,6 +714,22 @@ mod tests {
                 "twice",
             ),
             ("[runtim]\n", "runtim"),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\n[integration.winrn]\nuser=\"x\"\n"
+                ),
+                "unknown field `winrn`",
+            ),
+            (
+                &format!("[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\nssh=5\n"),
+                "ssh must be a table",
+            ),
+            (
+                &format!(
+                    "[[integration]]\nname=\"a\"\nguest=\"g\"\nsha256=\"{PIN}\"\n[integration.ssh]\nkey_secret=5\n"
+                ),
+                "ssh: invalid type: integer `5`, expected a string\nin `key_secret`",
+            ),
         ];
         for (text, expect) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -1,8 +1,9 @@
 //! `[secrets]` and `[secrets.stores.NAME]`: the secret managers the host reads from, checked
 //! into [`crate::caps::secrets::RemoteStore`]s.
 
-use super::cloud::{AzureCredentialFields, azure_settings};
 use super::*;
+use crate::caps::cloud::live::AwsSettings;
+use crate::caps::cloud::table::{AzureCredentialFields, azure_settings};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,7 @@
 
 pub mod dn;
 pub mod filter;
+pub mod table;
 
 use self::dn::Dn;
 
