@@ -4,13 +4,24 @@
 //! policy, the [`config`] that pins guests and lists what each may reach, and the
 //! [`connector`] that puts them together. The `latch` binary is a thin [`cli`] over these.
 
-pub mod api;
-pub mod caps;
 pub mod cli;
-pub mod config;
-pub mod connector;
-pub mod runtime;
-pub mod service;
+
+/// The capabilities and their registry: crate `latch-caps`.
+pub use latch_caps as caps;
+
+/// The sandbox: crate `latch-runtime`.
+pub use latch_runtime as runtime;
+
+/// `latch.toml`: crate `latch-config`.
+pub use latch_config as config;
+
+/// Grant, revoke, the scheduler and rotation, and the connector they run on: crate
+/// `latch-service`.
+pub use latch_service as service;
+pub use latch_service::connector;
+
+/// The HTTP API of `latch serve`: crate `latch-api`.
+pub use latch_api as api;
 
 /// The ledger: its own crate, below everything that records.
 pub use latch_ledger as ledger;

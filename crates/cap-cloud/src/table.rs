@@ -8,8 +8,8 @@ use serde::Deserialize;
 use latch_cap::table::{Table, TableCx, TableSettings};
 
 use crate::azure::{AzureCredential, AzureSettings};
-use crate::live::AwsSettings;
 use crate::{AwsPolicy, AzurePolicy};
+use latch_cloud_auth::aws::AwsSettings;
 
 /// The `cloud` capability's tables.
 pub struct Cloud;

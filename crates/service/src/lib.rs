@@ -7,6 +7,7 @@
 //! (idempotent) `revoke`. When the requester brings no public key, the *host* generates the
 //! key pair, so private key material never enters a guest, and returns it once.
 
+pub mod connector;
 pub(crate) mod credentials;
 mod error;
 mod grant;
@@ -23,17 +24,17 @@ pub use error::{ErrorKind, Result, ServiceError};
 pub use grant::grant;
 pub use plan::{Planned, Transport, login_of, plan_grant, servers_of};
 
-use crate::caps::certs::ca::unix_now;
-use crate::caps::{Outcome, Secret};
-use crate::config::IntegrationConfig;
 use crate::connector::Connector;
-use crate::ledger::{Event, GrantRecord, Ledger, State};
-use crate::runtime::{
+use credentials::Issued;
+use grant::run_grant;
+use latch_caps::certs::ca::unix_now;
+use latch_caps::{Outcome, Secret};
+use latch_config::IntegrationConfig;
+use latch_ledger::{Event, GrantRecord, Ledger, State};
+use latch_runtime::{
     AccessDetails, CallError, CallOptions, CallReport, CallSecrets, CredentialKind, Export,
     GrantRequest, Granted as Granted0, GuestError, Identity, Integration, Resource, Returned,
 };
-use credentials::Issued;
-use grant::run_grant;
 
 /// How long past its call deadline a `granting` grant is left before it counts as abandoned
 /// (by the [`scheduler`]); a grant's lease runs this much past the deadline.

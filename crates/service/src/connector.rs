@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::caps::{Backend, SecretStore, Unavailable, registry};
-use crate::config::{Config, IntegrationConfig};
-use crate::runtime::{
+use latch_caps::{Backend, SecretStore, Unavailable, registry};
+use latch_config::{Config, IntegrationConfig};
+use latch_runtime::{
     Export, Guest, Integration, Lifecycle, Metadata, Returned, Runtime, sha256_hex,
 };
 
@@ -186,7 +186,7 @@ fn ask_guest(
 }
 
 /// Read the guest file of `ic`, refuse it unless its sha256 is the pinned one, compile it
-/// (or take its compiled code from `cache`, see [`crate::runtime::cache`]).
+/// (or take its compiled code from `cache`, see [`latch_runtime::cache`]).
 pub fn load_pinned(
     runtime: &Runtime,
     ic: &IntegrationConfig,

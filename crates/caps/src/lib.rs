@@ -1,8 +1,8 @@
-//! Capabilities the host lends to guests: one module (or crate) per WIT interface, one
-//! shape each, on the capability core (crate `latch-cap`, re-exported here so that
+//! Capabilities the host lends to guests: one crate per WIT interface (`crates/cap-<name>`),
+//! one shape each, on the capability core (crate `latch-cap`, re-exported here so that
 //! `latch::caps::{dispatch, CallState, Policy, …}` name it).
 //!
-//! `registry.rs` is the one list of them; nothing else in the host names a capability.
+//! [`registry`] is the one list of them; nothing above this crate names a capability.
 
 pub use latch_cap::*;
 /// `log`, a crate of its own (`crates/cap-log`): the worked example of docs/CAPABILITIES.md.

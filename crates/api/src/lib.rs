@@ -4,7 +4,7 @@
 //! and beyond loopback only over TLS (or with an explicit, warned `insecure_http`, see
 //! [`tls`]); every route but the OpenAPI document needs `Authorization: Bearer <token>`,
 //! where tokens are created with `latch token create`, stored only as sha256, expire, can
-//! be revoked, and carry a **scope** ([`crate::ledger::TokenScope`]): the integrations they
+//! be revoked, and carry a **scope** ([`latch_ledger::TokenScope`]): the integrations they
 //! may act on, whether they may revoke or extend grants another caller asked for, whether
 //! they may read the audit log — every route asks it before it acts (403 otherwise); bodies
 //! are capped at 64 KiB and parsed strictly (unknown fields are errors); bad input gets a
@@ -33,11 +33,12 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::caps::certs::ca::unix_now;
-use crate::config::parse_duration;
-use crate::connector::Connector;
-use crate::ledger::{Ledger, LedgerError, State as GrantState, TokenScope, check_grant_id};
-use crate::service::{self, ErrorKind, GrantArgs, ServiceError, check_public_key};
+use latch_caps::certs::ca::unix_now;
+use latch_config::parse_duration;
+use latch_ledger::{Ledger, LedgerError, State as GrantState, TokenScope, check_grant_id};
+use latch_service as service;
+use latch_service::connector::Connector;
+use latch_service::{ErrorKind, GrantArgs, ServiceError, check_public_key};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -191,7 +192,7 @@ impl Actor {
 
     /// 403 unless the token may change `record`: on its integrations, and one it asked for
     /// itself unless it may revoke others'.
-    fn may_change(&self, api: &Api, record: &crate::ledger::GrantRecord) -> Result<(), ApiError> {
+    fn may_change(&self, api: &Api, record: &latch_ledger::GrantRecord) -> Result<(), ApiError> {
         self.may_use(&record.integration)?;
         if self.1.revoke_others {
             return Ok(());
@@ -434,7 +435,7 @@ fn grant_args(api: &Api, actor: &Actor, body: &Bytes) -> Result<GrantArgs, ApiEr
 /// Grant access: 201 with the access details (a generated private key or password shown
 /// once). The status of an error comes from its type.
 #[utoipa::path(post, path = "/v1/grants", tag = "grants", request_body = GrantBody,
-    responses((status = 201, body = crate::service::Granted), (status = 400, body = doc::ErrorBody),
+    responses((status = 201, body = latch_service::Granted), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
         (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
@@ -454,7 +455,7 @@ async fn create_grant(
 
 /// What a grant would do on its server: reads carried out, changes listed, nothing granted.
 #[utoipa::path(post, path = "/v1/grants/plan", tag = "grants", request_body = GrantBody,
-    responses((status = 200, body = crate::service::Planned), (status = 400, body = doc::ErrorBody),
+    responses((status = 200, body = latch_service::Planned), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody),
         (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
@@ -482,7 +483,7 @@ struct ListQuery {
 
 /// Every grant on the integrations the token may act on, newest first.
 #[utoipa::path(get, path = "/v1/grants", tag = "grants", params(ListQuery),
-    responses((status = 200, body = Vec<crate::ledger::GrantRecord>),
+    responses((status = 200, body = Vec<latch_ledger::GrantRecord>),
         (status = 400, body = doc::ErrorBody), (status = 401, body = doc::ErrorBody),
         (status = 500, body = doc::ErrorBody)))]
 async fn list_grants(
@@ -505,7 +506,7 @@ async fn list_grants(
 #[utoipa::path(get, path = "/v1/grants/{id}", tag = "grants",
     params(("id" = String, Path, description = "grant id, g- and 24 hex digits",
         pattern = "^g-[0-9a-f]{24}$")),
-    responses((status = 200, body = crate::ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
+    responses((status = 200, body = latch_ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 500, body = doc::ErrorBody)))]
 async fn get_grant(
@@ -523,7 +524,7 @@ async fn get_grant(
 #[utoipa::path(post, path = "/v1/grants/{id}/revoke", tag = "grants",
     params(("id" = String, Path, description = "grant id, g- and 24 hex digits",
         pattern = "^g-[0-9a-f]{24}$")),
-    responses((status = 200, body = crate::ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
+    responses((status = 200, body = latch_ledger::GrantRecord), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
         (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
@@ -552,7 +553,7 @@ struct ExtendBody {
 #[utoipa::path(post, path = "/v1/grants/{id}/extend", tag = "grants", request_body = ExtendBody,
     params(("id" = String, Path, description = "grant id, g- and 24 hex digits",
         pattern = "^g-[0-9a-f]{24}$")),
-    responses((status = 200, body = crate::service::Granted), (status = 400, body = doc::ErrorBody),
+    responses((status = 200, body = latch_service::Granted), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
         (status = 413), (status = 500, body = doc::ErrorBody), (status = 502, body = doc::ErrorBody),
@@ -588,7 +589,7 @@ struct AuditQuery {
 
 /// The newest audit records, oldest first (a token with read-audit in its scope).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Vec<crate::ledger::audit::Record>),
+    responses((status = 200, body = Vec<latch_ledger::audit::Record>),
         (status = 400, body = doc::ErrorBody), (status = 401, body = doc::ErrorBody),
         (status = 403, body = doc::ErrorBody), (status = 500, body = doc::ErrorBody)))]
 async fn audit(

@@ -39,16 +39,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::caps::SecretStore;
-use crate::caps::Target;
-use crate::caps::certs::ca::generate_key_pair;
-use crate::caps::login::{Logins, Proof, Takes};
-use crate::caps::ssh::client::service_public_key;
-use crate::config::IntegrationConfig;
+use crate as service;
+use crate::Transport;
 use crate::connector::Connector;
-use crate::ledger::{Event, Ledger};
-use crate::runtime::{CallOptions, CallReport, CallSecrets, Export, ServiceCredential};
-use crate::service::{self, Transport};
+use latch_caps::SecretStore;
+use latch_caps::Target;
+use latch_caps::certs::ca::generate_key_pair;
+use latch_caps::login::{Logins, Proof, Takes};
+use latch_caps::ssh::client::service_public_key;
+use latch_config::IntegrationConfig;
+use latch_ledger::{Event, Ledger};
+use latch_runtime::{CallOptions, CallReport, CallSecrets, Export, ServiceCredential};
 
 /// What a rotation did.
 #[derive(Debug, serde::Serialize)]
@@ -131,7 +132,7 @@ fn credential_of(ic: &IntegrationConfig, secrets_dir: &Path) -> anyhow::Result<(
 /// Refuse to rotate `name` unless `ic` alone uses it: a secret another integration logs in
 /// with (or the host holds for itself) would be rewritten under that integration's feet.
 fn check_owned(connector: &Connector, ic: &IntegrationConfig, name: &str) -> anyhow::Result<()> {
-    if crate::caps::secrets::same_secret(name, crate::caps::certs::ca::CA_SECRET) {
+    if latch_caps::secrets::same_secret(name, latch_caps::certs::ca::CA_SECRET) {
         bail!("secret {name:?} is the user CA's key, not a service credential; refusing");
     }
     for (_, other) in connector.integrations() {
@@ -141,7 +142,7 @@ fn check_owned(connector: &Connector, ic: &IntegrationConfig, name: &str) -> any
         if let Some((field, _)) = other
             .service_secrets()
             .into_iter()
-            .find(|(_, s)| crate::caps::secrets::same_secret(s, name))
+            .find(|(_, s)| latch_caps::secrets::same_secret(s, name))
         {
             bail!(
                 "secret {name:?} is also integration {:?}'s service credential ({field}); \
@@ -172,7 +173,7 @@ fn unchanged(fresh: bool, next: &std::path::Path, e: anyhow::Error) -> anyhow::E
 async fn servers_to_prove(
     connector: &Connector,
     ic: &IntegrationConfig,
-    r: &crate::runtime::Resource,
+    r: &latch_runtime::Resource,
     transports: &[Transport],
     plan_add: &CallReport,
 ) -> anyhow::Result<BTreeSet<(Transport, Target)>> {

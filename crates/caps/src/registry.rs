@@ -11,7 +11,7 @@ use super::{CallState, SecretStore};
 use super::{certs, cloud, directory, ldap, log, secrets, ssh, winrm};
 
 /// Link every capability's imports, for every contract version each serves.
-pub(crate) fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
+pub fn link(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
     ssh::wit::link(linker)?;
     winrm::wit::link(linker)?;
     ldap::wit::link(linker)?;

@@ -26,17 +26,17 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use crate::caps::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
-pub use crate::world::{
+pub use inspect::Inspection;
+pub use latch_caps::{CallSecrets, CallState, GrantScope, MemoryCapExceeded};
+pub use latch_contract::{
     AccessDetails, CredentialKind, GrantRequest, Granted, GuestError, Identity, Lifecycle,
     Metadata, Page, Resource, ServiceCredential,
 };
-pub use inspect::Inspection;
 
-use crate::caps::secrets::Scrubber;
-use crate::caps::{Backend, CallRecord, Policy};
-use crate::world::v0_2::Same;
-use crate::world::{v0_1, v0_2, v0_3};
+use latch_caps::secrets::Scrubber;
+use latch_caps::{Backend, CallRecord, Policy};
+use latch_contract::v0_2::Same;
+use latch_contract::{v0_1, v0_2, v0_3};
 
 /// How often the epoch advances; the granularity of the CPU deadline.
 const TICK: Duration = Duration::from_millis(10);
@@ -175,7 +175,7 @@ impl Runtime {
         v0_1::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_2::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         v0_3::latch::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        crate::caps::registry::link(&mut linker)?;
+        latch_caps::registry::link(&mut linker)?;
 
         let ticker = Ticker::start(&engine);
         Ok(Runtime {
@@ -456,7 +456,7 @@ pub struct CallReport {
     pub result: Result<Returned, CallError>,
     /// The capability calls, in order.
     pub records: Vec<CallRecord>,
-    /// Capability calls made past [`crate::caps::MAX_RECORDS`], counted but not kept.
+    /// Capability calls made past [`latch_caps::MAX_RECORDS`], counted but not kept.
     pub dropped_records: usize,
     /// Every secret value of the call (the grant's password, values the guest read with
     /// `secrets.get`, secrets the host read to carry its calls out): already scrubbed from
@@ -671,7 +671,7 @@ async fn call_v0_3(
     })
 }
 
-/// A 0.2 guest, through the conversions of [`crate::world::v0_2`]: every type but `error`
+/// A 0.2 guest, through the conversions of [`latch_contract::v0_2`]: every type but `error`
 /// has 0.3's shape.
 async fn call_v0_2(
     api: &v0_2::integration::Guest,
@@ -734,7 +734,7 @@ async fn call_v0_2(
     })
 }
 
-/// A 0.1 guest, through the conversions of [`crate::world::v0_1`].
+/// A 0.1 guest, through the conversions of [`latch_contract::v0_1`].
 async fn call_v0_1(
     api: &v0_1::integration::Guest,
     store: &mut Store<CallState>,

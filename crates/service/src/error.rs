@@ -4,8 +4,8 @@
 //! and the CLI prints the same message. A guest's own error keeps its WIT case, so a guest
 //! that says `denied` is a 403 whether or not it had run commands before deciding.
 
-use crate::ledger::LedgerError;
-use crate::runtime::{CallError, GuestError};
+use latch_ledger::LedgerError;
+use latch_runtime::{CallError, GuestError};
 
 /// A service error.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,9 @@
 //! `[secrets]` and `[secrets.stores.NAME]`: the secret managers the host reads from, checked
-//! into [`crate::caps::secrets::RemoteStore`]s.
+//! into [`latch_caps::secrets::RemoteStore`]s.
 
 use super::*;
-use crate::caps::cloud::live::AwsSettings;
-use crate::caps::cloud::table::{AzureCredentialFields, azure_settings};
+use latch_caps::cloud::live::AwsSettings;
+use latch_caps::cloud::table::{AzureCredentialFields, azure_settings};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -221,7 +221,7 @@ pub(super) fn check_store(
         }
         "aws-secrets-manager" => {
             let region = s.region.context("region is required")?;
-            if !crate::caps::cloud::is_region(&region) {
+            if !latch_caps::cloud::is_region(&region) {
                 bail!("region {region:?} is not a region name");
             }
             let endpoint = s

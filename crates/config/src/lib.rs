@@ -13,18 +13,18 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::caps::Policy;
-use crate::caps::registry;
-use crate::caps::secrets;
-use crate::caps::table::{Settings, TableCx};
-use crate::runtime::{CredentialKind, Lifecycle, Limits, RuntimeConfig};
+use latch_caps::Policy;
+use latch_caps::registry;
+use latch_caps::secrets;
+use latch_caps::table::{Settings, TableCx};
+use latch_runtime::{CredentialKind, Lifecycle, Limits, RuntimeConfig};
 
 mod api;
 mod password;
 mod stores;
 
-pub use crate::caps::table::parse_duration;
 pub use api::ApiSettings;
+pub use latch_caps::table::parse_duration;
 pub use password::PasswordRules;
 
 use api::{ApiSection, check_api};
@@ -90,7 +90,7 @@ impl IntegrationConfig {
     pub fn service_logins(
         &self,
         secrets: &std::sync::Arc<secrets::SecretStore>,
-    ) -> crate::caps::login::Logins {
+    ) -> latch_caps::login::Logins {
         registry::service_logins(secrets, &self.settings)
     }
 }
@@ -381,7 +381,7 @@ fn host_secrets(
     stores: &std::collections::BTreeMap<String, secrets::RemoteStore>,
 ) -> Vec<(String, String)> {
     let mut held = vec![(
-        crate::caps::certs::ca::CA_SECRET.to_string(),
+        latch_caps::certs::ca::CA_SECRET.to_string(),
         "the user CA's private key".to_string(),
     )];
     for ic in integrations {
@@ -420,7 +420,7 @@ fn check_secret_roles(
     let held = host_secrets(integrations, stores);
     for ic in integrations {
         for (field, name) in ic.service_secrets() {
-            if secrets::same_secret(&name, crate::caps::certs::ca::CA_SECRET) {
+            if secrets::same_secret(&name, latch_caps::certs::ca::CA_SECRET) {
                 bail!(
                     "integration {:?}: {field} = {name:?} is the user CA's private key; a \
                      service credential is a secret of its own",
@@ -614,14 +614,14 @@ mod tests {
         ))
         .unwrap();
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let expected = crate::caps::directory::Bases::parse(
+        let expected = latch_caps::directory::Bases::parse(
             &s(&["DC=corp,DC=example"]),
             &s(&["OU=Latch,DC=corp,DC=example"]),
             &s(&["OU=JIT Groups,DC=corp,DC=example"]),
         )
         .unwrap();
         let policy = &c.integrations[0].policy;
-        let bases = policy.get::<crate::caps::directory::Bases>().unwrap();
+        let bases = policy.get::<latch_caps::directory::Bases>().unwrap();
         assert_eq!(format!("{bases:?}"), format!("{expected:?}"));
         assert_eq!(policy.allow().collect::<Vec<_>>(), ["dc1.corp.example:636"]);
         assert_eq!(policy.secret_names().count(), 0);

@@ -13,11 +13,11 @@ use serde::Serialize;
 use super::{
     GrantArgs, Result, ServiceError, audit_report, check_duration, credentials, integration,
 };
-use crate::caps::certs::ca::unix_now;
-use crate::caps::{CallRecord, Outcome};
 use crate::connector::Connector;
-use crate::ledger::{Event, Ledger, new_grant_id};
-use crate::runtime::{CallOptions, CallSecrets, Export, GrantRequest, Identity, Returned};
+use latch_caps::certs::ca::unix_now;
+use latch_caps::{CallRecord, Outcome};
+use latch_ledger::{Event, Ledger, new_grant_id};
+use latch_runtime::{CallOptions, CallSecrets, Export, GrantRequest, Identity, Returned};
 
 /// What a grant would do.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -147,7 +147,7 @@ pub type Transport = &'static str;
 /// The server a capability call logged in to as the service account, and the login that
 /// proves that account there (calls that reach no server of the integration's own, such as
 /// `secrets.get`, have none).
-pub fn login_of(record: &CallRecord) -> Option<(Transport, crate::caps::Target)> {
+pub fn login_of(record: &CallRecord) -> Option<(Transport, latch_caps::Target)> {
     record
         .call
         .login()
@@ -160,14 +160,14 @@ pub fn login_of(record: &CallRecord) -> Option<(Transport, crate::caps::Target)>
 /// credential on each.
 pub async fn servers_of(
     connector: &Connector,
-    ic: &crate::config::IntegrationConfig,
-    resource: &crate::runtime::Resource,
-) -> std::result::Result<std::collections::BTreeSet<(Transport, crate::caps::Target)>, String> {
+    ic: &latch_config::IntegrationConfig,
+    resource: &latch_runtime::Resource,
+) -> std::result::Result<std::collections::BTreeSet<(Transport, latch_caps::Target)>, String> {
     let (integration, _) = connector.integration(&ic.name).map_err(|e| e.to_string())?;
     // A certificate integration's plan needs a requester's key: a throwaway one (nothing
     // is signed in a plan); a password integration's, a password (never sent).
     let (_, public_key) =
-        crate::caps::certs::ca::generate_key_pair("latch-plan").map_err(|e| e.to_string())?;
+        latch_caps::certs::ca::generate_key_pair("latch-plan").map_err(|e| e.to_string())?;
     let request = GrantRequest {
         grant_id: "latch-servers-of".into(),
         resource_id: resource.id.clone(),

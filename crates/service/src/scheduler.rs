@@ -15,12 +15,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::caps::certs::ca::unix_now;
+use crate as service;
 use crate::connector::Connector;
-use crate::ledger::forward::Forwarder;
-use crate::ledger::{Event, GrantRecord, Ledger, State};
-use crate::runtime::Export;
-use crate::service;
+use latch_caps::certs::ca::unix_now;
+use latch_ledger::forward::Forwarder;
+use latch_ledger::{Event, GrantRecord, Ledger, State};
+use latch_runtime::Export;
 
 /// How often the scheduler looks for due grants.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -117,7 +117,7 @@ impl Scheduler {
         let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match f.forward(&self.ledger) {
-                Ok(n) if n == crate::ledger::forward::BATCH => continue,
+                Ok(n) if n == latch_ledger::forward::BATCH => continue,
                 Ok(_) => return,
                 Err(e) => {
                     tracing::error!("forwarding the audit log failed: {e:#}");
@@ -133,7 +133,7 @@ impl Scheduler {
         for mut g in self.ledger.list(Some(State::Granting))? {
             let deadline = match self.connector.integration(&g.integration) {
                 Ok((_, ic)) => ic.limits.deadline.as_secs(),
-                Err(_) => crate::config::MAX_DEADLINE.as_secs(),
+                Err(_) => latch_config::MAX_DEADLINE.as_secs(),
             };
             if g.granting_since.unwrap_or(g.created_at) + deadline + GRACE_SECS > now {
                 continue; // possibly still being granted by another process

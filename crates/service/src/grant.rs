@@ -18,12 +18,12 @@ use super::{
     GrantArgs, Granted, Result, ServiceError, audit_calls, check_duration, checked, event,
     integration, not_granted, request_of, run_revoke,
 };
-use crate::caps::Outcome;
-use crate::caps::certs::ca::unix_now;
-use crate::config::IntegrationConfig;
 use crate::connector::Connector;
-use crate::ledger::{GrantRecord, Ledger, State, new_grant_id};
-use crate::runtime::{
+use latch_caps::Outcome;
+use latch_caps::certs::ca::unix_now;
+use latch_config::IntegrationConfig;
+use latch_ledger::{GrantRecord, Ledger, State, new_grant_id};
+use latch_runtime::{
     CallError, CallOptions, CallReport, CallSecrets, Export, Granted as Granted0, Integration,
     Returned,
 };

@@ -6,10 +6,10 @@ use rand::RngExt;
 use rand::seq::SliceRandom;
 
 use super::{Result, ServiceError, check_public_key};
-use crate::caps::Secret;
-use crate::caps::certs::ca::generate_key_pair;
-use crate::config::{IntegrationConfig, PasswordRules};
-use crate::runtime::CredentialKind;
+use latch_caps::Secret;
+use latch_caps::certs::ca::generate_key_pair;
+use latch_config::{IntegrationConfig, PasswordRules};
+use latch_runtime::CredentialKind;
 
 /// What the host made (or checked) for one grant.
 #[derive(Debug, Default)]
