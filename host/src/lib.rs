@@ -20,6 +20,9 @@ pub use latch_config as config;
 pub use latch_service as service;
 pub use latch_service::connector;
 
+/// Who may get what: the Cedar access policy, crate `latch-access`.
+pub use latch_access as access;
+
 /// The HTTP API of `latch serve`: crate `latch-api`.
 pub use latch_api as api;
 

@@ -19,6 +19,7 @@ mod ec2;
 mod fleet;
 mod guest_secrets;
 mod ledger;
+mod policy;
 mod rdp;
 mod rotation;
 mod serve;

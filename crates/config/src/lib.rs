@@ -50,6 +50,9 @@ pub struct Config {
     pub api: ApiSettings,
     /// `[audit] forward_file`: `latch serve` appends every audit record there as JSON lines.
     pub audit_forward_file: Option<PathBuf>,
+    /// `[access] policy`: the Cedar access policy file (relative to the config file's
+    /// directory), checked by `latch check` and `latch policy`.
+    pub access_policy: Option<PathBuf>,
     /// Sandbox sizing.
     pub runtime: RuntimeConfig,
     /// The integrations, in file order.
@@ -217,8 +220,17 @@ struct File {
     runtime: RuntimeSection,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    access: AccessSection,
     #[serde(default, rename = "integration")]
     integrations: Vec<IntegrationSection>,
+}
+
+/// `[access]`: who may get what (issue 22).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AccessSection {
+    policy: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -325,6 +337,7 @@ impl Config {
         };
         let api = check_api(file.api, &listen, &data_dir).context("api")?;
         let audit_forward_file = file.audit.forward_file.map(|f| data_dir.join(f));
+        let access_policy = file.access.policy.map(|p| base.join(p));
         if audit_forward_file
             .as_deref()
             .is_some_and(|f| f == data_dir.join("latch.db"))
@@ -352,6 +365,7 @@ impl Config {
             listen,
             api,
             audit_forward_file,
+            access_policy,
             runtime,
             integrations,
         })

@@ -5,6 +5,7 @@ mod actor;
 mod audit;
 mod connect;
 mod guest;
+mod policy;
 mod remote;
 
 use std::path::PathBuf;
@@ -99,6 +100,10 @@ enum Command {
     /// API tokens for `latch serve`.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The access policy (`[access] policy`, Cedar): who may request, approve, revoke and read
+    /// what.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Run the connector: the HTTP API and the expiry scheduler (revoke at expiry, retries,
     /// reconciliation).
     Serve {
@@ -129,6 +134,28 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print Latch's access schema (entities, actions, context), which policies are checked
+    /// against.
+    Schema,
+    /// Parse the policy and validate it against the schema and latch.toml's integrations;
+    /// errors name file, line and column.
+    Check {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a file of cases (who asks what, the decision expected) against the policy.
+    Test {
+        /// Path to latch.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The case file (TOML, `[[case]]`).
+        cases: PathBuf,
     },
 }
 
@@ -246,6 +273,9 @@ impl Cli {
                 };
                 access::token_create(&config, &name, scope, &lifetime)
             }
+            Command::Policy(PolicyCommand::Schema) => policy::schema(),
+            Command::Policy(PolicyCommand::Check { config }) => policy::check(&config),
+            Command::Policy(PolicyCommand::Test { config, cases }) => policy::test(&config, &cases),
             Command::Token(TokenCommand::List { config, json }) => {
                 access::token_list(&config, json)
             }
@@ -294,6 +324,19 @@ async fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 println!("FAIL  {}  {}: {e}", ic.name, ic.guest.display());
+            }
+        }
+    }
+    if config.access_policy.is_some() {
+        match policy::load(&config) {
+            Ok(access) => println!(
+                "ok    access policy  {}  {} policies",
+                access.source().display(),
+                access.len()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  access policy  {e:#}");
             }
         }
     }
