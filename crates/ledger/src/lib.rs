@@ -9,11 +9,13 @@ pub mod audit;
 pub mod error;
 pub mod forward;
 pub mod grant;
+pub mod request;
 pub mod sqlite;
 pub mod token;
 
 pub use audit::Event;
 pub use error::LedgerError;
 pub use grant::{GrantRecord, State, check_grant_id, new_grant_id};
+pub use request::{Approval, RequestRecord, RequestState, new_request_id};
 pub use sqlite::Ledger;
 pub use token::{TokenRecord, TokenScope};

@@ -84,6 +84,38 @@ ALTER TABLE tokens ADD COLUMN scope TEXT;
 UPDATE tokens SET expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 2592000,
     scope = '{"integrations":["*"],"revoke_others":true,"read_audit":true}';
 "#,
+    // Access requests and their approvals (issue 22): see `request.rs`.
+    r#"
+CREATE TABLE requests (
+    request_id        TEXT PRIMARY KEY,
+    integration       TEXT NOT NULL,
+    resource_id       TEXT NOT NULL,
+    permission        TEXT NOT NULL,
+    requester         TEXT NOT NULL,
+    requester_email   TEXT,
+    public_key        TEXT NOT NULL,
+    duration_secs     INTEGER NOT NULL,
+    justification     TEXT NOT NULL,
+    approvals_needed  INTEGER NOT NULL,
+    policies          TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    decide_by         INTEGER NOT NULL,
+    state             TEXT NOT NULL,
+    grant_id          TEXT UNIQUE,
+    closed_at         INTEGER,
+    closed_by         TEXT,
+    reason            TEXT
+);
+CREATE INDEX requests_by_state ON requests (state, decide_by);
+CREATE TABLE approvals (
+    request_id  TEXT NOT NULL REFERENCES requests (request_id),
+    approver    TEXT NOT NULL,
+    email       TEXT,
+    policies    TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (request_id, approver)
+);
+"#,
 ];
 
 /// Grants due for a revoke at `?1`: `active` past expiry, `revoking` whose retry is due.
@@ -137,7 +169,7 @@ fn create_private(path: &Path) -> Result<()> {
 /// Run ledger work that may block on disk (SQLite's fsync) without stalling the async
 /// worker it was called from: on a multi-threaded runtime the worker's other tasks (API
 /// requests, the scheduler's tick) move to another thread meanwhile.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -195,7 +227,7 @@ impl Ledger {
         &self.path
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -739,7 +771,7 @@ impl Ledger {
 }
 
 /// Append `event` to the chain inside transaction `tx`.
-fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> Result<()> {
+pub(crate) fn append(tx: &rusqlite::Transaction<'_>, event: Event) -> Result<()> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
