@@ -162,6 +162,7 @@ change = ["Set-LocalUser", "New-LocalUser"]
 
 fn args() -> GrantArgs {
     GrantArgs {
+        grant_id: None,
         actor: "os-user:test".into(),
         integration: "canary".into(),
         resource: "box".into(),

@@ -21,6 +21,7 @@ mod guest_secrets;
 mod ledger;
 mod policy;
 mod rdp;
+mod requests;
 mod rotation;
 mod serve;
 mod ssh;

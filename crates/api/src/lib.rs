@@ -421,6 +421,7 @@ fn grant_args(api: &Api, actor: &Actor, body: &Bytes) -> Result<GrantArgs, ApiEr
         check_public_key(key).map_err(|e| bad(format!("public_key: {e}")))?;
     }
     Ok(GrantArgs {
+        grant_id: None,
         actor: actor.0.clone(),
         integration: body.integration,
         resource: body.resource,

@@ -82,6 +82,8 @@ pub struct RequestRecord {
     /// The requester's identity id.
     pub requester: String,
     pub requester_email: Option<String>,
+    /// The requester's groups when asking (an approval's policy may name them).
+    pub requester_groups: Vec<String>,
     /// The requester's public key, where the integration issues certificates.
     pub public_key: String,
     pub duration_secs: u64,
@@ -178,8 +180,8 @@ impl Ledger {
             tx.execute(
                 "INSERT INTO requests (request_id, integration, resource_id, permission, requester,
                     requester_email, public_key, duration_secs, justification, approvals_needed,
-                    policies, created_at, decide_by, state, grant_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    policies, created_at, decide_by, state, grant_id, requester_groups)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     stored.request_id,
                     stored.integration,
@@ -196,6 +198,7 @@ impl Ledger {
                     stored.decide_by as i64,
                     stored.state.as_str(),
                     stored.grant_id,
+                    serde_json::to_string(&stored.requester_groups)?,
                 ],
             )?;
             append(&tx, event)?;
@@ -497,6 +500,8 @@ fn request_of(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         permission: row.get("permission")?,
         requester: row.get("requester")?,
         requester_email: row.get("requester_email")?,
+        requester_groups: serde_json::from_str(&row.get::<_, String>("requester_groups")?)
+            .unwrap_or_default(),
         public_key: row.get("public_key")?,
         duration_secs: row.get::<_, i64>("duration_secs")? as u64,
         justification: row.get("justification")?,
@@ -535,6 +540,7 @@ mod tests {
             permission: "admin".into(),
             requester: requester.into(),
             requester_email: Some(format!("{requester}@example.test")),
+            requester_groups: vec!["devs".into()],
             public_key: String::new(),
             duration_secs: 3600,
             justification: "ticket 42".into(),

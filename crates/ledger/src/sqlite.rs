@@ -93,6 +93,7 @@ CREATE TABLE requests (
     permission        TEXT NOT NULL,
     requester         TEXT NOT NULL,
     requester_email   TEXT,
+    requester_groups  TEXT NOT NULL,
     public_key        TEXT NOT NULL,
     duration_secs     INTEGER NOT NULL,
     justification     TEXT NOT NULL,

@@ -20,6 +20,9 @@ pub enum ServiceError {
     /// nothing was recorded or run.
     #[error("{0}")]
     BadRequest(String),
+    /// The access policy refused it (audited); nothing was recorded or run.
+    #[error("{0}")]
+    Forbidden(String),
     /// The grant is not in a state that allows this (still granting, already revoked,
     /// another live grant on the same account and server, …).
     #[error("{0}")]
@@ -62,6 +65,7 @@ impl ServiceError {
         match self {
             ServiceError::UnknownIntegration(_) | ServiceError::NotFound(_) => ErrorKind::NotFound,
             ServiceError::BadRequest(_) => ErrorKind::BadRequest,
+            ServiceError::Forbidden(_) => ErrorKind::Denied,
             ServiceError::Conflict(_) => ErrorKind::Conflict,
             ServiceError::Internal(_) => ErrorKind::Internal,
             ServiceError::Guest { error, .. } => match error {

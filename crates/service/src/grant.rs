@@ -76,7 +76,7 @@ fn record_request(
 ) -> Result<GrantRecord> {
     let now = unix_now();
     let record = GrantRecord {
-        grant_id: new_grant_id(),
+        grant_id: args.grant_id.clone().unwrap_or_else(new_grant_id),
         integration: ic.name.clone(),
         resource_id: args.resource.clone(),
         permission: args

@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 mod error;
 mod grant;
 mod plan;
+pub mod requests;
 pub mod rotation;
 pub mod scheduler;
 
@@ -56,6 +57,9 @@ pub struct GrantArgs {
     pub username: Option<String>,
     pub duration: Duration,
     pub public_key: Option<String>,
+    /// The grant id an approved request chose (so it is granted at most once); `None` for a
+    /// direct grant, which gets a new one.
+    pub grant_id: Option<String>,
 }
 
 /// What they get.

@@ -154,6 +154,13 @@ impl Scheduler {
             self.ledger.update(&g, State::Granting, event)?;
             revoke(&self.connector, &self.ledger, &g.grant_id).await;
         }
+        // Requests: time out the pending ones past their window; settle approved ones whose
+        // grant finished (or never started) while no one was watching.
+        crate::requests::reconcile(
+            &self.ledger,
+            latch_config::MAX_DEADLINE.as_secs() + GRACE_SECS,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 

@@ -212,6 +212,7 @@ pub async fn grant(args: GrantCli) -> anyhow::Result<ExitCode> {
     };
     let actor = super::actor::os_actor();
     let request = |resource: &str| GrantArgs {
+        grant_id: None,
         actor: actor.clone(),
         integration: args.integration.clone(),
         resource: resource.to_string(),
