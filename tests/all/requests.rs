@@ -43,6 +43,7 @@ fn args(resource: &str, hours: u64, justification: &str) -> RequestArgs {
         duration: Duration::from_secs(hours * 3600),
         justification: justification.into(),
         public_key: Some(KEY.into()),
+        user: None,
     }
 }
 
@@ -278,4 +279,122 @@ fn refused_requests_record_nothing_and_grant_nothing() {
         Err(ErrorKind::Conflict)
     ));
     assert!(ledger.list(None).unwrap().is_empty());
+}
+
+/// Through `latch serve`: tokens in groups ask and approve over `/v1/requests`; the policy,
+/// not the token's integration scope alone, decides.
+#[test]
+fn requests_through_the_api_are_decided_by_the_policy() {
+    use crate::api::http;
+    use crate::fleet::{Serve, latch};
+    let _g = crate::e2e::shared();
+    let env = Env::new();
+    std::fs::write(env.tmp.path().join("access.cedar"), POLICY).unwrap();
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str("\n[access]\npolicy = \"access.cedar\"\n");
+    std::fs::write(&env.config, text).unwrap();
+    let config = env.config.to_str().unwrap();
+    let token = |name: &str, groups: &[&str]| {
+        let mut args = vec![
+            "token",
+            "create",
+            "--config",
+            config,
+            name,
+            "--all-integrations",
+        ];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
+        let out = latch(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (alice, bob, carol) = (
+        token("alice", &["devs"]),
+        token("bob", &["approvers"]),
+        token("carol", &[]),
+    );
+    let serve = Serve::start(&env);
+    let port = serve.port();
+    let user = format!("rqa-{}@corp.example", std::process::id());
+    let body = |resource: &str, justification: &str| {
+        serde_json::json!({
+            "integration": "linux", "resource": resource, "duration": 3600,
+            "justification": justification, "public_key": KEY, "user": user,
+        })
+        .to_string()
+    };
+
+    // Refused: by the policy (carol is in no group), for bad input, for a huge body.
+    let (s, b) = http(
+        port,
+        "POST",
+        "/v1/requests",
+        Some(&carol),
+        Some(&body("web-3", "x")),
+    );
+    assert_eq!(s, 403, "{b}");
+    let (s, b) = http(
+        port,
+        "POST",
+        "/v1/requests",
+        Some(&alice),
+        Some(&body("web-3", "a\u{7}b")),
+    );
+    assert_eq!(s, 400, "{b}");
+    // Over the API's 64 KiB body limit (a 10 MB one is cut off the same way, mid-upload).
+    let huge = body("web-3", &"x".repeat(100 * 1024));
+    assert_eq!(
+        http(port, "POST", "/v1/requests", Some(&alice), Some(&huge)).0,
+        413
+    );
+
+    let (s, b) = http(
+        port,
+        "POST",
+        "/v1/requests",
+        Some(&alice),
+        Some(&body("web-3", "INC-7")),
+    );
+    assert_eq!(s, 201, "{b}");
+    let asked: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let id = asked["request"]["request_id"].as_str().unwrap().to_string();
+    assert_eq!(asked["request"]["state"], "pending");
+
+    // Carol may not even see it; bob (an approver) may.
+    let path = format!("/v1/requests/{id}");
+    assert_eq!(http(port, "GET", &path, Some(&carol), None).0, 404);
+    assert_eq!(http(port, "GET", &path, Some(&bob), None).0, 200);
+    let (_, mine) = http(port, "GET", "/v1/requests", Some(&carol), None);
+    assert_eq!(mine, "[]");
+
+    let approve = format!("{path}/approve");
+    let (s, b) = http(port, "POST", &approve, Some(&alice), None);
+    assert_eq!(s, 403, "her own: {b}");
+    let (s, b) = http(port, "POST", &approve, Some(&carol), None);
+    assert_eq!(s, 403, "not an approver: {b}");
+    let (s, b) = http(port, "POST", &approve, Some(&bob), None);
+    assert_eq!(s, 200, "{b}");
+    let approved: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(approved["request"]["state"], "granted");
+    let grant_id = approved["request"]["grant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, b) = http(port, "POST", &approve, Some(&bob), None);
+    assert_eq!(s, 409, "approved once: {b}");
+
+    let (s, b) = http(
+        port,
+        "GET",
+        &format!("/v1/grants/{grant_id}"),
+        Some(&alice),
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains("\"state\":\"active\""), "{b}");
+    drop(serve);
+    let out = env.revoke(&grant_id);
+    assert!(out.status.success(), "{out:?}");
 }

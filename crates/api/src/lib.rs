@@ -15,6 +15,7 @@
 //! and the router is built from the same annotated handlers.
 
 mod doc;
+mod requests;
 pub mod tls;
 
 use std::sync::Arc;
@@ -48,6 +49,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Api {
     pub connector: Arc<Connector>,
     pub ledger: Arc<Ledger>,
+    /// The access policy (`[access] policy`), if the connector has one: `/v1/requests`
+    /// needs it.
+    pub access: Option<Arc<latch_access::Access>>,
 }
 
 /// An error response: status and a message a person can act on.
@@ -257,6 +261,11 @@ fn documented() -> (Router<Api>, utoipa::openapi::OpenApi) {
         .routes(routes!(extend_grant))
         .routes(routes!(audit))
         .routes(routes!(metrics))
+        .routes(routes!(requests::create_request, requests::list_requests))
+        .routes(routes!(requests::get_request))
+        .routes(routes!(requests::approve_request))
+        .routes(routes!(requests::deny_request))
+        .routes(routes!(requests::cancel_request))
         .split_for_parts()
 }
 

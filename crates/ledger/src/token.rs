@@ -23,6 +23,10 @@ pub struct TokenScope {
     /// May it read the audit log and the metrics?
     #[serde(default)]
     pub read_audit: bool,
+    /// The groups its identity (`token:NAME`) is in, for the access policy
+    /// (`Group::"NAME"`): a machine caller's groups, until people sign in with their own.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl TokenScope {
@@ -39,6 +43,7 @@ impl TokenScope {
             integrations: vec!["*".into()],
             revoke_others: true,
             read_audit: true,
+            groups: Vec::new(),
         }
     }
 
@@ -50,6 +55,9 @@ impl TokenScope {
         }
         if self.read_audit {
             parts.push("read-audit".into());
+        }
+        if !self.groups.is_empty() {
+            parts.push(format!("groups={}", self.groups.join(",")));
         }
         parts.join("; ")
     }

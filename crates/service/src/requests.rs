@@ -32,6 +32,40 @@ pub struct RequestArgs {
     pub justification: String,
     /// Where the integration issues certificates: the requester's public key.
     pub public_key: Option<String>,
+    /// Whom the access is for, when the caller is a machine (a token) asking on a person's
+    /// behalf; a person signed in asks for themselves (their e-mail) and names no one else.
+    pub user: Option<String>,
+}
+
+/// The e-mail the access is for: the person's own, or the one a token names.
+fn subject_of(who: &Principal, user: Option<&str>) -> Result<String> {
+    let email = match (&who.email, user) {
+        (Some(mine), None) => mine.clone(),
+        (Some(mine), Some(other)) if other.eq_ignore_ascii_case(mine) => mine.clone(),
+        (Some(_), Some(_)) => {
+            return Err(ServiceError::BadRequest(
+                "a person asks for access for themselves; leave out `user`".into(),
+            ));
+        }
+        (None, Some(user)) => user.to_string(),
+        (None, None) => {
+            return Err(ServiceError::BadRequest(
+                "say whom the access is for (`user`: their e-mail)".into(),
+            ));
+        }
+    };
+    let ok = (3..=254).contains(&email.len())
+        && email.matches('@').count() == 1
+        && !email.starts_with('@')
+        && !email.ends_with('@')
+        && email.chars().all(|c| !c.is_control() && !c.is_whitespace());
+    if !ok {
+        return Err(ServiceError::BadRequest(format!(
+            "{:?} is not an e-mail address",
+            email.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(email)
 }
 
 /// What came of a request or an approval.
@@ -128,6 +162,7 @@ pub async fn request(
     let (_, ic) = integration(connector, &args.integration)?;
     check_duration(args.duration, ic)?;
     check_justification(&args.justification)?;
+    let subject = subject_of(who, args.user.as_deref())?;
     let resources = crate::resources(connector, &args.integration).await?;
     let Some(resource) = resources.iter().find(|r| r.id == args.resource) else {
         return Err(ServiceError::NotFound(format!(
@@ -209,7 +244,7 @@ pub async fn request(
         resource_id: args.resource.clone(),
         permission,
         requester: who.id.clone(),
-        requester_email: who.email.clone(),
+        requester_email: Some(subject),
         requester_groups: who.groups.clone(),
         public_key: args.public_key.clone().unwrap_or_default(),
         duration_secs: args.duration.as_secs(),

@@ -615,6 +615,11 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let connector = std::sync::Arc::new(live_connector(&config)?);
     let ledger = std::sync::Arc::new(Ledger::open(&config.data_dir)?);
+    // A broken access policy stops the start, naming file, line and column.
+    let access = match &config.access_policy {
+        Some(_) => Some(std::sync::Arc::new(super::policy::load(&config)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -648,6 +653,7 @@ pub async fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let app = crate::api::router(crate::api::Api {
         connector: connector.clone(),
         ledger: ledger.clone(),
+        access,
     });
     let http_stop = stop_rx.clone();
     let http = async move {
@@ -735,6 +741,15 @@ pub fn token_create(
     }
     for i in scope.integrations.iter().filter(|i| *i != "*") {
         config.integration(i).context("--integration")?;
+    }
+    for g in &scope.groups {
+        let ok = !g.is_empty()
+            && g.len() <= 64
+            && g.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            anyhow::bail!("--group {g:?}: use 1 to 64 of [A-Za-z0-9._-]");
+        }
     }
     let lifetime = crate::config::parse_duration(lifetime).context("--for")?;
     if lifetime.as_secs() > crate::ledger::token::MAX_LIFETIME_SECS {

@@ -180,6 +180,9 @@ enum TokenCommand {
         /// It may read the audit log and the metrics.
         #[arg(long)]
         read_audit: bool,
+        /// A group its identity is in, for the access policy; repeat for more.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         /// How long it works (default 30d, at most 366d).
         #[arg(long = "for", default_value = "30d")]
         lifetime: String,
@@ -260,6 +263,7 @@ impl Cli {
                 all_integrations,
                 revoke_others,
                 read_audit,
+                groups,
                 lifetime,
             }) => {
                 let scope = crate::ledger::TokenScope {
@@ -270,6 +274,7 @@ impl Cli {
                     },
                     revoke_others,
                     read_audit,
+                    groups,
                 };
                 access::token_create(&config, &name, scope, &lifetime)
             }
