@@ -124,6 +124,7 @@ pub(super) async fn create_request(
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// Only requests in this state.
+    #[param(pattern = "^(pending|approved|granted|denied|canceled|timed_out|failed)$")]
     state: Option<String>,
 }
 
@@ -167,7 +168,8 @@ fn visible(api: &Api, actor: &Actor, id: &str) -> Result<(Arc<Access>, RequestRe
 
 /// One request (the caller's own, or one it may approve).
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
-    params(("id" = String, Path, description = "request id (r-…)")),
+    params(("id" = String, Path, description = "request id, r- and 24 hex digits",
+        pattern = "^r-[0-9a-f]{24}$")),
     responses((status = 200, body = Object), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 404, body = doc::ErrorBody),
         (status = 500, body = doc::ErrorBody)))]
@@ -186,7 +188,8 @@ pub(super) async fn get_request(
 
 /// Approve a pending request (never one's own); the last approval needed grants it.
 #[utoipa::path(post, path = "/v1/requests/{id}/approve", tag = "requests",
-    params(("id" = String, Path, description = "request id (r-…)")),
+    params(("id" = String, Path, description = "request id, r- and 24 hex digits",
+        pattern = "^r-[0-9a-f]{24}$")),
     responses((status = 200, body = Object), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
@@ -221,7 +224,8 @@ pub(super) struct DenyBody {
 
 /// Deny a pending request (whoever may approve it may deny it).
 #[utoipa::path(post, path = "/v1/requests/{id}/deny", tag = "requests", request_body = DenyBody,
-    params(("id" = String, Path, description = "request id (r-…)")),
+    params(("id" = String, Path, description = "request id, r- and 24 hex digits",
+        pattern = "^r-[0-9a-f]{24}$")),
     responses((status = 200, body = Object), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
@@ -243,7 +247,8 @@ pub(super) async fn deny_request(
 
 /// Withdraw one's own pending request.
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
-    params(("id" = String, Path, description = "request id (r-…)")),
+    params(("id" = String, Path, description = "request id, r- and 24 hex digits",
+        pattern = "^r-[0-9a-f]{24}$")),
     responses((status = 200, body = Object), (status = 400, body = doc::ErrorBody),
         (status = 401, body = doc::ErrorBody), (status = 403, body = doc::ErrorBody),
         (status = 404, body = doc::ErrorBody), (status = 409, body = doc::ErrorBody),
