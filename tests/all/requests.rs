@@ -172,7 +172,8 @@ fn an_approved_request_grants_exactly_once_on_a_real_server() {
 
 #[test]
 fn refused_requests_record_nothing_and_grant_nothing() {
-    let _g = crate::e2e::shared();
+    // Alone on the fleet: it counts the servers' logins.
+    let _q = crate::e2e::quiet();
     let env = Env::new();
     let config = Config::load(&env.config).unwrap();
     let connector = live_connector(&config).unwrap();
@@ -180,6 +181,7 @@ fn refused_requests_record_nothing_and_grant_nothing() {
     let access = Access::parse(POLICY, std::path::Path::new("access.cedar"), &["linux"]).unwrap();
     let alice = person("rq-alice2", &["devs"]);
     let rt = rt();
+    let logins = env.fleet.all_accepted_logins();
     let ask = |who: &Principal, a: RequestArgs| {
         rt.block_on(requests::request(&connector, &ledger, &access, who, a))
             .unwrap_err()
@@ -190,6 +192,45 @@ fn refused_requests_record_nothing_and_grant_nothing() {
     no_key.public_key = None;
     let mut root = args("web-1", 1, "x");
     root.permission = Some("root".into());
+    let check = |what: &str, e: ServiceError, expected: ErrorKind| {
+        assert!(
+            std::mem::discriminant(&kind(&e)) == std::mem::discriminant(&expected),
+            "{what}: {e} ({:?})",
+            kind(&e)
+        );
+    };
+    // Refused before anything runs: no server sees a login.
+    for (what, e, expected) in [
+        (
+            "over the integration's 8h",
+            ask(&alice, args("web-1", 9, "x")),
+            ErrorKind::BadRequest,
+        ),
+        (
+            "unknown integration",
+            ask(&alice, unknown),
+            ErrorKind::NotFound,
+        ),
+        (
+            "control characters",
+            ask(&alice, args("web-1", 1, "ok\u{1b}[31m")),
+            ErrorKind::BadRequest,
+        ),
+        (
+            "10 MB justification",
+            ask(&alice, args("web-1", 1, &"x".repeat(10 << 20))),
+            ErrorKind::BadRequest,
+        ),
+    ] {
+        check(what, e, expected);
+    }
+    assert_eq!(
+        env.fleet.all_accepted_logins(),
+        logins,
+        "a request refused before discovery reached a server"
+    );
+    // Refused after the guest's discovery, which reads each server's groups (its logins are
+    // reads, `getent group`): nothing is recorded, nothing granted, no account made.
     for (what, e, expected) in [
         (
             "not a dev",
@@ -202,16 +243,6 @@ fn refused_requests_record_nothing_and_grant_nothing() {
             ErrorKind::Denied,
         ),
         (
-            "over the integration's 8h",
-            ask(&alice, args("web-1", 9, "x")),
-            ErrorKind::BadRequest,
-        ),
-        (
-            "unknown integration",
-            ask(&alice, unknown),
-            ErrorKind::NotFound,
-        ),
-        (
             "unknown resource",
             ask(&alice, args("web-99", 1, "x")),
             ErrorKind::NotFound,
@@ -222,29 +253,20 @@ fn refused_requests_record_nothing_and_grant_nothing() {
             ErrorKind::BadRequest,
         ),
         (
-            "control characters",
-            ask(&alice, args("web-1", 1, "ok\u{1b}[31m")),
-            ErrorKind::BadRequest,
-        ),
-        (
-            "10 MB justification",
-            ask(&alice, args("web-1", 1, &"x".repeat(10 << 20))),
-            ErrorKind::BadRequest,
-        ),
-        (
             "no key while waiting for approval",
             ask(&alice, no_key),
             ErrorKind::BadRequest,
         ),
     ] {
-        assert!(
-            std::mem::discriminant(&kind(&e)) == std::mem::discriminant(&expected),
-            "{what}: {e} ({:?})",
-            kind(&e)
-        );
+        check(what, e, expected);
     }
     assert!(ledger.requests(None).unwrap().is_empty());
     assert!(ledger.list(None).unwrap().is_empty());
+    assert_eq!(
+        env.fleet.admin(1, "getent passwd rq-alice2").status.code(),
+        Some(2),
+        "no account was made"
+    );
     let refusals = ledger
         .audit_all()
         .unwrap()

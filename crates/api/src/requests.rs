@@ -44,20 +44,7 @@ fn may_see(access: &Access, actor: &Actor, r: &RequestRecord) -> bool {
     if r.requester == actor.0 {
         return true;
     }
-    let ask = latch_access::Ask {
-        integration: r.integration.clone(),
-        resource: r.resource_id.clone(),
-        tags: Default::default(),
-        permission: r.permission.clone(),
-        duration: std::time::Duration::from_secs(r.duration_secs),
-        justification: r.justification.clone(),
-        other: Some(Principal {
-            id: r.requester.clone(),
-            email: r.requester_email.clone(),
-            groups: r.requester_groups.clone(),
-            kind: "token",
-        }),
-    };
+    let ask = requests::ask_of(r);
     actor.1.covers(&r.integration)
         && access
             .decide(&actor.principal(), Act::Approve, &ask)

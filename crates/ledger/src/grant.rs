@@ -105,24 +105,34 @@ impl State {
 
 /// Grant ids are `g-` and 24 lower-case hex digits.
 pub fn check_grant_id(id: &str) -> Result<(), super::LedgerError> {
-    let ok = id.len() == 26
-        && id.starts_with("g-")
-        && id[2..]
+    check_id(id, "g-", "grant")
+}
+
+/// A new random grant id.
+pub fn new_grant_id() -> String {
+    new_id("g-")
+}
+
+/// Ledger ids (grants `g-`, requests `r-`): the prefix and 24 lower-case hex digits.
+pub(crate) fn check_id(id: &str, prefix: &str, what: &str) -> Result<(), super::LedgerError> {
+    let ok = id.len() == prefix.len() + 24
+        && id.starts_with(prefix)
+        && id[prefix.len()..]
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !ok {
         return Err(super::LedgerError::Invalid(format!(
-            "{:?} is not a grant id (g- and 24 hex digits)",
+            "{:?} is not a {what} id ({prefix} and 24 hex digits)",
             id.chars().take(64).collect::<String>()
         )));
     }
     Ok(())
 }
 
-/// A new random grant id.
-pub fn new_grant_id() -> String {
+/// A new random id with `prefix` (96 random bits).
+pub(crate) fn new_id(prefix: &str) -> String {
     let bytes: [u8; 12] = rand::random();
-    format!("g-{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 #[cfg(test)]

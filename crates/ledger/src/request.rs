@@ -117,24 +117,12 @@ pub struct Approval {
 
 /// A new random request id.
 pub fn new_request_id() -> String {
-    let bytes: [u8; 12] = rand::random();
-    format!("r-{}", hex::encode(bytes))
+    super::grant::new_id("r-")
 }
 
 /// Request ids are `r-` and 24 hex digits.
 pub fn check_request_id(id: &str) -> Result<()> {
-    let ok = id.len() == 26
-        && id.starts_with("r-")
-        && id[2..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !ok {
-        return Err(LedgerError::Invalid(format!(
-            "{:?} is not a request id (r- and 24 hex digits)",
-            id.chars().take(64).collect::<String>()
-        )));
-    }
-    Ok(())
+    super::grant::check_id(id, "r-", "request")
 }
 
 /// What came of an approval.

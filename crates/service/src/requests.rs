@@ -289,17 +289,33 @@ pub async fn request(
     })
 }
 
-/// The requester of `r`, as the policy sees them.
+/// The requester of `r`, as the policy sees them: a token's identity is `token:NAME` (the
+/// API names it so), anyone else's a person's.
 fn requester_of(r: &RequestRecord) -> Principal {
     Principal {
         id: r.requester.clone(),
         email: r.requester_email.clone(),
         groups: r.requester_groups.clone(),
-        kind: "person",
+        kind: if r.requester.starts_with("token:") {
+            "token"
+        } else {
+            "person"
+        },
     }
 }
 
-fn ask_of(r: &RequestRecord) -> Ask {
+/// Latch itself (`latch`, `scheduler`) as the actor of a step no caller took.
+fn system(id: &str) -> Principal {
+    Principal {
+        id: id.into(),
+        email: None,
+        groups: Vec::new(),
+        kind: "token",
+    }
+}
+
+/// What deciding request `r` (approve, deny, see) asks of the policy.
+pub fn ask_of(r: &RequestRecord) -> Ask {
     Ask {
         integration: r.integration.clone(),
         resource: r.resource_id.clone(),
@@ -469,12 +485,7 @@ pub async fn grant_approved(
         public_key: (!r.public_key.is_empty()).then(|| r.public_key.clone()),
         grant_id: Some(grant_id.clone()),
     };
-    let system = Principal {
-        id: "latch".into(),
-        email: None,
-        groups: Vec::new(),
-        kind: "token",
-    };
+    let system = system("latch");
     if ledger.get(&grant_id).is_ok() {
         return Err(ServiceError::Conflict(format!(
             "request {} was granted already (grant {grant_id})",
@@ -527,12 +538,7 @@ pub async fn grant_approved(
 
 /// Time out pending requests whose window has passed (the scheduler's tick).
 pub fn time_out(ledger: &Ledger) -> Result<Vec<RequestRecord>> {
-    let system = Principal {
-        id: "scheduler".into(),
-        email: None,
-        groups: Vec::new(),
-        kind: "token",
-    };
+    let system = system("scheduler");
     Ok(ledger.time_out_requests(unix_now(), |r| {
         audit(
             &system,
@@ -550,12 +556,7 @@ pub fn time_out(ledger: &Ledger) -> Result<Vec<RequestRecord>> {
 /// their window time out.
 pub fn reconcile(ledger: &Ledger, grace: u64) -> Result<()> {
     time_out(ledger)?;
-    let system = Principal {
-        id: "scheduler".into(),
-        email: None,
-        groups: Vec::new(),
-        kind: "token",
-    };
+    let system = system("scheduler");
     let now = unix_now();
     for r in ledger.approved_requests()? {
         let Some(grant_id) = &r.grant_id else {
